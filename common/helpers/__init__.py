@@ -1,0 +1,1 @@
+"""Reusable helpers: import the sub-package you need (``common.helpers.health``)."""

@@ -1,0 +1,40 @@
+"""Reusable health-check helpers: checks, the engine that runs them, and formats.
+
+Typical use::
+
+    from common.helpers.health import HealthEngine, aggregate
+    from common.helpers.health.checks.redis import RedisPingCheck
+
+    engine = HealthEngine(timeout=0.5, cache_ttl=2.0)
+    engine.register("cache", RedisPingCheck(client))
+    results = engine.run()
+    overall = aggregate({n: r.status for n, r in results.items()}, critical=["cache"])
+"""
+
+from .check import CallableCheck, CheckResult, ComponentCheck
+from .engine import HealthEngine
+from .errors import CheckError, ServiceDegraded, ServiceUnavailable
+from .redaction import RedactingFilter, redact, register_secret, register_url_secrets, safe_url
+from .status import Status, aggregate, worst
+from .timefmt import format_timestamp, format_uptime, utc_now
+
+__all__ = [
+    "CallableCheck",
+    "CheckError",
+    "CheckResult",
+    "ComponentCheck",
+    "HealthEngine",
+    "RedactingFilter",
+    "ServiceDegraded",
+    "ServiceUnavailable",
+    "Status",
+    "aggregate",
+    "format_timestamp",
+    "format_uptime",
+    "redact",
+    "register_secret",
+    "register_url_secrets",
+    "safe_url",
+    "utc_now",
+    "worst",
+]

@@ -1,0 +1,1 @@
+"""Ready-made checks for common dependencies. Each module imports its client library lazily."""

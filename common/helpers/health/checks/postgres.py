@@ -1,0 +1,75 @@
+"""PostgreSQL: ``SELECT 1`` with connect and statement timeouts (psycopg 3)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..check import ComponentCheck
+from ..errors import ServiceUnavailable
+
+
+class PostgresCheck(ComponentCheck):
+    """Run ``SELECT 1`` on a reused connection, reconnecting after any failure.
+
+    libpq has no connect timeout by default and ``statement_timeout`` is
+    enforced by the server, so both are set here. Prepared statements are off
+    so that transaction-mode poolers (PgBouncer, Supabase's pooler) work.
+    A connection in use by a hung check is never shared with the next one.
+    """
+
+    backend = "postgresql"
+
+    def __init__(self, conninfo: str, connect_timeout: float = 2.0, statement_timeout: float = 1.0) -> None:
+        self._conninfo = conninfo
+        self._connect_timeout = max(int(round(connect_timeout)), 2)  # libpq's floor is 2 s
+        self._statement_timeout_ms = max(int(statement_timeout * 1000), 1)
+        self._idle: Any = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> Any:
+        """Open a new connection with the check's timeouts."""
+        import psycopg
+
+        return psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            prepare_threshold=None,
+            connect_timeout=self._connect_timeout,
+            options=f"-c statement_timeout={self._statement_timeout_ms}",
+            application_name="worker-service-health",
+        )
+
+    def check(self) -> None:
+        import psycopg
+
+        with self._lock:
+            connection, self._idle = self._idle, None
+        try:
+            if connection is None or connection.closed:
+                connection = self.connect()
+            connection.execute("SELECT 1").fetchone()
+        except psycopg.OperationalError as error:
+            _close(connection)
+            raise ServiceUnavailable(_short(error)) from None
+        except psycopg.Error as error:
+            _close(connection)
+            raise ServiceUnavailable(f"{type(error).__name__}: {_short(error)}") from None
+        with self._lock:
+            if self._idle is None:
+                self._idle, connection = connection, None
+        _close(connection)
+
+
+def _close(connection: Any) -> None:
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception:
+            pass
+
+
+def _short(error: Exception) -> str:
+    """libpq messages span lines; the last non-empty one says what failed."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

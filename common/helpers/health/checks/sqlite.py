@@ -1,0 +1,35 @@
+"""SQLite: a real write and read on the database file."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from ..check import ComponentCheck
+from ..errors import ServiceUnavailable
+
+
+class SqliteCheck(ComponentCheck):
+    """Write a row to ``health_probe`` and read it back, with a busy timeout."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str, timeout: float = 1.0) -> None:
+        self._path = path
+        self._timeout = timeout
+
+    def check(self) -> None:
+        try:
+            connection = sqlite3.connect(self._path, timeout=self._timeout)
+            try:
+                with connection:
+                    connection.execute("CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, at REAL)")
+                    stamp = time.time()
+                    connection.execute("INSERT OR REPLACE INTO health_probe (id, at) VALUES (1, ?)", (stamp,))
+                row = connection.execute("SELECT at FROM health_probe WHERE id = 1").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            raise ServiceUnavailable(f"sqlite error: {error}") from None
+        if row is None or row[0] != stamp:
+            raise ServiceUnavailable("read back a different value than written")

@@ -1,0 +1,179 @@
+"""Run component checks concurrently, each under a deadline, cached and single-flight.
+
+Why it is built this way:
+
+* Probes arrive often and in bursts (load balancers, Kubernetes, nginx). A
+  result is cached for ``cache_ttl`` seconds and concurrent callers share one
+  in-flight check per component, so a flood of probes is never a flood of
+  Redis or database calls.
+* A dependency that accepts connections and never answers must not hold the
+  endpoint: each caller waits at most ``timeout`` seconds from the moment the
+  shared check started, then reports the component unavailable. Deadlines are
+  thread-based (``Future.result(timeout)``), never SIGALRM, which only works
+  in the main thread.
+* A check that stays hung is abandoned, not waited on again; at most
+  ``max_abandoned`` hung calls per component are left behind before the
+  engine stops starting new ones, so threads cannot pile up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from .check import CheckResult, ComponentCheck
+from .status import Status
+from .timefmt import utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Slot:
+    check: ComponentCheck
+    cached: CheckResult | None = None
+    cached_at: float = 0.0
+    inflight: Future | None = None
+    inflight_started: float = 0.0
+    abandoned: set = dataclasses.field(default_factory=set)
+    last_status: Status | None = None
+
+
+class HealthEngine:
+    """A registry of named checks and the policy that runs them.
+
+    :param timeout: seconds a caller waits for one component's answer.
+    :param cache_ttl: seconds a result is reused; ``0`` runs a check for every
+        caller (still single-flight).
+    :param max_abandoned: hung checks per component left running before no new
+        attempt is started.
+    """
+
+    def __init__(self, timeout: float, cache_ttl: float, max_abandoned: int = 2) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be greater than 0")
+        if cache_ttl < 0:
+            raise ValueError("cache_ttl must be 0 or more")
+        self.timeout = timeout
+        self.cache_ttl = cache_ttl
+        self.max_abandoned = max_abandoned
+        self._slots: dict[str, _Slot] = {}
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
+
+    # -- registry -------------------------------------------------------
+    def register(self, name: str, check: ComponentCheck) -> None:
+        """Add (or replace) the check for component ``name``."""
+        with self._lock:
+            self._slots[name] = _Slot(check=check)
+
+    def reset(self) -> None:
+        """Forget every check and cached result (for tests and reconfiguration)."""
+        with self._lock:
+            self._slots.clear()
+
+    @property
+    def names(self) -> list[str]:
+        """The registered component names, in registration order."""
+        return list(self._slots)
+
+    def check_for(self, name: str) -> ComponentCheck:
+        """Return the check registered as ``name``."""
+        return self._slots[name].check
+
+    # -- running --------------------------------------------------------
+    def run(self, names: Iterable[str] | None = None) -> dict[str, CheckResult]:
+        """Return a result for each component, within about ``timeout`` seconds."""
+        selected = list(self._slots) if names is None else list(names)
+        pending = {name: self._result_or_future(name) for name in selected}
+        results: dict[str, CheckResult] = {}
+        for name, item in pending.items():
+            if isinstance(item, CheckResult):
+                results[name] = item
+                continue
+            future, started = item
+            remaining = started + self.timeout - time.monotonic()
+            try:
+                results[name] = future.result(timeout=max(remaining, 0.0))
+            except FutureTimeout:
+                results[name] = self._store_timeout(name, future)
+        return results
+
+    def _result_or_future(self, name: str) -> CheckResult | tuple[Future, float]:
+        with self._lock:
+            slot = self._slots[name]
+            now = time.monotonic()
+            if slot.cached is not None and now - slot.cached_at < self.cache_ttl:
+                return slot.cached
+            if slot.inflight is not None and not slot.inflight.done():
+                if now - slot.inflight_started < self.timeout:
+                    return slot.inflight, slot.inflight_started
+                slot.abandoned = {future for future in slot.abandoned if not future.done()}
+                if len(slot.abandoned) >= self.max_abandoned:
+                    return self._timeout_result(slot, name, "still hung")
+                slot.abandoned.add(slot.inflight)
+            future = self._pool().submit(slot.check.run, name)
+            slot.inflight, slot.inflight_started = future, now
+        future.add_done_callback(lambda done, name=name: self._store(name, done))
+        return future, now
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # Created lazily and per process: an executor made before a fork has no
+        # threads in the child.
+        if self._executor is None or self._executor_pid != os.getpid():
+            workers = max(4, len(self._slots) * (self.max_abandoned + 1) + 1)
+            self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health-check")
+            self._executor_pid = os.getpid()
+        return self._executor
+
+    def _store(self, name: str, future: Future) -> None:
+        result: CheckResult = future.result()
+        with self._lock:
+            slot = self._slots.get(name)
+            if slot is None or slot.inflight is not future:
+                return
+            slot.cached, slot.cached_at = result, time.monotonic()
+            self._note_transition(slot, result)
+
+    def _store_timeout(self, name: str, future: Future) -> CheckResult:
+        with self._lock:
+            slot = self._slots[name]
+            if future.done():  # it finished while we took the lock
+                return future.result()
+            if slot.cached is not None and slot.inflight is future and slot.cached_at >= slot.inflight_started:
+                return slot.cached
+            return self._timeout_result(slot, name, "no answer")
+
+    def _timeout_result(self, slot: _Slot, name: str, what: str) -> CheckResult:
+        result = CheckResult(
+            component=name,
+            status=Status.UNAVAILABLE,
+            backend=slot.check.backend,
+            latency=self.timeout,
+            checked_at=utc_now(),
+            reason=f"{what} within {self.timeout:g} s (timed out)",
+        )
+        slot.cached, slot.cached_at = result, time.monotonic()
+        self._note_transition(slot, result)
+        return result
+
+    @staticmethod
+    def _note_transition(slot: _Slot, result: CheckResult) -> None:
+        """Log once per change of state, not once per probe."""
+        if result.status is slot.last_status:
+            return
+        previous, slot.last_status = slot.last_status, result.status
+        if result.status is Status.AVAILABLE:
+            if previous is not None:
+                log.warning("health: %s (%s) is available again", result.component, result.backend)
+            return
+        log.warning(
+            "health: %s (%s) is %s: %s", result.component, result.backend, result.status.value, result.reason
+        )

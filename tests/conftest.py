@@ -1,0 +1,66 @@
+"""Fixtures: app → client for in-process tests; real gunicorn, Redis and PostgreSQL for the rest."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import Gunicorn, HungListener, base_env
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def make_app(state_dir: Path):
+    """Build an app with settings overrides; resources of one test don't leak into the next."""
+    from worker_service import create_app, runtime
+
+    def factory(**overrides):
+        runtime.reset()
+        return create_app({"WORKER_STATE_DIR": str(state_dir), **overrides})
+
+    yield factory
+    runtime.reset()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def hung_listener() -> Iterator[HungListener]:
+    listener = HungListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path, state_dir: Path):
+    """Start gunicorn servers with ``gunicorn(env_extra..., args=[...])``; all are stopped after the test."""
+    servers: list[Gunicorn] = []
+
+    def start(args: list[str] | None = None, wait: bool = True, **env: str) -> Gunicorn:
+        server = Gunicorn(base_env(state_dir, **env), tmp_path, args=args)
+        servers.append(server)
+        return server.start(wait=wait)
+
+    yield start
+    for server in servers:
+        server.stop()

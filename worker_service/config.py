@@ -1,0 +1,196 @@
+"""Configuration from environment variables, validated at start-up.
+
+Every variable is a field of :class:`SettingsSchema`; its ``metadata`` holds
+the help text the README repeats. A bad value raises :class:`ConfigError`,
+whose message is one line naming the variable and what is wrong, and never
+echoes the value of a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+
+from common.helpers.health import register_secret, register_url_secrets
+
+COMPONENTS = ("cache", "database", "scheduler")
+BUILTIN_JOBS_FILE = str(resources.files("worker_service.jobs").joinpath("builtin.toml"))
+
+_positive = validate.Range(min=0, min_inclusive=False, error="must be greater than 0")
+_not_negative = validate.Range(min=0, error="must be 0 or more")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``str(error)`` is one line meant for an operator."""
+
+
+def _url(*schemes: str):
+    def check(value: str) -> None:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as error:
+            raise ValidationError(f"is not a valid URL ({error})") from None
+        if parts.scheme not in schemes:
+            raise ValidationError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValidationError("has no host name")
+
+    return check
+
+
+def _timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("is not a known time zone (e.g. UTC, Europe/Madrid)") from None
+
+
+class CommaList(fields.Field):
+    """A comma-separated string, loaded as a list of stripped, non-empty items."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        if isinstance(value, (list, tuple)):
+            return [str(item).strip() for item in value if str(item).strip()]
+        if not isinstance(value, str):
+            raise ValidationError("must be a comma-separated list")
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _components(value: list[str]) -> None:
+    unknown = [name for name in value if name not in COMPONENTS]
+    if unknown:
+        raise ValidationError(f"unknown component {', '.join(repr(n) for n in unknown)} (known: {', '.join(COMPONENTS)})")
+
+
+def _secret(**kwargs: Any) -> dict:
+    return {"secret": True, **kwargs}
+
+
+class SettingsSchema(Schema):
+    """The service's environment variables. Unknown variables are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    SERVICE_NAME = fields.String(load_default="worker-service", validate=validate.Length(1, 100),
+                                 metadata={"help": "Name reported as `service` in every payload."})
+    LOG_LEVEL = fields.String(load_default="INFO",
+                              validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                                                      error="must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+                              metadata={"help": "Log level of the application's loggers."})
+    WORKER_STATE_DIR = fields.String(load_default="./var", validate=validate.Length(min=1),
+                                     metadata={"help": "Local state: SQLite files, the scheduler lock. Created if missing."})
+
+    REDIS_URL = fields.String(load_default=None, allow_none=True, validate=_url("redis", "rediss", "unix"),
+                              metadata=_secret(help="Redis for the cache. Unset: an in-process cache."))
+    CACHE_SOCKET_TIMEOUT = fields.Float(load_default=2.0, validate=_positive,
+                                        metadata={"help": "Seconds a cache operation of a job may take."})
+
+    SUPABASE_URL = fields.String(load_default=None, allow_none=True, validate=_url("http", "https"),
+                                 metadata=_secret(help="Supabase project URL (wins over DATABASE_URL)."))
+    SUPABASE_KEY = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1),
+                                 metadata=_secret(help="Supabase API key (anon or service role)."))
+    SUPABASE_HEALTH_TABLE = fields.String(load_default="accounts", validate=validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="must be a table name"),
+                                          metadata={"help": "Small table the Supabase check sends HEAD ... limit=1 to."})
+    DATABASE_URL = fields.String(load_default=None, allow_none=True, validate=_url("postgres", "postgresql"),
+                                 metadata=_secret(help="PostgreSQL connection URL (psycopg 3)."))
+    DATABASE_TIMEOUT = fields.Float(load_default=5.0, validate=_positive,
+                                    metadata={"help": "Seconds a database call of a job may take."})
+    ACCOUNTS_TABLE = fields.String(load_default="accounts", validate=validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="must be a table name"),
+                                   metadata={"help": "Table the built-in account jobs read."})
+
+    HEALTH_CHECK_TIMEOUT = fields.Float(load_default=0.5, validate=[_positive, validate.Range(max=30, error="must be 30 or less")],
+                                        metadata={"help": "Seconds one component check may take before it counts as unavailable."})
+    HEALTH_CACHE_TTL = fields.Float(load_default=2.0, validate=_not_negative,
+                                    metadata={"help": "Seconds a check result is reused; 0 checks on every request."})
+    HEALTH_CRITICAL_COMPONENTS = CommaList(load_default=lambda: list(COMPONENTS), validate=_components,
+                                           metadata={"help": "Components whose failure makes the service unavailable."})
+
+    STATUS_TOKEN = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8, error="must be at least 8 characters"),
+                                 metadata=_secret(help="If set, /status and /metrics need `Authorization: Bearer <token>`."))
+    STATUS_DISK_PATH = fields.String(load_default=None, allow_none=True,
+                                     metadata={"help": "Filesystem reported under disk in /status. Default: the state directory."})
+    STATUS_CACHE_TTL = fields.Float(load_default=1.0, validate=_not_negative,
+                                    metadata={"help": "Seconds a /status report is reused by a worker; 0 builds it every time."})
+
+    WORKER_JOBS_FILE = fields.String(load_default=BUILTIN_JOBS_FILE,
+                                     metadata={"help": "TOML file declaring the jobs. Default: the built-in jobs."})
+    SCHEDULER_TIMEZONE = fields.String(load_default="UTC", validate=_timezone,
+                                       metadata={"help": "Time zone of cron and date triggers."})
+    SCHEDULER_AUTOSTART = fields.Boolean(load_default=False,
+                                         metadata={"help": "Outside gunicorn (flask run), start the scheduler in create_app."})
+    SCHEDULER_HEARTBEAT_INTERVAL = fields.Float(load_default=5.0, validate=_positive,
+                                                metadata={"help": "Seconds between the scheduler's heartbeats; stale after 3 of them."})
+    JOB_FAILURE_THRESHOLD = fields.Integer(load_default=3, validate=validate.Range(min=1, error="must be 1 or more"),
+                                           metadata={"help": "Consecutive failures that make a job unhealthy."})
+    JOB_OVERDUE_GRACE = fields.Float(load_default=60.0, validate=_not_negative,
+                                     metadata={"help": "Seconds past its next run time before a job counts as overdue."})
+    JOB_HISTORY_SIZE = fields.Integer(load_default=50, validate=validate.Range(min=1, max=10000, error="must be between 1 and 10000"),
+                                      metadata={"help": "Runs kept per job in the history."})
+    CLEANUP_DIR = fields.String(load_default=None, allow_none=True,
+                                metadata={"help": "Directory cleanup_temporary_files empties. Default: <state dir>/tmp."})
+    CLEANUP_MAX_AGE = fields.Float(load_default=86400.0, validate=_not_negative,
+                                   metadata={"help": "Age in seconds past which cleanup_temporary_files deletes a file."})
+
+    @post_load
+    def _derive(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if bool(data["SUPABASE_URL"]) != bool(data["SUPABASE_KEY"]):
+            missing = "SUPABASE_KEY" if data["SUPABASE_URL"] else "SUPABASE_URL"
+            raise ValidationError("is required when the other Supabase variable is set", missing)
+        state_dir = os.path.abspath(data["WORKER_STATE_DIR"])
+        data["WORKER_STATE_DIR"] = state_dir
+        data["STATUS_DISK_PATH"] = data["STATUS_DISK_PATH"] or state_dir
+        data["CLEANUP_DIR"] = os.path.abspath(data["CLEANUP_DIR"] or os.path.join(state_dir, "tmp"))
+        data["DATABASE_BACKEND"] = "supabase" if data["SUPABASE_URL"] else "postgresql" if data["DATABASE_URL"] else "sqlite"
+        data["CACHE_BACKEND"] = "redis" if data["REDIS_URL"] else "in-process"
+        return data
+
+
+SECRET_VARIABLES = tuple(name for name, field in SettingsSchema().fields.items() if field.metadata.get("secret"))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read the variables from ``environ`` (default ``os.environ``), apply ``overrides`` and validate.
+
+    Empty strings count as unset. Raises :class:`ConfigError` with one line.
+    """
+    environ = os.environ if environ is None else environ
+    names = SettingsSchema().fields
+    raw: dict[str, Any] = {name: environ[name] for name in names if environ.get(name, "") != ""}
+    raw.update({key: value for key, value in (overrides or {}).items() if key in names and value is not None})
+    try:
+        settings = SettingsSchema().load(raw)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error.normalized_messages(), raw)) from None
+    _register_secrets(settings)
+    return settings
+
+
+def _register_secrets(settings: Mapping[str, Any]) -> None:
+    """Tell the redactor every secret value, so no log line or payload can show one."""
+    for name in SECRET_VARIABLES:
+        value = settings.get(name)
+        if name.endswith("_URL"):
+            register_url_secrets(value)
+        elif value:
+            register_secret(value)
+
+
+def _one_line(messages: dict[str, Any], raw: Mapping[str, Any]) -> str:
+    problems = []
+    for name, errors in sorted(messages.items()):
+        text = "; ".join(str(e).rstrip(".") for e in (errors if isinstance(errors, list) else [errors]))
+        text = text.replace("Not a valid number", "must be a number").replace("Not a valid integer", "must be a whole number")
+        text = text.replace("Not a valid boolean", "must be true or false")
+        if name in SECRET_VARIABLES or name not in raw:
+            problems.append(f"{name} {text}")
+        else:
+            problems.append(f"{name}={str(raw[name])[:80]!r} {text}")
+    return "configuration error: " + "; ".join(problems)

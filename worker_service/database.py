@@ -1,0 +1,143 @@
+"""The database resource: Supabase, PostgreSQL or an embedded SQLite file.
+
+Which one: ``SUPABASE_URL`` + ``SUPABASE_KEY`` win, then ``DATABASE_URL``,
+else SQLite in the state directory. Clients are created lazily and once per
+process, so nothing opened before gunicorn forks is shared by workers.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any, Protocol
+
+from flask import Flask
+
+from common.helpers.health import ComponentCheck
+from common.helpers.health.checks.postgres import PostgresCheck
+from common.helpers.health.checks.sqlite import SqliteCheck
+from common.helpers.health.checks.supabase import SupabaseCheck
+
+SQLITE_FILE = "worker-data.sqlite3"
+
+
+class Database(Protocol):
+    """What jobs may do with the database."""
+
+    backend: str
+
+    def select(self, table: str, limit: int = 1000) -> list[dict[str, Any]]: ...
+    def health_check(self) -> ComponentCheck: ...
+
+
+class SupabaseDatabase:
+    """The official supabase client, created on first use in each process."""
+
+    backend = "supabase"
+
+    def __init__(self, url: str, key: str, health_table: str, timeout: float, check_timeout: float) -> None:
+        self._url, self._key = url, key
+        self._health_table = health_table
+        self._timeout, self._check_timeout = timeout, check_timeout
+        self._clients: dict[tuple[int, float], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, timeout: float | None = None) -> Any:
+        """This process's client whose HTTP timeouts are ``timeout`` seconds."""
+        key = (os.getpid(), timeout or self._timeout)
+        with self._lock:
+            if key not in self._clients:
+                from supabase import ClientOptions, create_client
+
+                options = ClientOptions(postgrest_client_timeout=key[1], auto_refresh_token=False, persist_session=False)
+                self._clients[key] = create_client(self._url, self._key, options=options)
+            return self._clients[key]
+
+    def select(self, table: str, limit: int = 1000) -> list[dict[str, Any]]:
+        return self.client().table(table).select("*").limit(limit).execute().data
+
+    def health_check(self) -> ComponentCheck:
+        return SupabaseCheck(lambda: self.client(self._check_timeout), self._health_table)
+
+
+class PostgresDatabase:
+    """psycopg 3 connections with connect and statement timeouts, prepared statements off."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str, timeout: float, check_timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._check = PostgresCheck(url, connect_timeout=max(check_timeout, 2.0), statement_timeout=check_timeout)
+
+    def select(self, table: str, limit: int = 1000) -> list[dict[str, Any]]:
+        import psycopg
+        from psycopg import sql
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(
+            self._url, autocommit=True, prepare_threshold=None, connect_timeout=max(int(self._timeout), 2),
+            options=f"-c statement_timeout={int(self._timeout * 1000)}", row_factory=dict_row,
+        ) as connection:
+            query = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(table))
+            return connection.execute(query, (limit,)).fetchall()
+
+    def health_check(self) -> ComponentCheck:
+        return self._check
+
+
+class SqliteDatabase:
+    """An embedded SQLite file, so that a first ``make run`` needs nothing installed.
+
+    It is created with an empty ``accounts`` table for the built-in jobs.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: str, accounts_table: str, timeout: float) -> None:
+        self.path = path
+        self._timeout = timeout
+        connection = sqlite3.connect(path, timeout=timeout)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(
+                f'CREATE TABLE IF NOT EXISTS "{accounts_table}" (id TEXT PRIMARY KEY, email TEXT, updated_at TEXT)'
+            )
+            connection.commit()
+        finally:
+            connection.close()
+
+    def select(self, table: str, limit: int = 1000) -> list[dict[str, Any]]:
+        connection = sqlite3.connect(self.path, timeout=self._timeout)
+        connection.row_factory = sqlite3.Row
+        try:
+            rows = connection.execute(f'SELECT * FROM "{table}" LIMIT ?', (limit,)).fetchall()
+        finally:
+            connection.close()
+        return [dict(row) for row in rows]
+
+    def health_check(self) -> ComponentCheck:
+        return SqliteCheck(self.path, timeout=self._timeout)
+
+
+def build_database(settings: dict[str, Any]) -> Database:
+    """Return the database the settings ask for (Supabase, then DATABASE_URL, then SQLite)."""
+    check_timeout = settings["HEALTH_CHECK_TIMEOUT"]
+    if settings["SUPABASE_URL"]:
+        return SupabaseDatabase(
+            settings["SUPABASE_URL"], settings["SUPABASE_KEY"], settings["SUPABASE_HEALTH_TABLE"],
+            settings["DATABASE_TIMEOUT"], check_timeout,
+        )
+    if settings["DATABASE_URL"]:
+        return PostgresDatabase(settings["DATABASE_URL"], settings["DATABASE_TIMEOUT"], check_timeout)
+    os.makedirs(settings["WORKER_STATE_DIR"], exist_ok=True)
+    path = os.path.join(settings["WORKER_STATE_DIR"], SQLITE_FILE)
+    return SqliteDatabase(path, settings["ACCOUNTS_TABLE"], timeout=max(check_timeout, 1.0))
+
+
+def init_app(app: Flask) -> None:
+    """Build the database from ``app.config``; jobs in this process use it too."""
+    from . import runtime
+
+    app.extensions["database"] = runtime.provide("database", build_database(app.config))

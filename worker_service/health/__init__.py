@@ -1,0 +1,21 @@
+"""Health: the check engine wired to this service's components, and its blueprint."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from common.helpers.health import HealthEngine
+
+from ..scheduler.component_check import SchedulerCheck
+
+
+def init_app(app: Flask) -> None:
+    """Register the cache, database and scheduler checks and the /health routes."""
+    from .views import bp
+
+    engine = HealthEngine(timeout=app.config["HEALTH_CHECK_TIMEOUT"], cache_ttl=app.config["HEALTH_CACHE_TTL"])
+    engine.register("cache", app.extensions["cache"].health_check())
+    engine.register("database", app.extensions["database"].health_check())
+    engine.register("scheduler", SchedulerCheck(app.extensions["store"], app.config))
+    app.extensions["health"] = engine
+    app.register_blueprint(bp)

@@ -1,0 +1,24 @@
+"""The APScheduler scheduler: jobs file, leader election, execution tracking."""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+from flask import Flask
+
+from .leadership import SchedulerLeadership
+
+# gunicorn.conf.py sets this in the master: under gunicorn, post_fork runs the
+# election, never create_app (which under --preload runs in the master).
+UNDER_GUNICORN = "WORKER_SERVICE_UNDER_GUNICORN"
+
+
+def init_app(app: Flask) -> None:
+    """Outside gunicorn (``flask run``, tests), stand by for the scheduler when ``SCHEDULER_AUTOSTART`` is true."""
+    if not app.config["SCHEDULER_AUTOSTART"] or os.environ.get(UNDER_GUNICORN):
+        return
+    leadership = SchedulerLeadership(app.config, app.extensions["store"])
+    leadership.stand_by()
+    app.extensions["scheduler"] = leadership
+    atexit.register(leadership.stop, True)

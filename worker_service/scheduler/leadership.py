@@ -1,0 +1,75 @@
+"""Stand by for the scheduler lock in the background; run the scheduler while holding it.
+
+Why a background wait and not one try at fork time: on SIGHUP gunicorn forks
+the new workers while the old leader still holds the lock. A single
+non-blocking try would find it busy in every new worker and leave NO
+scheduler once the old workers exit. A blocking wait in a daemon thread takes
+over the moment the holder releases the lock or dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from .election import FileLockElection, LeaderElection
+from .jobs_file import load_jobs_file
+from .service import SchedulerService
+
+log = logging.getLogger(__name__)
+LOCK_FILE = "scheduler.lock"
+
+
+class SchedulerLeadership:
+    """One per process: waits to lead, then starts a :class:`SchedulerService`."""
+
+    def __init__(self, settings: dict[str, Any], store: Any, election: LeaderElection | None = None) -> None:
+        self._settings = settings
+        self._store = store
+        self._election = election or FileLockElection(os.path.join(settings["WORKER_STATE_DIR"], LOCK_FILE))
+        self._service: SchedulerService | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process runs the scheduler now."""
+        return self._service is not None
+
+    def stand_by(self) -> None:
+        """Start the background thread that waits for the lock (returns at once)."""
+        self._thread = threading.Thread(target=self._wait_and_lead, name="scheduler-election", daemon=True)
+        self._thread.start()
+
+    def _wait_and_lead(self) -> None:
+        try:
+            if not self._election.acquire(blocking=False):
+                log.info("pid %d stands by: another process runs the scheduler", os.getpid())
+                self._election.acquire(blocking=True)
+            with self._lock:
+                if self._stopping.is_set():
+                    self._election.release()
+                    return
+                specs = load_jobs_file(self._settings["WORKER_JOBS_FILE"], self._settings["SCHEDULER_TIMEZONE"])
+                service = SchedulerService(
+                    specs, self._store, self._settings["SCHEDULER_TIMEZONE"],
+                    self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
+                )
+                service.start()
+                self._service = service
+        except Exception:
+            log.exception("the scheduler could not start in pid %d", os.getpid())
+            self._election.release()
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lock."""
+        self._stopping.set()
+        with self._lock:
+            service, self._service = self._service, None
+        if service is not None:
+            service.shutdown(wait=wait)
+        if self._election.held:
+            self._election.release()

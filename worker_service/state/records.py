@@ -1,0 +1,78 @@
+"""Plain records the state store returns. Times are epoch seconds (UTC)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class JobDefinition:
+    """A job as the leader publishes it: what any worker needs to report on it."""
+
+    id: str
+    name: str
+    trigger: str
+    next_run_time: float | None
+    misfire_grace_time: float | None
+    max_instances: int
+    executor: str
+    paused: bool
+    critical: bool
+    interval_seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRecord:
+    """A published job joined with its execution stats."""
+
+    definition: JobDefinition
+    success_count: int = 0
+    error_count: int = 0
+    missed_count: int = 0
+    max_instances_count: int = 0
+    duration_sum: float = 0.0
+    duration_min: float | None = None
+    duration_max: float | None = None
+    consecutive_failures: int = 0
+    last_run_at: float | None = None
+    last_outcome: str | None = None
+    last_success_at: float | None = None
+    last_error_type: str | None = None
+    last_error_message: str | None = None
+    last_error_at: float | None = None
+    runs_since_problem: int | None = None
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+    @property
+    def runs(self) -> int:
+        """Finished runs (successes and errors)."""
+        return self.success_count + self.error_count
+
+    @property
+    def avg_duration(self) -> float | None:
+        return self.duration_sum / self.runs if self.runs else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One finished (or missed) run in a job's bounded history."""
+
+    job_id: str
+    at: float
+    outcome: str
+    duration: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerRecord:
+    """The leader's last heartbeat."""
+
+    pid: int
+    hostname: str
+    state: str
+    timezone: str
+    started_at: float
+    heartbeat_at: float
