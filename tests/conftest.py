@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.servers import Gunicorn, HungListener, base_env
 
+pytest_plugins = ["tests.support.supabase_fixtures"]
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

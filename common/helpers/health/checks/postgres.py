@@ -70,6 +70,11 @@ def _close(connection: Any) -> None:
 
 
 def _short(error: Exception) -> str:
-    """libpq messages span lines; the last non-empty one says what failed."""
+    """The part of a libpq message that says what failed: 'Connection refused', 'FATAL: role ...'."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    first = lines[0]
+    if " failed: " in first:
+        first = first.rsplit(" failed: ", 1)[1]
+    return " ".join(first.replace("FATAL:  ", "").split())

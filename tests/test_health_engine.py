@@ -1,0 +1,109 @@
+"""The check engine in common.helpers.health: deadlines, caching, single-flight, status words."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common.helpers.health import (
+    ComponentCheck,
+    HealthEngine,
+    ServiceDegraded,
+    ServiceUnavailable,
+    Status,
+    aggregate,
+    format_timestamp,
+    format_uptime,
+    redact,
+    register_secret,
+)
+from tests.support.servers import wait_until
+
+
+class CountingCheck(ComponentCheck):
+    backend = "test"
+
+    def __init__(self, delay: float = 0.0, error: Exception | None = None) -> None:
+        self.calls = 0
+        self.delay = delay
+        self.error = error
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        with self._lock:
+            self.calls += 1
+        if self.delay:
+            self.release.wait(self.delay)
+        if self.error:
+            raise self.error
+
+
+def test_concurrent_callers_share_one_in_flight_check():
+    check = CountingCheck(delay=0.2)
+    engine = HealthEngine(timeout=1.0, cache_ttl=0)
+    engine.register("slow", check)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda _: engine.run()["slow"].status, range(20)))
+    assert results == [Status.AVAILABLE] * 20
+    assert check.calls == 1
+
+
+def test_results_are_cached_for_the_ttl_and_rechecked_after():
+    check = CountingCheck()
+    engine = HealthEngine(timeout=1.0, cache_ttl=0.2)
+    engine.register("c", check)
+    for _ in range(10):
+        engine.run()
+    assert check.calls == 1
+    first_check = time.monotonic()
+    wait_until(lambda: engine.run() and check.calls == 2, timeout=2, what="a second check after the TTL")
+    assert time.monotonic() - first_check >= 0.2
+
+
+def test_a_hung_check_answers_unavailable_at_the_deadline_and_is_not_started_again_while_hung():
+    check = CountingCheck(delay=30)
+    engine = HealthEngine(timeout=0.2, cache_ttl=0, max_abandoned=1)
+    engine.register("hung", check)
+    started = time.perf_counter()
+    result = engine.run()["hung"]
+    assert time.perf_counter() - started < 0.5
+    assert result.status is Status.UNAVAILABLE and "timed out" in result.reason
+    for _ in range(5):
+        assert engine.run()["hung"].status is Status.UNAVAILABLE
+    assert check.calls <= 2  # one hung call, at most one abandoned retry
+    check.release.set()
+
+
+def test_typed_errors_map_to_statuses_and_unexpected_errors_to_unavailable():
+    engine = HealthEngine(timeout=1.0, cache_ttl=0)
+    engine.register("down", CountingCheck(error=ServiceUnavailable("refused")))
+    engine.register("meh", CountingCheck(error=ServiceDegraded("slow replica")))
+    engine.register("boom", CountingCheck(error=ZeroDivisionError("oops")))
+    results = engine.run()
+    assert (results["down"].status, results["down"].reason) == (Status.UNAVAILABLE, "refused")
+    assert (results["meh"].status, results["meh"].reason) == (Status.DEGRADED, "slow replica")
+    assert results["boom"].status is Status.UNAVAILABLE and "ZeroDivisionError" in results["boom"].reason
+
+
+def test_overall_status_is_the_worst_critical_one_or_degraded_for_optional_failures():
+    components = {"cache": Status.UNAVAILABLE, "database": Status.AVAILABLE, "scheduler": Status.AVAILABLE}
+    assert aggregate(components, ["cache", "database", "scheduler"]) is Status.UNAVAILABLE
+    assert aggregate(components, ["database", "scheduler"]) is Status.DEGRADED
+    assert aggregate({**components, "cache": Status.AVAILABLE}, ["cache"]) is Status.AVAILABLE
+    assert aggregate({**components, "cache": Status.DEGRADED}, ["cache"]) is Status.DEGRADED
+
+
+def test_formats_match_the_seed():
+    assert format_uptime(86420) == "1d 0h 0m"
+    assert format_uptime(3725) == "0d 1h 2m"
+    assert format_timestamp(0.123456) == "1970-01-01T00:00:00.123456Z"
+
+
+def test_redaction_masks_url_passwords_tokens_and_registered_secrets():
+    register_secret("canary-api-key-123")
+    text = redact("redis://user:hunter22@host/0 Authorization: Bearer abc.def key=canary-api-key-123 eyJhbGciOi.eyJyb2xlIjo.sig")
+    for secret in ("hunter22", "abc.def", "canary-api-key-123", "eyJhbGciOi"):
+        assert secret not in text
+    assert "redis://user:***@host/0" in text
