@@ -1,0 +1,150 @@
+"""Exactly one scheduler under real gunicorn, through everything gunicorn does to its workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.support.runs import jobs_file, pid_job, read_runs
+from tests.support.servers import wait_until
+from worker_service.state import SqliteStateStore
+from worker_service.state.setup import STATE_FILE
+
+FAST_BEAT = {"SCHEDULER_HEARTBEAT_INTERVAL": "1", "HEALTH_CACHE_TTL": "0"}
+
+
+@pytest.fixture
+def ticking(tmp_path, gunicorn, state_dir):
+    """gunicorn with a job that appends its PID every second; returns (server, runs file, store)."""
+
+    def start(workers: int = 4, args: list[str] | None = None, **env: str):
+        runs = tmp_path / "runs.txt"
+        path = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
+        server = gunicorn(args=args, WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY=str(workers), **FAST_BEAT, **env)
+        wait_until(lambda: len(read_runs(runs)) >= 2, timeout=10, what="the first runs")
+        return server, runs, SqliteStateStore(str(state_dir / STATE_FILE))
+
+    return start
+
+
+def leader_of(runs_file) -> int:
+    return read_runs(runs_file)[-1][0]
+
+
+def successes(store) -> int:
+    return store.jobs()[0].success_count
+
+
+def assert_no_duplicates(runs, interval=1.0):
+    """No two runs closer than half an interval: two schedulers would interleave runs."""
+    times = sorted(at for _, at in runs)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) > interval / 2, f"runs too close together: {min(gaps):.3f} s"
+
+
+def assert_single_handover(runs, old_pid):
+    pids = [pid for pid, _ in runs]
+    first_new = next(i for i, pid in enumerate(pids) if pid != old_pid)
+    assert old_pid not in pids[first_new:], "the old leader ran again after the handover"
+
+
+def test_runs_match_elapsed_seconds_and_come_from_exactly_one_worker(ticking):
+    server, runs_file, _ = ticking()
+    start_count, started = len(read_runs(runs_file)), time.monotonic()
+    wait_until(lambda: len(read_runs(runs_file)) >= start_count + 4, timeout=8, what="4 more runs")
+    elapsed = time.monotonic() - started
+    runs = read_runs(runs_file)
+    assert abs((len(runs) - start_count) - elapsed) <= 1.5
+    assert len({pid for pid, _ in runs}) == 1
+    assert runs[0][0] in server.worker_pids()
+    assert_no_duplicates(runs)
+    for _ in range(8):  # every worker answers for the scheduler
+        assert server.get("/health", headers={"Connection": "close"})[2]["components"]["scheduler"] == "available"
+
+
+def test_sigkill_of_the_leader_hands_over_within_about_an_interval_without_duplicates(ticking):
+    server, runs_file, store = ticking()
+    old = leader_of(runs_file)
+    before = successes(store)
+    os.kill(old, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: leader_of(runs_file) != old, timeout=10, what="a new leader")
+    takeover = time.monotonic() - killed
+    assert takeover < 3.0, f"takeover took {takeover:.2f} s"
+    wait_until(lambda: len([r for r in read_runs(runs_file) if r[0] != old]) >= 3, timeout=8, what="3 runs")
+    runs = read_runs(runs_file)
+    assert_single_handover(runs, old)
+    assert_no_duplicates(runs)
+    assert successes(store) >= before + 3  # the stats survived the change of leader
+
+
+def test_sighup_reload_keeps_the_jobs_running(ticking):
+    server, runs_file, store = ticking(workers=3)
+    old_workers = set(server.worker_pids())
+    old_leader = leader_of(runs_file)
+    before = successes(store)
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: not old_workers & set(server.worker_pids()) and len(server.worker_pids()) == 3,
+               timeout=20, what="the old workers to be replaced")
+    reloaded = time.monotonic()
+    wait_until(lambda: leader_of(runs_file) != old_leader, timeout=10, what="a leader among the new workers")
+    wait_until(lambda: read_runs(runs_file)[-1][1] > time.time() - 1.5 and len(read_runs(runs_file)) > 0,
+               timeout=5, what="fresh runs")
+    assert time.monotonic() - reloaded < 10
+    runs = read_runs(runs_file)
+    assert leader_of(runs_file) in server.worker_pids()
+    assert_single_handover(runs, old_leader)
+    assert_no_duplicates(runs)
+    assert successes(store) > before
+
+
+def test_max_requests_recycling_keeps_the_jobs_running(ticking):
+    server, runs_file, store = ticking(workers=2, args=["--max-requests", "5", "--max-requests-jitter", "0"])
+    first_workers = set(server.worker_pids())
+    for _ in range(60):
+        server.get("/health/live", headers={"Connection": "close"})
+    wait_until(lambda: not first_workers & set(server.worker_pids()), timeout=20, what="every worker recycled")
+    count = len(read_runs(runs_file))
+    wait_until(lambda: len(read_runs(runs_file)) >= count + 2, timeout=6, what="runs after recycling")
+    assert leader_of(runs_file) in server.worker_pids()
+    assert_no_duplicates(read_runs(runs_file))
+    assert successes(store) >= count
+
+
+def test_a_worker_gunicorn_kills_on_timeout_hands_the_scheduler_over(ticking):
+    server, runs_file, _ = ticking(workers=2, args=["--timeout", "2"])
+    old = leader_of(runs_file)
+    os.kill(old, signal.SIGSTOP)  # a frozen worker stops notifying the master, which kills it on timeout
+    try:
+        wait_until(lambda: not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE,
+                   timeout=15, what="gunicorn to kill the frozen worker")
+        wait_until(lambda: leader_of(runs_file) != old, timeout=10, what="a new leader")
+    finally:
+        if psutil.pid_exists(old):
+            os.kill(old, signal.SIGCONT)
+    assert_single_handover(read_runs(runs_file), old)
+    assert "WORKER TIMEOUT" in server.stderr()
+
+
+def test_sigterm_lets_a_running_job_finish_and_marks_the_scheduler_stopped(tmp_path, gunicorn, state_dir):
+    marks = tmp_path / "marks.txt"
+    path = jobs_file(tmp_path / "jobs.toml", f"""
+[jobs.long]
+name = "Long"
+func = "tests.support.test_jobs:slow"
+trigger = "interval"
+seconds = 1
+kwargs = {{ seconds = 1.5, path = "{marks}" }}
+""")
+    server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", **FAST_BEAT)
+    wait_until(lambda: marks.exists() and marks.read_text().count("start") > marks.read_text().count("end"),
+               timeout=10, what="a run in progress")
+    assert server.stop(timeout=20) == 0
+    lines = marks.read_text().split()
+    assert lines.count("start") == lines.count("end"), "a running job was cut off"
+    leader = SqliteStateStore(str(state_dir / STATE_FILE)).scheduler()
+    assert leader.state == "stopped"
