@@ -48,9 +48,13 @@ class SupabaseDatabase:
         key = (os.getpid(), timeout or self._timeout)
         with self._lock:
             if key not in self._clients:
+                import httpx
                 from supabase import ClientOptions, create_client
 
-                options = ClientOptions(postgrest_client_timeout=key[1], auto_refresh_token=False, persist_session=False)
+                # An httpx.Timeout, not a float: postgrest-py turns a float into int(),
+                # so 0.5 s would become 0 and every check would fail at once.
+                options = ClientOptions(postgrest_client_timeout=httpx.Timeout(key[1]), auto_refresh_token=False,
+                                        persist_session=False)
                 self._clients[key] = create_client(self._url, self._key, options=options)
             return self._clients[key]
 
