@@ -1,4 +1,4 @@
-"""GET /status: the detailed view."""
+"""GET /status: the detailed view, and the OpenAPI document of every payload."""
 
 from __future__ import annotations
 
@@ -6,4 +6,13 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the /status routes."""
+    """Register /status and /openapi.json, and prime the CPU samplers."""
+    from .openapi import build_openapi
+    from .report import StatusReporter
+    from .views import bp
+
+    reporter = StatusReporter(app)
+    reporter.prime()
+    app.extensions["status"] = reporter
+    app.register_blueprint(bp)
+    app.extensions["openapi"] = build_openapi(app)

@@ -1,0 +1,46 @@
+"""The OpenAPI 3 document, generated with apispec from the payload schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask
+
+from .. import __version__
+from ..health.schemas import ErrorSchema, HealthSchema, LivenessSchema
+from .schemas import StatusSchema
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def build_openapi(app: Flask) -> dict[str, Any]:
+    """Return the document as a dict."""
+    spec = APISpec(title="worker-service", version=__version__, openapi_version="3.0.3",
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Health and status of a worker service that runs scheduled jobs."})
+    spec.components.schema("Health", schema=HealthSchema)
+    spec.components.schema("Liveness", schema=LivenessSchema)
+    spec.components.schema("Status", schema=StatusSchema)
+    spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.path(path="/health", operations={"get": {
+        "summary": "Availability of cache, database and scheduler",
+        "responses": {"200": _json("Health", "available or degraded"), "503": _json("Health", "unavailable")},
+    }})
+    spec.path(path="/health/live", operations={"get": {
+        "summary": "Liveness: the process answers; no dependency is touched",
+        "responses": {"200": _json("Liveness", "alive")},
+    }})
+    status_operation: dict[str, Any] = {
+        "summary": "Detailed status: jobs, scheduler, resources, dependencies",
+        "responses": {"200": _json("Status", "the report; the overall status is in the body")},
+    }
+    if app.config.get("STATUS_TOKEN"):
+        status_operation["security"] = [{"bearer": []}]
+        status_operation["responses"]["401"] = _json("Error", "missing or wrong bearer token")
+    spec.path(path="/status", operations={"get": status_operation})
+    return spec.to_dict()

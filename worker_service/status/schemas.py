@@ -1,0 +1,150 @@
+"""Marshmallow schemas of the /status payload: the seed's fields, plus what operators need beyond it."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from ..health.schemas import STATUS_WORDS, ComponentsSchema
+
+JOB_STATES = ["healthy", "pending", "warning", "unhealthy", "paused"]
+_status = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
+
+
+def _seconds(**kwargs):
+    return fields.Float(metadata={"description": "seconds", **kwargs.pop("metadata", {})}, **kwargs)
+
+
+class SchedulerStatusSchema(Schema):
+    running = fields.Boolean(required=True)
+    timezone = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(["running", "paused", "stopped"]))
+    pid = fields.Integer(allow_none=True, metadata={"description": "process that runs the scheduler"})
+    hostname = fields.String(allow_none=True)
+    heartbeat_age_seconds = _seconds(allow_none=True)
+    started_at = fields.String(allow_none=True)
+
+
+class LastExecutionSchema(Schema):
+    timestamp = fields.String(required=True)
+    time_ago_seconds = _seconds(required=True)
+
+
+class JobHealthSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
+    reason = fields.String(allow_none=True)
+    is_active = fields.Boolean(required=True)
+    is_critical = fields.Boolean(required=True)
+    error_count = fields.Integer(required=True)
+    success_count = fields.Integer(required=True)
+    consecutive_failures = fields.Integer(required=True)
+    last_execution = fields.Nested(LastExecutionSchema, allow_none=True, required=True)
+    next_execution = fields.String(allow_none=True, required=True)
+
+
+class JobsAnalysisSchema(Schema):
+    total_jobs = fields.Integer(required=True)
+    active_jobs = fields.Integer(required=True)
+    paused_jobs = fields.Integer(required=True)
+    critical_jobs = fields.Integer(required=True)
+    jobs_with_errors = fields.Integer(required=True)
+    avg_execution_times = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
+                                      metadata={"description": "seconds, for jobs that have run"})
+    error_rates = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
+                              metadata={"description": "percent 0-100 of finished runs that failed; jobs with errors only"})
+    job_health = fields.Dict(keys=fields.String(), values=fields.Nested(JobHealthSchema), required=True)
+
+
+class LastErrorSchema(Schema):
+    type = fields.String(required=True)
+    message = fields.String(required=True)
+    timestamp = fields.String(allow_none=True, required=True)
+
+
+class ScheduledJobSchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    next_run_time = fields.String(allow_none=True, required=True)
+    trigger = fields.String(required=True)
+    misfire_grace_time = fields.Float(allow_none=True, required=True)
+    max_instances = fields.Integer(required=True)
+    executor = fields.String(required=True)
+    avg_execution_time = _seconds(allow_none=True, required=True)
+    min_execution_time = _seconds(allow_none=True, required=True)
+    max_execution_time = _seconds(allow_none=True, required=True)
+    error_count = fields.Integer(required=True)
+    success_count = fields.Integer(required=True)
+    missed_count = fields.Integer(required=True)
+    max_instances_count = fields.Integer(required=True)
+    paused = fields.Boolean(required=True)
+    critical = fields.Boolean(required=True)
+    last_error = fields.Nested(LastErrorSchema, allow_none=True, required=True)
+
+
+class CpuSchema(Schema):
+    percent = fields.Float(required=True)
+    count = fields.Integer(required=True)
+
+
+class MemorySchema(Schema):
+    total_gb = fields.Float(required=True)
+    used_gb = fields.Float(required=True)
+    percent = fields.Float(required=True)
+
+
+class DiskSchema(Schema):
+    path = fields.String(required=True)
+    total_gb = fields.Float(required=True)
+    used_gb = fields.Float(required=True)
+    percent = fields.Float(required=True)
+
+
+class NetworkSchema(Schema):
+    bytes_sent_mb = fields.Float(required=True)
+    bytes_recv_mb = fields.Float(required=True)
+    packets_sent = fields.Integer(required=True)
+    packets_recv = fields.Integer(required=True)
+
+
+class ProcessSchema(Schema):
+    pid = fields.Integer(required=True)
+    memory_mb = fields.Float(required=True)
+    cpu_percent = fields.Float(required=True)
+    threads = fields.Integer(required=True)
+    open_files = fields.Integer(required=True, metadata={"description": "open file descriptors (num_fds)"})
+
+
+class SystemResourcesSchema(Schema):
+    cpu = fields.Nested(CpuSchema, required=True)
+    memory = fields.Nested(MemorySchema, required=True)
+    disk = fields.Nested(DiskSchema, required=True)
+    network = fields.Nested(NetworkSchema, required=True)
+    process = fields.Nested(ProcessSchema, required=True)
+
+
+class DependencySchema(Schema):
+    status = _status
+    backend = fields.String(required=True)
+    latency_seconds = _seconds(allow_none=True, required=True)
+    checked_at = fields.String(required=True)
+    reason = fields.String(allow_none=True, required=True)
+
+
+class MetricsSchema(Schema):
+    service_type = fields.String(required=True)
+    uptime_seconds = _seconds(required=True)
+    uptime_formatted = fields.String(required=True, metadata={"example": "1d 0h 0m"})
+    scheduler_status = fields.Nested(SchedulerStatusSchema, required=True)
+    jobs_analysis = fields.Nested(JobsAnalysisSchema, required=True)
+    scheduled_jobs = fields.List(fields.Nested(ScheduledJobSchema), required=True)
+    system_resources = fields.Nested(SystemResourcesSchema, required=True)
+    dependencies = fields.Dict(keys=fields.String(), values=fields.Nested(DependencySchema), required=True)
+
+
+class StatusSchema(Schema):
+    """``GET /status``: the seed's detailed view."""
+
+    status = _status
+    components = fields.Nested(ComponentsSchema, required=True)
+    metrics = fields.Nested(MetricsSchema, required=True)
+    timestamp = fields.String(required=True)
+    service = fields.String(required=True)
