@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     runtime.provide("settings", settings)
 
-    from . import health, scheduler, status
+    from . import health, metrics, scheduler, status
     from .state import setup as state
 
     http.init_app(app)
@@ -40,4 +40,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     scheduler.init_app(app)
     health.init_app(app)
     status.init_app(app)
+    metrics.init_app(app)
     return app

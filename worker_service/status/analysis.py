@@ -66,6 +66,10 @@ def analyse_jobs(records: list[JobRecord], settings: dict[str, Any], now: float 
                 "timestamp": format_timestamp(record.last_run_at),
                 "time_ago_seconds": round(max(now - record.last_run_at, 0.0), 3),
             },
+            "last_success": None if record.last_success_at is None else {
+                "timestamp": format_timestamp(record.last_success_at),
+                "time_ago_seconds": round(max(now - record.last_success_at, 0.0), 3),
+            },
             "next_execution": next_run,
         }
         listing.append({

@@ -38,6 +38,7 @@ class JobHealthSchema(Schema):
     success_count = fields.Integer(required=True)
     consecutive_failures = fields.Integer(required=True)
     last_execution = fields.Nested(LastExecutionSchema, allow_none=True, required=True)
+    last_success = fields.Nested(LastExecutionSchema, allow_none=True, required=True)
     next_execution = fields.String(allow_none=True, required=True)
 
 

@@ -1,0 +1,159 @@
+"""`worker-service check` and `worker-service status` against real running services."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import subprocess
+import threading
+
+import pytest
+
+from tests.support.runs import jobs_file
+from tests.support.servers import BIN, Gunicorn, base_env, free_port, wait_until
+
+PLUGIN_LINE = re.compile(r"^WORKER-SERVICE (OK|WARNING|CRITICAL|UNKNOWN) - .+$")
+TOKEN = "cli-test-token-123"
+JOBS = """
+[jobs.good]
+name = "Good"
+func = "tests.support.test_jobs:noop"
+trigger = "interval"
+seconds = 1
+
+[jobs.bad]
+name = "Bad"
+func = "tests.support.test_jobs:always_fail"
+trigger = "interval"
+seconds = 1
+"""
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    env = base_env(__import__("pathlib").Path("/tmp"))
+    return subprocess.run([str(BIN / "worker-service"), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def start(workdir, **env):
+    return Gunicorn(base_env(workdir / "state", HEALTH_CACHE_TTL="0", STATUS_CACHE_TTL="0",
+                             SCHEDULER_HEARTBEAT_INTERVAL="1", **env), workdir).start()
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("cli-ok")
+    path = jobs_file(workdir / "jobs.toml", JOBS)
+    server = start(workdir, WORKER_JOBS_FILE=str(path), STATUS_TOKEN=TOKEN, JOB_FAILURE_THRESHOLD="2")
+
+    def ran():
+        status, _, body = server.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
+        health = body["metrics"]["jobs_analysis"]["job_health"]
+        return health["good"]["success_count"] >= 1 and health["bad"]["error_count"] >= 2
+
+    wait_until(ran, timeout=10, what="both jobs to run")
+    yield server
+    server.stop()
+
+
+def test_check_is_ok_with_perfdata_when_the_service_is_available(healthy):
+    done = run_cli("check", "--url", healthy.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = done.stdout.strip()
+    assert PLUGIN_LINE.match(line) and line.startswith("WORKER-SERVICE OK")
+    assert "| cache=1;;;0;1 database=1;;;0;1 scheduler=1;;;0;1" in line and len(done.stdout.splitlines()) == 1
+
+
+def test_check_is_warning_when_degraded(tmp_path):
+    server = start(tmp_path, REDIS_URL="redis://127.0.0.1:1/0", HEALTH_CRITICAL_COMPONENTS="database,scheduler")
+    try:
+        done = run_cli("check", "--url", server.url)
+        assert done.returncode == 1 and done.stdout.startswith("WORKER-SERVICE WARNING"), done.stdout
+        assert "cache=0;;;0;1" in done.stdout
+    finally:
+        server.stop()
+
+
+def test_check_is_critical_when_unavailable(tmp_path):
+    server = start(tmp_path, REDIS_URL="redis://127.0.0.1:1/0")
+    try:
+        done = run_cli("check", "--url", server.url)
+        assert done.returncode == 2 and done.stdout.startswith("WORKER-SERVICE CRITICAL"), done.stdout
+        assert "cache unavailable" in done.stdout
+    finally:
+        server.stop()
+
+
+def test_check_is_unknown_when_refused():
+    done = run_cli("check", "--url", f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 3 and done.stdout.startswith("WORKER-SERVICE UNKNOWN") and "refused" in done.stdout
+
+
+def test_check_is_unknown_on_timeout(hung_listener):
+    done = run_cli("check", "--url", f"http://127.0.0.1:{hung_listener.port}", "--timeout", "0.5", timeout=10)
+    assert done.returncode == 3 and "within 0.5 s" in done.stdout
+
+
+@pytest.fixture
+def not_json_server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b"<html>502 Bad Gateway</html>" if self.path.startswith("/health") else b'["a", "list"]'
+            self.send_response(502 if self.path.startswith("/health") else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_check_is_unknown_when_the_answer_is_not_json_or_has_the_wrong_shape(not_json_server):
+    done = run_cli("check", "--url", not_json_server)
+    assert done.returncode == 3 and "not JSON" in done.stdout
+    done = run_cli("check", "--url", not_json_server, "--job", "x")
+    assert done.returncode == 3 and "unexpected shape" in done.stdout
+
+
+def test_check_job_reports_each_jobs_health_and_needs_the_token(healthy):
+    assert run_cli("check", "--url", healthy.url, "--job", "good", "--token", TOKEN).returncode == 0
+    bad = run_cli("check", "--url", healthy.url, "--job", "bad", "--token", TOKEN)
+    assert bad.returncode == 2 and "job bad is unhealthy" in bad.stdout and "consecutive_failures=" in bad.stdout
+    missing = run_cli("check", "--url", healthy.url, "--job", "nope", "--token", TOKEN)
+    assert missing.returncode == 3 and "no job 'nope'" in missing.stdout
+    no_token = run_cli("check", "--url", healthy.url, "--job", "good")
+    assert no_token.returncode == 3 and "401" in no_token.stdout
+
+
+def test_check_job_max_age_requires_a_recent_success(healthy):
+    fresh = run_cli("check", "--url", healthy.url, "--job", "good", "--token", TOKEN, "--max-age", "60")
+    assert fresh.returncode == 0 and "last success" in fresh.stdout
+    never = run_cli("check", "--url", healthy.url, "--job", "bad", "--token", TOKEN, "--max-age", "60")
+    assert never.returncode == 2 and "never succeeded" in never.stdout
+
+
+def test_status_prints_a_table_without_colour_when_piped_and_json_on_request(healthy):
+    table = run_cli("status", "--url", healthy.url, "--token", TOKEN)
+    assert table.returncode == 0
+    assert "\x1b[" not in table.stdout
+    for expected in ("COMPONENT", "cache", "scheduler: running", "JOB", "good", "bad", "unhealthy", "ERRORS/RUNS"):
+        assert expected in table.stdout
+    raw = run_cli("status", "--url", healthy.url, "--token", TOKEN, "--json")
+    assert raw.returncode == 0 and json.loads(raw.stdout)["metrics"]["service_type"] == "worker"
+
+
+def test_status_uses_colour_on_a_terminal(healthy):
+    from worker_service.status_table import render
+
+    _, _, body = healthy.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert "\x1b[" in render(body, colour=True) and "\x1b[" not in render(body, colour=False)
+
+
+def test_status_exits_3_when_the_service_cannot_be_read():
+    done = run_cli("status", "--url", f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 3 and "cannot reach" in done.stderr

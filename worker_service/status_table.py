@@ -1,0 +1,80 @@
+"""Render a /status body as tables for a person at a terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+COLOURS = {
+    "available": "green", "healthy": "green", "running": "green",
+    "degraded": "yellow", "warning": "yellow", "pending": "cyan", "paused": "cyan",
+    "unavailable": "red", "unhealthy": "red", "stopped": "red",
+}
+
+
+def _paint(word: str, colour: bool) -> str:
+    return click.style(word, fg=COLOURS.get(word), bold=word in ("unavailable", "unhealthy")) if colour else word
+
+
+def _ago(timestamp: str | None, now: dt.datetime) -> str:
+    if not timestamp:
+        return "-"
+    moment = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    seconds = (now - moment).total_seconds()
+    return _span(abs(seconds)) + (" ago" if seconds >= 0 else " from now")
+
+
+def _span(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _table(headers: list[str], rows: list[list[str]], colour_columns: set[int], colour: bool) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
+    for row in rows:
+        cells = []
+        for index, (cell, width) in enumerate(zip(row, widths, strict=False)):
+            padded = str(cell).ljust(width)
+            cells.append(padded.replace(str(cell), _paint(str(cell), colour), 1) if index in colour_columns else padded)
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def render(body: dict[str, Any], colour: bool) -> str:
+    """The service line, then components, the scheduler, and jobs."""
+    now = dt.datetime.now(dt.UTC)
+    metrics = body.get("metrics", {})
+    lines = [f"{body.get('service', 'service')}: {_paint(body.get('status', '?'), colour)}"
+             f"   uptime {metrics.get('uptime_formatted', '?')}"]
+    dependencies = metrics.get("dependencies", {})
+    rows = []
+    for name, status in body.get("components", {}).items():
+        detail = dependencies.get(name, {})
+        latency = detail.get("latency_seconds")
+        rows.append([name, status, detail.get("backend", "-"),
+                     "-" if latency is None else f"{latency * 1000:.1f}ms", detail.get("reason") or ""])
+    lines += ["", *_table(["COMPONENT", "STATUS", "BACKEND", "LATENCY", "REASON"], rows, {1}, colour)]
+    scheduler = metrics.get("scheduler_status", {})
+    age = scheduler.get("heartbeat_age_seconds")
+    lines += ["", f"scheduler: {_paint(scheduler.get('state', '?'), colour)}  pid {scheduler.get('pid') or '-'}"
+                  f" on {scheduler.get('hostname') or '-'}  heartbeat {'-' if age is None else f'{age:.1f}s ago'}"
+                  f"  timezone {scheduler.get('timezone', '?')}"]
+    health = metrics.get("jobs_analysis", {}).get("job_health", {})
+    rows = []
+    for job in metrics.get("scheduled_jobs", []):
+        state = health.get(job["id"], {}).get("status", "?")
+        average = job.get("avg_execution_time")
+        runs = job.get("success_count", 0) + job.get("error_count", 0)
+        last = health.get(job["id"], {}).get("last_execution") or {}
+        rows.append([job["id"], state, _ago(last.get("timestamp"), now), _ago(job.get("next_run_time"), now),
+                     "-" if average is None else f"{average:.3f}s", f"{job.get('error_count', 0)}/{runs}"])
+    lines += ["", *_table(["JOB", "STATE", "LAST RUN", "NEXT RUN", "AVG", "ERRORS/RUNS"], rows, {1}, colour)]
+    return "\n".join(lines)
