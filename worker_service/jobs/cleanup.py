@@ -23,7 +23,9 @@ def cleanup_temporary_files(directory: str | None = None, max_age: float | None 
     directory = directory or settings["CLEANUP_DIR"]
     max_age = settings["CLEANUP_MAX_AGE"] if max_age is None else max_age
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cleanup directory {directory} does not exist")
+        if directory != os.path.join(settings["WORKER_STATE_DIR"], "tmp"):
+            raise FileNotFoundError(f"cleanup directory {directory} does not exist (CLEANUP_DIR)")
+        os.makedirs(directory, exist_ok=True)  # the default lives in the state directory: ours to create
     cutoff = time.time() - max_age
     deleted = 0
     for _, dirnames, filenames, dirfd in os.fwalk(directory, follow_symlinks=False):
