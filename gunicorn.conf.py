@@ -8,7 +8,11 @@ GUNICORN_TIMEOUT (default 30), GUNICORN_GRACEFUL_TIMEOUT (default 30).
 import os
 import sys
 
-from worker_service.scheduler import gunicorn_hooks
+from worker_service.scheduler import UNDER_GUNICORN, gunicorn_hooks
+
+# Set before the app can be loaded (--preload loads it in the master before any
+# hook runs), so create_app never starts a scheduler under gunicorn: post_fork does.
+os.environ[UNDER_GUNICORN] = "1"
 
 
 def _int_env(name: str, default: int, minimum: int = 1) -> int:
@@ -64,6 +68,7 @@ logconfig_dict["formatters"]["plain"] = {"format": "%(message)s"}
 
 # Hooks: see worker_service/scheduler/gunicorn_hooks.py for what each does and why.
 on_starting = gunicorn_hooks.on_starting
+on_reload = gunicorn_hooks.on_reload
 post_fork = gunicorn_hooks.post_fork
 worker_abort = gunicorn_hooks.worker_abort
 worker_exit = gunicorn_hooks.worker_exit

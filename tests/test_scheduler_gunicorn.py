@@ -148,3 +148,50 @@ kwargs = {{ seconds = 1.5, path = "{marks}" }}
     assert lines.count("start") == lines.count("end"), "a running job was cut off"
     leader = SqliteStateStore(str(state_dir / STATE_FILE)).scheduler()
     assert leader.state == "stopped"
+
+
+def test_preload_never_starts_the_scheduler_in_the_master(ticking):
+    server, runs_file, _ = ticking(workers=2, args=["--preload"], SCHEDULER_AUTOSTART="true")
+    pids = {pid for pid, _ in read_runs(runs_file)}
+    assert pids and server.process.pid not in pids
+    assert pids <= set(server.worker_pids()) and len(pids) == 1
+
+
+def test_outside_gunicorn_create_app_starts_the_scheduler_when_asked(make_app, tmp_path):
+    runs = tmp_path / "runs.txt"
+    path = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
+    app = make_app(WORKER_JOBS_FILE=str(path), SCHEDULER_AUTOSTART="true", SCHEDULER_HEARTBEAT_INTERVAL="1",
+                   HEALTH_CACHE_TTL="0")
+    try:
+        wait_until(lambda: len(read_runs(runs)) >= 2, timeout=6, what="two runs in-process")
+        assert {pid for pid, _ in read_runs(runs)} == {os.getpid()}
+        assert app.test_client().get("/health").json["components"]["scheduler"] == "available"
+    finally:
+        app.extensions["scheduler"].stop(wait=True)
+    assert not app.extensions["scheduler"].is_leader
+
+
+def test_a_broken_jobs_file_on_reload_is_logged_and_shows_as_no_scheduler(tmp_path, gunicorn):
+    runs = tmp_path / "runs.txt"
+    path = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
+    server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", **FAST_BEAT)
+    wait_until(lambda: server.get("/health")[2]["components"]["scheduler"] == "available", timeout=10, what="leader")
+    path.write_text('[jobs.tick]\nfunc = "os:getpid"\ntrigger = "weekly"\n')
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: "reload: jobs file" in server.stderr(), timeout=10, what="the reload error in the log")
+    wait_until(lambda: server.get("/health")[0] == 503, timeout=15, what="scheduler unavailable")
+    assert "unknown trigger 'weekly'" in server.stderr()
+
+
+def test_stats_and_next_run_survive_a_full_restart(tmp_path, gunicorn, state_dir):
+    runs = tmp_path / "runs.txt"
+    path = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
+    first = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", **FAST_BEAT)
+    wait_until(lambda: len(read_runs(runs)) >= 3, timeout=10, what="three runs")
+    assert first.stop() == 0
+    store = SqliteStateStore(str(state_dir / STATE_FILE))
+    before = successes(store)
+    assert before >= 3 and store.scheduler().state == "stopped"
+    gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", **FAST_BEAT)
+    wait_until(lambda: successes(store) >= before + 2, timeout=10, what="runs after the restart")
+    assert store.scheduler().state == "running"

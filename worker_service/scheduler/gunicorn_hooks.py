@@ -3,6 +3,7 @@
 * ``on_starting`` (master): validate the settings and the jobs file, so a bad
   value stops the service before any worker starts, with one line and exit
   code 78 (EX_CONFIG); record when the service started, for uptime.
+* ``on_reload`` (master, SIGHUP): re-validate and log a broken jobs file.
 * ``post_fork`` (each worker): stand by for the scheduler lock.
 * ``worker_abort`` / ``worker_exit`` (the worker): stop the scheduler and free
   the lock; a graceful stop lets running jobs finish.
@@ -45,6 +46,13 @@ def validate_configuration() -> str | None:
     except (ConfigError, JobsFileError) as error:
         return str(error)
     return None
+
+
+def on_reload(server: Any) -> None:
+    """SIGHUP: the new workers will read the jobs file again; say loudly if it is now broken."""
+    problem = validate_configuration()
+    if problem:
+        server.log.error("reload: %s; the new workers will run NO scheduler until this is fixed", problem)
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from .election import FileLockElection, LeaderElection
-from .jobs_file import load_jobs_file
+from .jobs_file import JobsFileError, load_jobs_file
 from .service import SchedulerService
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ class SchedulerLeadership:
                 )
                 service.start()
                 self._service = service
+        except JobsFileError as error:
+            log.error("the scheduler cannot start: %s (fix it, check with `worker-service check-config`, reload)", error)
+            self._election.release()
         except Exception:
             log.exception("the scheduler could not start in pid %d", os.getpid())
             self._election.release()
