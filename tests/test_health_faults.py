@@ -118,3 +118,19 @@ def test_redis_that_comes_back_is_available_within_ttl_plus_timeout(make_app, tm
     restarted = time.monotonic()
     wait_until(lambda: client.get("/health").status_code == 200, timeout=3, what="redis back")
     assert time.monotonic() - restarted <= 0.5 + 0.5 + 0.5  # TTL + timeout + polling slack
+
+
+@pytest.mark.parametrize(("delay", "expected"), [(0.15, "available"), (0.8, "unavailable")])
+def test_slow_redis_is_available_under_the_timeout_and_unavailable_past_it(make_app, delay, expected):
+    from tests.support.servers import DelayProxy
+
+    proxy = DelayProxy(6379, delay)
+    try:
+        app = make_app(REDIS_URL=f"redis://127.0.0.1:{proxy.port}/15", HEALTH_CACHE_TTL=0, **NO_SCHEDULER)
+        response, elapsed = timed_get(app.test_client())
+        assert response.json["components"]["cache"] == expected
+        assert elapsed < 1.0
+        result = app.extensions["health"].run()["cache"]
+        assert result.latency >= min(delay, 0.5) * 0.9
+    finally:
+        proxy.close()

@@ -122,7 +122,8 @@ def test_job_figures_are_true(server):
     failing = analysis["job_health"]["failing"]
     assert failing["status"] == "unhealthy" and failing["error_count"] >= 2 and failing["success_count"] == 0
     assert jobs["failing"]["last_error"]["type"] == "RuntimeError"
-    assert "canary-job-secret" not in str(body)
+    assert "canary-job-secret" not in str(body) + server.stderr() + server.stdout()
+    assert "password=***" in jobs["failing"]["last_error"]["message"]
     assert body["components"]["scheduler"] == "degraded" and body["status"] == "degraded"
     assert analysis["job_health"]["slow"]["status"] == "healthy"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 import uuid
@@ -40,10 +41,19 @@ class RedisCache:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        # A new connection costs one round trip per handshake command, and on a
+        # slow link a fresh connection's first PING must still fit the deadline:
+        # RESP2 (no HELLO, no maintenance-notification opt-in) and no CLIENT SETINFO.
+        handshake: dict[str, Any] = {"protocol": 2}
+        if "driver_info" in inspect.signature(redis.Redis.__init__).parameters:
+            handshake["driver_info"] = None
+        else:
+            handshake.update(lib_name=None, lib_version=None)
+
         def client(timeout: float) -> Any:
             return redis.Redis.from_url(
                 url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
-                decode_responses=True, client_name="worker-service",
+                decode_responses=True, **handshake,
             )
 
         self.client = client(socket_timeout)

@@ -166,3 +166,49 @@ def run_gunicorn_expecting_exit(env: Mapping[str, str], workdir: Path, timeout: 
     command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{free_port()}",
                "--chdir", str(ROOT), "wsgi:app"]
     return subprocess.run(command, env=dict(env), cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+class DelayProxy:
+    """A TCP proxy to a real server that holds every reply for ``delay`` seconds (a slow dependency)."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.delay), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, delay: float) -> None:
+        try:
+            while data := source.recv(65536):
+                if delay:
+                    self._stop.wait(delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self.sock.close()
