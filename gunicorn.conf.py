@@ -5,10 +5,18 @@ per worker, default 4), GUNICORN_BIND (default 127.0.0.1:8000),
 GUNICORN_TIMEOUT (default 30), GUNICORN_GRACEFUL_TIMEOUT (default 30).
 """
 
+import importlib.util
 import os
+import subprocess
 import sys
+import time
 
-from worker_service.scheduler import UNDER_GUNICORN, gunicorn_hooks
+# Nothing from worker_service is imported in the master: every worker imports
+# the code (and the job modules) afresh after fork, so `kill -HUP` (systemctl
+# reload) brings new code. The names below mirror worker_service.scheduler.
+UNDER_GUNICORN = "WORKER_SERVICE_UNDER_GUNICORN"
+STARTED_AT = "WORKER_SERVICE_STARTED_AT"
+EX_CONFIG = 78
 
 # Set before the app can be loaded (--preload loads it in the master before any
 # hook runs), so create_app never starts a scheduler under gunicorn: post_fork does.
@@ -26,7 +34,7 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
     if value < minimum:
         print(f"worker-service: configuration error: {name}={raw!r} must be a whole number of at least {minimum}",
               file=sys.stderr)
-        raise SystemExit(gunicorn_hooks.EX_CONFIG)
+        raise SystemExit(EX_CONFIG)
     return value
 
 
@@ -48,13 +56,24 @@ access_log_format = (
     'ts=%(t)s level=INFO logger=gunicorn.access remote=%(h)s method=%(m)s path="%(U)s" '
     'status=%(s)s bytes=%(B)s duration_ms=%(M)s agent="%(a)s"'
 )
+
+
+def _logfmt_formatter():
+    """worker_service/logfmt.py, loaded by path: the master must not import the package."""
+    spec = importlib.util.spec_from_file_location(
+        "_worker_service_logfmt", os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_service", "logfmt.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LogfmtFormatter
+
+
+# Workers add a redacting filter to these handlers in post_fork (worker_service.logging_setup).
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"logfmt": {"()": "worker_service.logging_setup.LogfmtFormatter"}},
-    "filters": {"redact": {"()": "common.helpers.health.RedactingFilter"}},
+    "formatters": {"logfmt": {"()": _logfmt_formatter()}},
     "handlers": {
-        "error": {"class": "logging.StreamHandler", "formatter": "logfmt", "filters": ["redact"], "stream": "ext://sys.stderr"},
+        "error": {"class": "logging.StreamHandler", "formatter": "logfmt", "stream": "ext://sys.stderr"},
         "access": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"},
     },
     "root": {"level": "WARNING", "handlers": ["error"]},
@@ -66,12 +85,52 @@ logconfig_dict = {
 logconfig_dict["formatters"]["plain"] = {"format": "%(message)s"}
 
 
-# Hooks: see worker_service/scheduler/gunicorn_hooks.py for what each does and why.
-on_starting = gunicorn_hooks.on_starting
-on_reload = gunicorn_hooks.on_reload
-post_fork = gunicorn_hooks.post_fork
-worker_abort = gunicorn_hooks.worker_abort
-worker_exit = gunicorn_hooks.worker_exit
+def _configuration_problem() -> str | None:
+    """Run `worker-service check-config` in a child process; return its one-line complaint, if any."""
+    done = subprocess.run([sys.executable, "-m", "worker_service.cli", "check-config"],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"worker-service: check-config failed with exit code {done.returncode}"
+
+
+def on_starting(server):
+    """Master, before binding: a bad setting or jobs file exits 78 with one line; record the start time."""
+    os.environ.setdefault(STARTED_AT, repr(time.time()))
+    problem = _configuration_problem()
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        raise SystemExit(EX_CONFIG)
+
+
+def on_reload(server):
+    """Master, SIGHUP: new workers will read the jobs file again; say loudly if it is now broken."""
+    problem = _configuration_problem()
+    if problem:
+        server.log.error("reload: %s; the new workers will run NO scheduler until this is fixed",
+                         problem.removeprefix("worker-service: "))
+
+
+# Worker-side hooks: see worker_service/scheduler/gunicorn_hooks.py for what each does and why.
+def post_fork(server, worker):
+    from worker_service.scheduler import gunicorn_hooks
+
+    gunicorn_hooks.post_fork(server, worker)
+
+
+def worker_abort(worker):
+    from worker_service.scheduler import gunicorn_hooks
+
+    gunicorn_hooks.worker_abort(worker)
+
+
+def worker_exit(server, worker):
+    if os.getpid() != worker.pid:  # gunicorn also calls it in the master for a worker already gone
+        return
+    from worker_service.scheduler import gunicorn_hooks
+
+    gunicorn_hooks.worker_exit(server, worker)
 
 # gunicorn 24+ opens a control socket at one fixed path per user; two services
 # on a host would fight over it, and nothing here uses it.

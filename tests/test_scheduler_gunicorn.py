@@ -195,3 +195,19 @@ def test_stats_and_next_run_survive_a_full_restart(tmp_path, gunicorn, state_dir
     gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", **FAST_BEAT)
     wait_until(lambda: successes(store) >= before + 2, timeout=10, what="runs after the restart")
     assert store.scheduler().state == "running"
+
+
+def test_sighup_brings_new_job_code_because_the_master_never_imports_it(tmp_path, gunicorn):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    module = package / "versioned_job.py"
+    out = tmp_path / "versions.txt"
+    module.write_text(f"def run():\n    open({str(out)!r}, 'a').write('v1\\n')\n")
+    path = jobs_file(tmp_path / "jobs.toml", '[jobs.v]\nfunc = "versioned_job:run"\ntrigger = "interval"\nseconds = 1\n')
+    server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", PYTHONPATH=str(package), **FAST_BEAT)
+    wait_until(lambda: out.exists() and "v1" in out.read_text(), timeout=10, what="v1 runs")
+    module.write_text(f"def run():\n    open({str(out)!r}, 'a').write('v2\\n')\n")
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: "v2" in out.read_text(), timeout=20, what="the new code to run after SIGHUP")
+    lines = out.read_text().split()
+    assert "v1" not in lines[lines.index("v2"):], "old code ran after the new code"

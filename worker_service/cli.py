@@ -169,3 +169,7 @@ def check_config() -> None:
         click.echo(f"worker-service: {problem}", err=True)
         sys.exit(EX_CONFIG)
     click.echo("worker-service: configuration OK")
+
+
+if __name__ == "__main__":  # `python -m worker_service.cli`, as gunicorn.conf.py's on_starting runs it
+    main()

@@ -7,34 +7,16 @@ a log shipper parses one format.
 from __future__ import annotations
 
 import logging
-import os
 
 from common.helpers.health import RedactingFilter
 
-LOG_FORMAT = 'ts=%(asctime)s level=%(levelname)s pid=%(process)d logger=%(name)s msg="%(message)s"'
-DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+from .logfmt import LogfmtFormatter
 
-
-class LogfmtFormatter(logging.Formatter):
-    """Quote the message so that one record is one parseable line."""
-
-    def __init__(self) -> None:
-        super().__init__(LOG_FORMAT, DATE_FORMAT)
-
-    def format(self, record: logging.LogRecord) -> str:
-        record.message = record.getMessage().replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        record.asctime = self.formatTime(record, self.datefmt)
-        text = self.formatMessage(record)
-        if record.exc_text:
-            text += ' exc="' + record.exc_text.replace('"', '\\"').replace("\n", "\\n") + '"'
-        return text
-
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        return self._style.format(record)
+GUNICORN_LOGGERS = ("gunicorn.error", "gunicorn.access")
 
 
 def configure_logging(level: str) -> None:
-    """Send the ``worker_service`` and ``common`` loggers to stderr once per process."""
+    """Send our loggers to stderr once per process, and redact every handler gunicorn set up."""
     for name in ("worker_service", "common", "apscheduler"):
         logger = logging.getLogger(name)
         logger.setLevel(level if name != "apscheduler" else max(logging.getLevelName(level), logging.WARNING))
@@ -46,4 +28,7 @@ def configure_logging(level: str) -> None:
         handler._worker_service = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    for name in GUNICORN_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())

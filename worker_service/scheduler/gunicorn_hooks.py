@@ -1,9 +1,9 @@
-"""What ``gunicorn.conf.py``'s hooks do, kept here so the config file stays declarative.
+"""What ``gunicorn.conf.py``'s worker-side hooks do.
 
-* ``on_starting`` (master): validate the settings and the jobs file, so a bad
-  value stops the service before any worker starts, with one line and exit
-  code 78 (EX_CONFIG); record when the service started, for uptime.
-* ``on_reload`` (master, SIGHUP): re-validate and log a broken jobs file.
+The master-side hooks (``on_starting``, ``on_reload``) live in gunicorn.conf.py
+and run ``worker-service check-config`` in a child process, so the master never
+imports this package and a reload brings new code.
+
 * ``post_fork`` (each worker): stand by for the scheduler lock.
 * ``worker_abort`` / ``worker_exit`` (the worker): stop the scheduler and free
   the lock; a graceful stop lets running jobs finish.
@@ -12,27 +12,13 @@
 from __future__ import annotations
 
 import os
-import sys
-import time
 from typing import Any
-
-from . import UNDER_GUNICORN
 
 EX_CONFIG = 78
 STARTED_AT = "WORKER_SERVICE_STARTED_AT"
 
 _leadership: Any = None
 _aborting = False
-
-
-def on_starting(server: Any) -> None:
-    """Validate configuration in the master; exit 78 with one line if it is bad."""
-    os.environ[UNDER_GUNICORN] = "1"
-    os.environ.setdefault(STARTED_AT, repr(time.time()))
-    problem = validate_configuration()
-    if problem:
-        print(f"worker-service: {problem}", file=sys.stderr, flush=True)
-        raise SystemExit(EX_CONFIG)
 
 
 def validate_configuration() -> str | None:
@@ -46,13 +32,6 @@ def validate_configuration() -> str | None:
     except (ConfigError, JobsFileError) as error:
         return str(error)
     return None
-
-
-def on_reload(server: Any) -> None:
-    """SIGHUP: the new workers will read the jobs file again; say loudly if it is now broken."""
-    problem = validate_configuration()
-    if problem:
-        server.log.error("reload: %s; the new workers will run NO scheduler until this is fixed", problem)
 
 
 def post_fork(server: Any, worker: Any) -> None:
