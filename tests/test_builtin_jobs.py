@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.support.servers import wait_until
 from worker_service.config import BUILTIN_JOBS_FILE
 from worker_service.scheduler.jobs_file import load_jobs_file
 
@@ -90,9 +91,9 @@ def test_cleanup_creates_its_default_directory_but_not_a_configured_one(make_app
 
 
 def test_gunicorn_on_the_embedded_defaults_is_available_with_the_builtin_jobs(gunicorn):
-    server = gunicorn(WEB_CONCURRENCY="2")
-    status, _, body = server.get("/health")
-    assert status == 200 and body["status"] == "available", body
+    server = gunicorn(WEB_CONCURRENCY="2", HEALTH_CACHE_TTL="0")
+    status, _, body = wait_until(lambda: (r := server.get("/health"))[0] == 200 and r, timeout=10, what="200")
+    assert body["status"] == "available", body
     _, _, report = server.get("/status")
     assert report["metrics"]["jobs_analysis"]["total_jobs"] == 3
     assert {d["backend"] for d in report["metrics"]["dependencies"].values()} == {"in-process", "sqlite", "apscheduler"}
