@@ -64,22 +64,16 @@ def test_check_is_ok_with_perfdata_when_the_service_is_available(healthy):
     assert "| cache=1;;;0;1 database=1;;;0;1 scheduler=1;;;0;1" in line and len(done.stdout.splitlines()) == 1
 
 
-def test_check_is_warning_when_degraded(tmp_path):
-    server = start(tmp_path, REDIS_URL="redis://127.0.0.1:1/0", HEALTH_CRITICAL_COMPONENTS="database,scheduler")
+@pytest.mark.parametrize(
+    ("critical", "code", "label", "expected"),
+    [("database,scheduler", 1, "WARNING", "cache=0;;;0;1"), ("cache,database,scheduler", 2, "CRITICAL", "cache unavailable")],
+)
+def test_check_is_warning_when_degraded_and_critical_when_unavailable(tmp_path, critical, code, label, expected):
+    server = start(tmp_path, REDIS_URL="redis://127.0.0.1:1/0", HEALTH_CRITICAL_COMPONENTS=critical)
     try:
         done = run_cli("check", "--url", server.url)
-        assert done.returncode == 1 and done.stdout.startswith("WORKER-SERVICE WARNING"), done.stdout
-        assert "cache=0;;;0;1" in done.stdout
-    finally:
-        server.stop()
-
-
-def test_check_is_critical_when_unavailable(tmp_path):
-    server = start(tmp_path, REDIS_URL="redis://127.0.0.1:1/0")
-    try:
-        done = run_cli("check", "--url", server.url)
-        assert done.returncode == 2 and done.stdout.startswith("WORKER-SERVICE CRITICAL"), done.stdout
-        assert "cache unavailable" in done.stdout
+        assert done.returncode == code and done.stdout.startswith(f"WORKER-SERVICE {label}"), done.stdout
+        assert expected in done.stdout
     finally:
         server.stop()
 
@@ -121,7 +115,8 @@ def test_check_is_unknown_when_the_answer_is_not_json_or_has_the_wrong_shape(not
 
 
 def test_check_job_reports_each_jobs_health_and_needs_the_token(healthy):
-    assert run_cli("check", "--url", healthy.url, "--job", "good", "--token", TOKEN).returncode == 0
+    good = run_cli("check", "--url", healthy.url, "--job", "good", "--token", TOKEN)
+    assert good.returncode == 0, good.stdout
     bad = run_cli("check", "--url", healthy.url, "--job", "bad", "--token", TOKEN)
     assert bad.returncode == 2 and "job bad is unhealthy" in bad.stdout and "consecutive_failures=" in bad.stdout
     missing = run_cli("check", "--url", healthy.url, "--job", "nope", "--token", TOKEN)
@@ -132,7 +127,7 @@ def test_check_job_reports_each_jobs_health_and_needs_the_token(healthy):
 
 def test_check_job_max_age_requires_a_recent_success(healthy):
     fresh = run_cli("check", "--url", healthy.url, "--job", "good", "--token", TOKEN, "--max-age", "60")
-    assert fresh.returncode == 0 and "last success" in fresh.stdout
+    assert fresh.returncode == 0 and "last success" in fresh.stdout, fresh.stdout
     never = run_cli("check", "--url", healthy.url, "--job", "bad", "--token", TOKEN, "--max-age", "60")
     assert never.returncode == 2 and "never succeeded" in never.stdout
 

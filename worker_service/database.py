@@ -19,6 +19,8 @@ from common.helpers.health.checks.postgres import PostgresCheck
 from common.helpers.health.checks.sqlite import SqliteCheck
 from common.helpers.health.checks.supabase import SupabaseCheck
 
+from .state.sqlite_wal import connect_wal
+
 SQLITE_FILE = "worker-data.sqlite3"
 
 
@@ -102,9 +104,8 @@ class SqliteDatabase:
     def __init__(self, path: str, accounts_table: str, timeout: float) -> None:
         self.path = path
         self._timeout = timeout
-        connection = sqlite3.connect(path, timeout=timeout)
+        connection = connect_wal(path, timeout=timeout)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(
                 f'CREATE TABLE IF NOT EXISTS "{accounts_table}" (id TEXT PRIMARY KEY, email TEXT, updated_at TEXT)'
             )

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 
 from .records import JobDefinition, JobRecord, RunRecord, SchedulerRecord
+from .sqlite_wal import connect_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,10 +67,7 @@ class SqliteStateStore:
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None or self._local.pid != os.getpid():
-            connection = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=5000")
+            connection = connect_wal(self.path, isolation_level=None, check_same_thread=False)
             self._local.connection, self._local.pid = connection, os.getpid()
         return _Transaction(connection)
 
