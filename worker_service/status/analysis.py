@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from common.helpers.health import format_timestamp
 
 from ..scheduler.component_check import HEARTBEATS_BEFORE_STALE
-from ..scheduler.job_health import judge
+from ..scheduler.job_health import JobHealth, judge
 from ..state.records import JobRecord, SchedulerRecord
 
 
@@ -36,73 +35,71 @@ def scheduler_status(leader: SchedulerRecord | None, settings: dict[str, Any], n
     }
 
 
-def analyse_jobs(records: list[JobRecord], settings: dict[str, Any], now: float | None = None) -> tuple[dict, list]:
-    """Return ``(jobs_analysis, scheduled_jobs)`` for the seed's payload."""
-    now = time.time() if now is None else now
-    threshold, grace = settings["JOB_FAILURE_THRESHOLD"], settings["JOB_OVERDUE_GRACE"]
-    averages, error_rates, health, listing = {}, {}, {}, []
-    paused = critical = with_errors = 0
-    for record in records:
-        definition = record.definition
-        paused += definition.paused
-        critical += definition.critical
-        with_errors += record.error_count > 0
-        average = record.avg_duration
-        if average is not None:
-            averages[record.id] = _ms(average)
-        if record.error_count:
-            error_rates[record.id] = round(100.0 * record.error_count / record.runs, 2)
-        verdict = judge(record, now, threshold, grace)
-        next_run = format_timestamp(definition.next_run_time)
-        health[record.id] = {
-            "status": verdict.state.value,
-            "reason": verdict.reason,
-            "is_active": not definition.paused,
-            "is_critical": definition.critical,
-            "error_count": record.error_count,
-            "success_count": record.success_count,
-            "consecutive_failures": record.consecutive_failures,
-            "last_execution": None if record.last_run_at is None else {
-                "timestamp": format_timestamp(record.last_run_at),
-                "time_ago_seconds": round(max(now - record.last_run_at, 0.0), 3),
-            },
-            "last_success": None if record.last_success_at is None else {
-                "timestamp": format_timestamp(record.last_success_at),
-                "time_ago_seconds": round(max(now - record.last_success_at, 0.0), 3),
-            },
-            "next_execution": next_run,
-        }
-        listing.append({
-            "id": record.id,
-            "name": definition.name,
-            "next_run_time": next_run,
-            "trigger": definition.trigger,
-            "misfire_grace_time": definition.misfire_grace_time,
-            "max_instances": definition.max_instances,
-            "executor": definition.executor,
-            "avg_execution_time": _ms(average),
-            "min_execution_time": _ms(record.duration_min),
-            "max_execution_time": _ms(record.duration_max),
-            "error_count": record.error_count,
-            "success_count": record.success_count,
-            "missed_count": record.missed_count,
-            "max_instances_count": record.max_instances_count,
-            "paused": definition.paused,
-            "critical": definition.critical,
-            "last_error": None if record.last_error_type is None else {
-                "type": record.last_error_type,
-                "message": record.last_error_message or "",
-                "timestamp": format_timestamp(record.last_error_at),
-            },
-        })
-    analysis = {
-        "total_jobs": len(records),
-        "active_jobs": len(records) - paused,
-        "paused_jobs": paused,
-        "critical_jobs": critical,
-        "jobs_with_errors": with_errors,
-        "avg_execution_times": averages,
-        "error_rates": error_rates,
-        "job_health": health,
+def _since(moment: float | None, now: float) -> dict[str, Any] | None:
+    if moment is None:
+        return None
+    return {"timestamp": format_timestamp(moment), "time_ago_seconds": round(max(now - moment, 0.0), 3)}
+
+
+def job_health_entry(record: JobRecord, verdict: JobHealth, now: float) -> dict[str, Any]:
+    """One job's entry in ``jobs_analysis.job_health``."""
+    definition = record.definition
+    return {
+        "status": verdict.state.value,
+        "reason": verdict.reason,
+        "is_active": not definition.paused,
+        "is_critical": definition.critical,
+        "error_count": record.error_count,
+        "success_count": record.success_count,
+        "consecutive_failures": record.consecutive_failures,
+        "last_execution": _since(record.last_run_at, now),
+        "last_success": _since(record.last_success_at, now),
+        "next_execution": format_timestamp(definition.next_run_time),
     }
-    return analysis, listing
+
+
+def scheduled_job_entry(record: JobRecord) -> dict[str, Any]:
+    """One job's entry in ``scheduled_jobs``."""
+    definition = record.definition
+    return {
+        "id": record.id,
+        "name": definition.name,
+        "next_run_time": format_timestamp(definition.next_run_time),
+        "trigger": definition.trigger,
+        "misfire_grace_time": definition.misfire_grace_time,
+        "max_instances": definition.max_instances,
+        "executor": definition.executor,
+        "avg_execution_time": _ms(record.avg_duration),
+        "min_execution_time": _ms(record.duration_min),
+        "max_execution_time": _ms(record.duration_max),
+        "error_count": record.error_count,
+        "success_count": record.success_count,
+        "missed_count": record.missed_count,
+        "max_instances_count": record.max_instances_count,
+        "paused": definition.paused,
+        "critical": definition.critical,
+        "last_error": None if record.last_error_type is None else {
+            "type": record.last_error_type,
+            "message": record.last_error_message or "",
+            "timestamp": format_timestamp(record.last_error_at),
+        },
+    }
+
+
+def jobs_summary(records: list[JobRecord]) -> dict[str, Any]:
+    """The counters and per-job figures of ``jobs_analysis`` (without ``job_health``)."""
+    return {
+        "total_jobs": len(records),
+        "active_jobs": sum(not r.definition.paused for r in records),
+        "paused_jobs": sum(r.definition.paused for r in records),
+        "critical_jobs": sum(r.definition.critical for r in records),
+        "jobs_with_errors": sum(r.error_count > 0 for r in records),
+        "avg_execution_times": {r.id: _ms(r.avg_duration) for r in records if r.avg_duration is not None},
+        "error_rates": {r.id: round(100.0 * r.error_count / r.runs, 2) for r in records if r.error_count},
+    }
+
+
+def judge_all(records: list[JobRecord], settings: dict[str, Any], now: float) -> list[JobHealth]:
+    """Each job's health verdict, in order."""
+    threshold, grace = settings["JOB_FAILURE_THRESHOLD"], settings["JOB_OVERDUE_GRACE"]
+    return [judge(record, now, threshold, grace) for record in records]
