@@ -107,3 +107,25 @@ def test_redaction_masks_url_passwords_tokens_and_registered_secrets():
     for secret in ("hunter22", "abc.def", "canary-api-key-123", "eyJhbGciOi"):
         assert secret not in text
     assert "redis://user:***@host/0" in text
+
+
+def test_past_the_ttl_probes_get_the_last_result_at_once_while_a_refresh_runs():
+    check = CountingCheck()
+    engine = HealthEngine(timeout=0.3, cache_ttl=0.1)
+    engine.register("c", check)
+    assert engine.run()["c"].status is Status.AVAILABLE
+    check.delay = 30  # the dependency now hangs
+    wait_until(lambda: engine.run() and check.calls == 2, timeout=2, what="a background refresh after the TTL")
+    timings, statuses = [], []
+
+    def probe():
+        begun = time.perf_counter()
+        statuses.append(engine.run()["c"].status)
+        timings.append(time.perf_counter() - begun)
+        return statuses[-1] is Status.UNAVAILABLE
+
+    wait_until(probe, timeout=3, interval=0.02, what="the hung refresh to turn the component unavailable")
+    assert max(timings) < 0.1, f"a probe waited {max(timings):.3f} s"
+    assert statuses[0] is Status.AVAILABLE  # the last result, served while the refresh hangs
+    assert "timed out" in engine.run()["c"].reason
+    check.release.set()

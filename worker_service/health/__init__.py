@@ -7,6 +7,7 @@ from flask import Flask
 from common.helpers.health import HealthEngine
 
 from ..scheduler.component_check import SchedulerCheck
+from .report import HealthBodies
 
 
 def init_app(app: Flask) -> None:
@@ -18,4 +19,6 @@ def init_app(app: Flask) -> None:
     engine.register("database", app.extensions["database"].health_check())
     engine.register("scheduler", SchedulerCheck(app.extensions["store"], app.config))
     app.extensions["health"] = engine
+    app.extensions["health_bodies"] = HealthBodies(engine, app.config["HEALTH_CRITICAL_COMPONENTS"],
+                                                   app.config["SERVICE_NAME"])
     app.register_blueprint(bp)

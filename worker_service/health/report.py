@@ -8,6 +8,8 @@ from typing import Any
 
 from common.helpers.health import CheckResult, HealthEngine, Status, aggregate, format_timestamp, utc_now
 
+from .schemas import HealthSchema
+
 
 @dataclasses.dataclass(frozen=True)
 class HealthReport:
@@ -34,3 +36,30 @@ def build_health_report(engine: HealthEngine, critical: list[str]) -> HealthRepo
     results = engine.run()
     status = aggregate({name: result.status for name, result in results.items()}, critical)
     return HealthReport(status=status, results=results, timestamp=utc_now())
+
+
+class HealthBodies:
+    """The /health body, dumped through :class:`HealthSchema` once per change of results.
+
+    /health is probed often and must cost next to nothing: while the engine
+    hands back the same (cached) results, the dumped body is reused and only
+    its timestamp is new.
+    """
+
+    def __init__(self, engine: HealthEngine, critical: list[str], service: str) -> None:
+        self._engine = engine
+        self._critical = critical
+        self._service = service
+        self._schema = HealthSchema()
+        self._last: tuple[tuple[CheckResult, ...], Status, dict[str, Any]] | None = None
+
+    def current(self) -> tuple[Status, dict[str, Any]]:
+        """The overall status and the body to send now."""
+        results = self._engine.run()
+        values = tuple(results.values())
+        last = self._last
+        if last is None or len(last[0]) != len(values) or any(a is not b for a, b in zip(last[0], values, strict=True)):
+            status = aggregate({name: result.status for name, result in results.items()}, self._critical)
+            report = HealthReport(status=status, results=results, timestamp=utc_now())
+            last = self._last = (values, status, self._schema.dump(report.body(self._service)))
+        return last[1], {**last[2], "timestamp": format_timestamp(utc_now())}

@@ -7,20 +7,17 @@ from flask import Blueprint, current_app
 from common.helpers.health import format_timestamp, utc_now
 
 from ..http import json_response
-from .report import build_health_report
-from .schemas import HealthSchema, LivenessSchema
+from .schemas import LivenessSchema
 
 bp = Blueprint("health", __name__)
-_health_schema = HealthSchema()
 _liveness_schema = LivenessSchema()
 
 
 @bp.get("/health")
 def health():
     """Component availability: 200 when available or degraded, 503 when unavailable. HEAD gives no body."""
-    report = build_health_report(current_app.extensions["health"], current_app.config["HEALTH_CRITICAL_COMPONENTS"])
-    body = _health_schema.dump(report.body(current_app.config["SERVICE_NAME"]))
-    return json_response(body, report.status.http_status)
+    status, body = current_app.extensions["health_bodies"].current()
+    return json_response(body, status.http_status)
 
 
 @bp.get("/health/live")

@@ -32,6 +32,7 @@ class StatusReporter:
         self._fragments = JobFragments()
         self._cached: dict[str, Any] | None = None
         self._cached_at = 0.0
+        self._building = False
         self._lock = threading.Lock()
         self._started_at = service_started_at()
 
@@ -40,11 +41,22 @@ class StatusReporter:
         self._sampler.prime()
 
     def body(self) -> dict[str, Any]:
+        """The report, rebuilt at most once per ``STATUS_CACHE_TTL`` by one thread at a time.
+
+        While one thread rebuilds an expired report, the others get the last one
+        instead of building it too (a burst of requests is one build).
+        """
         ttl = self._settings["STATUS_CACHE_TTL"]
         with self._lock:
-            if self._cached is not None and time.monotonic() - self._cached_at < ttl:
-                return self._cached
-        body = self._build()
+            if self._cached is not None and ttl > 0:
+                if time.monotonic() - self._cached_at < ttl or self._building:
+                    return self._cached
+            self._building = True
+        try:
+            body = self._build()
+        finally:
+            with self._lock:
+                self._building = False
         with self._lock:
             self._cached, self._cached_at = body, time.monotonic()
         return body

@@ -5,7 +5,11 @@ Why it is built this way:
 * Probes arrive often and in bursts (load balancers, Kubernetes, nginx). A
   result is cached for ``cache_ttl`` seconds and concurrent callers share one
   in-flight check per component, so a flood of probes is never a flood of
-  Redis or database calls.
+  Redis or database calls. Past the TTL the last result is still served while
+  one refresh runs in the background (stale-while-revalidate), so once a
+  component has a result no probe waits on it, even when it hangs: a refresh
+  still running after ``timeout`` turns the component unavailable. With
+  ``cache_ttl=0`` every caller waits for a fresh (shared) check.
 * A dependency that accepts connections and never answers must not hold the
   endpoint: each caller waits at most ``timeout`` seconds from the moment the
   shared check started, then reports the component unavailable. Deadlines are
@@ -112,17 +116,23 @@ class HealthEngine:
             now = time.monotonic()
             if slot.cached is not None and now - slot.cached_at < self.cache_ttl:
                 return slot.cached
+            # Past its TTL, a result is still served while a refresh runs in the
+            # background (caching on only): no probe waits once a first result exists.
+            stale = slot.cached if self.cache_ttl > 0 else None
             if slot.inflight is not None and not slot.inflight.done():
                 if now - slot.inflight_started < self.timeout:
-                    return slot.inflight, slot.inflight_started
+                    return stale if stale is not None else (slot.inflight, slot.inflight_started)
+                # The refresh is hung past its deadline: that is the news.
                 slot.abandoned = {future for future in slot.abandoned if not future.done()}
                 if len(slot.abandoned) >= self.max_abandoned:
                     return self._timeout_result(slot, name, "still hung")
                 slot.abandoned.add(slot.inflight)
+                hung = self._timeout_result(slot, name, "no answer")
+                stale = hung if stale is not None else None
             future = self._pool().submit(slot.check.run, name)
             slot.inflight, slot.inflight_started = future, now
         future.add_done_callback(lambda done, name=name: self._store(name, done))
-        return future, now
+        return stale if stale is not None else (future, now)
 
     def _pool(self) -> ThreadPoolExecutor:
         # Created lazily and per process: an executor made before a fork has no
