@@ -28,6 +28,10 @@ test: install $(POSTGREST) services
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# Benchmarks (wrk, ~25 min; BENCH_ARGS=--quick for a ~9 min smoke run); see bench/README.md.
+bench: install services
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 
@@ -168,5 +170,15 @@ def test_uptime_is_the_masters_and_survives_worker_recycling(server):
     bodies = status_from_every_worker(server)
     uptimes = [body["metrics"]["uptime_seconds"] for body in bodies.values()]
     assert max(uptimes) - min(uptimes) < 2
-    master_age = __import__("time").time() - server.master.create_time()
+    master_age = time.time() - server.master.create_time()
     assert abs(max(uptimes) - master_age) < 3
+
+    _, _, body = server.get("/status")
+    victim = next(pid for pid in server.worker_pids() if pid != body["metrics"]["scheduler_status"]["pid"])
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in server.worker_pids() and len(server.worker_pids()) == 3, timeout=10,
+               what="a replacement worker")
+    newcomer = max(server.worker_pids())
+    fresh = wait_until(lambda: next((b for pid, b in status_from_every_worker(server).items() if pid == newcomer), None),
+                       timeout=10, what="the new worker to answer")
+    assert abs(fresh["metrics"]["uptime_seconds"] - (time.time() - server.master.create_time())) < 3
