@@ -152,3 +152,9 @@ def test_status_uses_colour_on_a_terminal(healthy):
 def test_status_exits_3_when_the_service_cannot_be_read():
     done = run_cli("status", "--url", f"http://127.0.0.1:{free_port()}")
     assert done.returncode == 3 and "cannot reach" in done.stderr
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc", "http//no-scheme"])
+def test_check_is_unknown_for_a_malformed_url(url):
+    done = run_cli("check", "--url", url)
+    assert done.returncode == 3 and done.stdout.startswith("WORKER-SERVICE UNKNOWN") and "Traceback" not in done.stderr

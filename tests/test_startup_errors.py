@@ -21,6 +21,10 @@ def our_lines(stderr: str) -> list[str]:
     [
         ({"REDIS_URL": f"http://user:{CANARY}@cache:6379/0"}, "REDIS_URL must be a URL starting with redis://"),
         ({"DATABASE_URL": f"postgresql://app:{CANARY}@db:99999/x"}, "DATABASE_URL is not a valid URL"),
+        ({"DATABASE_URL": f"postgresql://app:{CANARY}#x@db:5432/x"}, "DATABASE_URL is not a valid URL"),
+        ({"REDIS_URL": f"redis://:{CANARY}/x@cache:6379/0"}, "REDIS_URL is not a valid URL"),
+        ({"WORKER_STATE_DIR": "/proc/worker-service-state"}, "WORKER_STATE_DIR='/proc/worker-service-state' cannot be"),
+        ({"STATUS_DISK_PATH": "/no/such/disk"}, "STATUS_DISK_PATH='/no/such/disk' does not exist"),
         ({"HEALTH_CHECK_TIMEOUT": "-1"}, "HEALTH_CHECK_TIMEOUT='-1' must be greater than 0"),
         ({"HEALTH_CRITICAL_COMPONENTS": "cache,queue"}, "unknown component 'queue'"),
         ({"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_KEY is required"),
@@ -49,6 +53,7 @@ BAD_JOBS = {
     "negative": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nminutes = -5\n', "job 'a': minutes must not be negative"),
     "unknown key": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 5\ncolour = "red"\n',
                     "job 'a': unknown key 'colour'"),
+    "huge interval": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nweeks = 1e300\n', "job 'a': bad interval trigger"),
 }
 
 

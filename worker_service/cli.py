@@ -7,11 +7,15 @@ output with performance data after ``|``, and exit codes 0 OK, 1 WARNING,
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import signal
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -36,18 +40,27 @@ class Unknown(Exception):
 
 
 def fetch(url: str, timeout: float, token: str | None = None) -> tuple[int, Any]:
-    """GET ``url`` and parse JSON; any failure to get a JSON object raises :class:`Unknown`."""
-    headers = {"Accept": "application/json", "User-Agent": "worker-service-check"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, headers=headers)
+    """GET ``url`` and parse JSON; any failure to get a JSON object raises :class:`Unknown`.
+
+    ``timeout`` bounds the whole call (name lookup included) with an interval
+    timer, as monitoring plugins do: socket timeouts alone apply per operation.
+    """
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers={"Accept": "application/json",
+                                                       "User-Agent": "worker-service-check"})
+    except ValueError as error:
+        raise Unknown(f"bad --url {url!r}: {error}") from None
+    if token:
+        request.add_unredirected_header("Authorization", f"Bearer {token}")  # never sent on to a redirect
+    try:
+        with _deadline(timeout), urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()
     except TimeoutError:
         raise Unknown(f"no answer from {url} within {timeout:g} s") from None
+    except (http.client.HTTPException, ValueError) as error:
+        raise Unknown(f"{url} did not answer HTTP: {type(error).__name__}: {error}") from None
     except urllib.error.URLError as error:
         reason = error.reason
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
@@ -64,6 +77,22 @@ def fetch(url: str, timeout: float, token: str | None = None) -> tuple[int, Any]
     if not isinstance(body, dict):
         raise Unknown(f"{url} answered JSON of an unexpected shape")
     return status, body
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise TimeoutError in the main thread after ``seconds``."""
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _finish(code: int, text: str, perfdata: str = "") -> None:

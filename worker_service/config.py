@@ -35,8 +35,11 @@ def _url(*schemes: str):
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError as error:
-            raise ValidationError(f"is not a valid URL ({error})") from None
+        except ValueError:
+            # The parser's own message can quote part of a password: never show it.
+            raise ValidationError(
+                "is not a valid URL (a bad port, or a password with an unencoded @ / # ? : percent-encode it)"
+            ) from None
         if parts.scheme not in schemes:
             raise ValidationError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
         if parts.scheme != "unix" and not parts.hostname:
@@ -145,6 +148,14 @@ class SettingsSchema(Schema):
             missing = "SUPABASE_KEY" if data["SUPABASE_URL"] else "SUPABASE_URL"
             raise ValidationError("is required when the other Supabase variable is set", missing)
         state_dir = os.path.abspath(data["WORKER_STATE_DIR"])
+        try:
+            os.makedirs(state_dir, exist_ok=True)
+        except OSError as error:
+            raise ValidationError(f"cannot be created: {error.strerror}", "WORKER_STATE_DIR") from None
+        if not os.access(state_dir, os.W_OK | os.X_OK):
+            raise ValidationError("is not writable by this user", "WORKER_STATE_DIR")
+        if data["STATUS_DISK_PATH"] and not os.path.exists(data["STATUS_DISK_PATH"]):
+            raise ValidationError("does not exist", "STATUS_DISK_PATH")
         data["WORKER_STATE_DIR"] = state_dir
         data["STATUS_DISK_PATH"] = data["STATUS_DISK_PATH"] or state_dir
         data["CLEANUP_DIR"] = os.path.abspath(data["CLEANUP_DIR"] or os.path.join(state_dir, "tmp"))

@@ -30,7 +30,9 @@ def validate_configuration() -> str | None:
         settings = load_settings()
         load_jobs_file(settings["WORKER_JOBS_FILE"], settings["SCHEDULER_TIMEZONE"])
     except (ConfigError, JobsFileError) as error:
-        return str(error)
+        from common.helpers.health import redact
+
+        return redact(str(error))  # an import error of a job module may quote anything
     return None
 
 

@@ -238,7 +238,7 @@ def _build_trigger(kind: str, args: dict[str, Any], tz: zoneinfo.ZoneInfo, where
         return DateTrigger(run_date=args["run_date"], timezone=tz)
     except JobsFileError:
         raise
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OverflowError) as error:
         if kind == "cron":
             raise JobsFileError(f"{where}: bad cron field {_bad_cron_field(args, tz)}: {error}") from None
         raise JobsFileError(f"{where}: bad {kind} trigger: {error}") from None

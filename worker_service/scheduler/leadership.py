@@ -20,6 +20,7 @@ from .service import SchedulerService
 
 log = logging.getLogger(__name__)
 LOCK_FILE = "scheduler.lock"
+RETRY_FIRST, RETRY_MAX = 5.0, 60.0  # seconds between attempts after the scheduler failed to start
 
 
 class SchedulerLeadership:
@@ -45,27 +46,38 @@ class SchedulerLeadership:
         self._thread.start()
 
     def _wait_and_lead(self) -> None:
-        try:
-            if not self._election.acquire(blocking=False):
-                log.info("pid %d stands by: another process runs the scheduler", os.getpid())
-                self._election.acquire(blocking=True)
-            with self._lock:
-                if self._stopping.is_set():
-                    self._election.release()
-                    return
-                specs = load_jobs_file(self._settings["WORKER_JOBS_FILE"], self._settings["SCHEDULER_TIMEZONE"])
-                service = SchedulerService(
-                    specs, self._store, self._settings["SCHEDULER_TIMEZONE"],
-                    self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
-                )
-                service.start()
-                self._service = service
-        except JobsFileError as error:
-            log.error("the scheduler cannot start: %s (fix it, check with `worker-service check-config`, reload)", error)
-            self._election.release()
-        except Exception:
-            log.exception("the scheduler could not start in pid %d", os.getpid())
-            self._election.release()
+        backoff = RETRY_FIRST
+        while not self._stopping.is_set():
+            try:
+                self._lead_once()
+                return
+            except JobsFileError as error:
+                log.error("the scheduler cannot start: %s (fix it, check with `worker-service check-config`, reload)",
+                          error)
+                self._election.release()
+                return
+            except Exception:
+                log.exception("the scheduler could not start in pid %d; trying again in %.0f s", os.getpid(), backoff)
+                self._election.release()
+            if self._stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, RETRY_MAX)
+
+    def _lead_once(self) -> None:
+        if not self._election.acquire(blocking=False):
+            log.info("pid %d stands by: another process runs the scheduler", os.getpid())
+            self._election.acquire(blocking=True)
+        with self._lock:
+            if self._stopping.is_set():
+                self._election.release()
+                return
+            specs = load_jobs_file(self._settings["WORKER_JOBS_FILE"], self._settings["SCHEDULER_TIMEZONE"])
+            service = SchedulerService(
+                specs, self._store, self._settings["SCHEDULER_TIMEZONE"],
+                self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
+            )
+            service.start()
+            self._service = service
 
     def stop(self, wait: bool = True) -> None:
         """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lock."""

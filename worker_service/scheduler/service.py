@@ -45,27 +45,42 @@ class SchedulerService:
         self._stop_beating = threading.Event()
         self._beater: threading.Thread | None = None
         self._published: dict[str, tuple[float | None, bool]] = {}
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
-        """Add the jobs (resuming published next run times), start, publish, and beat."""
+        """Add the jobs (resuming published next run times), start, publish, and beat.
+
+        If anything after the scheduler started fails (the store is unwritable),
+        the scheduler is shut down again before the error propagates: a
+        scheduler must never run without its lock and heartbeat.
+        """
         self.started_at = time.time()
         for spec in self.specs:
             self._add(spec)
         self.scheduler.add_listener(self.tracker.listener, TRACKED_EVENTS)
         self.scheduler.start()
-        self._publish_all()
-        self._beat()
+        try:
+            self._publish_all()
+            self._beat()
+        except BaseException:
+            self.scheduler.shutdown(wait=False)
+            raise
         self._beater = threading.Thread(target=self._beat_forever, name="scheduler-heartbeat", daemon=True)
         self._beater.start()
         log.info("scheduler started in pid %d with %d jobs (timezone %s)", os.getpid(), len(self.specs),
                  self.timezone)
 
     def shutdown(self, wait: bool) -> None:
-        """Stop the scheduler; with ``wait``, running jobs finish first."""
-        self._stop_beating.set()
+        """Stop the scheduler; with ``wait``, running jobs finish first.
+
+        The heartbeat goes on (as ``stopping``) while running jobs finish, so a
+        long job during a reload does not make the scheduler look gone.
+        """
+        self._stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
+        self._stop_beating.set()
         try:
             self.store.clear_heartbeat(os.getpid())
         except Exception:
@@ -79,6 +94,8 @@ class SchedulerService:
             misfire_grace_time=spec.misfire_grace_time, max_instances=spec.max_instances, coalesce=spec.coalesce,
             executor=spec.executor, replace_existing=True,
         )
+        if self._already_done(spec):
+            return
         if spec.paused:
             options["next_run_time"] = None
         else:
@@ -86,6 +103,15 @@ class SchedulerService:
             if resumed is not None:
                 options["next_run_time"] = resumed
         self.scheduler.add_job(self.tracker.wrap(spec.id, spec.func), **options)
+
+    def _already_done(self, spec: JobSpec) -> bool:
+        """A one-off (date) job whose time has passed and that ran, or was missed, before this leader."""
+        run_date = getattr(spec.trigger, "run_date", None)
+        if spec.trigger_kind != "date" or run_date is None or run_date.timestamp() > time.time():
+            return False
+        published = self.store.definition(spec.id)
+        late = time.time() - run_date.timestamp() > (spec.misfire_grace_time or 0)
+        return late or (published is not None and published.next_run_time is None)
 
     def _resume_time(self, spec: JobSpec) -> dt.datetime | None:
         """The next run time the previous leader published, if the job is unchanged.
@@ -100,25 +126,26 @@ class SchedulerService:
             return None
         return dt.datetime.fromtimestamp(published.next_run_time, zoneinfo.ZoneInfo(self.timezone))
 
-    def _next_run_of(self, job_id: str) -> tuple[float | None, bool] | None:
+    def _next_run_of(self, job_id: str) -> tuple[float | None, bool]:
+        """``(next run time, paused)``; a job APScheduler removed (its trigger is done) has neither."""
         job = self.scheduler.get_job(job_id)
         if job is None:
-            return None
+            return None, False
         next_run = job.next_run_time.timestamp() if job.next_run_time else None
         return next_run, job.next_run_time is None
 
     def definitions(self) -> list[JobDefinition]:
-        """The job list as it is now, for publishing."""
-        critical = {spec.id: spec.critical for spec in self.specs}
-        intervals = {spec.id: spec.interval_seconds for spec in self.specs}
+        """The job list as it is now, for publishing: every job of the file, finished ones included."""
         result = []
-        for job in self.scheduler.get_jobs():
+        for spec in self.specs:
+            job = self.scheduler.get_job(spec.id)
+            next_run = job.next_run_time if job is not None else None
             result.append(JobDefinition(
-                id=job.id, name=job.name, trigger=str(job.trigger),
-                next_run_time=job.next_run_time.timestamp() if job.next_run_time else None,
-                misfire_grace_time=job.misfire_grace_time, max_instances=job.max_instances, executor=job.executor,
-                paused=job.next_run_time is None, critical=critical.get(job.id, False),
-                interval_seconds=intervals.get(job.id),
+                id=spec.id, name=spec.name, trigger=str(spec.trigger),
+                next_run_time=next_run.timestamp() if next_run else None,
+                misfire_grace_time=spec.misfire_grace_time, max_instances=spec.max_instances, executor=spec.executor,
+                paused=job is not None and next_run is None, critical=spec.critical,
+                interval_seconds=spec.interval_seconds,
             ))
         return result
 
@@ -128,16 +155,16 @@ class SchedulerService:
         self._published = {d.id: (d.next_run_time, d.paused) for d in definitions}
 
     def _publish_changes(self) -> None:
-        """Publish next run times that changed without an event (pause, resume, modify)."""
-        for job in self.scheduler.get_jobs():
-            state = (job.next_run_time.timestamp() if job.next_run_time else None, job.next_run_time is None)
-            if self._published.get(job.id) != state:
-                self.store.update_next_run(job.id, *state)
-                self._published[job.id] = state
+        """Publish next run times that changed without an event (pause, resume, a trigger that ended)."""
+        for spec in self.specs:
+            state = self._next_run_of(spec.id)
+            if self._published.get(spec.id) != state:
+                self.store.update_next_run(spec.id, *state)
+                self._published[spec.id] = state
 
     # -- heartbeat --------------------------------------------------------------
     def _beat(self) -> None:
-        state = STATE_NAMES.get(self.scheduler.state, "stopped")
+        state = "stopping" if self._stopping else STATE_NAMES.get(self.scheduler.state, "stopped")
         self.store.beat(os.getpid(), socket.gethostname(), state, self.timezone, self.started_at)
 
     def _beat_forever(self) -> None:

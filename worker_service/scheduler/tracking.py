@@ -42,7 +42,7 @@ class ExecutionTracker:
     :param next_run_of: returns ``(next_run_time epoch or None, paused)`` for a job id.
     """
 
-    def __init__(self, store: Any, next_run_of: Callable[[str], tuple[float | None, bool] | None]) -> None:
+    def __init__(self, store: Any, next_run_of: Callable[[str], tuple[float | None, bool]]) -> None:
         self._store = store
         self._next_run_of = next_run_of
         self._handoff: dict[str, collections.deque] = collections.defaultdict(collections.deque)
@@ -103,6 +103,4 @@ class ExecutionTracker:
         return event.scheduled_run_time.timestamp(), None
 
     def _publish_next_run(self, job_id: str) -> None:
-        state = self._next_run_of(job_id)
-        if state is not None:
-            self._store.update_next_run(job_id, *state)
+        self._store.update_next_run(job_id, *self._next_run_of(job_id))

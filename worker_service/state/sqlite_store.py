@@ -129,11 +129,13 @@ class SqliteStateStore:
             self._append_run(db, job_id, at, "max_instances", None)
 
     def _append_run(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str, duration: float | None) -> None:
-        cursor = db.execute(
-            "INSERT INTO job_runs (job_id, at, outcome, duration) VALUES (?, ?, ?, ?)", (job_id, at, outcome, duration)
-        )
-        # Trim now and then rather than on every insert: cheap and still bounded.
-        if cursor.lastrowid % 16 == 0:
+        db.execute("INSERT INTO job_runs (job_id, at, outcome, duration) VALUES (?, ?, ?, ?)", (job_id, at, outcome, duration))
+        # Trim each job's history every 16 of its own runs: cheap, and bounded to history_size + 16.
+        (recorded,) = db.execute(
+            "SELECT success_count + error_count + missed_count + max_instances_count FROM job_stats WHERE job_id = ?",
+            (job_id,),
+        ).fetchone()
+        if recorded % 16 == 0:
             db.execute(
                 """DELETE FROM job_runs WHERE job_id = ? AND seq <= coalesce((SELECT seq FROM job_runs
                    WHERE job_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?), -1)""",

@@ -17,7 +17,8 @@ def _seconds(**kwargs):
 class SchedulerStatusSchema(Schema):
     running = fields.Boolean(required=True)
     timezone = fields.String(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(["running", "paused", "stopped"]))
+    state = fields.String(required=True, validate=validate.OneOf(["running", "paused", "stopping", "stopped"]),
+                           metadata={"description": "stopping: shutting down while running jobs finish"})
     pid = fields.Integer(allow_none=True, metadata={"description": "process that runs the scheduler"})
     hostname = fields.String(allow_none=True)
     heartbeat_age_seconds = _seconds(allow_none=True)

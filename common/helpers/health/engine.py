@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from .check import CheckResult, ComponentCheck
@@ -69,8 +68,6 @@ class HealthEngine:
         self.max_abandoned = max_abandoned
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._executor_pid = 0
 
     # -- registry -------------------------------------------------------
     def register(self, name: str, check: ComponentCheck) -> None:
@@ -129,19 +126,28 @@ class HealthEngine:
                 slot.abandoned.add(slot.inflight)
                 hung = self._timeout_result(slot, name, "no answer")
                 stale = hung if stale is not None else None
-            future = self._pool().submit(slot.check.run, name)
+            future = self._start(slot.check, name)
             slot.inflight, slot.inflight_started = future, now
         future.add_done_callback(lambda done, name=name: self._store(name, done))
         return stale if stale is not None else (future, now)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        # Created lazily and per process: an executor made before a fork has no
-        # threads in the child.
-        if self._executor is None or self._executor_pid != os.getpid():
-            workers = max(4, len(self._slots) * (self.max_abandoned + 1) + 1)
-            self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health-check")
-            self._executor_pid = os.getpid()
-        return self._executor
+    @staticmethod
+    def _start(check: ComponentCheck, name: str) -> Future:
+        """Run one check in a daemon thread of its own.
+
+        Daemon, so a check stuck on a frozen server never holds up the
+        process's exit (a ThreadPoolExecutor's threads are joined at exit, and
+        gunicorn would have to SIGKILL the worker). Single-flight and
+        ``max_abandoned`` bound how many such threads exist.
+        """
+        future: Future = Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                future.set_result(check.run(name))  # run() never raises
+
+        threading.Thread(target=run, name=f"health-check-{name}", daemon=True).start()
+        return future
 
     def _store(self, name: str, future: Future) -> None:
         result: CheckResult = future.result()
@@ -157,11 +163,14 @@ class HealthEngine:
             slot = self._slots[name]
             if future.done():  # it finished while we took the lock
                 return future.result()
-            if slot.cached is not None and slot.inflight is future and slot.cached_at >= slot.inflight_started:
-                return slot.cached
+            if slot.inflight is not future:
+                # A newer attempt replaced this one: report the timeout, store nothing over what it found.
+                return self._timeout_result(slot, name, "no answer", store=False)
+            if slot.cached is not None and slot.cached_at >= slot.inflight_started:
+                return slot.cached  # another waiter already recorded this timeout
             return self._timeout_result(slot, name, "no answer")
 
-    def _timeout_result(self, slot: _Slot, name: str, what: str) -> CheckResult:
+    def _timeout_result(self, slot: _Slot, name: str, what: str, store: bool = True) -> CheckResult:
         result = CheckResult(
             component=name,
             status=Status.UNAVAILABLE,
@@ -170,6 +179,8 @@ class HealthEngine:
             checked_at=utc_now(),
             reason=f"{what} within {self.timeout:g} s (timed out)",
         )
+        if not store:
+            return result
         slot.cached, slot.cached_at = result, time.monotonic()
         self._note_transition(slot, result)
         return result

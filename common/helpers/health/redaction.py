@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 MASK = "***"
 
@@ -20,6 +20,8 @@ _BEARER = re.compile(r"(?i)\b(bearer)(\s+)([^\s,;'\"&]+)")
 _KEY_VALUE = re.compile(r"(?i)\b(token|apikey|api_key|api-key|passwd|secret)(\s*[:=]\s*)([^\s,;'\"&]+)")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _DSN_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('[^']*'|\S+)")
+
+_SECRET_KEY = re.compile(r"(?i)pass|secret|token|key|auth")
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -38,9 +40,15 @@ def register_url_secrets(url: str | None) -> None:
         return
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return
-    register_secret(parts.password)
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))  # clients use, and may echo, the decoded form
+    for key, value in parse_qsl(parts.query):
+        if _SECRET_KEY.search(key):
+            register_secret(value)
 
 
 def redact(text: object) -> str:

@@ -38,6 +38,8 @@ class PostgresCheck(ComponentCheck):
             connect_timeout=self._connect_timeout,
             options=f"-c statement_timeout={self._statement_timeout_ms}",
             application_name="worker-service-health",
+            # Notice a peer that vanished (no RST) on a reused connection.
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
         )
 
     def check(self) -> None:

@@ -1,0 +1,102 @@
+"""The scheduler service and state store in-process: one-off jobs, bounded history, a failed start."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+
+from tests.support.servers import wait_until
+from worker_service.scheduler.job_health import JobState, judge
+from worker_service.scheduler.jobs_file import parse_jobs
+from worker_service.scheduler.service import SchedulerService
+from worker_service.state import SqliteStateStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    return SqliteStateStore(str(tmp_path / "state.sqlite3"), history_size=5)
+
+
+def one_off(runs_file, at: dt.datetime) -> str:
+    return f"""
+[jobs.once]
+name = "Once"
+func = "tests.support.test_jobs:append_pid"
+trigger = "date"
+run_date = "{at.isoformat()}"
+critical = true
+misfire_grace_time = 30
+kwargs = {{ path = "{runs_file}" }}
+"""
+
+
+def test_a_one_off_job_is_finished_not_overdue_and_never_runs_again_after_a_restart(tmp_path, store):
+    runs = tmp_path / "runs.txt"
+    specs = parse_jobs(one_off(runs, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5)))
+    first = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
+    first.start()
+    try:
+        wait_until(lambda: runs.exists() and store.jobs()[0].success_count == 1, timeout=5, what="the one run")
+        wait_until(lambda: store.definition("once").next_run_time is None, timeout=3, what="it to be published done")
+    finally:
+        first.shutdown(wait=True)
+    record = store.jobs()[0]
+    assert judge(record, time.time() + 3600, failure_threshold=3, overdue_grace=1).state is JobState.HEALTHY
+
+    second = SchedulerService(parse_jobs(one_off(runs, specs[0].trigger.run_date)), store, "UTC", 0.2)
+    second.start()
+    try:
+        assert second.scheduler.get_job("once") is None
+        assert [d.id for d in second.definitions()] == ["once"]  # still listed, as finished
+    finally:
+        second.shutdown(wait=True)
+    assert len(runs.read_text().splitlines()) == 1
+
+
+def test_history_is_bounded_for_every_job(store):
+    for _ in range(100):
+        for job in ("a", "b", "c"):
+            store.record_run(job, "success", time.time(), 0.01)
+    for job in ("a", "b", "c"):
+        assert len(store.runs(job, limit=1000)) <= 5 + 16
+    rows = store._connection().raw.execute("SELECT job_id, count(*) FROM job_runs GROUP BY job_id").fetchall()
+    assert all(count <= 5 + 16 for _, count in rows)
+
+
+class FailingOnce:
+    """A store whose first publish fails, as an unwritable disk would."""
+
+    def __init__(self, store):
+        self._store, self.failures = store, 1
+
+    def publish_jobs(self, definitions):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk full")
+        return self._store.publish_jobs(definitions)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_scheduler_that_fails_to_start_is_shut_down_and_retried(tmp_path, store, monkeypatch):
+    from worker_service.scheduler import leadership
+
+    monkeypatch.setattr(leadership, "RETRY_FIRST", 0.2)
+    runs = tmp_path / "runs.txt"
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'[jobs.t]\nfunc = "tests.support.test_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
+                    f'kwargs = {{ path = "{runs}" }}\n')
+    settings = {"WORKER_STATE_DIR": str(tmp_path), "WORKER_JOBS_FILE": str(jobs), "SCHEDULER_TIMEZONE": "UTC",
+                "SCHEDULER_HEARTBEAT_INTERVAL": 0.5}
+    flaky = FailingOnce(store)
+    lead = leadership.SchedulerLeadership(settings, flaky)
+    lead.stand_by()
+    try:
+        wait_until(lambda: lead.is_leader, timeout=5, what="the second attempt to lead")
+        assert flaky.failures == 0
+        wait_until(lambda: runs.exists(), timeout=5, what="a run")
+    finally:
+        lead.stop(wait=True)
