@@ -10,8 +10,9 @@ from werkzeug.exceptions import HTTPException
 
 
 def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response that no cache or proxy keeps (``Cache-Control: no-store``)."""
-    response = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    """A JSON response that no cache or proxy keeps (``Cache-Control: no-store``); ``body`` may be encoded already."""
+    encoded = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":"))
+    response = Response(encoded, status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -38,9 +38,7 @@ class SchedulerCheck(ComponentCheck):
         if leader.state == "paused":
             raise ServiceDegraded("scheduler is paused")
         failing = []
-        for record in self._store.jobs():
-            if not record.definition.critical:
-                continue
+        for record in self._store.jobs(critical_only=True):
             health = judge(record, now, self._settings["JOB_FAILURE_THRESHOLD"], self._settings["JOB_OVERDUE_GRACE"])
             if health.state is JobState.UNHEALTHY:
                 failing.append(f"{record.id}: {health.reason}")

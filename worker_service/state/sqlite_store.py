@@ -186,11 +186,12 @@ class SqliteStateStore:
         ).fetchone()
         return SchedulerRecord(*row) if row else None
 
-    def jobs(self) -> list[JobRecord]:
-        """The published jobs, in file order, each with its stats."""
+    def jobs(self, critical_only: bool = False) -> list[JobRecord]:
+        """The published jobs (or only the critical ones), in file order, each with its stats."""
         columns = ", ".join(f"j.{c}" for c in _DEFINITION_COLUMNS) + ", " + ", ".join(f"s.{c}" for c in _STAT_COLUMNS)
+        where = "WHERE j.critical = 1" if critical_only else ""
         rows = self._connection().raw.execute(
-            f"SELECT {columns} FROM jobs j LEFT JOIN job_stats s ON s.job_id = j.id ORDER BY j.position"
+            f"SELECT {columns} FROM jobs j LEFT JOIN job_stats s ON s.job_id = j.id {where} ORDER BY j.position"
         ).fetchall()
         split = len(_DEFINITION_COLUMNS)
         records = []

@@ -14,7 +14,7 @@ bp = Blueprint("status", __name__)
 @token_required
 def status():
     """The detailed view: 200 whenever the report can be built; the overall status is in the body."""
-    return json_response(current_app.extensions["status"].body(), 200)
+    return json_response(current_app.extensions["status"].encoded(), 200)
 
 
 @bp.get("/openapi.json")
