@@ -88,16 +88,17 @@ class CpuSchema(Schema):
 
 
 class MemorySchema(Schema):
+    """Total and used, in GB, and the percentage used."""
+
     total_gb = fields.Float(required=True)
     used_gb = fields.Float(required=True)
     percent = fields.Float(required=True)
 
 
-class DiskSchema(Schema):
+class DiskSchema(MemorySchema):
+    """The same figures for the filesystem holding ``path``."""
+
     path = fields.String(required=True)
-    total_gb = fields.Float(required=True)
-    used_gb = fields.Float(required=True)
-    percent = fields.Float(required=True)
 
 
 class NetworkSchema(Schema):
