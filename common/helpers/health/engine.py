@@ -85,10 +85,6 @@ class HealthEngine:
         """The registered component names, in registration order."""
         return list(self._slots)
 
-    def check_for(self, name: str) -> ComponentCheck:
-        """Return the check registered as ``name``."""
-        return self._slots[name].check
-
     # -- running --------------------------------------------------------
     def run(self, names: Iterable[str] | None = None) -> dict[str, CheckResult]:
         """Return a result for each component, within about ``timeout`` seconds."""
