@@ -100,3 +100,31 @@ def test_a_scheduler_that_fails_to_start_is_shut_down_and_retried(tmp_path, stor
         wait_until(lambda: runs.exists(), timeout=5, what="a run")
     finally:
         lead.stop(wait=True)
+
+
+def test_the_scheduler_keeps_beating_as_stopping_while_a_running_job_finishes(tmp_path, store):
+    import threading
+
+    from common.helpers.health import Status
+    from worker_service.scheduler.component_check import SchedulerCheck
+
+    marks = tmp_path / "marks.txt"
+    specs = parse_jobs(f'[jobs.long]\nfunc = "tests.support.test_jobs:slow"\ntrigger = "interval"\nseconds = 1\n'
+                       f'kwargs = {{ seconds = 1.5, path = "{marks}" }}\n')
+    service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.1)
+    check = SchedulerCheck(store, {"SCHEDULER_HEARTBEAT_INTERVAL": 0.1, "JOB_FAILURE_THRESHOLD": 3,
+                                   "JOB_OVERDUE_GRACE": 60})
+    service.start()
+    wait_until(lambda: marks.exists() and "start" in marks.read_text(), timeout=5, what="a run in progress")
+    stopper = threading.Thread(target=service.shutdown, args=(True,))
+    stopper.start()
+    # The job still runs for about a second: more than 3 heartbeat intervals.
+    wait_until(lambda: store.scheduler().state == "stopping", timeout=2, what="the stopping heartbeat")
+    time_of_stopping = time.monotonic()
+    while stopper.is_alive() and time.monotonic() - time_of_stopping < 0.6:
+        assert check.run("scheduler").status is Status.AVAILABLE
+        time.sleep(0.05)  # sampling the component while the job finishes, not waiting for it
+    stopper.join(timeout=5)
+    assert "end" in marks.read_text()
+    result = check.run("scheduler")
+    assert result.status is Status.UNAVAILABLE and "stopped" in result.reason

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +22,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = load_settings(overrides=config)
     configure_logging(settings["LOG_LEVEL"])
-    os.makedirs(settings["WORKER_STATE_DIR"], exist_ok=True)
 
     app = Flask(__name__)
     app.config.update(settings)

@@ -19,6 +19,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from common.helpers.health import register_secret, register_url_secrets
 
+from .messages import plain
+
 COMPONENTS = ("cache", "database", "scheduler")
 BUILTIN_JOBS_FILE = str(resources.files("worker_service.jobs").joinpath("builtin.toml"))
 
@@ -197,9 +199,7 @@ def _register_secrets(settings: Mapping[str, Any]) -> None:
 def _one_line(messages: dict[str, Any], raw: Mapping[str, Any]) -> str:
     problems = []
     for name, errors in sorted(messages.items()):
-        text = "; ".join(str(e).rstrip(".") for e in (errors if isinstance(errors, list) else [errors]))
-        text = text.replace("Not a valid number", "must be a number").replace("Not a valid integer", "must be a whole number")
-        text = text.replace("Not a valid boolean", "must be true or false")
+        text = "; ".join(plain(e) for e in (errors if isinstance(errors, list) else [errors]))
         if name in SECRET_VARIABLES or name not in raw:
             problems.append(f"{name} {text}")
         else:

@@ -136,7 +136,6 @@ def build_database(settings: dict[str, Any]) -> Database:
         )
     if settings["DATABASE_URL"]:
         return PostgresDatabase(settings["DATABASE_URL"], settings["DATABASE_TIMEOUT"], check_timeout)
-    os.makedirs(settings["WORKER_STATE_DIR"], exist_ok=True)
     path = os.path.join(settings["WORKER_STATE_DIR"], SQLITE_FILE)
     return SqliteDatabase(path, settings["ACCOUNTS_TABLE"], timeout=max(check_timeout, 1.0))
 

@@ -58,13 +58,11 @@ class HealthBodies:
 
     def current(self) -> tuple[Status, bytes]:
         """The overall status and the encoded body to send now."""
-        results = self._engine.run()
-        values = tuple(results.values())
+        report = build_health_report(self._engine, self._critical)
+        values = tuple(report.results.values())
         last = self._last
         if last is None or len(last[0]) != len(values) or any(a is not b for a, b in zip(last[0], values, strict=True)):
-            status = aggregate({name: result.status for name, result in results.items()}, self._critical)
-            report = HealthReport(status=status, results=results, timestamp=utc_now())
             body = {**self._schema.dump(report.body(self._service)), "timestamp": self._MARK}
             head, _, tail = json.dumps(body, separators=(",", ":")).partition(json.dumps(self._MARK))
-            last = self._last = (values, status, head.encode() + b'"', b'"' + tail.encode())
-        return last[1], last[2] + format_timestamp(utc_now()).encode() + last[3]
+            last = self._last = (values, report.status, head.encode() + b'"', b'"' + tail.encode())
+        return last[1], last[2] + format_timestamp(report.timestamp).encode() + last[3]

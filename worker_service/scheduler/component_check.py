@@ -12,6 +12,17 @@ from .job_health import JobState, judge
 HEARTBEATS_BEFORE_STALE = 3
 
 
+def heartbeat_age(leader: Any, now: float) -> float:
+    """Seconds since the leader's last heartbeat (it is 0 once the leader marked itself stopped)."""
+    return max(now - leader.heartbeat_at, 0.0)
+
+
+def heartbeat_is_fresh(leader: Any, heartbeat_interval: float, now: float) -> bool:
+    """Whether a scheduler beats on this host: a heartbeat within 3 intervals, and not marked stopped."""
+    return (leader.state != "stopped" and leader.heartbeat_at > 0
+            and heartbeat_age(leader, now) <= HEARTBEATS_BEFORE_STALE * heartbeat_interval)
+
+
 class SchedulerCheck(ComponentCheck):
     """Available when a scheduler beats on this host and no critical job is unhealthy.
 
@@ -29,12 +40,13 @@ class SchedulerCheck(ComponentCheck):
     def check(self) -> None:
         now = time.time()
         leader = self._store.scheduler()
-        stale_after = HEARTBEATS_BEFORE_STALE * self._settings["SCHEDULER_HEARTBEAT_INTERVAL"]
         if leader is None:
             raise ServiceUnavailable("no scheduler has run on this host")
-        age = now - leader.heartbeat_at
-        if leader.state == "stopped" or age > stale_after:
-            raise ServiceUnavailable(f"no scheduler heartbeat for {age:.0f} s (last leader pid {leader.pid})")
+        if not heartbeat_is_fresh(leader, self._settings["SCHEDULER_HEARTBEAT_INTERVAL"], now):
+            if leader.state == "stopped":
+                raise ServiceUnavailable(f"the scheduler stopped (last leader pid {leader.pid})")
+            raise ServiceUnavailable(
+                f"no scheduler heartbeat for {heartbeat_age(leader, now):.0f} s (last leader pid {leader.pid})")
         if leader.state == "paused":
             raise ServiceDegraded("scheduler is paused")
         failing = []

@@ -11,7 +11,6 @@ imports this package and a reload brings new code.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 EX_CONFIG = 78
@@ -45,7 +44,6 @@ def post_fork(server: Any, worker: Any) -> None:
 
     settings = runtime.settings()
     configure_logging(settings["LOG_LEVEL"])
-    os.makedirs(settings["WORKER_STATE_DIR"], exist_ok=True)
     _leadership = SchedulerLeadership(settings, runtime.store())
     _leadership.stand_by()
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from ..messages import plain
+
 TRIGGERS = ("interval", "cron", "date")
 DEFAULT_MISFIRE_GRACE_TIME = 60
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -214,11 +216,7 @@ def _first_problem(messages: dict[str, Any]) -> str:
     key, errors = next(iter(sorted(messages.items())))
     if isinstance(errors, dict):
         return f"{key}: {_first_problem(errors)}"
-    text = str(errors[0] if isinstance(errors, list) else errors).rstrip(".")
-    text = text.replace("Not a valid number", "must be a number").replace("Not a valid integer", "must be a whole number")
-    text = text.replace("Not a valid boolean", "must be true or false")
-    text = text.replace("Missing data for required field", "is required")
-    return f"{key} {text}"
+    return f"{key} {plain(errors[0] if isinstance(errors, list) else errors)}"
 
 
 def _build_trigger(kind: str, args: dict[str, Any], tz: zoneinfo.ZoneInfo, where: str) -> Any:

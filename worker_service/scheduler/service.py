@@ -171,6 +171,9 @@ class SchedulerService:
         while not self._stop_beating.wait(self.heartbeat_interval):
             try:
                 self._beat()
-                self._publish_changes()
+                # APScheduler's shutdown holds its job-store lock while running jobs
+                # finish; reading jobs then would block this thread and stop the beat.
+                if not self._stopping:
+                    self._publish_changes()
             except Exception:
                 log.exception("scheduler heartbeat failed")

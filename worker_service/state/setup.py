@@ -14,7 +14,6 @@ STATE_FILE = "worker-state.sqlite3"
 
 def build_store(settings: dict[str, Any]) -> SqliteStateStore:
     """The SQLite store in ``WORKER_STATE_DIR``."""
-    os.makedirs(settings["WORKER_STATE_DIR"], exist_ok=True)
     return SqliteStateStore(os.path.join(settings["WORKER_STATE_DIR"], STATE_FILE), settings["JOB_HISTORY_SIZE"])
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from common.helpers.health import format_timestamp
 
-from ..scheduler.component_check import HEARTBEATS_BEFORE_STALE
+from ..scheduler.component_check import heartbeat_age, heartbeat_is_fresh
 from ..scheduler.job_health import JobHealth, judge
 from ..state.records import JobRecord, SchedulerRecord
 
@@ -17,12 +17,10 @@ def _ms(value: float | None) -> float | None:
 
 def scheduler_status(leader: SchedulerRecord | None, settings: dict[str, Any], now: float) -> dict[str, Any]:
     """``running`` only while the leader's heartbeat is fresh."""
-    stale_after = HEARTBEATS_BEFORE_STALE * settings["SCHEDULER_HEARTBEAT_INTERVAL"]
     if leader is None:
         return {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": "stopped", "pid": None,
                 "hostname": None, "heartbeat_age_seconds": None, "started_at": None}
-    age = max(now - leader.heartbeat_at, 0.0)
-    fresh = leader.heartbeat_at > 0 and age <= stale_after
+    fresh = heartbeat_is_fresh(leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], now)
     state = leader.state if fresh else "stopped"
     return {
         "running": state == "running",
@@ -30,7 +28,7 @@ def scheduler_status(leader: SchedulerRecord | None, settings: dict[str, Any], n
         "state": state,
         "pid": leader.pid,
         "hostname": leader.hostname,
-        "heartbeat_age_seconds": round(age, 3) if leader.heartbeat_at > 0 else None,
+        "heartbeat_age_seconds": round(heartbeat_age(leader, now), 3) if leader.heartbeat_at > 0 else None,
         "started_at": format_timestamp(leader.started_at),
     }
 
