@@ -70,3 +70,37 @@ def test_canary_secrets_never_appear_in_responses_or_logs(secret_server):
     everything = "\n".join(seen) + server.stdout() + server.stderr()
     for name, canary in CANARIES.items():
         assert canary not in everything, f"the {name} secret leaked"
+
+
+GUARDED_PATHS = {"/status", "/metrics"}
+EVERY_METHOD = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE", "PROPFIND", "BREW"]
+
+
+def guarded_paths(app) -> set[str]:
+    """Every route whose view asks for the token: a guarded endpoint added later is covered too."""
+    from worker_service.http import ACCESS_GUARD
+
+    return {rule.rule for rule in app.url_map.iter_rules() if getattr(app.view_functions[rule.endpoint], ACCESS_GUARD, None)}
+
+
+def test_no_http_method_gets_past_the_token_guard(make_app):
+    # Flask answers OPTIONS itself and 405 for a method a route lacks, both without calling the view.
+    app = make_app(STATUS_TOKEN=TOKEN)
+    client = app.test_client()
+    for path in sorted(GUARDED_PATHS):
+        for method in EVERY_METHOD:
+            response = client.open(path, method=method)
+            assert response.status_code == 401, (method, path, response.status_code, response.headers)
+            assert "Allow" not in response.headers, (method, path)
+    assert guarded_paths(app) >= GUARDED_PATHS
+    for path in sorted(guarded_paths(app)):
+        for method in EVERY_METHOD:
+            assert client.open(path, method=method).status_code == 401, (method, path)
+
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.open("/status", method="OPTIONS", headers=bearer).status_code == 200
+    assert client.open("/status", method="POST", headers=bearer).status_code == 405
+    assert client.open("/metrics", method="HEAD", headers=bearer).status_code == 200
+    # Unguarded routes keep their ordinary answers.
+    assert client.open("/health", method="OPTIONS").status_code == 200
+    assert client.open("/health/live", method="POST").status_code == 405

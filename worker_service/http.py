@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, Response
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+# A view carrying a callable under this name is guarded: the callable returns a
+# refusal (a Response) or None. init_app runs it before routing, for every method.
+ACCESS_GUARD = "access_guard"
 
 
 def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -26,8 +30,29 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": HTTPStatus(status).phrase, "message": message}, status, headers)
 
 
+def _requested_view(app: Flask) -> Any:
+    """The view the request's path names, whatever the method (a 405 carries no endpoint)."""
+    if request.url_rule is not None:
+        return app.view_functions.get(request.url_rule.endpoint)
+    error = request.routing_exception
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        try:
+            endpoint, _ = app.create_url_adapter(request).match(method=next(iter(error.valid_methods)))
+        except HTTPException:
+            return None
+        return app.view_functions.get(endpoint)
+    return None
+
+
 def init_app(app: Flask) -> None:
-    """Answer every HTTP error, and any unexpected one, as JSON without a stack trace."""
+    """Guard marked views for every method; answer every HTTP error, and any unexpected one, as JSON."""
+
+    @app.before_request
+    def _access_guard() -> Response | None:
+        # Runs before Flask's automatic OPTIONS answer and its 405, so no method
+        # learns anything (not even the Allow header) about a guarded endpoint.
+        guard = getattr(_requested_view(app), ACCESS_GUARD, None)
+        return guard() if guard is not None else None
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
