@@ -111,7 +111,8 @@ def test_redaction_masks_url_passwords_tokens_and_registered_secrets():
 
 def test_past_the_ttl_probes_get_the_last_result_at_once_while_a_refresh_runs():
     check = CountingCheck()
-    engine = HealthEngine(timeout=0.3, cache_ttl=0.1)
+    # A grace wide enough for the refresh and its confirmation to run while probes come every 20 ms.
+    engine = HealthEngine(timeout=0.3, cache_ttl=0.1, stale_grace=1.5)
     engine.register("c", check)
     assert engine.run()["c"].status is Status.AVAILABLE
     check.delay = 30  # the dependency now hangs
@@ -129,3 +130,98 @@ def test_past_the_ttl_probes_get_the_last_result_at_once_while_a_refresh_runs():
     assert statuses[0] is Status.AVAILABLE  # the last result, served while the refresh hangs
     assert "timed out" in engine.run()["c"].reason
     check.release.set()
+
+
+class FlakyCheck(ComponentCheck):
+    """Answers ``outcomes`` in turn (``None``: available; a number: block that long, then available; an error: raise)."""
+
+    backend = "test"
+
+    def __init__(self, *outcomes) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+        self.release = threading.Event()
+
+    def check(self) -> None:
+        outcome = self.outcomes[min(self.calls, len(self.outcomes) - 1)]
+        self.calls += 1
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome:
+            self.release.wait(outcome)
+
+
+def wait_on_the_clock(seconds: float) -> None:
+    """Let ``seconds`` pass without probing (a quiet spell): a bounded wait on the clock, not a probe."""
+    until = time.monotonic() + seconds
+    wait_until(lambda: time.monotonic() >= until, timeout=seconds + 2, interval=0.01, what="the quiet spell to pass")
+
+
+def test_after_a_quiet_spell_the_first_probe_tells_the_state_now_for_a_failure_and_a_recovery():
+    check = FlakyCheck(None, ServiceUnavailable("refused"), None)
+    engine = HealthEngine(timeout=0.2, cache_ttl=0.1)  # default grace: 2 x timeout
+    engine.register("c", check)
+    for _ in range(5):
+        assert engine.run()["c"].status is Status.AVAILABLE
+    assert check.calls == 1
+    wait_on_the_clock(0.1 + 2 * 0.2 + 0.05)  # longer than TTL + grace, nobody probing; the dependency goes down
+    result = engine.run()["c"]
+    assert (result.status, result.reason) == (Status.UNAVAILABLE, "refused")
+    assert result.age() < 0.1
+    wait_on_the_clock(0.1 + 2 * 0.2 + 0.05)  # and comes back
+    assert engine.run()["c"].status is Status.AVAILABLE
+    assert check.calls == 3
+
+
+def test_inside_ttl_plus_grace_the_last_result_is_served_and_never_past_it():
+    check = FlakyCheck(None, ServiceUnavailable("refused"))
+    engine = HealthEngine(timeout=0.2, cache_ttl=0.1, stale_grace=0.3)
+    engine.register("c", check)
+    engine.run()
+    ages = []
+
+    def probe():
+        result = engine.run()["c"]
+        ages.append(result.age())
+        return result.status is Status.UNAVAILABLE
+
+    wait_until(probe, timeout=2, interval=0.01, what="the failure to show")
+    assert max(ages) <= engine.max_age == 0.4
+
+
+def test_a_single_missed_deadline_of_an_available_component_is_confirmed_before_it_is_reported():
+    # The second check blocks just past its deadline (a worker that had no CPU), the retry answers at once.
+    check = FlakyCheck(None, 0.3, None)
+    engine = HealthEngine(timeout=0.2, cache_ttl=0)
+    engine.register("c", check)
+    assert engine.run()["c"].status is Status.AVAILABLE
+    started = time.monotonic()
+    result = engine.run()["c"]
+    assert result.status is Status.AVAILABLE, result.reason
+    assert check.calls == 3 and time.monotonic() - started < 0.2 * 2 + 0.1
+    check.release.set()
+
+
+def test_a_real_hang_of_an_available_component_shows_once_its_confirmation_misses_too():
+    check = FlakyCheck(None, 30)
+    engine = HealthEngine(timeout=0.2, cache_ttl=0, max_abandoned=3)
+    engine.register("c", check)
+    assert engine.run()["c"].status is Status.AVAILABLE
+    started = time.monotonic()
+    result = engine.run()["c"]
+    elapsed = time.monotonic() - started
+    assert result.status is Status.UNAVAILABLE and "timed out" in result.reason
+    assert 2 * 0.2 - 0.02 <= elapsed < 2 * 0.2 + 0.15 and check.calls == 3
+    # Already unavailable: the next miss is reported at its first deadline, without a confirmation.
+    started = time.monotonic()
+    assert engine.run()["c"].status is Status.UNAVAILABLE
+    assert time.monotonic() - started < 0.2 + 0.1 and check.calls == 4
+    check.release.set()
+
+
+def test_an_outright_failure_is_reported_at_once_without_a_retry():
+    check = FlakyCheck(None, ServiceUnavailable("refused"))
+    engine = HealthEngine(timeout=0.2, cache_ttl=0)
+    engine.register("c", check)
+    engine.run()
+    assert engine.run()["c"].reason == "refused" and check.calls == 2

@@ -21,7 +21,10 @@ class CheckResult:
     """What one run of a check found.
 
     ``latency`` is in seconds; ``reason`` is short, redacted and ``None`` when
-    the component is available.
+    the component is available. ``checked_at`` is the wall-clock time the
+    check ended (for people); ``observed_at`` the same moment on this
+    process's monotonic clock, from which :meth:`age` is measured, so a
+    wall-clock jump never makes a result look fresher or older than it is.
     """
 
     component: str
@@ -30,6 +33,11 @@ class CheckResult:
     latency: float | None
     checked_at: dt.datetime
     reason: str | None = None
+    observed_at: float = dataclasses.field(default_factory=time.monotonic, compare=False)
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the check ended (``now`` is a ``time.monotonic()`` reading; default: now)."""
+        return max((time.monotonic() if now is None else now) - self.observed_at, 0.0)
 
 
 class ComponentCheck:

@@ -1,23 +1,45 @@
-"""Run component checks concurrently, each under a deadline, cached and single-flight.
+"""Run component checks concurrently, each under a deadline, cached and single-flight, with bounded staleness.
 
 Why it is built this way:
 
 * Probes arrive often and in bursts (load balancers, Kubernetes, nginx). A
-  result is cached for ``cache_ttl`` seconds and concurrent callers share one
+  result is reused for ``cache_ttl`` seconds and concurrent callers share one
   in-flight check per component, so a flood of probes is never a flood of
-  Redis or database calls. Past the TTL the last result is still served while
-  one refresh runs in the background (stale-while-revalidate), so once a
-  component has a result no probe waits on it, even when it hangs: a refresh
-  still running after ``timeout`` turns the component unavailable. With
-  ``cache_ttl=0`` every caller waits for a fresh (shared) check.
+  Redis or database calls.
+* **Bounded staleness.** A result younger than ``cache_ttl`` is served as is.
+  Between ``cache_ttl`` and ``cache_ttl + stale_grace`` it is still served
+  while one refresh runs in the background (stale-while-revalidate), so steady
+  probing never waits on a dependency, even a hung one. A result older than
+  that is never served: the caller waits for a fresh check (shared with the
+  other callers), within the deadline below. So every answer reflects a check
+  that finished at most ``cache_ttl + stale_grace`` seconds before it was
+  asked for, however long nobody asked (cron and Nagios probe every few
+  minutes: each probe must tell the state *now*, not the previous probe's).
+  ``stale_grace`` defaults to ``2 × timeout``: time for one refresh and its
+  confirmation (next point) to run while the last result is still served.
+  With ``cache_ttl=0`` every caller waits for a fresh (shared) check.
+* **A single missed deadline of a usable component is confirmed.** A check
+  that misses its deadline may only have lacked CPU (a loaded host, a busy
+  worker), not found its dependency hung. When the component's last result
+  was available or degraded, a timeout is therefore not reported at once: one
+  confirmation attempt starts immediately with a fresh deadline, and only if
+  it fails or misses too does the component turn unavailable; if it answers,
+  its answer is the result. A check that fails outright (refused, error) is
+  reported at once, and a component already unavailable is not retried. A
+  real hang thus shows one ``timeout`` later, and a caller waits at most
+  ``2 × timeout`` (only when a usable component just hung).
 * A dependency that accepts connections and never answers must not hold the
-  endpoint: each caller waits at most ``timeout`` seconds from the moment the
-  shared check started, then reports the component unavailable. Deadlines are
-  thread-based (``Future.result(timeout)``), never SIGALRM, which only works
-  in the main thread.
+  endpoint: each attempt gets ``timeout`` seconds from its start. Deadlines
+  are thread-based (``Future.result(timeout)``), never SIGALRM, which only
+  works in the main thread.
 * A check that stays hung is abandoned, not waited on again; at most
   ``max_abandoned`` hung calls per component are left behind before the
-  engine stops starting new ones, so threads cannot pile up.
+  engine stops starting new ones (and reports "still hung"), so threads
+  cannot pile up.
+
+Each :class:`~common.helpers.health.check.CheckResult` carries the monotonic
+time it was observed; :meth:`~common.helpers.health.check.CheckResult.age`
+gives its age.
 """
 
 from __future__ import annotations
@@ -44,6 +66,7 @@ class _Slot:
     cached_at: float = 0.0
     inflight: Future | None = None
     inflight_started: float = 0.0
+    confirming: bool = False  # the in-flight attempt confirms a missed deadline
     abandoned: set = dataclasses.field(default_factory=set)
     last_status: Status | None = None
 
@@ -51,23 +74,41 @@ class _Slot:
 class HealthEngine:
     """A registry of named checks and the policy that runs them.
 
-    :param timeout: seconds a caller waits for one component's answer.
-    :param cache_ttl: seconds a result is reused; ``0`` runs a check for every
-        caller (still single-flight).
+    :param timeout: seconds one attempt of a check may take.
+    :param cache_ttl: seconds a result is served as current; ``0`` runs a
+        check for every caller (still single-flight).
+    :param stale_grace: seconds past ``cache_ttl`` during which the last result
+        is still served while a refresh runs; past that a caller waits for a
+        fresh check. ``None``: ``2 × timeout``.
     :param max_abandoned: hung checks per component left running before no new
         attempt is started.
+    :raises ValueError: for a timeout not above 0 or a negative TTL or grace.
     """
 
-    def __init__(self, timeout: float, cache_ttl: float, max_abandoned: int = 2) -> None:
+    def __init__(self, timeout: float, cache_ttl: float, max_abandoned: int = 2,
+                 stale_grace: float | None = None) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be greater than 0")
         if cache_ttl < 0:
             raise ValueError("cache_ttl must be 0 or more")
+        if stale_grace is not None and stale_grace < 0:
+            raise ValueError("stale_grace must be 0 or more")
         self.timeout = timeout
         self.cache_ttl = cache_ttl
+        self.stale_grace = 2 * timeout if stale_grace is None else stale_grace
         self.max_abandoned = max_abandoned
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
+
+    @property
+    def max_age(self) -> float:
+        """The oldest a served result can be, in seconds: ``cache_ttl + stale_grace`` (0 with caching off)."""
+        return self.cache_ttl + self.stale_grace if self.cache_ttl > 0 else 0.0
+
+    @property
+    def max_wait(self) -> float:
+        """The longest a caller waits, in seconds: one attempt and its confirmation."""
+        return 2 * self.timeout
 
     # -- registry -------------------------------------------------------
     def register(self, name: str, check: ComponentCheck) -> None:
@@ -87,49 +128,89 @@ class HealthEngine:
 
     # -- running --------------------------------------------------------
     def run(self, names: Iterable[str] | None = None) -> dict[str, CheckResult]:
-        """Return a result for each component, within about ``timeout`` seconds."""
+        """Return a result for each component, within at most :attr:`max_wait` seconds."""
         selected = list(self._slots) if names is None else list(names)
-        pending = {name: self._result_or_future(name) for name in selected}
-        results: dict[str, CheckResult] = {}
-        for name, item in pending.items():
-            if isinstance(item, CheckResult):
-                results[name] = item
-                continue
-            future, started = item
-            remaining = started + self.timeout - time.monotonic()
-            try:
-                results[name] = future.result(timeout=max(remaining, 0.0))
-            except FutureTimeout:
-                results[name] = self._store_timeout(name, future)
-        return results
+        pending = {name: self._serve(name) for name in selected}
+        return {name: item if isinstance(item, CheckResult) else self._await(name, item)
+                for name, item in pending.items()}
 
-    def _result_or_future(self, name: str) -> CheckResult | tuple[Future, float]:
+    def _serve(self, name: str) -> CheckResult | Future:
+        """A result to serve now, or the attempt to wait for."""
         with self._lock:
             slot = self._slots[name]
+            self._settle(slot)
             now = time.monotonic()
-            if slot.cached is not None and now - slot.cached_at < self.cache_ttl:
+            age = now - slot.cached_at if slot.cached is not None else None
+            if age is not None and age < self.cache_ttl:
                 return slot.cached
-            # Past its TTL, a result is still served while a refresh runs in the
-            # background (caching on only): no probe waits once a first result exists.
-            stale = slot.cached if self.cache_ttl > 0 else None
-            if slot.inflight is not None and not slot.inflight.done():
-                if now - slot.inflight_started < self.timeout:
-                    return stale if stale is not None else (slot.inflight, slot.inflight_started)
-                # The refresh is hung past its deadline: that is the news.
-                slot.abandoned = {future for future in slot.abandoned if not future.done()}
-                if len(slot.abandoned) >= self.max_abandoned:
-                    return self._timeout_result(slot, name, "still hung")
-                slot.abandoned.add(slot.inflight)
-                hung = self._timeout_result(slot, name, "no answer")
-                stale = hung if stale is not None else None
-            future = self._start(slot.check, name)
-            slot.inflight, slot.inflight_started = future, now
-        future.add_done_callback(lambda done, name=name: self._store(name, done))
-        return stale if stale is not None else (future, now)
+            servable = slot.cached if age is not None and self.cache_ttl > 0 and age < self.max_age else None
+            if slot.inflight is not None:  # still running (settled above otherwise)
+                if now - slot.inflight_started >= self.timeout:
+                    outcome = self._missed(slot, name, slot.inflight, now)
+                    if isinstance(outcome, CheckResult):
+                        return outcome
+                return servable if servable is not None else slot.inflight
+            attempt = self._start(slot, name, now, confirming=False)
+            if isinstance(attempt, CheckResult):
+                return attempt
+            return servable if servable is not None else attempt
 
-    @staticmethod
-    def _start(check: ComponentCheck, name: str) -> Future:
-        """Run one check in a daemon thread of its own.
+    def _await(self, name: str, future: Future) -> CheckResult:
+        """Wait for ``future`` until its deadline; on a miss, for its confirmation if one starts."""
+        while True:
+            with self._lock:
+                slot = self._slots[name]
+                started = slot.inflight_started if slot.inflight is future else time.monotonic() - self.timeout
+            try:
+                return future.result(timeout=max(started + self.timeout - time.monotonic(), 0.0))
+            except FutureTimeout:
+                pass
+            with self._lock:
+                slot = self._slots[name]
+                if future.done():  # it finished while we took the lock
+                    self._settle(slot)
+                    return future.result()
+                if slot.inflight is not future:
+                    # A newer attempt replaced this one (a confirmation, or a later refresh that stored its result).
+                    if slot.cached is not None and slot.cached_at >= started:
+                        return slot.cached
+                    if slot.confirming and slot.inflight is not None and not slot.inflight.done():
+                        future = slot.inflight
+                        continue
+                    return self._timeout_result(slot, name, "no answer", store=False)
+                outcome = self._missed(slot, name, future, time.monotonic())
+                if isinstance(outcome, CheckResult):
+                    return outcome
+                future = outcome
+
+    def _missed(self, slot: _Slot, name: str, future: Future, now: float) -> CheckResult | Future:
+        """``future`` (the slot's in-flight attempt) missed its deadline: confirm the miss, or report it.
+
+        Called with the lock held. Returns the confirmation attempt to wait
+        for, or the (stored) unavailable result.
+        """
+        slot.abandoned.add(future)
+        usable = slot.cached is not None and slot.cached.status is not Status.UNAVAILABLE
+        if usable and not slot.confirming:
+            return self._start(slot, name, now, confirming=True)
+        return self._timeout_result(slot, name, "no answer")
+
+    def _start(self, slot: _Slot, name: str, now: float, confirming: bool) -> CheckResult | Future:
+        """Start an attempt (lock held); with too many hung ones left behind, report "still hung" instead."""
+        slot.abandoned = {future for future in slot.abandoned if not future.done()}
+        if len(slot.abandoned) >= self.max_abandoned:
+            slot.inflight, slot.confirming = None, False
+            return self._timeout_result(slot, name, "still hung")
+        future = self._spawn(slot.check, name)
+        slot.inflight, slot.inflight_started, slot.confirming = future, now, confirming
+        return future
+
+    def _spawn(self, check: ComponentCheck, name: str) -> Future:
+        """Run one check in a daemon thread of its own; its result is stored when it ends.
+
+        The callback is attached before the thread starts: attached later, to
+        a future already done, it would run at once in this thread, which
+        holds the (non-reentrant) lock.
 
         Daemon, so a check stuck on a frozen server never holds up the
         process's exit (a ThreadPoolExecutor's threads are joined at exit, and
@@ -137,6 +218,7 @@ class HealthEngine:
         ``max_abandoned`` bound how many such threads exist.
         """
         future: Future = Future()
+        future.add_done_callback(lambda done: self._store(name, done))
 
         def run() -> None:
             if future.set_running_or_notify_cancel():
@@ -146,25 +228,23 @@ class HealthEngine:
         return future
 
     def _store(self, name: str, future: Future) -> None:
-        result: CheckResult = future.result()
         with self._lock:
             slot = self._slots.get(name)
-            if slot is None or slot.inflight is not future:
-                return
-            slot.cached, slot.cached_at = result, time.monotonic()
-            self._note_transition(slot, result)
+            if slot is not None and slot.inflight is future:
+                self._settle(slot)
+            # otherwise it was abandoned: a newer attempt (or a reported timeout) stands
 
-    def _store_timeout(self, name: str, future: Future) -> CheckResult:
-        with self._lock:
-            slot = self._slots[name]
-            if future.done():  # it finished while we took the lock
-                return future.result()
-            if slot.inflight is not future:
-                # A newer attempt replaced this one: report the timeout, store nothing over what it found.
-                return self._timeout_result(slot, name, "no answer", store=False)
-            if slot.cached is not None and slot.cached_at >= slot.inflight_started:
-                return slot.cached  # another waiter already recorded this timeout
-            return self._timeout_result(slot, name, "no answer")
+    def _settle(self, slot: _Slot) -> None:
+        """Store the in-flight attempt's result if it has ended (lock held).
+
+        Also called before serving: a future is done a moment before its
+        callback runs, and a caller in between must see its result.
+        """
+        if slot.inflight is None or not slot.inflight.done():
+            return
+        result: CheckResult = slot.inflight.result()
+        slot.cached, slot.cached_at, slot.inflight, slot.confirming = result, time.monotonic(), None, False
+        self._note_transition(slot, result)
 
     def _timeout_result(self, slot: _Slot, name: str, what: str, store: bool = True) -> CheckResult:
         result = CheckResult(
@@ -177,7 +257,9 @@ class HealthEngine:
         )
         if not store:
             return result
-        slot.cached, slot.cached_at = result, time.monotonic()
+        slot.cached, slot.cached_at, slot.confirming = result, time.monotonic(), False
+        if slot.inflight is not None and not slot.inflight.done():
+            slot.inflight = None  # reported: the hung attempt is left behind (counted in ``abandoned``)
         self._note_transition(slot, result)
         return result
 
