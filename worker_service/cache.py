@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from flask import Flask
 
 from common.helpers.health import CallableCheck, ComponentCheck, ServiceUnavailable
-from common.helpers.health.checks.redis import RedisPingCheck
+from common.helpers.health.checks.redis import PROBE_TTL_MS, RedisWriteCheck
 
 
 class Cache(Protocol):
@@ -36,7 +36,7 @@ class RedisCache:
 
     backend = "redis"
 
-    def __init__(self, url: str, socket_timeout: float, check_timeout: float) -> None:
+    def __init__(self, url: str, socket_timeout: float, check_timeout: float, key_prefix: str) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -58,6 +58,7 @@ class RedisCache:
 
         self.client = client(socket_timeout)
         self._check_client = client(check_timeout)
+        self._key_prefix = key_prefix
 
     def get(self, key: str) -> str | None:
         return self.client.get(key)
@@ -72,7 +73,7 @@ class RedisCache:
         return list(self.client.scan_iter(match=f"{_escape_glob(prefix)}*", count=500))
 
     def health_check(self) -> ComponentCheck:
-        return RedisPingCheck(self._check_client)
+        return RedisWriteCheck(self._check_client, self._key_prefix)
 
 
 class InProcessCache:
@@ -84,9 +85,10 @@ class InProcessCache:
 
     backend = "in-process"
 
-    def __init__(self) -> None:
+    def __init__(self, key_prefix: str) -> None:
         self._items: dict[str, tuple[str, float | None]] = {}
         self._lock = threading.Lock()
+        self._key_prefix = key_prefix
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -113,9 +115,11 @@ class InProcessCache:
 
     def health_check(self) -> ComponentCheck:
         def probe() -> None:
-            key, token = "worker-service:health-probe", uuid.uuid4().hex
-            self.set(key, token, ttl=5)
-            if self.get(key) != token:
+            key, token = f"{self._key_prefix}health-probe:{uuid.uuid4().hex}", uuid.uuid4().hex
+            self.set(key, token, ttl=PROBE_TTL_MS / 1000)
+            read_back = self.get(key)
+            self.delete(key)
+            if read_back != token:
                 raise ServiceUnavailable("read back a different value than written")
 
         return CallableCheck(probe, backend=self.backend)
@@ -127,9 +131,11 @@ def _escape_glob(text: str) -> str:
 
 def build_cache(settings: dict[str, Any]) -> Cache:
     """Return the cache the settings ask for."""
+    key_prefix = f"{settings['SERVICE_NAME']}:"  # the namespace of the service's own keys
     if settings["REDIS_URL"]:
-        return RedisCache(settings["REDIS_URL"], settings["CACHE_SOCKET_TIMEOUT"], settings["HEALTH_CHECK_TIMEOUT"])
-    return InProcessCache()
+        return RedisCache(settings["REDIS_URL"], settings["CACHE_SOCKET_TIMEOUT"], settings["HEALTH_CHECK_TIMEOUT"],
+                          key_prefix)
+    return InProcessCache(key_prefix)
 
 
 def init_app(app: Flask) -> None:

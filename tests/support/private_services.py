@@ -13,12 +13,17 @@ from tests.support.servers import free_port, wait_until
 
 
 class PrivateRedis:
-    """redis-server on a free port, optionally with a password."""
+    """redis-server on a free port, optionally with a password and any further server options.
 
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
+    ``options`` are redis-server command-line options, e.g. ``("--replicaof", "127.0.0.1", "1")`` for a
+    read-only replica of a master that is not there, or ``("--maxmemory", "1")`` for a full cache.
+    """
+
+    def __init__(self, workdir: Path, password: str | None = None, options: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.password = password
         self.workdir = workdir
+        self.options = tuple(options)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> PrivateRedis:
@@ -26,6 +31,7 @@ class PrivateRedis:
                    "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
         if self.password:
             command += ["--requirepass", self.password]
+        command += list(self.options)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._answers, timeout=10, what=f"redis on {self.port}")
         return self
@@ -36,6 +42,16 @@ class PrivateRedis:
         with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(64) != b""
+
+    @property
+    def url(self) -> str:
+        return f"redis://{':' + self.password + '@' if self.password else ''}127.0.0.1:{self.port}/0"
+
+    def client(self):
+        """A plain redis-py client on this server, to arrange or inspect its data."""
+        import redis
+
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
