@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
 from common.helpers.health import Status
+from tests.support.postgrest import make_jwt
 from tests.support.servers import wait_until
 
 CHECK_TIMEOUT = 0.5
@@ -129,7 +134,11 @@ def test_health_database_is_unavailable_with_table_not_found_reason_when_health_
     result = database_result(app)
     assert result.status is Status.UNAVAILABLE
     assert "no_such_table" in result.reason and "not found" in result.reason, result.reason
-    assert [r.path for r in rest_requests(postgrest)] == ["/rest/v1/no_such_table"] * 2
+    # A HEAD answer has no body: one GET (limit=0) reads PostgREST's error code (42P01 / PGRST205).
+    assert "42P01" in result.reason or "PGRST205" in result.reason, result.reason
+    assert [(r.method, r.path) for r in rest_requests(postgrest)] == [
+        ("HEAD", "/rest/v1/no_such_table"), ("GET", "/rest/v1/no_such_table")] * 2
+    assert [r.query.get("limit") for r in rest_requests(postgrest)] == [["1"], ["0"]] * 2
 
 
 def test_health_database_is_unavailable_within_the_check_timeout_and_without_retries_when_supabase_answers_503(
@@ -214,3 +223,75 @@ def test_sync_accounts_job_copies_account_rows_from_supabase_into_the_cache(supa
     finally:
         with postgrest.connect() as connection:
             connection.execute("DELETE FROM public.accounts WHERE id = ANY(%s)", ([row[0] for row in rows],))
+
+
+# --- a URL that is not Supabase at all ------------------------------------------------------------
+
+
+class _PlainServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+
+class _Anything200(BaseHTTPRequestHandler):
+    """A catch-all web app: 200 and an HTML page for every path (a single-page app's fallback route)."""
+
+    def _page(self) -> None:
+        body = b"<!doctype html><title>app</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _page
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+class _StaticFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def plain_http(tmp_path) -> Iterator:
+    """``plain_http("static" | "catch-all")``: a web server that is not PostgREST; its URL."""
+    servers: list[_PlainServer] = []
+
+    def start(kind: str) -> str:
+        if kind == "static":  # python -m http.server: 404 text/html for /rest/v1/<table>
+            handler = lambda *args: _StaticFiles(*args, directory=str(tmp_path))  # noqa: E731
+        else:
+            handler = _Anything200
+        server = _PlainServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("kind", "status"), [("static", "404"), ("catch-all", "200")])
+def test_a_url_that_is_not_supabase_is_reported_as_such_and_not_as_a_missing_table(make_app, plain_http, kind, status):
+    app = make_app(SUPABASE_URL=plain_http(kind), SUPABASE_KEY=make_jwt({"role": "anon"}, "some-secret"), **SETTINGS)
+
+    result = database_result(app)
+
+    assert result.status is Status.UNAVAILABLE, result
+    assert "not a Supabase/PostgREST endpoint" in result.reason, result.reason
+    assert status in result.reason and "not found" not in result.reason, result.reason
+
+
+def test_the_first_probe_of_a_new_worker_finds_supabase_available(gunicorn, postgrest):
+    # Importing supabase and building its client takes about 0.7 s here: inside the first probe's
+    # 0.5 s deadline, the first /health of every new worker said the database was unavailable.
+    server = gunicorn(SUPABASE_URL=postgrest.url, SUPABASE_KEY=postgrest.key, WEB_CONCURRENCY="1",
+                      HEALTH_CHECK_TIMEOUT=str(CHECK_TIMEOUT), HEALTH_CACHE_TTL="0")
+    status, _, body = server.get("/health")
+    assert body["components"]["database"] == "available", (status, body)
