@@ -158,3 +158,33 @@ def test_status_exits_3_when_the_service_cannot_be_read():
 def test_check_is_unknown_for_a_malformed_url(url):
     done = run_cli("check", "--url", url)
     assert done.returncode == 3 and done.stdout.startswith("WORKER-SERVICE UNKNOWN") and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def failing_status_server():
+    """A real HTTP server whose /status answers 500 with the service's JSON error body."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps({"error": "Internal Server Error", "message": "internal error; see the service log"})
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"]])
+def test_status_exits_3_with_one_line_when_status_answers_500(failing_status_server, flags):
+    done = run_cli("status", "--url", failing_status_server, *flags)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout == "" and len(done.stderr.splitlines()) == 1
+    assert "answered HTTP 500" in done.stderr and "internal error" in done.stderr

@@ -178,7 +178,7 @@ def status(url: str, timeout: float, token: str | None, as_json: bool) -> None:
     from .status_table import render
 
     try:
-        _, body = fetch(url.rstrip("/") + "/status", timeout, token)
+        body = _status_body(url.rstrip("/") + "/status", timeout, token)
     except Unknown as error:
         click.echo(f"worker-service: {error}", err=True)
         sys.exit(UNKNOWN)
@@ -186,6 +186,15 @@ def status(url: str, timeout: float, token: str | None, as_json: bool) -> None:
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return
     click.echo(render(body, colour=sys.stdout.isatty()))
+
+
+def _status_body(url: str, timeout: float, token: str | None) -> dict[str, Any]:
+    """The /status body; :class:`Unknown` unless the service answered 2xx (an error body is no report to print)."""
+    code, body = fetch(url, timeout, token)
+    if not 200 <= code < 300:
+        detail = body.get("message") or body.get("error")
+        raise Unknown(f"{url} answered HTTP {code}" + (f": {str(detail)[:200]}" if detail else ""))
+    return body
 
 
 @main.command("check-config")
