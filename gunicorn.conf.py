@@ -1,8 +1,9 @@
 """gunicorn settings for worker-service. Command-line flags (-b, -w, ...) override these.
 
 Environment: WEB_CONCURRENCY (workers, default 2), GUNICORN_THREADS (threads
-per worker, default 4), GUNICORN_BIND (default 127.0.0.1:8000),
-GUNICORN_TIMEOUT (default 30), GUNICORN_GRACEFUL_TIMEOUT (default 30).
+per worker, default 4), GUNICORN_BIND (default 127.0.0.1:8000, for development;
+in production a unix socket behind nginx, see deploy/), GUNICORN_TIMEOUT
+(default 30), GUNICORN_GRACEFUL_TIMEOUT (default 30).
 """
 
 import importlib.util
@@ -16,6 +17,7 @@ import time
 # reload) brings new code. The names below mirror worker_service.scheduler.
 UNDER_GUNICORN = "WORKER_SERVICE_UNDER_GUNICORN"
 STARTED_AT = "WORKER_SERVICE_STARTED_AT"
+STARTED_MONOTONIC = "WORKER_SERVICE_STARTED_MONOTONIC"
 EX_CONFIG = 78
 
 # Set before the app can be loaded (--preload loads it in the master before any
@@ -43,7 +45,15 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
 worker_class = "gthread"
 workers = _int_env("WEB_CONCURRENCY", 2)
 threads = _int_env("GUNICORN_THREADS", 4)
+# Loopback only by default (`make run`). gthread reads requests in its worker threads,
+# so slow clients can hold them all: never expose gunicorn itself; nginx goes in
+# front (deploy/: a unix socket, nginx buffers every request before passing it on).
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
+# Applied by gunicorn around the bind of a unix socket only (not systemd's UMask=, which
+# it overrides there; not the files workers write): srwxrwx---, the service's user and
+# group. The shipped unit makes that group nginx's (Group=www-data), so nginx can connect
+# and no other local user can.
+umask = 0o007
 timeout = _int_env("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int_env("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = 5
@@ -98,6 +108,7 @@ def _configuration_problem() -> str | None:
 def on_starting(server):
     """Master, before binding: a bad setting or jobs file exits 78 with one line; record the start time."""
     os.environ.setdefault(STARTED_AT, repr(time.time()))
+    os.environ.setdefault(STARTED_MONOTONIC, repr(time.monotonic()))
     problem = _configuration_problem()
     if problem:
         print(problem, file=sys.stderr, flush=True)

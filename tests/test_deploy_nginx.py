@@ -28,6 +28,7 @@ from tests.support.nginx import (
     decide,
     nginx_binary,
     require,
+    socket_group_args,
 )
 from tests.support.servers import BIN, ROOT, wait_until
 
@@ -74,7 +75,7 @@ def front(nginx_bin, run_dir):
 def serve_on_socket(gunicorn, socket_path: Path, **env: str):
     # The fixture's `-b 127.0.0.1:<port>` overrides GUNICORN_BIND; a second -b adds the socket (gunicorn
     # appends binds), and the fixture's readiness check on the TCP port means the socket is bound too.
-    return gunicorn(args=["-b", f"unix:{socket_path}"], WEB_CONCURRENCY="1", **env)
+    return gunicorn(args=["-b", f"unix:{socket_path}", *socket_group_args()], WEB_CONCURRENCY="1", **env)
 
 
 @pytest.fixture

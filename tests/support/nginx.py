@@ -8,6 +8,7 @@ in anything else. Every wait has a deadline.
 
 from __future__ import annotations
 
+import grp
 import http.client
 import ipaddress
 import json
@@ -35,6 +36,16 @@ SHIPPED_SOCKET = "unix:/run/worker-service/gunicorn.sock"
 SHIPPED_SNIPPET = "/etc/nginx/snippets/worker-service-internal.conf"
 SHIPPED_ACCESS_LOG = "/var/log/nginx/worker-service.access.log"
 SHIPPED_LISTEN = "    listen 80 default_server;\n    listen [::]:80 default_server;\n"
+
+# The shipped unit runs the service with Group=www-data and gunicorn.conf.py's umask makes its socket
+# srwxrwx---: nginx's workers (group www-data) connect through the group, nobody else at all. As root the
+# tests do the same: nginx's workers run as nobody:www-data, gunicorn gives its socket that group.
+SOCKET_GROUP = "www-data"
+
+
+def socket_group_args() -> list[str]:
+    """gunicorn options that give its unix socket nginx's group (only root may choose a group)."""
+    return ["--group", SOCKET_GROUP] if os.geteuid() == 0 else []
 
 
 def require(condition: bool, message: str) -> None:
@@ -138,7 +149,9 @@ class Nginx:
         temp.mkdir()
         # The master runs as the current user; as root its workers drop to nobody, like www-data in
         # production, so the socket and these directories must be reachable by an unprivileged user.
+        user = f"user nobody {SOCKET_GROUP};" if os.geteuid() == 0 else ""
         self.conf.write_text(f"""
+{user}
 daemon off;
 master_process on;
 worker_processes 1;
@@ -250,7 +263,9 @@ class EchoUpstream(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.connections = 0
         self.requests: list[dict[str, Any]] = []
         super().__init__(str(path), _EchoHandler)
-        os.chmod(path, 0o777)  # what gunicorn's default umask (0) gives its socket
+        os.chmod(path, 0o770)  # what gunicorn.conf.py's umask gives gunicorn's socket
+        if os.geteuid() == 0:
+            os.chown(path, -1, grp.getgrnam(SOCKET_GROUP).gr_gid)
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
 
