@@ -52,3 +52,116 @@ def test_an_overdue_job_is_unhealthy_and_a_pending_one_is_pending(make_app):
     assert health["late"]["status"] == "unhealthy" and "overdue" in health["late"]["reason"]
     assert health["new"]["status"] == "pending"
     assert body["components"]["scheduler"] == "degraded"
+
+
+def failures(store, job_id, count):
+    for _ in range(count):
+        store.record_run(job_id, "error", time.time(), 0.01, "RuntimeError", "boom")
+
+
+def test_the_scheduler_reason_and_the_job_rows_come_from_one_read_of_the_store(make_app):
+    # The health engine may reuse its scheduler result for a minute; /status must not.
+    app = make_app(STATUS_CACHE_TTL=0, HEALTH_CACHE_TTL=60, JOB_FAILURE_THRESHOLD=2)
+    store, client = app.extensions["store"], app.test_client()
+    publish(store, time.time())
+    failures(store, "a", 3)
+    assert "3 consecutive failures" in client.get("/status").json["metrics"]["dependencies"]["scheduler"]["reason"]
+    failures(store, "a", 2)
+    body = client.get("/status").json
+    scheduler = body["metrics"]["dependencies"]["scheduler"]
+    health = body["metrics"]["jobs_analysis"]["job_health"]["a"]
+    assert (health["consecutive_failures"], body["metrics"]["scheduled_jobs"][0]["error_count"]) == (5, 5)
+    assert "a: 5 consecutive failures" in scheduler["reason"], scheduler
+    assert scheduler["age_seconds"] < 0.5
+
+    from worker_service.status_table import render
+
+    table = render(body, colour=False)
+    assert "5 consecutive failures" in table and "5/5" in table and "3 consecutive" not in table
+
+
+def test_every_dependency_carries_its_age_beside_checked_at(make_app):
+    app = make_app(STATUS_CACHE_TTL=0, HEALTH_CACHE_TTL=2)
+    publish(app.extensions["store"], time.time())
+    dependencies = app.test_client().get("/status").json["metrics"]["dependencies"]
+    assert set(dependencies) == {"cache", "database", "scheduler"}
+    for name, detail in dependencies.items():
+        assert {"status", "backend", "latency_seconds", "checked_at", "reason", "age_seconds"} <= set(detail), name
+        assert 0 <= detail["age_seconds"] <= 2 + 2 * app.config["HEALTH_CHECK_TIMEOUT"], (name, detail)
+
+
+def test_requests_that_arrive_during_a_rebuild_wait_for_it_instead_of_getting_the_old_report(make_app):
+    import threading
+
+    app = make_app(STATUS_CACHE_TTL=0.3)
+    store = app.extensions["store"]
+    now = time.time()
+    store.publish_jobs([JobDefinition(f"j{i}", f"J{i}", "interval[0:01:00]", now + 60, 60, 1, "default", False, False,
+                                      60.0) for i in range(300)])  # a build that takes a while
+    store.beat(1, "host", "running", "UTC", now)
+    store.record_run("j0", "success", now, 0.1)
+    assert app.test_client().get("/status").json["metrics"]["scheduled_jobs"][0]["success_count"] == 1
+    store.record_run("j0", "success", time.time(), 0.1)
+    quiet_until = time.monotonic() + 0.3 + 0.05  # a quiet spell longer than STATUS_CACHE_TTL
+    wait_until(lambda: time.monotonic() >= quiet_until, timeout=2, interval=0.01, what="the quiet spell")
+    start, counts = threading.Barrier(4), []
+
+    def request():
+        client = app.test_client()
+        start.wait()
+        counts.append(client.get("/status").json["metrics"]["scheduled_jobs"][0]["success_count"])
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert counts == [2, 2, 2, 2]
+
+
+def drop_tables(app, *tables):
+    """A real fault of the state store: its tables vanish under the running app (reads raise)."""
+    import sqlite3
+
+    connection = sqlite3.connect(app.extensions["store"].path, timeout=5)
+    for table in tables:
+        connection.execute(f"DROP TABLE {table}")
+    connection.commit()
+    connection.close()
+
+
+def test_status_and_metrics_answer_200_with_the_scheduler_unavailable_when_the_store_cannot_be_read(make_app):
+    app = make_app(STATUS_CACHE_TTL=0, HEALTH_CACHE_TTL=0)
+    publish(app.extensions["store"], time.time())
+    client = app.test_client()
+    assert client.get("/status").status_code == 200
+    drop_tables(app, "jobs", "scheduler")
+    started = time.monotonic()
+    response = client.get("/status")
+    assert response.status_code == 200 and time.monotonic() - started < 2
+    body = response.json
+    scheduler = body["metrics"]["dependencies"]["scheduler"]
+    assert body["components"]["scheduler"] == "unavailable" and body["status"] == "unavailable"
+    assert scheduler["reason"].startswith("state store: ") and "no such table" in scheduler["reason"], scheduler
+    assert body["metrics"]["scheduler_status"]["state"] == "unknown"
+    from worker_service.status.schemas import StatusSchema
+
+    assert StatusSchema().validate(body) == {}
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    text = metrics.get_data(as_text=True)
+    assert 'worker_service_component_status{component="scheduler",status="unavailable"} 1.0' in text
+    assert "worker_service_scheduler_running 0.0" in text
+
+
+def test_uptime_comes_from_the_monotonic_clock_when_the_master_recorded_it(make_app, monkeypatch):
+    from worker_service.status.uptime import service_uptime
+
+    # The wall clock says the master started 5,000 s ago (it jumped); the monotonic clock says 100 s.
+    monkeypatch.setenv("WORKER_SERVICE_STARTED_AT", str(time.time() - 5000))
+    monkeypatch.setenv("WORKER_SERVICE_STARTED_MONOTONIC", str(time.monotonic() - 100))
+    assert 100 <= service_uptime() < 101
+    app = make_app(STATUS_CACHE_TTL=0)
+    assert 100 <= app.test_client().get("/status").json["metrics"]["uptime_seconds"] < 102
+    monkeypatch.delenv("WORKER_SERVICE_STARTED_MONOTONIC")
+    assert 5000 <= service_uptime() < 5001  # without it: the wall clock, as before

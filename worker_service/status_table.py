@@ -10,7 +10,7 @@ import click
 COLOURS = {
     "available": "green", "healthy": "green", "running": "green",
     "degraded": "yellow", "warning": "yellow", "pending": "cyan", "paused": "cyan",
-    "unavailable": "red", "unhealthy": "red", "stopped": "red",
+    "unavailable": "red", "unhealthy": "red", "stopped": "red", "unknown": "red",
 }
 
 

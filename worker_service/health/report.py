@@ -32,9 +32,17 @@ class HealthReport:
         }
 
 
-def build_health_report(engine: HealthEngine, critical: list[str]) -> HealthReport:
-    """Run (or reuse) every check and aggregate the statuses."""
-    results = engine.run()
+def build_health_report(engine: HealthEngine, critical: list[str],
+                        judged: dict[str, CheckResult] | None = None) -> HealthReport:
+    """Run (or reuse) every check and aggregate the statuses.
+
+    ``judged`` holds components the caller has judged itself, just now (the
+    scheduler, from the snapshot /status reports on): their checks are not
+    run, and they keep their place in the engine's order.
+    """
+    judged = judged or {}
+    ran = engine.run([name for name in engine.names if name not in judged])
+    results = {name: judged[name] if name in judged else ran[name] for name in engine.names}
     status = aggregate({name: result.status for name, result in results.items()}, critical)
     return HealthReport(status=status, results=results, timestamp=utc_now())
 

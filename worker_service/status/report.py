@@ -1,29 +1,43 @@
-"""Assemble the /status report, cached briefly per worker."""
+"""Assemble the /status report, cached briefly per worker.
+
+How current each part is (the bound an operator can rely on):
+
+* the scheduler and the jobs (states, counts, the scheduler component and its
+  reason) are read from the store and judged when the report is built, all
+  from one :class:`~worker_service.status.snapshot.StoreSnapshot`;
+* cache and database come from the health engine: each result is at most
+  ``HEALTH_CACHE_TTL`` + its grace old when the report is built, and says so
+  (``metrics.dependencies.<name>.age_seconds``, beside ``checked_at``);
+* the report itself is reused for at most ``STATUS_CACHE_TTL`` seconds
+  (:class:`~worker_service.health.bounded_cache.BoundedCache`): an expired
+  report is rebuilt by one request while the others wait for that build, never
+  handed the old one. Its ``timestamp`` is when it was built.
+"""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from typing import Any
 
 from flask import Flask
 
 from common.helpers.health import format_timestamp, format_uptime
 
+from ..health.bounded_cache import BoundedCache
 from ..health.report import build_health_report
-from .analysis import jobs_summary, judge_all, scheduler_status
+from .analysis import jobs_summary, scheduler_status
 from .job_fragments import JobFragments
 from .schemas import StatusSchema
+from .snapshot import scheduler_result, take_snapshot
 from .system import SystemSampler
-from .uptime import service_started_at
+from .uptime import service_uptime
 
 # Dumped per job by JobFragments (memoized), then put in place.
 _PER_JOB_FIELDS = ("metrics.scheduled_jobs", "metrics.jobs_analysis.job_health")
 
 
 class StatusReporter:
-    """Builds the /status body; reuses it for ``STATUS_CACHE_TTL`` seconds."""
+    """Builds the /status body; reuses it for at most ``STATUS_CACHE_TTL`` seconds."""
 
     def __init__(self, app: Flask) -> None:
         self._app = app
@@ -31,54 +45,37 @@ class StatusReporter:
         self._sampler = SystemSampler(app.config["STATUS_DISK_PATH"], min_interval=1.0)
         self._schema = StatusSchema(exclude=_PER_JOB_FIELDS)
         self._fragments = JobFragments()
-        self._cached: bytes | None = None
-        self._cached_at = 0.0
-        self._building = False
-        self._lock = threading.Lock()
-        self._started_at = service_started_at()
+        # The encoded bytes are what is cached: re-encoding a 1,000-job report on every hit cost ~9 ms.
+        self._cache = BoundedCache(lambda: json.dumps(self._build(), separators=(",", ":")).encode(),
+                                   app.config["STATUS_CACHE_TTL"])
 
     def prime(self) -> None:
         """Take the CPU baselines now, so the first report has figures."""
         self._sampler.prime()
 
     def encoded(self) -> bytes:
-        """The report as JSON bytes, rebuilt at most once per ``STATUS_CACHE_TTL`` by one thread at a time.
-
-        The encoded bytes are what is cached: re-encoding a 1,000-job report on
-        every hit cost ~9 ms.
-
-        While one thread rebuilds an expired report, the others get the last one
-        instead of building it too (a burst of requests is one build).
-        """
-        ttl = self._settings["STATUS_CACHE_TTL"]
-        with self._lock:
-            if self._cached is not None and ttl > 0:
-                if time.monotonic() - self._cached_at < ttl or self._building:
-                    return self._cached
-            self._building = True
-        try:
-            body = json.dumps(self._build(), separators=(",", ":")).encode()
-        finally:
-            with self._lock:
-                self._building = False
-        with self._lock:
-            self._cached, self._cached_at = body, time.monotonic()
-        return body
+        """The report as JSON bytes, never older than ``STATUS_CACHE_TTL``."""
+        return self._cache.get()
 
     def _build(self) -> dict[str, Any]:
         extensions, settings = self._app.extensions, self._settings
-        health = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"])
-        store = extensions["store"]
-        now = time.time()
-        records = store.jobs()
-        job_health, listing = self._fragments.render(records, judge_all(records, settings, now), now)
-        uptime = max(now - self._started_at, 0.0)
+        snapshot = take_snapshot(extensions["store"], settings)
+        health = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
+                                     judged={"scheduler": scheduler_result(snapshot, settings)})
+        now = snapshot.now
+        job_health, listing = self._fragments.render(snapshot.records, snapshot.verdicts, now)
+        uptime = service_uptime()
+        if snapshot.error is None:
+            scheduler = scheduler_status(snapshot.leader, settings, now)
+        else:
+            scheduler = {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": "unknown", "pid": None,
+                         "hostname": None, "heartbeat_age_seconds": None, "started_at": None}
         metrics = {
             "service_type": "worker",
             "uptime_seconds": round(uptime, 3),
             "uptime_formatted": format_uptime(uptime),
-            "scheduler_status": scheduler_status(store.scheduler(), settings, now),
-            "jobs_analysis": jobs_summary(records),
+            "scheduler_status": scheduler,
+            "jobs_analysis": jobs_summary(snapshot.records),
             "system_resources": self._sampler.sample(),
             "dependencies": {
                 name: {
@@ -86,6 +83,7 @@ class StatusReporter:
                     "backend": result.backend,
                     "latency_seconds": None if result.latency is None else round(result.latency, 6),
                     "checked_at": format_timestamp(result.checked_at),
+                    "age_seconds": round(result.age(), 3),
                     "reason": result.reason,
                 }
                 for name, result in health.results.items()

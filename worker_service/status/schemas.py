@@ -17,8 +17,11 @@ def _seconds(**kwargs):
 class SchedulerStatusSchema(Schema):
     running = fields.Boolean(required=True)
     timezone = fields.String(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(["running", "paused", "stopping", "stopped"]),
-                           metadata={"description": "stopping: shutting down while running jobs finish"})
+    state = fields.String(required=True,
+                          validate=validate.OneOf(["running", "paused", "stopping", "stopped", "unknown"]),
+                          metadata={"description": "stopping: shutting down while running jobs finish; "
+                                                   "unknown: the state store could not be read (the reason is in "
+                                                   "dependencies.scheduler.reason)"})
     pid = fields.Integer(allow_none=True, metadata={"description": "process that runs the scheduler"})
     hostname = fields.String(allow_none=True)
     heartbeat_age_seconds = _seconds(allow_none=True)
@@ -128,7 +131,10 @@ class DependencySchema(Schema):
     status = _status
     backend = fields.String(required=True)
     latency_seconds = _seconds(allow_none=True, required=True)
-    checked_at = fields.String(required=True)
+    checked_at = fields.String(required=True, metadata={"description": "when the check ended"})
+    age_seconds = _seconds(required=True, metadata={
+        "description": "age of the result when the report was built: at most HEALTH_CACHE_TTL + 2 x "
+                       "HEALTH_CHECK_TIMEOUT for cache and database; the scheduler is judged when the report is built"})
     reason = fields.String(allow_none=True, required=True)
 
 

@@ -1,0 +1,62 @@
+"""Bounded staleness under real gunicorn: after a quiet spell, the first probe tells the dependency's state now.
+
+Cron and Nagios probe every few minutes. Each probe must report the state at
+that moment, not the state the worker found at its previous check: a result
+older than HEALTH_CACHE_TTL + 2 x HEALTH_CHECK_TIMEOUT is never served, the probe
+waits for a fresh check instead. Time is compressed: TTL 0.5 s, timeout 0.25 s.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.private_services import PrivateRedis
+from tests.support.servers import wait_until
+
+TTL, TIMEOUT = 0.5, 0.25
+MAX_AGE = TTL + 2 * TIMEOUT  # the documented bound on a served result's age
+QUIET = MAX_AGE + 0.5  # a quiet spell longer than the bound
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def quiet_spell(seconds: float) -> None:
+    """Let ``seconds`` pass without probing the service: a bounded wait on the clock."""
+    until = time.monotonic() + seconds
+    wait_until(lambda: time.monotonic() >= until, timeout=seconds + 5, interval=0.02, what="the quiet spell")
+
+
+def probe(server) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    status, _, body = server.get("/health", headers={"Connection": "close"})
+    return status, body, time.monotonic() - started
+
+
+def test_after_a_quiet_spell_the_first_probe_shows_an_outage_and_then_the_recovery(gunicorn, private_redis):
+    server = gunicorn(REDIS_URL=f"redis://127.0.0.1:{private_redis.port}/0", HEALTH_CACHE_TTL=str(TTL),
+                      HEALTH_CHECK_TIMEOUT=str(TIMEOUT), STATUS_CACHE_TTL=str(TTL), WEB_CONCURRENCY="1",
+                      HEALTH_CRITICAL_COMPONENTS="cache,database")
+    healthy = [probe(server) for _ in range(12)]  # one worker, so every probe meets the same cache
+    assert all(status == 200 and body["components"]["cache"] == "available" for status, body, _ in healthy)
+
+    private_redis.stop()
+    quiet_spell(QUIET)
+    status, body, took = probe(server)
+    assert (status, body["components"]["cache"]) == (503, "unavailable"), body
+    assert took < 2 * TIMEOUT + 0.5
+    _, _, report = server.get("/status", headers={"Connection": "close"})
+    cache = report["metrics"]["dependencies"]["cache"]
+    assert cache["status"] == "unavailable" and cache["age_seconds"] <= MAX_AGE, cache
+
+    private_redis.start()  # the same port
+    quiet_spell(QUIET)
+    status, body, took = probe(server)
+    assert (status, body["components"]["cache"]) == (200, "available"), body
+    assert took < 2 * TIMEOUT + 0.5
