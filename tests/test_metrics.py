@@ -72,3 +72,76 @@ def test_every_worker_exports_the_same_job_and_component_series(metrics_server):
         b = job_series(scrape(metrics_server, Authorization="Bearer metrics-token-1")[2])
         return a == b and a
     assert wait_until(agree, timeout=10, what="two consecutive scrapes from different workers to agree")
+
+
+def runs_of(text: str, job: str) -> float:
+    return float(re.search(rf'^worker_service_job_runs_total\{{job="{job}",outcome="success"\}} (\S+)$', text, re.M).group(1))
+
+
+def test_metrics_are_reused_for_the_status_ttl_and_never_served_older(make_app):
+    import time
+
+    from worker_service.state.records import JobDefinition
+
+    app = make_app(STATUS_CACHE_TTL=0.3)
+    store, client = app.extensions["store"], app.test_client()
+    now = time.time()
+    store.publish_jobs([JobDefinition("a", "A", "interval[0:01:00]", now + 60, 60, 1, "default", False, True, 60.0)])
+    store.record_run("a", "success", now, 0.1)
+    assert runs_of(client.get("/metrics").get_data(as_text=True), "a") == 1
+    store.record_run("a", "success", time.time(), 0.1)
+    built = time.monotonic()
+    text = client.get("/metrics").get_data(as_text=True)
+    if time.monotonic() - built < 0.3:
+        assert runs_of(text, "a") == 1  # reused inside the TTL: scrapes in a burst cost one build
+    until = built + 0.3 + 0.05
+    wait_until(lambda: time.monotonic() >= until, timeout=2, interval=0.01, what="the TTL to pass")
+    assert runs_of(client.get("/metrics").get_data(as_text=True), "a") == 2
+
+
+def test_job_series_are_written_exactly_as_prometheus_client_writes_them():
+    from prometheus_client import generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+    from worker_service.metrics.job_series import JobSeries
+    from worker_service.scheduler.job_health import JobHealth, JobState
+    from worker_service.state.records import JobDefinition, JobRecord
+
+    records = [
+        JobRecord(JobDefinition('we"ird\\id\n', "W", "cron", 1700000000.5, None, 1, "default", False, True),
+                  success_count=3, error_count=1, duration_sum=0.25, last_success_at=1699999999.125,
+                  consecutive_failures=1),
+        JobRecord(JobDefinition("plain", "P", "interval", None, 60, 1, "default", True, False)),
+    ]
+    verdicts = [JobHealth(JobState.WARNING, "x"), JobHealth(JobState.PAUSED, "paused")]
+    runs = CounterMetricFamily("worker_service_job_runs", "Job runs by outcome.", labels=["job", "outcome"])
+    duration = SummaryMetricFamily("worker_service_job_duration_seconds", "Duration of finished runs.", labels=["job"])
+    last = GaugeMetricFamily("worker_service_job_last_success_timestamp_seconds",
+                             "Unix time of the job's last successful run.", labels=["job"])
+    upcoming = GaugeMetricFamily("worker_service_job_next_run_timestamp_seconds", "Unix time of the next run.",
+                                 labels=["job"])
+    failing = GaugeMetricFamily("worker_service_job_consecutive_failures", "Failures since the last success.",
+                                labels=["job"])
+    health = GaugeMetricFamily("worker_service_job_health", "1 for the job's current health state, 0 for the others.",
+                               labels=["job", "state", "critical"])
+    for record, verdict in zip(records, verdicts, strict=True):
+        for outcome, value in (("success", record.success_count), ("error", record.error_count),
+                               ("missed", record.missed_count), ("max_instances", record.max_instances_count)):
+            runs.add_metric([record.id, outcome], value)
+        duration.add_metric([record.id], count_value=record.runs, sum_value=record.duration_sum)
+        if record.last_success_at is not None:
+            last.add_metric([record.id], record.last_success_at)
+        if record.definition.next_run_time is not None:
+            upcoming.add_metric([record.id], record.definition.next_run_time)
+        failing.add_metric([record.id], record.consecutive_failures)
+        for state in JobState:
+            health.add_metric([record.id, state.value, str(record.definition.critical).lower()],
+                              1.0 if verdict.state is state else 0.0)
+
+    class Families:
+        def collect(self):
+            return iter([runs, duration, last, upcoming, failing, health])
+
+    series = JobSeries()
+    assert series.render(records, verdicts) == generate_latest(Families()).decode()
+    assert series.render(records, verdicts) == generate_latest(Families()).decode()  # memoized: the same text

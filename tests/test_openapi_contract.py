@@ -33,7 +33,8 @@ def test_every_operation_conforms_to_the_openapi_document(case):
 def test_openapi_document_describes_every_endpoint():
     document = _app().test_client().get("/openapi.json").json
     assert document["openapi"].startswith("3.")
-    assert {"/health", "/health/live", "/status"} <= set(document["paths"])
+    assert set(document["paths"]) == {"/health", "/health/live", "/status", "/metrics", "/openapi.json"}
+    assert "text/plain" in document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert "Status" in document["components"]["schemas"]
 
 
@@ -45,3 +46,9 @@ def test_responses_validate_against_their_marshmallow_schema(path):
     body = _app().test_client().get(path).json
     schema_class = HealthSchema if path == "/health" else StatusSchema
     assert schema_class().validate(body) == {}
+
+
+def test_every_route_of_the_app_is_in_the_openapi_document():
+    app = _app()
+    routes = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert routes == set(app.test_client().get("/openapi.json").json["paths"])

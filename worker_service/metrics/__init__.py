@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..status.auth import token_required
-from .collector import ServiceCollector
+from .collector import MetricsExporter
 
 bp = Blueprint("metrics", __name__)
 
@@ -15,13 +15,11 @@ bp = Blueprint("metrics", __name__)
 @token_required
 def metrics() -> Response:
     """Prometheus exposition format; guarded by STATUS_TOKEN like /status."""
-    body = generate_latest(current_app.extensions["metrics_registry"])
+    body = current_app.extensions["metrics"].text()
     return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
 
 def init_app(app: Flask) -> None:
-    """Register the collector in a registry of the app's own and the /metrics route."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServiceCollector(app))
-    app.extensions["metrics_registry"] = registry
+    """Attach the exporter and register the /metrics route."""
+    app.extensions["metrics"] = MetricsExporter(app)
     app.register_blueprint(bp)

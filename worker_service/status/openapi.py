@@ -43,4 +43,20 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         status_operation["security"] = [{"bearer": []}]
         status_operation["responses"]["401"] = _json("Error", "missing or wrong bearer token")
     spec.path(path="/status", operations={"get": status_operation})
+    metrics_operation: dict[str, Any] = {
+        "summary": "Prometheus metrics: jobs, components, scheduler, processes (text format 0.0.4)",
+        "responses": {"200": {
+            "description": "the exposition text, the same from every worker",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }},
+    }
+    if app.config.get("STATUS_TOKEN"):
+        metrics_operation["security"] = [{"bearer": []}]
+        metrics_operation["responses"]["401"] = _json("Error", "missing or wrong bearer token")
+    spec.path(path="/metrics", operations={"get": metrics_operation})
+    spec.path(path="/openapi.json", operations={"get": {
+        "summary": "This OpenAPI 3 document",
+        "responses": {"200": {"description": "the document",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }})
     return spec.to_dict()
