@@ -8,6 +8,7 @@ echoes the value of a secret.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zoneinfo
 from collections.abc import Mapping
@@ -69,6 +70,8 @@ class CommaList(fields.Field):
 
 
 def _components(value: list[str]) -> None:
+    if not value:  # "," or " , " would make a service that can never report unavailable
+        raise ValidationError(f"must name at least one component (known: {', '.join(COMPONENTS)})")
     unknown = [name for name in value if name not in COMPONENTS]
     if unknown:
         raise ValidationError(f"unknown component {', '.join(repr(n) for n in unknown)} (known: {', '.join(COMPONENTS)})")
@@ -150,12 +153,10 @@ class SettingsSchema(Schema):
             missing = "SUPABASE_KEY" if data["SUPABASE_URL"] else "SUPABASE_URL"
             raise ValidationError("is required when the other Supabase variable is set", missing)
         state_dir = os.path.abspath(data["WORKER_STATE_DIR"])
-        try:
+        # Whether the directory is usable is checked by `check-config` (state.setup.check_state_store), not
+        # here: every worker loads the settings, and a worker must degrade, never die, when its disk goes bad.
+        with contextlib.suppress(OSError):
             os.makedirs(state_dir, exist_ok=True)
-        except OSError as error:
-            raise ValidationError(f"cannot be created: {error.strerror}", "WORKER_STATE_DIR") from None
-        if not os.access(state_dir, os.W_OK | os.X_OK):
-            raise ValidationError("is not writable by this user", "WORKER_STATE_DIR")
         if data["STATUS_DISK_PATH"] and not os.path.exists(data["STATUS_DISK_PATH"]):
             raise ValidationError("does not exist", "STATUS_DISK_PATH")
         data["WORKER_STATE_DIR"] = state_dir

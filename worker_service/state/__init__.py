@@ -1,6 +1,7 @@
 """State shared by every worker on the host: job stats, the published job list, the heartbeat."""
 
+from .faults import StoreUnavailable
 from .records import JobRecord, RunRecord, SchedulerRecord
 from .sqlite_store import SqliteStateStore
 
-__all__ = ["JobRecord", "RunRecord", "SchedulerRecord", "SqliteStateStore"]
+__all__ = ["JobRecord", "RunRecord", "SchedulerRecord", "SqliteStateStore", "StoreUnavailable"]

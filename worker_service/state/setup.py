@@ -1,20 +1,94 @@
-"""Create the state store from settings and attach it to the app."""
+"""Create the state store from settings and attach it to the app; check at start-up that it can work."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from typing import Any
 
 from flask import Flask
 
+from .faults import is_corrupt, reason_for
+from .recovery import SIDE_FILES
 from .sqlite_store import SqliteStateStore
 
 STATE_FILE = "worker-state.sqlite3"
+_PROBE_BYTES = 4096  # one page: a full disk refuses it even when a new empty file still fits
 
 
 def build_store(settings: dict[str, Any]) -> SqliteStateStore:
-    """The SQLite store in ``WORKER_STATE_DIR``."""
+    """The SQLite store in ``WORKER_STATE_DIR``; never raises for a fault of the disk or file.
+
+    A store that cannot be opened now is opened again on its next use, and
+    each call raises :class:`StoreUnavailable` until then.
+    """
     return SqliteStateStore(os.path.join(settings["WORKER_STATE_DIR"], STATE_FILE), settings["JOB_HISTORY_SIZE"])
+
+
+def check_state_store(settings: dict[str, Any]) -> str | None:
+    """One line saying why the state store cannot work in ``WORKER_STATE_DIR``, or ``None``.
+
+    For ``check-config`` and the start (exit 78), never for a running worker,
+    which degrades instead. It really makes, syncs and removes a file in the
+    directory (``os.access`` says yes to root even on ``/proc`` or a full
+    disk), and opens the store file for writing. A corrupt store file is no
+    problem here: the start moves it aside and rebuilds it.
+    """
+    directory = settings["WORKER_STATE_DIR"]
+    name = f"WORKER_STATE_DIR={directory!r}"
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        return f"configuration error: {name} cannot be created: {error.strerror}"
+    problem = _probe_directory(directory)
+    if problem:
+        return f"configuration error: {name} is not usable: cannot write a file in it ({problem})"
+    path = os.path.join(directory, STATE_FILE)
+    problem = _probe_store_file(path)
+    if problem:
+        return f"configuration error: {name}: the state store {path} {problem}"
+    return None
+
+
+def _probe_directory(directory: str) -> str | None:
+    probe = os.path.join(directory, f".write-probe-{os.getpid()}")
+    try:
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(descriptor, b"\0" * _PROBE_BYTES)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    return None
+
+
+def _probe_store_file(path: str) -> str | None:
+    """Whether the existing store file (and its -wal, -shm) can be written and read as a database."""
+    for candidate in (path, *(path + suffix for suffix in SIDE_FILES)):
+        try:
+            os.close(os.open(candidate, os.O_RDWR | os.O_CLOEXEC))
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            return f"is not writable ({os.path.basename(candidate)}: {error.strerror})"
+    if not os.path.exists(path):
+        return None
+    try:
+        connection = sqlite3.connect(path, timeout=0.5)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        if is_corrupt(error):
+            return None
+        return f"cannot be opened ({reason_for(error, 0.5).removeprefix('state store: ')})"
+    return None
 
 
 def init_app(app: Flask) -> None:

@@ -2,19 +2,24 @@
 
 WAL lets every worker read while the leader writes, and the file survives a
 change of leader and a restart. Connections are per thread and per process
-(a connection must not cross a fork).
+(a connection must not cross a fork). Faults of the file (full, not
+writable, corrupt, deleted, locked) are handled in :mod:`.sqlite_file`: every
+call that cannot be served raises :class:`StoreUnavailable`, and none blocks
+for long.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 
+from .faults import StoreUnavailable
 from .records import JobDefinition, JobRecord, RunRecord, SchedulerRecord
-from .sqlite_wal import connect_wal
+from .sqlite_file import SqliteFile, WriteTransaction
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -60,16 +65,15 @@ class SqliteStateStore:
     def __init__(self, path: str, history_size: int = 50) -> None:
         self.path = path
         self.history_size = history_size
-        self._local = threading.local()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._connection().raw.executescript(_SCHEMA)
+        self.file = SqliteFile(path, _SCHEMA)
+        try:
+            self.file.connection()
+        except StoreUnavailable as error:  # never fatal: a worker without its store still answers /health
+            log.error("%s; it is opened again on its next use", error)
 
-    def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None or self._local.pid != os.getpid():
-            connection = connect_wal(self.path, isolation_level=None, check_same_thread=False)
-            self._local.connection, self._local.pid = connection, os.getpid()
-        return _Transaction(connection)
+    def _connection(self) -> WriteTransaction:
+        """``with self._connection() as db``: one write transaction; ``.raw``: this thread's connection."""
+        return WriteTransaction(self.file)
 
     # -- writes: the leader -----------------------------------------------
     def record_run(
@@ -181,18 +185,18 @@ class SqliteStateStore:
     # -- reads: every worker ----------------------------------------------
     def scheduler(self) -> SchedulerRecord | None:
         """The last heartbeat, or ``None`` if no scheduler ever ran here."""
-        row = self._connection().raw.execute(
+        row = self.file.read(lambda db: db.execute(
             "SELECT pid, hostname, state, timezone, started_at, heartbeat_at FROM scheduler WHERE id = 1"
-        ).fetchone()
+        ).fetchone())
         return SchedulerRecord(*row) if row else None
 
     def jobs(self, critical_only: bool = False) -> list[JobRecord]:
         """The published jobs (or only the critical ones), in file order, each with its stats."""
         columns = ", ".join(f"j.{c}" for c in _DEFINITION_COLUMNS) + ", " + ", ".join(f"s.{c}" for c in _STAT_COLUMNS)
         where = "WHERE j.critical = 1" if critical_only else ""
-        rows = self._connection().raw.execute(
+        rows = self.file.read(lambda db: db.execute(
             f"SELECT {columns} FROM jobs j LEFT JOIN job_stats s ON s.job_id = j.id {where} ORDER BY j.position"
-        ).fetchall()
+        ).fetchall())
         split = len(_DEFINITION_COLUMNS)
         records = []
         for row in rows:
@@ -204,9 +208,9 @@ class SqliteStateStore:
 
     def definition(self, job_id: str) -> JobDefinition | None:
         """One published job's definition."""
-        row = self._connection().raw.execute(
+        row = self.file.read(lambda db: db.execute(
             f"SELECT {', '.join(_DEFINITION_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
+        ).fetchone())
         if row is None:
             return None
         values = list(row)
@@ -215,22 +219,8 @@ class SqliteStateStore:
 
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first."""
-        rows = self._connection().raw.execute(
+        rows = self.file.read(lambda db: db.execute(
             "SELECT job_id, at, outcome, duration FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
             (job_id, limit or self.history_size),
-        ).fetchall()
+        ).fetchall())
         return [RunRecord(*row) for row in rows]
-
-
-class _Transaction:
-    """``with store._connection() as db`` runs one IMMEDIATE transaction; ``.raw`` reads without one."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.raw = connection
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.raw.execute("BEGIN IMMEDIATE")
-        return self.raw
-
-    def __exit__(self, kind, value, traceback) -> None:
-        self.raw.execute("COMMIT" if kind is None else "ROLLBACK")
