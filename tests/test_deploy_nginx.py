@@ -10,9 +10,12 @@ allow, so nginx's access module sees a different $remote_addr.
 from __future__ import annotations
 
 import re
+import select
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from tests.support.nginx import (
     INTERNAL_SNIPPET,
     SHIPPED_SOCKET,
     SITE_FILE,
+    SOCKET_GROUP,
     EchoUpstream,
     Nginx,
     access_rules,
@@ -211,6 +215,58 @@ def test_status_needs_the_token_and_nginx_passes_authorization_through(stack):
     assert TOKEN not in logged and "not-the-token" not in logged and "query-secret-77" not in logged
 
 
+# --- slow clients ------------------------------------------------------------------------------------
+
+SLOW_CLIENTS = 48  # loopback only, well under the test nginx's worker_connections (128)
+PROBE_BOUND = 0.5  # seconds a probe may take through nginx while they are held
+
+
+def shipped_seconds(directive: str) -> int:
+    match = re.search(rf"^\s*{directive}\s+(\d+)s;", SITE_FILE.read_text(), flags=re.MULTILINE)
+    assert match, f"the shipped site does not set {directive} (nginx's default is 60 s)"
+    return int(match[1])
+
+
+def test_slow_clients_are_held_by_nginx_dropped_in_time_and_never_reach_the_app(stack):
+    # gthread reads requests in its worker threads: 16 slowloris connections straight to gunicorn time out
+    # a probe. nginx reads the whole request first, and drops a client that trickles its headers.
+    app, nginx = stack
+    header_timeout = shipped_seconds("client_header_timeout")
+    assert header_timeout <= 10
+    slow = [socket.create_connection(("127.0.0.1", nginx.ports["127.0.0.1"]), timeout=2) for _ in range(SLOW_CLIENTS)]
+    connected = time.monotonic()
+    deadline = connected + header_timeout + 3
+    still_open, latencies = set(slow), []
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: slow.example\r\n")  # never the blank line
+        while still_open and time.monotonic() < deadline:
+            started = time.perf_counter()
+            probe = nginx.request("/health/live", timeout=5)
+            latencies.append(time.perf_counter() - started)
+            assert probe.status == 200, probe
+            for sock in list(still_open):  # one more header line each: a per-read timeout would never fire
+                try:
+                    sock.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    still_open.discard(sock)
+            readable, _, _ = select.select(list(still_open), [], [], 0.2)
+            for sock in readable:  # nginx closed it (it may say 408 first)
+                still_open.discard(sock)
+        held_for = time.monotonic() - connected
+    finally:
+        for sock in slow:
+            sock.close()
+
+    print(f"{SLOW_CLIENTS} slow clients dropped after {held_for:.1f} s; {len(latencies)} probes, "
+          f"slowest {max(latencies) * 1000:.1f} ms")  # shown with pytest -s
+    assert not still_open, f"{len(still_open)} slow clients still connected after {held_for:.1f} s"
+    assert held_for >= header_timeout - 1, f"dropped after {held_for:.1f} s, before client_header_timeout"
+    assert len(latencies) >= 10 and max(latencies) < PROBE_BOUND, latencies
+    # nginx passes a request on only once it has all of it: the app never saw one of them.
+    assert 'path="/health"' not in app.stdout()
+
+
 # --- what nginx adds and refuses, seen by a stand-in upstream ------------------------------------
 
 
@@ -305,6 +361,20 @@ def test_socket_state_dir_and_stop_timeout_agree_across_the_files():
     assert unit_values("KillMode") == ["mixed"] and unit_values("MemoryDenyWriteExecute") == []
     # RestartPreventExitStatus= only covers the main process: a config check in ExecStartPre= would restart-loop.
     assert unit_values("ExecStartPre") == []
+
+
+def test_only_nginx_can_reach_the_socket_and_only_the_service_its_state():
+    # gunicorn.conf.py's umask makes the socket srwxrwx--- (tests/test_edge_socket.py); its group is the
+    # service's primary group, which the unit makes nginx's. The service keeps its own group as a
+    # supplementary one, for /etc/worker-service.
+    assert unit_values("User") == ["worker-service"]
+    assert unit_values("Group") == [SOCKET_GROUP]
+    assert "worker-service" in unit_values("SupplementaryGroups")[0].split()
+    assert unit_values("RuntimeDirectoryMode") == ["0750"]  # only the owner and nginx's group get in
+    # nginx's group must not read the job history, the embedded database or the lock: the state is private.
+    assert unit_values("StateDirectoryMode") == ["0700"]
+    assert unit_values("UMask") == ["0077"]
+    assert re.search(r"^umask = 0o007$", (ROOT / "gunicorn.conf.py").read_text(), flags=re.MULTILINE)
 
 
 def test_the_unit_passes_systemd_analyze_verify(tmp_path):
