@@ -203,6 +203,9 @@ def test_status_needs_the_token_and_nginx_passes_authorization_through(stack):
 
     wrong = nginx.request("/status", headers={"Authorization": "Bearer not-the-token"})
     assert wrong.status == 401
+    for method in ("OPTIONS", "HEAD", "POST"):  # no method gets around the token, through nginx either
+        for path in ("/status", "/metrics"):
+            assert nginx.request(path, method=method).status == 401, (method, path)
 
     right = nginx.request("/status?probe=query-secret-77", headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status == 200, right
