@@ -1,0 +1,86 @@
+"""Settings: a bad value is one line naming the variable, never echoing a secret; the state directory is
+checked where exit 78 is right (check-config, the start), never where it would kill a running worker."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.support.servers import BIN, base_env
+from worker_service.config import ConfigError, load_settings
+from worker_service.state.setup import check_state_store
+
+CANARY = "c4n4ry"  # short enough to be refused as a STATUS_TOKEN, and never to be echoed
+
+
+def settings_error(state_dir, **env: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"WORKER_STATE_DIR": str(state_dir), **env})
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("configuration error: ")
+    return message
+
+
+@pytest.mark.parametrize("value", [",", " , ,", ",,,", " ,"])
+def test_critical_components_naming_nothing_are_refused(state_dir, value):
+    message = settings_error(state_dir, HEALTH_CRITICAL_COMPONENTS=value)
+    assert f"HEALTH_CRITICAL_COMPONENTS={value!r} must name at least one component (known: cache, database, scheduler)" \
+        in message
+
+
+def test_critical_components_still_accept_a_list_with_stray_commas(state_dir):
+    assert load_settings({"WORKER_STATE_DIR": str(state_dir), "HEALTH_CRITICAL_COMPONENTS": "database, ,scheduler,"})[
+        "HEALTH_CRITICAL_COMPONENTS"] == ["database", "scheduler"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"REDIS_URL": f"http://user:{CANARY}@cache:6379/0"}, "REDIS_URL must be a URL starting with redis://"),
+        ({"DATABASE_URL": f"postgresql://app:{CANARY}@db:99999/x"}, "DATABASE_URL is not a valid URL"),
+        ({"SUPABASE_URL": f"ftp://{CANARY}.supabase.co", "SUPABASE_KEY": CANARY}, "SUPABASE_URL must be a URL"),
+        ({"SUPABASE_KEY": CANARY}, "SUPABASE_URL is required"),
+        ({"STATUS_TOKEN": CANARY}, "STATUS_TOKEN must be at least 8 characters"),
+        ({"HEALTH_CHECK_TIMEOUT": "31"}, "HEALTH_CHECK_TIMEOUT='31' must be 30 or less"),
+        ({"HEALTH_CRITICAL_COMPONENTS": "cache,queue"}, "unknown component 'queue'"),
+        ({"JOB_FAILURE_THRESHOLD": "zero"}, "JOB_FAILURE_THRESHOLD='zero' "),
+        ({"SCHEDULER_TIMEZONE": "Mars/Olympus"}, "is not a known time zone"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable_and_no_secret(state_dir, env, expected):
+    message = settings_error(state_dir, **env)
+    assert expected in message and CANARY not in message
+
+
+def test_a_read_only_state_dir_never_fails_loading_the_settings_but_fails_the_check(state_dir, tmp_path):
+    done = subprocess.run(["chattr", "+i", str(state_dir)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("chattr +i not possible here")
+    try:
+        settings = load_settings({"WORKER_STATE_DIR": str(state_dir)})  # what every (replacement) worker does
+        problem = check_state_store(settings)
+    finally:
+        subprocess.run(["chattr", "-i", str(state_dir)], check=False)
+    assert problem == (f"configuration error: WORKER_STATE_DIR={str(state_dir)!r} is not usable: "
+                       "cannot write a file in it (Operation not permitted)")
+
+
+def check_config(state_dir, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "worker-service"), "check-config"], env=base_env(state_dir, **env),
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_check_config_refuses_empty_critical_components_with_one_line_and_78(state_dir):
+    done = check_config(state_dir, HEALTH_CRITICAL_COMPONENTS=",")
+    assert done.returncode == 78 and "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert "HEALTH_CRITICAL_COMPONENTS=',' must name at least one component" in line
+
+
+def test_check_config_refuses_proc_as_state_dir_even_as_root_with_one_line_and_78(state_dir):
+    """os.access says root may write /proc; only really writing a file there tells the truth."""
+    done = check_config(state_dir, WORKER_STATE_DIR="/proc")
+    assert done.returncode == 78 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.splitlines()
+    assert "WORKER_STATE_DIR='/proc' is not usable: cannot write a file in it" in line
