@@ -130,7 +130,7 @@ def drop_tables(app, *tables):
     connection.close()
 
 
-def test_status_and_metrics_answer_200_with_the_scheduler_unavailable_when_the_store_cannot_be_read(make_app):
+def test_status_answers_200_with_the_scheduler_unavailable_when_the_store_cannot_be_read(make_app):
     app = make_app(STATUS_CACHE_TTL=0, HEALTH_CACHE_TTL=0)
     publish(app.extensions["store"], time.time())
     client = app.test_client()
@@ -147,6 +147,14 @@ def test_status_and_metrics_answer_200_with_the_scheduler_unavailable_when_the_s
     from worker_service.status.schemas import StatusSchema
 
     assert StatusSchema().validate(body) == {}
+
+
+def test_metrics_answer_200_with_the_scheduler_unavailable_when_the_store_cannot_be_read(make_app):
+    app = make_app(STATUS_CACHE_TTL=0, HEALTH_CACHE_TTL=0)
+    publish(app.extensions["store"], time.time())
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 200
+    drop_tables(app, "jobs", "scheduler")
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     text = metrics.get_data(as_text=True)
