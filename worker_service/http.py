@@ -1,8 +1,9 @@
-"""JSON responses and errors, the same shape everywhere."""
+"""JSON responses and errors, the same shape everywhere; the access guard that every HTTP method passes."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -30,17 +31,24 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": HTTPStatus(status).phrase, "message": message}, status, headers)
 
 
-def _requested_view(app: Flask) -> Any:
-    """The view the request's path names, whatever the method (a 405 carries no endpoint)."""
+def _requested_guard(app: Flask) -> Callable[[], Response | None] | None:
+    """The access guard of any view the request's path names, whatever the method (a 405 has no endpoint)."""
     if request.url_rule is not None:
-        return app.view_functions.get(request.url_rule.endpoint)
-    error = request.routing_exception
-    if isinstance(error, MethodNotAllowed) and error.valid_methods:
-        try:
-            endpoint, _ = app.create_url_adapter(request).match(method=next(iter(error.valid_methods)))
-        except HTTPException:
-            return None
-        return app.view_functions.get(endpoint)
+        endpoints = [request.url_rule.endpoint]
+    elif isinstance(request.routing_exception, MethodNotAllowed) and request.routing_exception.valid_methods:
+        adapter = app.create_url_adapter(request)
+        endpoints = []
+        for method in sorted(request.routing_exception.valid_methods):
+            try:
+                endpoints.append(adapter.match(method=method)[0])
+            except HTTPException:
+                continue
+    else:
+        return None
+    for endpoint in endpoints:
+        guard = getattr(app.view_functions.get(endpoint), ACCESS_GUARD, None)
+        if guard is not None:
+            return guard
     return None
 
 
@@ -51,7 +59,7 @@ def init_app(app: Flask) -> None:
     def _access_guard() -> Response | None:
         # Runs before Flask's automatic OPTIONS answer and its 405, so no method
         # learns anything (not even the Allow header) about a guarded endpoint.
-        guard = getattr(_requested_view(app), ACCESS_GUARD, None)
+        guard = _requested_guard(app)
         return guard() if guard is not None else None
 
     @app.errorhandler(HTTPException)
