@@ -128,3 +128,61 @@ def test_the_scheduler_keeps_beating_as_stopping_while_a_running_job_finishes(tm
     assert "end" in marks.read_text()
     result = check.run("scheduler")
     assert result.status is Status.UNAVAILABLE and "stopped" in result.reason
+
+
+def _record(store, job_id):
+    return next(r for r in store.jobs() if r.id == job_id)
+
+
+def test_a_critical_job_running_past_its_max_runtime_is_unhealthy_and_degrades_the_scheduler(tmp_path, store):
+    from common.helpers.health import Status
+    from worker_service.scheduler.component_check import SchedulerCheck
+
+    marks = tmp_path / "marks.txt"
+    specs = parse_jobs(f'[jobs.hung]\nfunc = "tests.support.test_jobs:slow"\ntrigger = "interval"\nseconds = 0.3\n'
+                       f'critical = true\nmax_runtime = 0.5\nkwargs = {{ seconds = 3, path = "{marks}" }}\n')
+    service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
+    settings = {"SCHEDULER_HEARTBEAT_INTERVAL": 0.2, "JOB_FAILURE_THRESHOLD": 3, "JOB_OVERDUE_GRACE": 60}
+    service.start()
+    try:
+        wait_until(lambda: _record(store, "hung").running_count == 1, timeout=5, what="the run shown as running")
+        record = _record(store, "hung")
+        assert record.definition.max_runtime == 0.5 and record.running_since <= time.time()
+        verdict = wait_until(lambda: (v := judge(_record(store, "hung"), time.time(), 3, 60)).state
+                             is JobState.UNHEALTHY and v, timeout=5, what="running too long")
+        assert verdict.reason.startswith("running too long: for ") and verdict.reason.endswith("over max_runtime 0.5 s")
+        result = SchedulerCheck(store, settings).run("scheduler")
+        assert result.status is Status.DEGRADED and "running too long" in result.reason
+        # The skipped runs while it hangs are named as what they are.
+        wait_until(lambda: _record(store, "hung").max_instances_count >= 1, timeout=5, what="a max_instances skip")
+        assert _record(store, "hung").last_problem == "max_instances"
+    finally:
+        service.shutdown(wait=False)
+
+
+def test_the_default_max_runtime_comes_from_the_trigger():
+    specs = parse_jobs('[jobs.a]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nminutes = 30\n'
+                       '[jobs.b]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nseconds = 5\n'
+                       '[jobs.c]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "cron"\nhour = "*/2"\nminute = 0\n'
+                       '[jobs.d]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "date"\nrun_date = "2030-01-01"\n'
+                       '[jobs.e]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nseconds = 5\n'
+                       'max_runtime = 2.5\n')
+    assert [spec.effective_max_runtime for spec in specs] == [1800.0, 60.0, 7200.0, 3600.0, 2.5]
+
+
+@pytest.mark.parametrize("func, error_type, expected", [
+    ("raise_unprintable", "_Unprintable", "<unprintable _Unprintable>"),
+    ("raise_huge", "RuntimeError", "password=*** xxxx"),
+])
+def test_a_job_error_is_recorded_however_its_message_behaves(tmp_path, store, func, error_type, expected):
+    specs = parse_jobs(f'[jobs.bad]\nfunc = "tests.support.test_jobs:{func}"\ntrigger = "interval"\nseconds = 0.2\n')
+    service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
+    service.start()
+    try:
+        wait_until(lambda: _record(store, "bad").error_count >= 1, timeout=5, what="the failed run recorded")
+    finally:
+        service.shutdown(wait=False)
+    record = _record(store, "bad")
+    assert record.last_error_type == error_type
+    assert record.last_error_message.startswith(expected) and len(record.last_error_message) <= 300
+    assert "canary-huge-secret" not in record.last_error_message

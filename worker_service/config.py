@@ -142,6 +142,10 @@ class SettingsSchema(Schema):
                                      metadata={"help": "Seconds past its next run time before a job counts as overdue."})
     JOB_HISTORY_SIZE = fields.Integer(load_default=50, validate=validate.Range(min=1, max=10000, error="must be between 1 and 10000"),
                                       metadata={"help": "Runs kept per job in the history."})
+    JOB_CRASH_LIMIT = fields.Integer(load_default=3, validate=validate.Range(min=1, max=100, error="must be between 1 and 100"),
+                                     metadata={"help": "Crashes of its worker in a row (a job that kills its process) before a job is quarantined."})
+    JOB_CRASH_BACKOFF = fields.Float(load_default=10.0, validate=_positive,
+                                     metadata={"help": "Seconds a job is held back after it crashed its worker; doubles with each crash in a row."})
     CLEANUP_DIR = fields.String(load_default=None, allow_none=True,
                                 metadata={"help": "Directory cleanup_temporary_files empties. Default: <state dir>/tmp."})
     CLEANUP_MAX_AGE = fields.Float(load_default=86400.0, validate=_not_negative,

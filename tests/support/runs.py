@@ -32,3 +32,21 @@ critical = {str(critical).lower()}
 misfire_grace_time = 5
 kwargs = {{ path = "{runs_file}" }}
 """
+
+
+def duplicate_slots(runs: list[tuple[int, float]], interval: float = 1.0) -> list[tuple[int, list[float]]]:
+    """Slots of an interval job that ran more than once: ``[(slot, [times...])]``.
+
+    Each run belongs to the latest slot at or before it (slots are
+    ``phase + k * interval``; the phase is the median fractional offset of the
+    runs, which on-time runs dominate). A run late after a handover still
+    belongs to its own slot, so only a slot run twice is reported.
+    """
+    if len(runs) < 2:
+        return []
+    offsets = sorted((at % interval) for _, at in runs)
+    phase = offsets[len(offsets) // 2]
+    slots: dict[int, list[float]] = {}
+    for _, at in runs:
+        slots.setdefault(int((at - phase + 0.05 * interval) // interval), []).append(at)
+    return [(slot, times) for slot, times in sorted(slots.items()) if len(times) > 1]

@@ -5,6 +5,7 @@ A lease shared by several hosts (Redis) can implement the same interface.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from typing import Protocol
@@ -25,12 +26,16 @@ class LeaderElection(Protocol):
 
 
 class FileLockElection:
-    """``flock`` on a file in the state directory.
+    """A POSIX record lock (``lockf``) on a file in the state directory.
 
-    The lock belongs to the open file description, so the file is opened in
-    the process that wants to lead (a gunicorn worker, never the master: a
-    descriptor inherited through fork would share the lock). The kernel
-    releases it when the holder dies, even by SIGKILL.
+    A POSIX lock belongs to the *process*: a child the leader forks (a job
+    calling ``os.fork()``, ``multiprocessing`` with the fork start method)
+    does not inherit it, so a child that outlives the leader cannot keep the
+    host without a scheduler. (``flock`` belongs to the open file description,
+    which a forked child shares: it would hold the lock for as long as it
+    lives.) The kernel releases it when the holder dies, even by SIGKILL. The
+    descriptor is close-on-exec, and nothing else in the process opens this
+    file (closing any descriptor of it would drop a POSIX lock).
     """
 
     def __init__(self, path: str) -> None:
@@ -42,22 +47,24 @@ class FileLockElection:
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except OSError as error:
             os.close(fd)
-            return False
+            if error.errno in (errno.EACCES, errno.EAGAIN):
+                return False
+            raise
         except BaseException:
             os.close(fd)
             raise
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return True
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.close(fd)  # closing the last descriptor drops the flock
+            os.close(fd)  # closing the descriptor drops the lock
 
     @property
     def held(self) -> bool:

@@ -4,7 +4,8 @@ The master-side hooks (``on_starting``, ``on_reload``) live in gunicorn.conf.py
 and run ``worker-service check-config`` in a child process, so the master never
 imports this package and a reload brings new code.
 
-* ``post_fork`` (each worker): stand by for the scheduler lock.
+* ``post_fork`` (each worker): keep the listening sockets out of children that
+  jobs fork, and stand by for the scheduler lock.
 * ``worker_abort`` / ``worker_exit`` (the worker): stop the scheduler and free
   the lock; a graceful stop lets running jobs finish.
 """
@@ -23,6 +24,7 @@ _aborting = False
 def validate_configuration() -> str | None:
     """Return one line describing what is wrong with the settings or jobs file, or ``None``."""
     from ..config import ConfigError, load_settings
+    from ..state.setup import check_state_store
     from .jobs_file import JobsFileError, load_jobs_file
 
     try:
@@ -32,16 +34,18 @@ def validate_configuration() -> str | None:
         from common.helpers.health import redact
 
         return redact(str(error))  # an import error of a job module may quote anything
-    return None
+    return check_state_store(settings)
 
 
 def post_fork(server: Any, worker: Any) -> None:
     """In the new worker: stand by for the scheduler lock (never in the master)."""
     global _leadership
     from .. import runtime
+    from ..fork_safety import protect_listeners
     from ..logging_setup import configure_logging
     from .leadership import SchedulerLeadership
 
+    protect_listeners(getattr(worker, "sockets", ()))
     settings = runtime.settings()
     configure_logging(settings["LOG_LEVEL"])
     _leadership = SchedulerLeadership(settings, runtime.store())

@@ -7,14 +7,17 @@ number of consecutive failures. ``now`` is read once by the caller.
 =========== ==================================================================
 state       when (first rule that matches wins)
 =========== ==================================================================
+unhealthy   quarantined: its worker died under it ``JOB_CRASH_LIMIT`` times
+            in a row (see :mod:`.crash_policy`)
 paused      the job is paused
+unhealthy   a run has been going for longer than the job's ``max_runtime``
 unhealthy   ``JOB_FAILURE_THRESHOLD`` consecutive failures, or overdue: its
             next run time is past by more than ``JOB_OVERDUE_GRACE`` (or its
             ``misfire_grace_time``, if longer)
 pending     it has not run yet
 warning     its last run failed (fewer failures than the threshold), or an
-            error, miss or max-instances skip happened in its last
-            ``WARNING_WINDOW_RUNS`` runs
+            error, miss, max-instances skip or crash happened in its last
+            ``WARNING_WINDOW_RUNS`` runs; the reason names which
 healthy     otherwise
 =========== ==================================================================
 """
@@ -43,13 +46,36 @@ class JobHealth:
     reason: str | None = None
 
 
+# What the last problem was, in the words of a reason.
+PROBLEM_WORDS = {
+    "error": "a failed run",
+    "missed": "a missed run (later than its misfire grace time)",
+    "max_instances": "a run skipped at max_instances (the previous one was still running)",
+    "crashed": "a run whose worker died under it",
+    "killed": "a run killed when the service stopped",
+}
+LAST_RUN_WORDS = {
+    "crashed": "its worker died while it ran",
+    "killed": "it was killed when the service stopped",
+}
+
+
 def judge(record: JobRecord, now: float, failure_threshold: int, overdue_grace: float) -> JobHealth:
     """Return the job's state and, unless healthy, why."""
     definition = record.definition
+    if record.quarantined_at is not None:
+        return JobHealth(JobState.UNHEALTHY, f"quarantined: its worker died under it {record.consecutive_crashes} "
+                                             "times in a row; change the job and reload to release it")
     if definition.paused:
         return JobHealth(JobState.PAUSED, "paused")
+    if record.running_since is not None and definition.max_runtime is not None:
+        running_for = now - record.running_since
+        if running_for > definition.max_runtime:
+            return JobHealth(JobState.UNHEALTHY, f"running too long: for {_seconds(running_for)} s, over "
+                                                 f"max_runtime {_seconds(definition.max_runtime)} s")
     if record.consecutive_failures >= failure_threshold:
-        return JobHealth(JobState.UNHEALTHY, f"{record.consecutive_failures} consecutive failures")
+        return JobHealth(JobState.UNHEALTHY, f"{record.consecutive_failures} consecutive failures"
+                                             f" (last: {_last_failure(record)})")
     grace = max(overdue_grace, definition.misfire_grace_time or 0.0)
     if definition.next_run_time is not None and now - definition.next_run_time > grace:
         late = now - definition.next_run_time
@@ -57,7 +83,20 @@ def judge(record: JobRecord, now: float, failure_threshold: int, overdue_grace: 
     if record.runs == 0 and record.missed_count == 0 and record.max_instances_count == 0:
         return JobHealth(JobState.PENDING, "not run yet")
     if record.last_outcome == "error":
-        return JobHealth(JobState.WARNING, f"last run failed ({record.consecutive_failures} in a row)")
+        return JobHealth(JobState.WARNING, f"last run failed: {_last_failure(record)} "
+                                           f"({record.consecutive_failures} in a row)")
     if record.runs_since_problem is not None and record.runs_since_problem < WARNING_WINDOW_RUNS:
-        return JobHealth(JobState.WARNING, f"an error or missed run within the last {WARNING_WINDOW_RUNS} runs")
+        problem = PROBLEM_WORDS.get(record.last_problem or "", "a failed, missed or skipped run")
+        return JobHealth(JobState.WARNING, f"{problem} within the last {WARNING_WINDOW_RUNS} runs")
     return JobHealth(JobState.HEALTHY)
+
+
+def _seconds(value: float) -> str:
+    """3,600 for long spans, 0.5 for short ones."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.3g}"
+
+
+def _last_failure(record: JobRecord) -> str:
+    if record.last_problem in LAST_RUN_WORDS:
+        return LAST_RUN_WORDS[record.last_problem]
+    return record.last_error_type or "error"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import importlib
 import re
 import tomllib
@@ -30,6 +31,8 @@ from ..messages import plain
 
 TRIGGERS = ("interval", "cron", "date")
 DEFAULT_MISFIRE_GRACE_TIME = 60
+MIN_DEFAULT_MAX_RUNTIME = 60.0  # seconds: the derived max_runtime is never shorter than this
+DATE_JOB_MAX_RUNTIME = 3600.0  # seconds: the default max_runtime of a one-off (date) job
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HEADER = re.compile(r'^\s*\[\s*jobs\s*\.\s*(?:"([^"]+)"|\'([^\']+)\'|([A-Za-z0-9_-]+))\s*\]\s*(?:#.*)?$')
 
@@ -56,12 +59,44 @@ class JobSpec:
     executor: str
     args: tuple
     kwargs: dict[str, Any]
+    max_runtime: float | None = None
 
     @property
     def interval_seconds(self) -> float | None:
         """The period of an interval trigger, else ``None``."""
         interval = getattr(self.trigger, "interval", None)
         return interval.total_seconds() if interval is not None else None
+
+    @property
+    def effective_max_runtime(self) -> float:
+        """``max_runtime`` from the file, or derived from the trigger.
+
+        The default is the job's period (an interval's length; for cron, the
+        gap between its next two fire times), at least
+        ``MIN_DEFAULT_MAX_RUNTIME``; a one-off (date) job gets
+        ``DATE_JOB_MAX_RUNTIME``. A run still going past it is running too long.
+        """
+        if self.max_runtime is not None:
+            return self.max_runtime
+        period = self.interval_seconds
+        if period is None and self.trigger_kind == "cron":
+            period = _cron_period(self.trigger)
+        if period is None:
+            return DATE_JOB_MAX_RUNTIME
+        return max(period, MIN_DEFAULT_MAX_RUNTIME)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever what the job runs or when does: editing the job releases its quarantine."""
+        text = repr((self.func_ref, str(self.trigger), self.args, sorted(self.kwargs.items()), self.max_runtime))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cron_period(trigger: Any) -> float | None:
+    now = dt.datetime.now(trigger.timezone)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + dt.timedelta(microseconds=1)) if first else None
+    return (second - first).total_seconds() if first and second else None
 
 
 class _JobSchema(Schema):
@@ -77,6 +112,8 @@ class _JobSchema(Schema):
                                         validate=validate.Range(min=1, error="must be 1 or more seconds"))
     max_instances = fields.Integer(load_default=1, validate=validate.Range(min=1, error="must be 1 or more"))
     coalesce = fields.Boolean(load_default=True)
+    max_runtime = fields.Float(load_default=None, allow_none=True,
+                               validate=validate.Range(min=0, min_inclusive=False, error="must be more than 0 seconds"))
     executor = fields.String(load_default="default", validate=validate.OneOf(["default"], error='must be "default"'))
     args = fields.List(fields.Raw(), load_default=list)
     kwargs = fields.Dict(keys=fields.String(), load_default=dict)
@@ -208,7 +245,7 @@ def _load_job(job_id: str, table: Any, tz: zoneinfo.ZoneInfo, path: str) -> JobS
         trigger_kind=trigger_kind, trigger=trigger, critical=options["critical"], paused=options["paused"],
         misfire_grace_time=options["misfire_grace_time"], max_instances=options["max_instances"],
         coalesce=options["coalesce"], executor=options["executor"], args=tuple(options["args"]),
-        kwargs=dict(options["kwargs"]),
+        kwargs=dict(options["kwargs"]), max_runtime=options["max_runtime"],
     )
 
 

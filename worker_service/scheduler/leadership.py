@@ -14,6 +14,8 @@ import os
 import threading
 from typing import Any
 
+from ..state import StoreUnavailable
+from .crash_policy import CrashPolicy
 from .election import FileLockElection, LeaderElection
 from .jobs_file import JobsFileError, load_jobs_file
 from .service import SchedulerService
@@ -56,9 +58,15 @@ class SchedulerLeadership:
                           error)
                 self._election.release()
                 return
-            except Exception:
-                log.exception("the scheduler could not start in pid %d; trying again in %.0f s", os.getpid(), backoff)
-                self._election.release()
+            except Exception as error:
+                # The lock is kept: nothing ran (the scheduler starts paused), and another
+                # worker would only meet the same fault. Retried here, with a back-off.
+                if isinstance(error, StoreUnavailable):
+                    log.error("the scheduler cannot start in pid %d: %s; trying again in %.0f s", os.getpid(),
+                              error, backoff)
+                else:
+                    log.exception("the scheduler could not start in pid %d; trying again in %.0f s", os.getpid(),
+                                  backoff)
             if self._stopping.wait(backoff):
                 return
             backoff = min(backoff * 2, RETRY_MAX)
@@ -66,6 +74,7 @@ class SchedulerLeadership:
     def _lead_once(self) -> None:
         if not self._election.acquire(blocking=False):
             log.info("pid %d stands by: another process runs the scheduler", os.getpid())
+            self._warm_up()
             self._election.acquire(blocking=True)
         with self._lock:
             if self._stopping.is_set():
@@ -75,9 +84,17 @@ class SchedulerLeadership:
             service = SchedulerService(
                 specs, self._store, self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
+                CrashPolicy.from_settings(self._settings),
             )
             service.start()
             self._service = service
+
+    def _warm_up(self) -> None:
+        """Import the job modules while standing by, so a handover (SIGHUP) loses no time on it."""
+        try:
+            load_jobs_file(self._settings["WORKER_JOBS_FILE"], self._settings["SCHEDULER_TIMEZONE"])
+        except Exception:
+            pass  # reported when this worker leads and loads it for real
 
     def stop(self, wait: bool = True) -> None:
         """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lock."""

@@ -1,7 +1,12 @@
 """One running scheduler: APScheduler with the jobs file's jobs, tracked and published.
 
 The leader publishes its heartbeat and the job list to the shared store, so
-every worker can answer for the scheduler without running one.
+every worker can answer for the scheduler without running one. It proves the
+store is writable (settles what earlier leaders left, publishes the jobs,
+beats) with APScheduler paused, before any job can be submitted; and while it
+leads, a store write that fails pauses job submission until a heartbeat gets
+through again. It keeps its leadership meanwhile, so no second leader can
+start while one of its runs may still be going.
 """
 
 from __future__ import annotations
@@ -12,15 +17,18 @@ import os
 import socket
 import threading
 import time
+import uuid
 import zoneinfo
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
 from ..state.records import JobDefinition
+from .component_check import REPLANNING
+from .crash_policy import CrashPolicy
+from .executor import TrackedThreadPoolExecutor
 from .jobs_file import JobSpec
+from .replanning import ReplanningScheduler
 from .tracking import TRACKED_EVENTS, ExecutionTracker
 
 log = logging.getLogger(__name__)
@@ -31,41 +39,51 @@ class SchedulerService:
     """Build, start and stop the BackgroundScheduler for a list of :class:`JobSpec`."""
 
     def __init__(self, specs: list[JobSpec], store: Any, timezone: str, heartbeat_interval: float,
-                 executor_threads: int = 10) -> None:
+                 crash_policy: CrashPolicy | None = None, executor_threads: int = 10) -> None:
         self.specs = specs
         self.store = store
         self.timezone = timezone
         self.heartbeat_interval = heartbeat_interval
-        self.scheduler = BackgroundScheduler(
+        self.crash_policy = crash_policy or CrashPolicy(limit=3, backoff=10.0)
+        self.session = uuid.uuid4().hex
+        self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed)
+        self.scheduler = ReplanningScheduler(
+            on_clock_jump=self._clock_jumped,
             timezone=zoneinfo.ZoneInfo(timezone),
-            executors={"default": ThreadPoolExecutor(max_workers=executor_threads)},
+            executors={"default": TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)},
         )
-        self.tracker = ExecutionTracker(store, self._next_run_of)
         self.started_at = 0.0
         self._stop_beating = threading.Event()
         self._beater: threading.Thread | None = None
         self._published: dict[str, tuple[float | None, bool]] = {}
         self._stopping = False
+        self.last_clock_jump: tuple[float, float] | None = None  # (seconds, wall time it was seen)
+        self._store_down: str | None = None  # why job submission is held, while the store fails
+        self._store_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
-        """Add the jobs (resuming published next run times), start, publish, and beat.
+        """Prove the store is writable with APScheduler paused, then let jobs run, and beat.
 
-        If anything after the scheduler started fails (the store is unwritable),
-        the scheduler is shut down again before the error propagates: a
-        scheduler must never run without its lock and heartbeat.
+        Settling the runs earlier leaders left, adding the jobs (resuming
+        published next run times, holding back crashing jobs), publishing and
+        the first heartbeat all happen before any job can be submitted. If
+        any of it fails, the scheduler is shut down again before the error
+        propagates: it never runs a job it could not record.
         """
         self.started_at = time.time()
-        for spec in self.specs:
-            self._add(spec)
         self.scheduler.add_listener(self.tracker.listener, TRACKED_EVENTS)
-        self.scheduler.start()
+        self.scheduler.start(paused=True)
         try:
+            self._settle_orphans()
+            for spec in self.specs:
+                self._add(spec)
             self._publish_all()
-            self._beat()
+            self._beat(state="running")  # as it will be the moment it resumes, below
         except BaseException:
             self.scheduler.shutdown(wait=False)
             raise
+        self.scheduler.resume()
         self._beater = threading.Thread(target=self._beat_forever, name="scheduler-heartbeat", daemon=True)
         self._beater.start()
         log.info("scheduler started in pid %d with %d jobs (timezone %s)", os.getpid(), len(self.specs),
@@ -75,19 +93,38 @@ class SchedulerService:
         """Stop the scheduler; with ``wait``, running jobs finish first.
 
         The heartbeat goes on (as ``stopping``) while running jobs finish, so a
-        long job during a reload does not make the scheduler look gone.
+        long job during a reload does not make the scheduler look gone. Runs
+        still going are marked first: if the worker is killed at the graceful
+        timeout, the next leader records them as killed at the stop.
         """
         self._stopping = True
+        try:
+            self.store.mark_stopping(self.session)
+        except Exception as error:
+            log.error("could not mark running jobs as stopping in the state store: %s", error)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         self._stop_beating.set()
         try:
             self.store.clear_heartbeat(os.getpid())
-        except Exception:
-            log.exception("could not mark the scheduler stopped in the state store")
+        except Exception as error:
+            log.error("could not mark the scheduler stopped in the state store: %s", error)
         log.info("scheduler stopped in pid %d", os.getpid())
 
     # -- jobs -----------------------------------------------------------------
+    def _settle_orphans(self) -> None:
+        for orphan in self.store.settle_orphans(self.session):
+            if orphan.outcome == "crashed":
+                log.error("job %s: its worker (pid %d) died while it ran; recorded as crashed", orphan.job_id,
+                          orphan.pid)
+            elif orphan.outcome == "killed":
+                log.warning("job %s was still running when the service stopped and was killed at the graceful "
+                            "timeout (pid %d)", orphan.job_id, orphan.pid)
+            else:
+                log.warning("job %s: its run at %s never started (pid %d stopped first); recorded as missed",
+                            orphan.job_id, dt.datetime.fromtimestamp(orphan.scheduled_at, dt.UTC).isoformat(),
+                            orphan.pid)
+
     def _add(self, spec: JobSpec) -> None:
         options: dict[str, Any] = dict(
             trigger=spec.trigger, id=spec.id, name=spec.name, args=spec.args, kwargs=spec.kwargs,
@@ -96,13 +133,46 @@ class SchedulerService:
         )
         if self._already_done(spec):
             return
-        if spec.paused:
+        if spec.paused or self._quarantined(spec):
             options["next_run_time"] = None
         else:
-            resumed = self._resume_time(spec)
+            resumed = self._held_back(spec, self._resume_time(spec))
             if resumed is not None:
                 options["next_run_time"] = resumed
         self.scheduler.add_job(self.tracker.wrap(spec.id, spec.func), **options)
+
+    def _quarantined(self, spec: JobSpec) -> bool:
+        """Whether the job stays (or now goes) in quarantine for crashing its worker; releases a changed job."""
+        state = self.store.crash_state(spec.id)
+        if state.quarantined_at is not None and state.quarantine_key != spec.fingerprint:
+            self.store.release_quarantine(spec.id)
+            log.warning("job %s: released from quarantine (its definition changed)", spec.id)
+            return False
+        if state.quarantined_at is not None:
+            log.error("job %s stays quarantined: its worker died under it %d times in a row; change the job in "
+                      "the jobs file and reload to release it", spec.id, state.consecutive)
+            return True
+        if self.crash_policy.quarantines(state.consecutive):
+            self.store.set_crash_hold(spec.id, None, quarantine_key=spec.fingerprint)
+            log.error("job %s quarantined: its worker died under it %d times in a row; it will not run until it "
+                      "is changed in the jobs file and the service reloaded", spec.id, state.consecutive)
+            return True
+        return False
+
+    def _held_back(self, spec: JobSpec, resumed: dt.datetime | None) -> dt.datetime | None:
+        """After a crash, the job's next run no sooner than the policy's hold."""
+        crashes = self.store.crash_state(spec.id).consecutive
+        if crashes == 0:
+            return resumed
+        hold = self.crash_policy.hold_for(crashes)
+        until = dt.datetime.fromtimestamp(time.time() + hold, zoneinfo.ZoneInfo(self.timezone))
+        self.store.set_crash_hold(spec.id, until.timestamp())
+        log.warning("job %s: its worker died under it (%d in a row, quarantine at %d); holding it back %.0f s",
+                    spec.id, crashes, self.crash_policy.limit, hold)
+        if resumed is not None and resumed > until:
+            return resumed
+        planned = spec.trigger.get_next_fire_time(None, until)
+        return planned if planned is not None else until
 
     def _already_done(self, spec: JobSpec) -> bool:
         """A one-off (date) job whose time has passed and that ran, or was missed, before this leader."""
@@ -145,7 +215,7 @@ class SchedulerService:
                 next_run_time=next_run.timestamp() if next_run else None,
                 misfire_grace_time=spec.misfire_grace_time, max_instances=spec.max_instances, executor=spec.executor,
                 paused=job is not None and next_run is None, critical=spec.critical,
-                interval_seconds=spec.interval_seconds,
+                interval_seconds=spec.interval_seconds, max_runtime=spec.effective_max_runtime,
             ))
         return result
 
@@ -162,18 +232,64 @@ class SchedulerService:
                 self.store.update_next_run(spec.id, *state)
                 self._published[spec.id] = state
 
+    # -- the store failing while we lead ---------------------------------------
+    def _store_failed(self, error: BaseException) -> None:
+        """A store write failed: stop submitting jobs (running ones finish) until a heartbeat gets through."""
+        with self._store_lock:
+            if self._store_down is not None or self._stopping:
+                return
+            self._store_down = str(error)
+        if self.scheduler.running and self.scheduler.state == STATE_RUNNING:
+            self.scheduler.pause()
+        log.error("the state store is failing (%s): no job is submitted until it can record runs again; this "
+                  "worker keeps the scheduler lock meanwhile", error)
+
+    def _store_recovered(self) -> None:
+        with self._store_lock:
+            if self._store_down is None:
+                return
+            self._store_down = None
+        self._publish_all()  # the file may have been rebuilt: the job list goes back first
+        if not self._stopping:
+            self.scheduler.resume()
+        log.warning("the state store records again: job submission resumed")
+
     # -- heartbeat --------------------------------------------------------------
-    def _beat(self) -> None:
-        state = "stopping" if self._stopping else STATE_NAMES.get(self.scheduler.state, "stopped")
-        self.store.beat(os.getpid(), socket.gethostname(), state, self.timezone, self.started_at)
+    def _clock_jumped(self, seconds: float) -> None:
+        """After a wall-clock jump (APScheduler's thread; jobs already re-planned): publish the new plan.
+
+        The heartbeat says ``replanning`` (the scheduler component is degraded)
+        until the new next run times are in the store for every worker.
+        """
+        self.last_clock_jump = (seconds, time.time())
+        if self._stopping:
+            return
+        try:
+            self._beat(REPLANNING)
+            self._publish_all()
+            self._beat()
+        except Exception as error:
+            self._store_failed(error)
+
+    def _beat(self, state: str | None = None) -> None:
+        if state is None:
+            state = "stopping" if self._stopping else STATE_NAMES.get(self.scheduler.state, "stopped")
+        if self._store_down is not None and not self._stopping:
+            state = "running"  # paused only by us, for the store: it is the store that is reported down
+        self.store.beat(os.getpid(), socket.gethostname(), state, self.timezone, self.started_at, self.session)
 
     def _beat_forever(self) -> None:
         while not self._stop_beating.wait(self.heartbeat_interval):
+            # A backward clock jump is only seen when APScheduler looks at its jobs,
+            # and it may sleep until the old next run time: look within a beat.
+            self.scheduler.wakeup()
             try:
                 self._beat()
+                if self._store_down is not None:
+                    self._store_recovered()
                 # APScheduler's shutdown holds its job-store lock while running jobs
                 # finish; reading jobs then would block this thread and stop the beat.
                 if not self._stopping:
                     self._publish_changes()
-            except Exception:
-                log.exception("scheduler heartbeat failed")
+            except Exception as error:
+                self._store_failed(error)

@@ -1,67 +1,144 @@
-"""Record every execution in the shared store, from APScheduler's events.
+"""Record every run in the shared store: submitted, started, finished.
 
-APScheduler's events carry no duration, EXECUTED can arrive before
-SUBMITTED, and SUBMITTED does not mean the job started. So each job's
-callable is wrapped: the wrapper times the job's own run and hands the
-duration to the EXECUTED/ERROR listener through a per-job queue. Listeners
-are wrapped too, because APScheduler only logs what a listener raises.
+The writes of one run, and why each is where it is:
+
+1. **submitted** (the scheduler thread, :class:`~.executor.TrackedThreadPoolExecutor`):
+   the run and the job's next run time, in one transaction, *before* the run
+   can start. A job that kills its own process is then known to have started,
+   and the next leader resumes after it instead of running the same slot again
+   (APScheduler only dispatches SUBMITTED after every due job was handed out,
+   which is too late). If this write fails the run is not submitted at all:
+   the service never runs a job it cannot record.
+2. **started** (the pool thread, the job's wrapper): the run entered the job's
+   own code. ``/status`` shows it as running since then, and a run still
+   going past its ``max_runtime`` is running too long.
+3. **finished** (the wrapper): success or error, with the duration measured
+   around the job's own code (APScheduler's events carry no duration).
+
+A run that never entered the wrapper (missed: later than its misfire grace)
+is recorded from the MISSED event; max-instances skips from theirs. The
+executor forgets the run when APScheduler is done with it. Listeners are
+wrapped, because APScheduler only logs what a listener raises.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_EXECUTED,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    EVENT_JOB_SUBMITTED,
-    JobEvent,
-)
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 
 from common.helpers.health import redact
 
 log = logging.getLogger(__name__)
 
-TRACKED_EVENTS = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_SUBMITTED
+TRACKED_EVENTS = EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
 MAX_ERROR_MESSAGE = 300
+_EXAMINED_MESSAGE = 4096  # characters of an exception's text looked at: a 10 MB message costs nothing more
+
+_current = threading.local()  # the run id of the run this pool thread is executing
+
+
+def error_message(error: BaseException) -> str:
+    """A short, redacted text for ``error``, even when its ``__str__`` raises or is huge."""
+    try:
+        text = str(error)
+    except Exception:  # a job's exception class may be broken; its run must still be recorded
+        text = f"<unprintable {type(error).__name__}>"
+    return redact(text[:_EXAMINED_MESSAGE])[:MAX_ERROR_MESSAGE]
 
 
 class ExecutionTracker:
-    """Wraps job callables and turns job events into store writes.
+    """Wraps job callables and writes each run's steps to the shared store.
 
-    :param store: the shared state store (``record_run``, ``record_missed``,
-        ``record_max_instances``, ``update_next_run``).
-    :param next_run_of: returns ``(next_run_time epoch or None, paused)`` for a job id.
+    :param store: the shared state store.
+    :param session: this leadership's id (a new leader settles runs of other sessions).
+    :param next_run_of: ``(next_run_time epoch or None, paused)`` for a job id.
+    :param on_store_failure: called with the error when a write fails (the
+        service then stops submitting until the store works again).
     """
 
-    def __init__(self, store: Any, next_run_of: Callable[[str], tuple[float | None, bool]]) -> None:
+    def __init__(self, store: Any, session: str, next_run_of: Callable[[str], tuple[float | None, bool]],
+                 on_store_failure: Callable[[BaseException], None]) -> None:
         self._store = store
+        self.session = session
         self._next_run_of = next_run_of
-        self._handoff: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self._on_store_failure = on_store_failure
+        self._pid = os.getpid()
+        self._settled: set[int] = set()
         self._lock = threading.Lock()
 
+    # -- the executor's side --------------------------------------------------
+    def submitted(self, job: Any, run_times: list) -> int:
+        """Record a run about to be handed to the pool; raise (and nothing is submitted) if the store can't."""
+        scheduled = run_times[-1]
+        next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
+        try:
+            return self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
+                                                next_fire.timestamp() if next_fire else None)
+        except Exception as error:
+            log.error("job %s not run at %s: the state store cannot record it (%s)", job.id, scheduled.isoformat(),
+                      error)
+            self._on_store_failure(error)
+            raise
+
+    def executing(self, run_id: int) -> _Executing:
+        """Context for the pool thread while APScheduler's ``run_job`` runs the submitted run."""
+        return _Executing(run_id)
+
+    def done(self, run_id: int) -> None:
+        """APScheduler is done with the run: forget it unless the wrapper or a listener already did."""
+        with self._lock:
+            if run_id in self._settled:
+                self._settled.discard(run_id)
+                return
+        try:
+            self._store.forget_run(run_id)
+        except Exception as error:
+            log.error("could not clear run %d from the state store: %s", run_id, error)
+            self._on_store_failure(error)
+
+    # -- the job's side -------------------------------------------------------
     def wrap(self, job_id: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Return ``func`` timed around its own run."""
+        """Return ``func`` recorded and timed around its own run."""
 
         @functools.wraps(func)
-        def timed(*args: Any, **kwargs: Any) -> Any:
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            run_id = getattr(_current, "run_id", None)
             started_at, started = time.time(), time.perf_counter()
+            if run_id is not None:
+                self._write(self._store.record_started, run_id, started_at)
             try:
-                return func(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self._handoff[job_id].append((started_at, time.perf_counter() - started))
+                result = func(*args, **kwargs)
+            except BaseException as error:
+                _exit_if_forked_child(self._pid, 1)
+                self._finish(job_id, run_id, started_at, time.perf_counter() - started, error)
+                raise
+            _exit_if_forked_child(self._pid, 0)
+            self._finish(job_id, run_id, started_at, time.perf_counter() - started, None)
+            return result
 
-        return timed
+        return tracked
 
+    def _finish(self, job_id: str, run_id: int | None, started_at: float, duration: float,
+                error: BaseException | None) -> None:
+        if error is None:
+            recorded = self._write(self._store.record_run, job_id, "success", started_at, duration, run_id=run_id)
+        else:
+            message = error_message(error)
+            recorded = self._write(self._store.record_run, job_id, "error", started_at, duration,
+                                   type(error).__name__, message, run_id=run_id)
+            log.warning("job %s failed after %.3f s: %s: %s", job_id, duration, type(error).__name__, message)
+        if recorded and run_id is not None:
+            with self._lock:
+                self._settled.add(run_id)
+
+    # -- APScheduler's events ---------------------------------------------------
     def listener(self, event: JobEvent) -> None:
         """The APScheduler listener; never raises (APScheduler would only log it)."""
         try:
@@ -71,36 +148,47 @@ class ExecutionTracker:
 
     def _handle(self, event: JobEvent) -> None:
         job_id = event.job_id
-        if event.code in (EVENT_JOB_EXECUTED, EVENT_JOB_ERROR):
-            started_at, duration = self._take(job_id, event)
-            if event.code == EVENT_JOB_EXECUTED:
-                self._store.record_run(job_id, "success", started_at, duration)
-            else:
-                error = event.exception
-                message = redact(str(error))[:MAX_ERROR_MESSAGE]
-                self._store.record_run(job_id, "error", started_at, duration, type(error).__name__, message)
-                log.warning("job %s failed after %.3f s: %s: %s", job_id, duration or 0, type(error).__name__, message)
-        elif event.code == EVENT_JOB_MISSED:
-            self._store.record_missed(job_id, event.scheduled_run_time.timestamp())
+        if event.code == EVENT_JOB_MISSED:
+            run_id = getattr(_current, "run_id", None)  # dispatched in the pool thread that ran run_job
+            if self._write(self._store.record_missed, job_id, event.scheduled_run_time.timestamp(), run_id) \
+                    and run_id is not None:
+                with self._lock:
+                    self._settled.add(run_id)
             log.warning("job %s missed its run at %s (later than its misfire grace time)", job_id,
                         event.scheduled_run_time.isoformat())
-            self._publish_next_run(job_id)
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            self._store.record_max_instances(job_id, time.time())
+            self._write(self._store.record_max_instances, job_id, time.time())
             log.warning("job %s skipped a run: still running (max_instances reached)", job_id)
-            self._publish_next_run(job_id)
-        elif event.code == EVENT_JOB_SUBMITTED:
-            # The scheduler has moved next_run_time on: publish it now, so a new
-            # leader resumes from it instead of running this one again.
-            self._publish_next_run(job_id)
+            self._write(self._store.update_next_run, job_id, *self._next_run_of(job_id))
 
-    def _take(self, job_id: str, event: JobEvent) -> tuple[float, float | None]:
-        with self._lock:
-            queue = self._handoff.get(job_id)
-            if queue:
-                return queue.popleft()
-        # The job never entered its wrapper (e.g. it failed to start): no duration.
-        return event.scheduled_run_time.timestamp(), None
+    def _write(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Call a store write; on failure log it, tell the service, and return False."""
+        try:
+            method(*args, **kwargs)
+            return True
+        except Exception as error:
+            log.error("state store write %s failed: %s", method.__name__, error)
+            self._on_store_failure(error)
+            return False
 
-    def _publish_next_run(self, job_id: str) -> None:
-        self._store.update_next_run(job_id, *self._next_run_of(job_id))
+
+class _Executing:
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+
+    def __enter__(self) -> None:
+        _current.run_id = self.run_id
+
+    def __exit__(self, *exc: object) -> None:
+        _current.run_id = None
+
+
+def _exit_if_forked_child(owner_pid: int, code: int) -> None:
+    """A job that ``os.fork()``-ed and whose child returned here: end the child now.
+
+    Otherwise the child would go back into APScheduler's executor (a thread
+    pool that no longer exists in it), record the run a second time, and live
+    on holding the worker's inherited descriptors.
+    """
+    if os.getpid() != owner_pid:
+        os._exit(code)

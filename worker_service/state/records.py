@@ -19,6 +19,7 @@ class JobDefinition:
     paused: bool
     critical: bool
     interval_seconds: float | None = None
+    max_runtime: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,13 @@ class JobRecord:
     last_error_message: str | None = None
     last_error_at: float | None = None
     runs_since_problem: int | None = None
+    last_problem: str | None = None
+    crash_count: int = 0
+    consecutive_crashes: int = 0
+    quarantined_at: float | None = None
+    held_until: float | None = None
+    running_count: int = 0
+    running_since: float | None = None
 
     @property
     def id(self) -> str:
@@ -67,6 +75,33 @@ class RunRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class CrashState:
+    """How a job has treated its worker: crashes in a row, and its quarantine if any."""
+
+    consecutive: int = 0
+    quarantined_at: float | None = None
+    quarantine_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OrphanedRun:
+    """A run a previous leader submitted and never finished: its process died (or was killed at a stop)."""
+
+    job_id: str
+    pid: int
+    scheduled_at: float
+    started_at: float | None
+    stopping: bool
+
+    @property
+    def outcome(self) -> str:
+        """``crashed`` (it was running when its process died), ``killed`` (at a stop), or ``missed`` (never started)."""
+        if self.started_at is None:
+            return "missed"
+        return "killed" if self.stopping else "crashed"
+
+
+@dataclasses.dataclass(frozen=True)
 class SchedulerRecord:
     """The leader's last heartbeat."""
 
@@ -76,3 +111,4 @@ class SchedulerRecord:
     timezone: str
     started_at: float
     heartbeat_at: float
+    session: str | None = None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 
 from .faults import StoreUnavailable
-from .records import JobDefinition, JobRecord, RunRecord, SchedulerRecord
+from .records import CrashState, JobDefinition, JobRecord, OrphanedRun, RunRecord, SchedulerRecord
 from .sqlite_file import SqliteFile, WriteTransaction
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, position INTEGER NOT NULL, name TEXT NOT NULL, trigger TEXT NOT NULL,
     next_run_time REAL, misfire_grace_time REAL, max_instances INTEGER NOT NULL, executor TEXT NOT NULL,
-    paused INTEGER NOT NULL, critical INTEGER NOT NULL, interval_seconds REAL
+    paused INTEGER NOT NULL, critical INTEGER NOT NULL, interval_seconds REAL, max_runtime REAL
 );
 CREATE TABLE IF NOT EXISTS job_stats (
     job_id TEXT PRIMARY KEY,
@@ -35,27 +35,51 @@ CREATE TABLE IF NOT EXISTS job_stats (
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
     last_run_at REAL, last_outcome TEXT, last_success_at REAL,
     last_error_type TEXT, last_error_message TEXT, last_error_at REAL,
-    runs_since_problem INTEGER
+    runs_since_problem INTEGER, last_problem TEXT,
+    crash_count INTEGER NOT NULL DEFAULT 0, consecutive_crashes INTEGER NOT NULL DEFAULT 0,
+    quarantined_at REAL, quarantine_key TEXT, held_until REAL
 );
 CREATE TABLE IF NOT EXISTS job_runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, at REAL NOT NULL,
     outcome TEXT NOT NULL, duration REAL
 );
 CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job_id, seq);
+CREATE TABLE IF NOT EXISTS job_running (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, session TEXT NOT NULL, pid INTEGER NOT NULL,
+    scheduled_at REAL NOT NULL, submitted_at REAL NOT NULL, started_at REAL, stopping INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS scheduler (
     id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, hostname TEXT NOT NULL, state TEXT NOT NULL,
-    timezone TEXT NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL
+    timezone TEXT NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, session TEXT
 );
 """
+
+# Columns added after the first release, for files made by an older version (see upgrade_schema).
+_ADDED_COLUMNS = {
+    "jobs": ("max_runtime REAL",),
+    "job_stats": ("last_problem TEXT", "crash_count INTEGER NOT NULL DEFAULT 0",
+                  "consecutive_crashes INTEGER NOT NULL DEFAULT 0", "quarantined_at REAL", "quarantine_key TEXT",
+                  "held_until REAL"),
+    "scheduler": ("session TEXT",),
+}
 
 _STAT_COLUMNS = (
     "success_count", "error_count", "missed_count", "max_instances_count", "duration_sum", "duration_min",
     "duration_max", "consecutive_failures", "last_run_at", "last_outcome", "last_success_at", "last_error_type",
-    "last_error_message", "last_error_at", "runs_since_problem",
+    "last_error_message", "last_error_at", "runs_since_problem", "last_problem", "crash_count",
+    "consecutive_crashes", "quarantined_at", "held_until",
 )
 _DEFINITION_COLUMNS = (
     "id", "name", "trigger", "next_run_time", "misfire_grace_time", "max_instances", "executor", "paused",
-    "critical", "interval_seconds",
+    "critical", "interval_seconds", "max_runtime",
+)
+
+
+_RUNNING_COLUMNS = ("running_count", "running_since")
+# Runs of the current leader that entered the job's code and have not finished.
+_RUNNING = (
+    "SELECT job_id, count(*) AS running_count, min(started_at) AS running_since FROM job_running"
+    " WHERE started_at IS NOT NULL AND session = (SELECT session FROM scheduler WHERE id = 1) GROUP BY job_id"
 )
 
 
@@ -65,7 +89,7 @@ class SqliteStateStore:
     def __init__(self, path: str, history_size: int = 50) -> None:
         self.path = path
         self.history_size = history_size
-        self.file = SqliteFile(path, _SCHEMA)
+        self.file = SqliteFile(path, _SCHEMA, prepare=_add_missing_columns)
         try:
             self.file.connection()
         except StoreUnavailable as error:  # never fatal: a worker without its store still answers /health
@@ -76,6 +100,37 @@ class SqliteStateStore:
         return WriteTransaction(self.file)
 
     # -- writes: the leader -----------------------------------------------
+    def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
+                         next_run_time: float | None) -> int:
+        """Note a run handed to the executor and the job's next run time, before the run can start.
+
+        Both in one transaction, so a job that kills its process is known to
+        have started, and a new leader resumes after it instead of running the
+        same slot again. Returns the run's id.
+        """
+        with self._connection() as db:
+            cursor = db.execute(
+                "INSERT INTO job_running (job_id, session, pid, scheduled_at, submitted_at) VALUES (?, ?, ?, ?, ?)",
+                (job_id, session, pid, scheduled_at, time.time()),
+            )
+            db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
+            return int(cursor.lastrowid)
+
+    def record_started(self, run_id: int, at: float) -> None:
+        """The submitted run entered the job's own code."""
+        with self._connection() as db:
+            db.execute("UPDATE job_running SET started_at = ? WHERE run_id = ?", (at, run_id))
+
+    def forget_run(self, run_id: int) -> None:
+        """The executor is done with a run (whatever it recorded)."""
+        with self._connection() as db:
+            db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
+
+    def mark_stopping(self, session: str) -> None:
+        """The leader is stopping: a run still going when its process is killed was killed at the stop."""
+        with self._connection() as db:
+            db.execute("UPDATE job_running SET stopping = 1 WHERE session = ?", (session,))
+
     def record_run(
         self,
         job_id: str,
@@ -84,53 +139,124 @@ class SqliteStateStore:
         duration: float | None,
         error_type: str | None = None,
         error_message: str | None = None,
+        run_id: int | None = None,
     ) -> None:
         """Count a finished run (``success`` or ``error``) and append it to the bounded history."""
-        success = outcome == "success"
         with self._connection() as db:
-            db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
-            if success:
-                db.execute(
-                    """UPDATE job_stats SET success_count = success_count + 1,
-                       duration_sum = duration_sum + coalesce(?, 0),
-                       duration_min = min(coalesce(duration_min, ?), ?), duration_max = max(coalesce(duration_max, ?), ?),
-                       consecutive_failures = 0, last_run_at = ?, last_outcome = 'success', last_success_at = ?,
-                       runs_since_problem = CASE WHEN runs_since_problem IS NULL THEN NULL ELSE runs_since_problem + 1 END
-                       WHERE job_id = ?""",
-                    (duration, duration, duration, duration, duration, at, at, job_id),
-                )
+            if outcome == "success":
+                self._count_success(db, job_id, at, duration)
             else:
-                db.execute(
-                    """UPDATE job_stats SET error_count = error_count + 1,
-                       duration_sum = duration_sum + coalesce(?, 0),
-                       duration_min = min(coalesce(duration_min, ?), ?), duration_max = max(coalesce(duration_max, ?), ?),
-                       consecutive_failures = consecutive_failures + 1, last_run_at = ?, last_outcome = 'error',
-                       last_error_type = ?, last_error_message = ?, last_error_at = ?, runs_since_problem = 0
-                       WHERE job_id = ?""",
-                    (duration, duration, duration, duration, duration, at, error_type, error_message, at, job_id),
-                )
-            self._append_run(db, job_id, at, outcome, duration)
+                self._count_failure(db, job_id, outcome, at, duration, error_type, error_message)
+            if run_id is not None:
+                db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
 
-    def record_missed(self, job_id: str, at: float) -> None:
+    def _count_success(self, db: sqlite3.Connection, job_id: str, at: float, duration: float | None) -> None:
+        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
+        db.execute(
+            """UPDATE job_stats SET success_count = success_count + 1,
+               duration_sum = duration_sum + coalesce(?, 0),
+               duration_min = min(coalesce(duration_min, ?), ?), duration_max = max(coalesce(duration_max, ?), ?),
+               consecutive_failures = 0, consecutive_crashes = 0, last_run_at = ?, last_outcome = 'success',
+               last_success_at = ?,
+               runs_since_problem = CASE WHEN runs_since_problem IS NULL THEN NULL ELSE runs_since_problem + 1 END
+               WHERE job_id = ?""",
+            (duration, duration, duration, duration, duration, at, at, job_id),
+        )
+        self._append_run(db, job_id, at, "success", duration)
+
+    def _count_failure(self, db: sqlite3.Connection, job_id: str, outcome: str, at: float, duration: float | None,
+                       error_type: str | None, error_message: str | None) -> None:
+        """An ``error``, or a run whose process died under it (``crashed``, or ``killed`` at a stop)."""
+        crashed = int(outcome == "crashed")
+        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
+        db.execute(
+            """UPDATE job_stats SET error_count = error_count + 1,
+               duration_sum = duration_sum + coalesce(?, 0),
+               duration_min = min(coalesce(duration_min, ?), ?), duration_max = max(coalesce(duration_max, ?), ?),
+               consecutive_failures = consecutive_failures + 1, last_run_at = ?, last_outcome = 'error',
+               last_error_type = ?, last_error_message = ?, last_error_at = ?, runs_since_problem = 0,
+               last_problem = ?, crash_count = crash_count + ?,
+               consecutive_crashes = CASE WHEN ? THEN consecutive_crashes + 1 ELSE 0 END
+               WHERE job_id = ?""",
+            (duration, duration, duration, duration, duration, at, error_type, error_message, at, outcome,
+             crashed, crashed, job_id),
+        )
+        self._append_run(db, job_id, at, outcome, duration)
+
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> None:
         """Count a run that APScheduler skipped because it was later than its misfire grace time."""
         with self._connection() as db:
-            db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
-            db.execute(
-                "UPDATE job_stats SET missed_count = missed_count + 1, runs_since_problem = 0 WHERE job_id = ?",
-                (job_id,),
-            )
-            self._append_run(db, job_id, at, "missed", None)
+            self._count_skip(db, job_id, at, "missed")
+            if run_id is not None:
+                db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
 
     def record_max_instances(self, job_id: str, at: float) -> None:
         """Count a run skipped because the job was still running (``max_instances`` reached)."""
         with self._connection() as db:
+            self._count_skip(db, job_id, at, "max_instances")
+
+    def _count_skip(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str) -> None:
+        column = "missed_count" if outcome == "missed" else "max_instances_count"
+        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
+        db.execute(
+            f"UPDATE job_stats SET {column} = {column} + 1, runs_since_problem = 0, last_problem = ? WHERE job_id = ?",
+            (outcome, job_id),
+        )
+        self._append_run(db, job_id, at, outcome, None)
+
+    def settle_orphans(self, session: str) -> list[OrphanedRun]:
+        """Record every run an earlier leader left unfinished, forget them, and return them.
+
+        Called by a new leader before it submits anything: holding the lock
+        means every earlier leader is gone, so their runs can only have died
+        with them (``crashed``), been killed at a stop (``killed``), or never
+        started (``missed``).
+        """
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT job_id, pid, scheduled_at, started_at, stopping FROM job_running WHERE session != ?"
+                " ORDER BY run_id", (session,),
+            ).fetchall()
+            orphans = [OrphanedRun(job_id, pid, scheduled, started, bool(stopping))
+                       for job_id, pid, scheduled, started, stopping in rows]
+            for orphan in orphans:
+                if orphan.outcome == "missed":
+                    self._count_skip(db, orphan.job_id, orphan.scheduled_at, "missed")
+                    continue
+                if orphan.outcome == "crashed":
+                    error_type, message = "WorkerDied", f"its worker (pid {orphan.pid}) died while it ran"
+                else:
+                    error_type = "KilledAtStop"
+                    message = f"still running when the service stopped; killed at the graceful timeout (pid {orphan.pid})"
+                self._count_failure(db, orphan.job_id, orphan.outcome, orphan.started_at or orphan.scheduled_at,
+                                    None, error_type, message)
+            db.execute("DELETE FROM job_running WHERE session != ?", (session,))
+        return orphans
+
+    def crash_state(self, job_id: str) -> CrashState:
+        """How often in a row the job crashed its worker, and whether it is quarantined."""
+        row = self.file.read(lambda db: db.execute(
+            "SELECT consecutive_crashes, quarantined_at, quarantine_key FROM job_stats WHERE job_id = ?", (job_id,)
+        ).fetchone())
+        return CrashState(*row) if row else CrashState()
+
+    def set_crash_hold(self, job_id: str, held_until: float | None, quarantine_key: str | None = None) -> None:
+        """Hold a job back until ``held_until``; with ``quarantine_key``, quarantine it (until its definition changes)."""
+        with self._connection() as db:
             db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
             db.execute(
-                "UPDATE job_stats SET max_instances_count = max_instances_count + 1, runs_since_problem = 0"
-                " WHERE job_id = ?",
-                (job_id,),
+                "UPDATE job_stats SET held_until = ?, quarantine_key = ?,"
+                " quarantined_at = CASE WHEN ? IS NULL THEN NULL ELSE coalesce(quarantined_at, ?) END WHERE job_id = ?",
+                (held_until, quarantine_key, quarantine_key, time.time(), job_id),
             )
-            self._append_run(db, job_id, at, "max_instances", None)
+
+    def release_quarantine(self, job_id: str) -> None:
+        """Lift a quarantine and forget the crashes (the job was changed)."""
+        with self._connection() as db:
+            db.execute(
+                "UPDATE job_stats SET quarantined_at = NULL, quarantine_key = NULL, held_until = NULL,"
+                " consecutive_crashes = 0 WHERE job_id = ?", (job_id,),
+            )
 
     def _append_run(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str, duration: float | None) -> None:
         db.execute("INSERT INTO job_runs (job_id, at, outcome, duration) VALUES (?, ?, ?, ?)", (job_id, at, outcome, duration))
@@ -150,14 +276,14 @@ class SqliteStateStore:
         """Replace the published job list with ``definitions`` (the complete job set)."""
         rows = [
             (d.id, position, d.name, d.trigger, d.next_run_time, d.misfire_grace_time, d.max_instances, d.executor,
-             int(d.paused), int(d.critical), d.interval_seconds)
+             int(d.paused), int(d.critical), d.interval_seconds, d.max_runtime)
             for position, d in enumerate(definitions)
         ]
         with self._connection() as db:
             db.execute("DELETE FROM jobs")
             db.executemany(
                 "INSERT INTO jobs (id, position, name, trigger, next_run_time, misfire_grace_time, max_instances,"
-                " executor, paused, critical, interval_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " executor, paused, critical, interval_seconds, max_runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -168,13 +294,13 @@ class SqliteStateStore:
                 "UPDATE jobs SET next_run_time = ?, paused = ? WHERE id = ?", (next_run_time, int(paused), job_id)
             )
 
-    def beat(self, pid: int, hostname: str, state: str, timezone: str, started_at: float) -> None:
+    def beat(self, pid: int, hostname: str, state: str, timezone: str, started_at: float, session: str = "") -> None:
         """Write the leader's heartbeat."""
         with self._connection() as db:
             db.execute(
-                "INSERT OR REPLACE INTO scheduler (id, pid, hostname, state, timezone, started_at, heartbeat_at)"
-                " VALUES (1, ?, ?, ?, ?, ?, ?)",
-                (pid, hostname, state, timezone, started_at, time.time()),
+                "INSERT OR REPLACE INTO scheduler (id, pid, hostname, state, timezone, started_at, heartbeat_at, session)"
+                " VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, hostname, state, timezone, started_at, time.time(), session),
             )
 
     def clear_heartbeat(self, pid: int) -> None:
@@ -186,7 +312,7 @@ class SqliteStateStore:
     def scheduler(self) -> SchedulerRecord | None:
         """The last heartbeat, or ``None`` if no scheduler ever ran here."""
         row = self.file.read(lambda db: db.execute(
-            "SELECT pid, hostname, state, timezone, started_at, heartbeat_at FROM scheduler WHERE id = 1"
+            "SELECT pid, hostname, state, timezone, started_at, heartbeat_at, session FROM scheduler WHERE id = 1"
         ).fetchone())
         return SchedulerRecord(*row) if row else None
 
@@ -195,14 +321,15 @@ class SqliteStateStore:
         columns = ", ".join(f"j.{c}" for c in _DEFINITION_COLUMNS) + ", " + ", ".join(f"s.{c}" for c in _STAT_COLUMNS)
         where = "WHERE j.critical = 1" if critical_only else ""
         rows = self.file.read(lambda db: db.execute(
-            f"SELECT {columns} FROM jobs j LEFT JOIN job_stats s ON s.job_id = j.id {where} ORDER BY j.position"
+            f"SELECT {columns}, r.running_count, r.running_since FROM jobs j LEFT JOIN job_stats s ON s.job_id = j.id"
+            f" LEFT JOIN ({_RUNNING}) r ON r.job_id = j.id {where} ORDER BY j.position"
         ).fetchall())
         split = len(_DEFINITION_COLUMNS)
         records = []
         for row in rows:
             values = list(row[:split])
             values[7], values[8] = bool(values[7]), bool(values[8])
-            stats = {name: value for name, value in zip(_STAT_COLUMNS, row[split:], strict=False) if value is not None}
+            stats = {name: value for name, value in zip(_STAT_COLUMNS + _RUNNING_COLUMNS, row[split:], strict=True) if value is not None}
             records.append(JobRecord(definition=JobDefinition(*values), **stats))
         return records
 
@@ -224,3 +351,13 @@ class SqliteStateStore:
             (job_id, limit or self.history_size),
         ).fetchall())
         return [RunRecord(*row) for row in rows]
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a file made by an older version up to date (``CREATE TABLE IF NOT EXISTS`` adds no column)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
