@@ -33,7 +33,7 @@ def test_a_job_that_kills_its_worker_is_held_back_then_quarantined_while_the_oth
         tmp_path, gunicorn, state_dir):
     poison_runs, healthy_runs = tmp_path / "poison.txt", tmp_path / "healthy.txt"
     path = jobs_file(tmp_path / "jobs.toml",
-                     job("poison", "exit_process", 1, critical=True, path=str(poison_runs))
+                     job("poison", "exit_process", 1, path=str(poison_runs))
                      + job("healthy", "append_pid", 0.5, path=str(healthy_runs)))
     server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", JOB_CRASH_BACKOFF="0.5", JOB_CRASH_LIMIT="3",
                       **FAST)

@@ -186,3 +186,19 @@ def test_a_job_error_is_recorded_however_its_message_behaves(tmp_path, store, fu
     assert record.last_error_type == error_type
     assert record.last_error_message.startswith(expected) and len(record.last_error_message) <= 300
     assert "canary-huge-secret" not in record.last_error_message
+
+
+def test_the_leader_publishes_its_job_list_again_when_the_store_file_is_deleted(tmp_path):
+    import os
+
+    store = SqliteStateStore(str(tmp_path / "state.sqlite3"))
+    specs = parse_jobs('[jobs.t]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nseconds = 60\n')
+    service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.1)
+    service.start()
+    try:
+        assert [r.id for r in store.jobs()] == ["t"]
+        os.unlink(tmp_path / "state.sqlite3")
+        wait_until(lambda: [r.id for r in store.jobs()] == ["t"], timeout=3, what="the job list published again")
+        assert store.scheduler().state == "running"
+    finally:
+        service.shutdown(wait=False)

@@ -18,6 +18,7 @@ from typing import Any
 
 from common.helpers.health import ComponentCheck, ServiceDegraded, ServiceUnavailable
 
+from ..state import StoreUnavailable
 from .clock_watch import JUMP_THRESHOLD
 from .job_health import JobState, judge
 
@@ -80,7 +81,7 @@ def heartbeat_is_fresh(leader: Any, heartbeat_interval: float, now: float,
 
 
 class SchedulerCheck(ComponentCheck):
-    """Available when a scheduler beats on this host and no critical job is unhealthy.
+    """Available when a scheduler beats on this host, no critical job is unhealthy and no job is quarantined.
 
     * unavailable: no heartbeat within ``3 × SCHEDULER_HEARTBEAT_INTERVAL``;
     * degraded: the wall clock jumped and the jobs are not re-planned yet, the
@@ -98,6 +99,12 @@ class SchedulerCheck(ComponentCheck):
         self._wall = wall or (lambda: time.time())
 
     def check(self) -> None:
+        try:
+            self._check()
+        except StoreUnavailable as error:  # the store's reason says it all; no class name in front
+            raise ServiceUnavailable(error.reason) from None
+
+    def _check(self) -> None:
         now = self._wall()
         leader = self._store.scheduler()
         if leader is None:
@@ -121,3 +128,7 @@ class SchedulerCheck(ComponentCheck):
                 failing.append(f"{record.id}: {health.reason}")
         if failing:
             raise ServiceDegraded("critical job unhealthy: " + "; ".join(failing[:3]))
+        # Any job, critical or not, that kept killing its worker is a fault of the service itself.
+        quarantined = self._store.quarantined_jobs()
+        if quarantined:
+            raise ServiceDegraded("job quarantined for killing its worker: " + ", ".join(quarantined[:3]))

@@ -287,6 +287,10 @@ class SchedulerService:
                 self._beat()
                 if self._store_down is not None:
                     self._store_recovered()
+                elif not self._stopping and self.store.job_count() != len(self.specs):
+                    # The file was rebuilt (corrupt, deleted): its job list goes back at once.
+                    log.warning("the state store lost the job list (rebuilt?): publishing it again")
+                    self._publish_all()
                 # APScheduler's shutdown holds its job-store lock while running jobs
                 # finish; reading jobs then would block this thread and stop the beat.
                 if not self._stopping:

@@ -333,6 +333,16 @@ class SqliteStateStore:
             records.append(JobRecord(definition=JobDefinition(*values), **stats))
         return records
 
+    def job_count(self) -> int:
+        """How many jobs are published."""
+        return self.file.read(lambda db: db.execute("SELECT count(*) FROM jobs").fetchone()[0])
+
+    def quarantined_jobs(self) -> list[str]:
+        """Ids of the jobs in quarantine for crashing their worker."""
+        return [row[0] for row in self.file.read(lambda db: db.execute(
+            "SELECT job_id FROM job_stats WHERE quarantined_at IS NOT NULL ORDER BY job_id"
+        ).fetchall())]
+
     def definition(self, job_id: str) -> JobDefinition | None:
         """One published job's definition."""
         row = self.file.read(lambda db: db.execute(
