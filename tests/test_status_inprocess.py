@@ -173,3 +173,16 @@ def test_uptime_comes_from_the_monotonic_clock_when_the_master_recorded_it(make_
     assert 100 <= app.test_client().get("/status").json["metrics"]["uptime_seconds"] < 102
     monkeypatch.delenv("WORKER_SERVICE_STARTED_MONOTONIC")
     assert 5000 <= service_uptime() < 5001  # without it: the wall clock, as before
+
+
+def test_the_snapshot_holds_the_heartbeat_and_jobs_and_leaves_other_reads_to_the_store(make_app):
+    from worker_service.status.snapshot import take_snapshot
+
+    app = make_app()
+    store = app.extensions["store"]
+    publish(store, time.time())
+    snapshot = take_snapshot(store, app.config)
+    failures(store, "a", 1)  # after the snapshot: it does not see this run
+    assert snapshot.scheduler().pid == 1 and snapshot.jobs()[0].error_count == 0
+    assert snapshot.jobs(critical_only=True) == snapshot.jobs()
+    assert snapshot.definition("a") == store.definition("a")  # a read it does not hold goes to the store

@@ -9,7 +9,9 @@ its own row.
 
 The scheduler component's rule stays in :class:`SchedulerCheck`: the snapshot
 offers the store's read methods (``scheduler()``, ``jobs()``), so the check
-runs against it unchanged.
+runs against it unchanged. Any other read the check makes (quarantined jobs,
+say) goes on to the live store: the snapshot pins what /status shows side by
+side (heartbeat, jobs, counts), not every read a rule may add.
 
 A store read may fail (``StoreUnavailable`` from ``worker_service.state``, or
 any error of the store's driver): the snapshot then holds no records and the
@@ -43,6 +45,14 @@ class StoreSnapshot:
     records: list[JobRecord]
     verdicts: list[JobHealth]
     error: str | None = None  # why the store could not be read
+    store: Any = dataclasses.field(default=None, repr=False, compare=False)  # for the reads not held here
+
+    def __getattr__(self, name: str) -> Any:
+        """A read the snapshot does not hold, from the live store (only called for unknown attributes)."""
+        store = self.__dict__.get("store")
+        if store is None or name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(store, name)
 
     def scheduler(self) -> SchedulerRecord | None:
         """The heartbeat, as the store's method of that name returns it."""
@@ -62,8 +72,9 @@ def take_snapshot(store: Any, settings: Any) -> StoreSnapshot:
         reason = str(error) if type(error).__name__ == "StoreUnavailable" else f"{type(error).__name__}: {error}"
         reason = redact(reason if reason.startswith("state store") else f"state store: {reason}")
         log.warning("status: the state store cannot be read: %s", reason)
-        return StoreSnapshot(now=now, leader=None, records=[], verdicts=[], error=reason[:300])
-    return StoreSnapshot(now=now, leader=leader, records=records, verdicts=judge_all(records, settings, now))
+        return StoreSnapshot(now=now, leader=None, records=[], verdicts=[], error=reason[:300], store=store)
+    return StoreSnapshot(now=now, leader=leader, records=records, verdicts=judge_all(records, settings, now),
+                         store=store)
 
 
 def scheduler_result(snapshot: StoreSnapshot, settings: Any) -> CheckResult:
