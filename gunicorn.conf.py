@@ -8,6 +8,7 @@ in production a unix socket behind nginx, see deploy/), GUNICORN_TIMEOUT
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -124,10 +125,23 @@ def on_reload(server):
 
 
 # Worker-side hooks: see worker_service/scheduler/gunicorn_hooks.py for what each does and why.
+# A new worker runs the master's signal handlers until gunicorn installs its own, after
+# post_fork: a stop signal then would be lost. Note it first thing, deliver it again later.
+_early_stop = []
+
+
 def post_fork(server, worker):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, lambda number, frame: _early_stop.append(number))
     from worker_service.scheduler import gunicorn_hooks
 
     gunicorn_hooks.post_fork(server, worker)
+
+
+def post_worker_init(worker):
+    from worker_service.scheduler import gunicorn_hooks
+
+    gunicorn_hooks.post_worker_init(worker, _early_stop[:1])
 
 
 def worker_abort(worker):

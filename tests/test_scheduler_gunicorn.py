@@ -81,12 +81,12 @@ def test_sigkill_of_the_leader_hands_over_within_about_an_interval_without_dupli
 
 
 def test_sighup_reload_keeps_the_jobs_running(ticking):
-    server, runs_file, store = ticking(workers=3)
+    server, runs_file, store = ticking(workers=4)
     old_workers = set(server.worker_pids())
     old_leader = leader_of(runs_file)
     before = successes(store)
     server.signal(signal.SIGHUP)
-    wait_until(lambda: not old_workers & set(server.worker_pids()) and len(server.worker_pids()) == 3,
+    wait_until(lambda: not old_workers & set(server.worker_pids()) and len(server.worker_pids()) == 4,
                timeout=20, what="the old workers to be replaced")
     reloaded = time.monotonic()
     wait_until(lambda: leader_of(runs_file) != old_leader, timeout=10, what="a leader among the new workers")
@@ -98,6 +98,10 @@ def test_sighup_reload_keeps_the_jobs_running(ticking):
     assert_single_handover(runs, old_leader)
     assert_no_duplicates(runs)
     assert successes(store) > before
+    # The old leader kept scheduling until a new worker was ready: no run was late or folded.
+    times = [at for _, at in runs]
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 1.5, "a reload postponed a run"
+    assert "state store is failing" not in server.stderr()
 
 
 def test_max_requests_recycling_keeps_the_jobs_running(ticking):
@@ -209,3 +213,14 @@ def test_sighup_brings_new_job_code_because_the_master_never_imports_it(tmp_path
     wait_until(lambda: "v2" in out.read_text(), timeout=20, what="the new code to run after SIGHUP")
     lines = out.read_text().split()
     assert "v1" not in lines[lines.index("v2"):], "old code ran after the new code"
+
+
+def test_a_stop_right_after_a_reload_does_not_wait_out_the_graceful_timeout(ticking):
+    """New workers run the master's signal handlers until gunicorn installs theirs: a SIGTERM then was lost."""
+    server, _, _ = ticking(workers=3, GUNICORN_GRACEFUL_TIMEOUT="30")
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: len(server.worker_pids()) > 3, timeout=5, interval=0.01, what="new workers forked")
+    stopped = time.monotonic()
+    server.signal(signal.SIGTERM)
+    server.process.wait(timeout=40)
+    assert time.monotonic() - stopped < 10, f"the stop took {time.monotonic() - stopped:.1f} s"

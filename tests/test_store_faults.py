@@ -263,3 +263,22 @@ def test_a_read_only_state_dir_then_a_worker_death_keeps_gunicorn_serving(gunico
     assert status == 200 and body["components"]["scheduler"] in ("available", "degraded", "unavailable")
     assert "reason" in body["metrics"]["dependencies"]["scheduler"]
     assert server.process.poll() is None and server.worker_pids() == survivors
+
+
+def test_a_second_store_in_one_process_never_drops_the_first_ones_locks(tmp_path):
+    """Reading the file's header closes a descriptor of it, which drops every POSIX lock the process holds:
+    another process then took the live WAL for abandoned and deleted it (SQLITE_IOERR_SHORT_READ in the leader)."""
+    import subprocess
+    import sys
+
+    from worker_service.state import SqliteStateStore
+
+    path = tmp_path / "worker-state.sqlite3"
+    first = SqliteStateStore(str(path))
+    first.beat(1, "host", "running", "UTC", 0.0, "session")
+    SqliteStateStore(str(path)).jobs()  # a second store of the same file in this process (a worker has two)
+    closer = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM scheduler').fetchall(); c.close()"
+    subprocess.run([sys.executable, "-c", closer, str(path)], check=True, timeout=30)
+    assert (tmp_path / "worker-state.sqlite3-wal").exists(), "another process checkpointed and deleted the live WAL"
+    first.beat(1, "host", "running", "UTC", 0.0, "session")
+    assert first.scheduler().state == "running"

@@ -6,16 +6,23 @@ imports this package and a reload brings new code.
 
 * ``post_fork`` (each worker): keep the listening sockets out of children that
   jobs fork, and stand by for the scheduler lock.
+* ``post_worker_init`` (each worker): deliver a stop signal that came while it
+  booted; on SIGTERM, stop standing by.
 * ``worker_abort`` / ``worker_exit`` (the worker): stop the scheduler and free
-  the lock; a graceful stop lets running jobs finish.
+  the lock; a graceful stop lets running jobs finish, and during a reload the
+  leader first waits (bounded) for a new worker ready to take over.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 EX_CONFIG = 78
 STARTED_AT = "WORKER_SERVICE_STARTED_AT"
+
+SUCCESSOR_WAIT = 5.0  # seconds a leader stopping in a reload waits for a new worker ready to lead
 
 _leadership: Any = None
 _aborting = False
@@ -52,6 +59,28 @@ def post_fork(server: Any, worker: Any) -> None:
     _leadership.stand_by()
 
 
+def post_worker_init(worker: Any, early_stop: list[int]) -> None:
+    """gunicorn's handlers are in place: deliver a stop that came during boot; on SIGTERM, stop standing by.
+
+    gunicorn installs a worker's own signal handlers only after ``post_fork``;
+    until then the master's handlers, inherited through fork, would swallow a
+    SIGTERM (a stop during a reload then waited out the whole graceful
+    timeout). gunicorn.conf.py notes such a signal (``early_stop``); it is
+    delivered again here.
+    """
+    original = signal.getsignal(signal.SIGTERM)
+
+    def retire_then_exit(signum: int, frame: Any) -> None:
+        if _leadership is not None:
+            _leadership.retire()  # a worker on its way out must not become the leader
+        if callable(original):
+            original(signum, frame)
+
+    signal.signal(signal.SIGTERM, retire_then_exit)
+    for signum in early_stop:
+        os.kill(os.getpid(), signum)
+
+
 def worker_abort(worker: Any) -> None:
     """gunicorn is killing this worker (timeout): stop without waiting for jobs."""
     global _aborting
@@ -61,4 +90,6 @@ def worker_abort(worker: Any) -> None:
 def worker_exit(server: Any, worker: Any) -> None:
     """The worker is leaving: stop the scheduler, then free the lock for a standby worker."""
     if _leadership is not None:
-        _leadership.stop(wait=not _aborting)
+        graceful = float(getattr(worker.cfg, "graceful_timeout", 30))
+        _leadership.stop(wait=not _aborting, successor_wait=min(SUCCESSOR_WAIT, graceful / 2),
+                         workers=int(getattr(worker.cfg, "workers", 1)))

@@ -17,6 +17,7 @@ from typing import Any
 from ..state import StoreUnavailable
 from .crash_policy import CrashPolicy
 from .election import FileLockElection, LeaderElection
+from .handover import StandbyMarks
 from .jobs_file import JobsFileError, load_jobs_file
 from .service import SchedulerService
 
@@ -36,6 +37,7 @@ class SchedulerLeadership:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._marks = StandbyMarks(settings["WORKER_STATE_DIR"])
 
     @property
     def is_leader(self) -> bool:
@@ -75,7 +77,8 @@ class SchedulerLeadership:
         if not self._election.acquire(blocking=False):
             log.info("pid %d stands by: another process runs the scheduler", os.getpid())
             self._warm_up()
-            self._election.acquire(blocking=True)
+            with self._marks.ready():
+                self._election.acquire(blocking=True)
         with self._lock:
             if self._stopping.is_set():
                 self._election.release()
@@ -96,9 +99,23 @@ class SchedulerLeadership:
         except Exception:
             pass  # reported when this worker leads and loads it for real
 
-    def stop(self, wait: bool = True) -> None:
-        """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lock."""
+    def retire(self) -> None:
+        """This process is going away (SIGTERM): never start leading from now on; a running scheduler goes on."""
         self._stopping.set()
+        self._marks.withdraw()
+
+    def stop(self, wait: bool = True, successor_wait: float = 0.0, workers: int = 0) -> None:
+        """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lock.
+
+        With ``successor_wait``, a leader stopping during a reload first keeps
+        scheduling until a newer worker is ready to take over (see
+        :mod:`.handover`), for at most that many seconds.
+        """
+        self._stopping.set()
+        if wait and self.is_leader and successor_wait > 0:
+            waited = self._marks.await_successor(successor_wait, workers)
+            if waited:
+                log.info("handed over after %.2f s: a new worker was ready to lead", waited)
         with self._lock:
             service, self._service = self._service, None
         if service is not None:

@@ -52,6 +52,12 @@ class SchedulerService:
             timezone=zoneinfo.ZoneInfo(timezone),
             executors={"default": TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)},
         )
+        # APScheduler holds this (re-entrant) lock while it submits due jobs and moves their next run
+        # times, and each submission writes the new next run time to the store (see .tracking). A
+        # publish from the heartbeat thread reads APScheduler's plan and writes it under the same lock,
+        # so it can never write an older next run time over a submission's newer one (a new leader
+        # would run that slot again).
+        self._plan_lock = self.scheduler._jobstores_lock
         self.started_at = 0.0
         self._stop_beating = threading.Event()
         self._beater: threading.Thread | None = None
@@ -220,17 +226,19 @@ class SchedulerService:
         return result
 
     def _publish_all(self) -> None:
-        definitions = self.definitions()
-        self.store.publish_jobs(definitions)
+        with self._plan_lock:
+            definitions = self.definitions()
+            self.store.publish_jobs(definitions)
         self._published = {d.id: (d.next_run_time, d.paused) for d in definitions}
 
     def _publish_changes(self) -> None:
-        """Publish next run times that changed without an event (pause, resume, a trigger that ended)."""
-        for spec in self.specs:
-            state = self._next_run_of(spec.id)
-            if self._published.get(spec.id) != state:
-                self.store.update_next_run(spec.id, *state)
-                self._published[spec.id] = state
+        """Publish next run times that changed without a submission (pause, resume, a trigger that ended)."""
+        with self._plan_lock:
+            for spec in self.specs:
+                state = self._next_run_of(spec.id)
+                if self._published.get(spec.id) != state:
+                    self.store.update_next_run(spec.id, *state)
+                    self._published[spec.id] = state
 
     # -- the store failing while we lead ---------------------------------------
     def _store_failed(self, error: BaseException) -> None:

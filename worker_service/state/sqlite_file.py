@@ -44,6 +44,9 @@ from .sqlite_wal import connect_wal
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Per file, the pid that has opened it: its header is read only before that (see _connect). Module-wide,
+# since POSIX locks belong to the process, whichever SqliteFile of it holds them.
+_OPENED_BY: dict[str, int] = {}
 READ_BUSY_TIMEOUT = 0.5  # seconds a read waits on a lock: /status and /health stay within their bounds
 WRITE_BUSY_TIMEOUT = 2.0  # seconds a write waits on a lock (only the leader writes, in short transactions)
 OPEN_TIMEOUT = 2.0  # seconds a (re)opening waits for another worker opening or repairing the file
@@ -146,11 +149,21 @@ class SqliteFile:
                 seen = identity(self.path)
                 if repair:
                     drop_orphan_side_files(self.path)  # a new file must never pick up a deleted one's WAL
-                    if not_a_database(self.path) or emptied_under_its_wal(self.path):
+                    # Reading the header opens and closes the file, and closing any descriptor of a
+                    # file drops every POSIX lock this process holds on it: SQLite's own, of the
+                    # connections other threads have open. Another process could then take this
+                    # process's connections for gone and checkpoint or reset the WAL under them
+                    # (seen: SQLITE_IOERR_SHORT_READ in the leader while new workers started). So
+                    # the header is only read before this process has opened the file at all;
+                    # later, a corrupt file is found by SQLite's own errors (see fault()).
+                    first = _OPENED_BY.get(os.path.abspath(self.path)) != os.getpid()
+                    if (first and not_a_database(self.path)) or emptied_under_its_wal(self.path):
                         move_aside_corrupt(self.path, seen)
                         seen = None
                 try:
-                    return self._connect_once(), identity(self.path)
+                    connection = self._connect_once()
+                    _OPENED_BY[os.path.abspath(self.path)] = os.getpid()
+                    return connection, identity(self.path)
                 except sqlite3.Error as error:
                     if not (repair and attempt == 1 and is_corrupt(error) and move_aside_corrupt(self.path, seen)):
                         raise
