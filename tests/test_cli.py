@@ -188,3 +188,37 @@ def test_status_exits_3_with_one_line_when_status_answers_500(failing_status_ser
     assert done.returncode == 3, done.stdout + done.stderr
     assert done.stdout == "" and len(done.stderr.splitlines()) == 1
     assert "answered HTTP 500" in done.stderr and "internal error" in done.stderr
+
+
+@pytest.fixture
+def status_server():
+    """A real HTTP server answering /status with the body the test puts in ``bodies['status']``."""
+    bodies: dict = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps(bodies["status"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+    server.shutdown()
+
+
+def test_check_job_max_age_says_a_success_in_the_future_is_of_unknown_age(status_server):
+    """After the wall clock went back, a last success lies ahead: that is no 'last success 0 s ago'."""
+    url, bodies = status_server
+    health = {"status": "healthy", "reason": None, "error_count": 0, "success_count": 9, "consecutive_failures": 0,
+              "last_success": {"timestamp": "2026-11-29T11:00:00.000000Z", "time_ago_seconds": -3599.5}}
+    bodies["status"] = {"metrics": {"jobs_analysis": {"job_health": {"tick": health}}}}
+    done = run_cli("check", "--url", url, "--job", "tick", "--max-age", "60")
+    assert done.returncode == 1, done.stdout
+    assert "3600 s in the future" in done.stdout and "0 s ago" not in done.stdout

@@ -29,6 +29,10 @@ def job_health(server, job_id: str) -> dict:
     return server.get("/status")[2]["metrics"]["jobs_analysis"]["job_health"][job_id]
 
 
+def scheduled_job(server, job_id: str) -> dict:
+    return next(j for j in server.get("/status")[2]["metrics"]["scheduled_jobs"] if j["id"] == job_id)
+
+
 def test_a_job_that_kills_its_worker_is_held_back_then_quarantined_while_the_others_keep_running(
         tmp_path, gunicorn, state_dir):
     poison_runs, healthy_runs = tmp_path / "poison.txt", tmp_path / "healthy.txt"
@@ -42,8 +46,10 @@ def test_a_job_that_kills_its_worker_is_held_back_then_quarantined_while_the_oth
     assert len(read_runs(poison_runs)) == 3, "each crash recorded once, and no run after the third"
     health = job_health(server, "poison")
     assert health["status"] == "unhealthy" and health["error_count"] == 3
+    listed = scheduled_job(server, "poison")
+    assert listed["quarantined"] is True and listed["crash_count"] == 3 and listed["running"] is None
     status, _, body = server.get("/health")
-    assert body["components"]["scheduler"] == "degraded"
+    assert body["components"]["scheduler"] == "degraded"  # the job is not critical: quarantine itself degrades
     # The rest of the service goes on: the healthy job keeps running, once per slot.
     count = len(read_runs(healthy_runs))
     wait_until(lambda: len(read_runs(healthy_runs)) >= count + 4, timeout=6, what="healthy runs after quarantine")
@@ -91,6 +97,9 @@ def test_a_job_killed_at_the_graceful_timeout_is_recorded_as_killed_at_the_stop(
     server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="1", GUNICORN_GRACEFUL_TIMEOUT="1", **FAST)
     wait_until(lambda: marks.exists() and "start" in marks.read_text(), timeout=10, what="the long job running")
     assert job_health(server, "long")["status"] in ("pending", "healthy")
+    running = wait_until(lambda: scheduled_job(server, "long")["running"], timeout=5, what="the run shown running")
+    assert running["instances"] == 1 and running["since"].endswith("Z")
+    assert scheduled_job(server, "long")["max_runtime"] == 60.0
     server.stop(timeout=15)
     restarted = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="1", GUNICORN_GRACEFUL_TIMEOUT="1", **FAST)
     wait_until(lambda: job_health(restarted, "long")["error_count"] == 1, timeout=10, what="the killed run recorded")

@@ -26,6 +26,7 @@ SERVICE_CODES = {"available": OK, "degraded": WARNING, "unavailable": CRITICAL}
 JOB_CODES = {"healthy": OK, "pending": OK, "warning": WARNING, "paused": WARNING, "unhealthy": CRITICAL}
 PERF_VALUE = {"available": 1, "degraded": 0.5, "unavailable": 0}
 DEFAULT_URL = "http://127.0.0.1:8000"
+FUTURE_TOLERANCE = 2.0  # seconds a last success may seem to lie ahead (clocks of two processes) before it is news
 
 url_option = click.option("--url", envvar="WORKER_SERVICE_URL", default=DEFAULT_URL, show_default=True,
                           help="Base URL of the service (env WORKER_SERVICE_URL).")
@@ -157,6 +158,9 @@ def _check_job(base: str, timeout: float, token: str | None, job_id: str, max_ag
     if max_age is not None:
         if age is None:
             code, text = CRITICAL, f"{text}; it has never succeeded (max age {max_age:g} s)"
+        elif age < -FUTURE_TOLERANCE:
+            code = max(code, WARNING)
+            text = f"{text}; last success {-age:.0f} s in the future: the wall clock went back, its age is unknown"
         elif age > max_age:
             code, text = CRITICAL, f"{text}; last success {age:.0f} s ago (max {max_age:g} s)"
         else:

@@ -284,7 +284,8 @@ class SchedulerService:
             state = "stopping" if self._stopping else STATE_NAMES.get(self.scheduler.state, "stopped")
         if self._store_down is not None and not self._stopping:
             state = "running"  # paused only by us, for the store: it is the store that is reported down
-        self.store.beat(os.getpid(), socket.gethostname(), state, self.timezone, self.started_at, self.session)
+        self.store.beat(os.getpid(), socket.gethostname(), state, self.timezone, self.started_at, self.session,
+                        self.last_clock_jump)
 
     def _beat_forever(self) -> None:
         while not self._stop_beating.wait(self.heartbeat_interval):

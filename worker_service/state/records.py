@@ -112,3 +112,5 @@ class SchedulerRecord:
     started_at: float
     heartbeat_at: float
     session: str | None = None
+    clock_jump_seconds: float | None = None
+    clock_jump_at: float | None = None

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS job_running (
 );
 CREATE TABLE IF NOT EXISTS scheduler (
     id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, hostname TEXT NOT NULL, state TEXT NOT NULL,
-    timezone TEXT NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, session TEXT
+    timezone TEXT NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, session TEXT,
+    clock_jump_seconds REAL, clock_jump_at REAL
 );
 """
 
@@ -60,7 +61,7 @@ _ADDED_COLUMNS = {
     "job_stats": ("last_problem TEXT", "crash_count INTEGER NOT NULL DEFAULT 0",
                   "consecutive_crashes INTEGER NOT NULL DEFAULT 0", "quarantined_at REAL", "quarantine_key TEXT",
                   "held_until REAL"),
-    "scheduler": ("session TEXT",),
+    "scheduler": ("session TEXT", "clock_jump_seconds REAL", "clock_jump_at REAL"),
 }
 
 _STAT_COLUMNS = (
@@ -294,13 +295,15 @@ class SqliteStateStore:
                 "UPDATE jobs SET next_run_time = ?, paused = ? WHERE id = ?", (next_run_time, int(paused), job_id)
             )
 
-    def beat(self, pid: int, hostname: str, state: str, timezone: str, started_at: float, session: str = "") -> None:
-        """Write the leader's heartbeat."""
+    def beat(self, pid: int, hostname: str, state: str, timezone: str, started_at: float, session: str = "",
+             clock_jump: tuple[float, float] | None = None) -> None:
+        """Write the leader's heartbeat (with the last wall-clock jump it saw: seconds, when)."""
+        jump_seconds, jump_at = clock_jump or (None, None)
         with self._connection() as db:
             db.execute(
-                "INSERT OR REPLACE INTO scheduler (id, pid, hostname, state, timezone, started_at, heartbeat_at, session)"
-                " VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                (pid, hostname, state, timezone, started_at, time.time(), session),
+                "INSERT OR REPLACE INTO scheduler (id, pid, hostname, state, timezone, started_at, heartbeat_at, session,"
+                " clock_jump_seconds, clock_jump_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, hostname, state, timezone, started_at, time.time(), session, jump_seconds, jump_at),
             )
 
     def clear_heartbeat(self, pid: int) -> None:
@@ -312,7 +315,8 @@ class SqliteStateStore:
     def scheduler(self) -> SchedulerRecord | None:
         """The last heartbeat, or ``None`` if no scheduler ever ran here."""
         row = self.file.read(lambda db: db.execute(
-            "SELECT pid, hostname, state, timezone, started_at, heartbeat_at, session FROM scheduler WHERE id = 1"
+            "SELECT pid, hostname, state, timezone, started_at, heartbeat_at, session, clock_jump_seconds, clock_jump_at"
+            " FROM scheduler WHERE id = 1"
         ).fetchone())
         return SchedulerRecord(*row) if row else None
 

@@ -23,20 +23,27 @@ def scheduler_status(leader: SchedulerRecord | None, settings: dict[str, Any], n
     fresh = heartbeat_is_fresh(leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], now)
     state = leader.state if fresh else "stopped"
     return {
-        "running": state == "running",
+        "running": state in ("running", "replanning"),
         "timezone": leader.timezone,
         "state": state,
         "pid": leader.pid,
         "hostname": leader.hostname,
         "heartbeat_age_seconds": round(heartbeat_age(leader, now), 3) if leader.heartbeat_at > 0 else None,
         "started_at": format_timestamp(leader.started_at),
+        "last_clock_jump": None if leader.clock_jump_at is None else {
+            "seconds": round(leader.clock_jump_seconds, 3), "at": format_timestamp(leader.clock_jump_at)},
     }
 
 
 def _since(moment: float | None, now: float) -> dict[str, Any] | None:
     if moment is None:
         return None
-    return {"timestamp": format_timestamp(moment), "time_ago_seconds": round(max(now - moment, 0.0), 3)}
+    return {"timestamp": format_timestamp(moment), "time_ago_seconds": time_ago(moment, now)}
+
+
+def time_ago(moment: float, now: float) -> float:
+    """Seconds since ``moment``; negative when it is in the future (the wall clock went back), never clamped."""
+    return round(now - moment, 3)
 
 
 def job_health_entry(record: JobRecord, verdict: JobHealth, now: float) -> dict[str, Any]:
@@ -76,6 +83,11 @@ def scheduled_job_entry(record: JobRecord) -> dict[str, Any]:
         "max_instances_count": record.max_instances_count,
         "paused": definition.paused,
         "critical": definition.critical,
+        "max_runtime": definition.max_runtime,
+        "running": None if not record.running_count else {
+            "instances": record.running_count, "since": format_timestamp(record.running_since)},
+        "crash_count": record.crash_count,
+        "quarantined": record.quarantined_at is not None,
         "last_error": None if record.last_error_type is None else {
             "type": record.last_error_type,
             "message": record.last_error_message or "",

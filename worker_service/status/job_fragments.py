@@ -13,7 +13,7 @@ from typing import Any
 
 from ..scheduler.job_health import JobHealth
 from ..state.records import JobRecord
-from .analysis import job_health_entry, scheduled_job_entry
+from .analysis import job_health_entry, scheduled_job_entry, time_ago
 from .schemas import JobHealthSchema, ScheduledJobSchema
 
 _AGO_FIELDS = (("last_execution", "last_run_at"), ("last_success", "last_success_at"))
@@ -50,5 +50,5 @@ def _with_fresh_ages(entry: dict, record: JobRecord, now: float) -> dict:
     for field, attribute in _AGO_FIELDS:
         moment = getattr(record, attribute)
         if fresh.get(field) is not None and moment is not None:
-            fresh[field] = {**fresh[field], "time_ago_seconds": round(max(now - moment, 0.0), 3)}
+            fresh[field] = {**fresh[field], "time_ago_seconds": time_ago(moment, now)}
     return fresh

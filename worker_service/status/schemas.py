@@ -14,23 +14,32 @@ def _seconds(**kwargs):
     return fields.Float(metadata={"description": "seconds", **kwargs.pop("metadata", {})}, **kwargs)
 
 
+class ClockJumpSchema(Schema):
+    seconds = _seconds(required=True, metadata={"description": "negative: the clock went back"})
+    at = fields.String(required=True)
+
+
 class SchedulerStatusSchema(Schema):
     running = fields.Boolean(required=True)
     timezone = fields.String(required=True)
     state = fields.String(required=True,
-                          validate=validate.OneOf(["running", "paused", "stopping", "stopped", "unknown"]),
+                          validate=validate.OneOf(["running", "paused", "stopping", "replanning", "stopped", "unknown"]),
                           metadata={"description": "stopping: shutting down while running jobs finish; "
+                                                   "replanning: re-planning the jobs after a wall-clock jump; "
                                                    "unknown: the state store could not be read (the reason is in "
                                                    "dependencies.scheduler.reason)"})
     pid = fields.Integer(allow_none=True, metadata={"description": "process that runs the scheduler"})
     hostname = fields.String(allow_none=True)
     heartbeat_age_seconds = _seconds(allow_none=True)
     started_at = fields.String(allow_none=True)
+    last_clock_jump = fields.Nested(ClockJumpSchema, allow_none=True,
+                                    metadata={"description": "the last wall-clock jump the leader saw"})
 
 
 class LastExecutionSchema(Schema):
     timestamp = fields.String(required=True)
-    time_ago_seconds = _seconds(required=True)
+    time_ago_seconds = _seconds(required=True, metadata={"description": "negative when the time is in the future "
+                                                                         "(the wall clock went back)"})
 
 
 class JobHealthSchema(Schema):
@@ -65,6 +74,11 @@ class LastErrorSchema(Schema):
     timestamp = fields.String(allow_none=True, required=True)
 
 
+class RunningSchema(Schema):
+    instances = fields.Integer(required=True)
+    since = fields.String(required=True, metadata={"description": "when the oldest of them started"})
+
+
 class ScheduledJobSchema(Schema):
     id = fields.String(required=True)
     name = fields.String(required=True)
@@ -82,6 +96,12 @@ class ScheduledJobSchema(Schema):
     max_instances_count = fields.Integer(required=True)
     paused = fields.Boolean(required=True)
     critical = fields.Boolean(required=True)
+    max_runtime = _seconds(allow_none=True, metadata={"description": "a run going longer is running too long"})
+    running = fields.Nested(RunningSchema, allow_none=True,
+                            metadata={"description": "runs in progress now (null when none)"})
+    crash_count = fields.Integer(metadata={"description": "runs whose worker died under them"})
+    quarantined = fields.Boolean(metadata={"description": "held back for killing its worker JOB_CRASH_LIMIT "
+                                                          "times in a row, until it is changed"})
     last_error = fields.Nested(LastErrorSchema, allow_none=True, required=True)
 
 
