@@ -19,22 +19,9 @@ import sys
 import tempfile
 import time
 
+from status_cost import seed  # the same 1,000 jobs as /status's figures (bench/ is the script's directory)
+
 from worker_service import create_app, runtime
-from worker_service.state.records import JobDefinition
-
-
-def seed(store, count: int) -> None:
-    now = time.time()
-    store.publish_jobs([
-        JobDefinition(f"job_{i}", f"Job {i}", "interval[0:01:00]", now + 60, 60, 1, "default", i % 10 == 0,
-                      i % 3 == 0, 60.0)
-        for i in range(count)
-    ])
-    for i in range(count):
-        store.record_run(f"job_{i}", "success", now - 30, 0.01 * (i % 7))
-        if i % 5 == 0:
-            store.record_run(f"job_{i}", "error", now - 20, 0.02, "RuntimeError", "boom")
-    store.beat(1, "host", "running", "UTC", now)
 
 
 def measure(count: int, ttl: str, repeats: int) -> tuple[float, float, int]:

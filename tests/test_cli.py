@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import subprocess
-import threading
 
 import pytest
 
 from tests.support.runs import jobs_file
-from tests.support.servers import BIN, Gunicorn, base_env, free_port, wait_until
+from tests.support.servers import BIN, CannedHTTPServer, Gunicorn, base_env, free_port, wait_until
 
 PLUGIN_LINE = re.compile(r"^WORKER-SERVICE (OK|WARNING|CRITICAL|UNKNOWN) - .+$")
 TOKEN = "cli-test-token-123"
@@ -90,21 +88,14 @@ def test_check_is_unknown_on_timeout(hung_listener):
 
 @pytest.fixture
 def not_json_server():
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            body = b"<html>502 Bad Gateway</html>" if self.path.startswith("/health") else b'["a", "list"]'
-            self.send_response(502 if self.path.startswith("/health") else 200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(path: str) -> tuple[int, str, bytes]:
+        if path.startswith("/health"):
+            return 502, "", b"<html>502 Bad Gateway</html>"
+        return 200, "", b'["a", "list"]'
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    server = CannedHTTPServer(respond)
+    yield server.url
+    server.close()
 
 
 def test_check_is_unknown_when_the_answer_is_not_json_or_has_the_wrong_shape(not_json_server):
@@ -163,23 +154,10 @@ def test_check_is_unknown_for_a_malformed_url(url):
 @pytest.fixture
 def failing_status_server():
     """A real HTTP server whose /status answers 500 with the service's JSON error body."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            body = json.dumps({"error": "Internal Server Error", "message": "internal error; see the service log"})
-            self.send_response(500)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    body = json.dumps({"error": "Internal Server Error", "message": "internal error; see the service log"}).encode()
+    server = CannedHTTPServer(lambda path: (500, "application/json", body))
+    yield server.url
+    server.close()
 
 
 @pytest.mark.parametrize("flags", [[], ["--json"]])
@@ -194,23 +172,9 @@ def test_status_exits_3_with_one_line_when_status_answers_500(failing_status_ser
 def status_server():
     """A real HTTP server answering /status with the body the test puts in ``bodies['status']``."""
     bodies: dict = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            body = json.dumps(bodies["status"]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", bodies
-    server.shutdown()
+    server = CannedHTTPServer(lambda path: (200, "application/json", json.dumps(bodies["status"]).encode()))
+    yield server.url, bodies
+    server.close()
 
 
 def test_check_job_max_age_says_a_success_in_the_future_is_of_unknown_age(status_server):

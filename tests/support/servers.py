@@ -212,3 +212,31 @@ class DelayProxy:
             except OSError:
                 pass
         self.sock.close()
+
+
+class CannedHTTPServer:
+    """A real HTTP server on 127.0.0.1 whose GET answers come from ``respond(path) -> (status, content type, body)``."""
+
+    def __init__(self, respond: Callable[[str], tuple[int, str, bytes]]) -> None:
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                status, content_type, body = respond(self.path)
+                self.send_response(status)
+                if content_type:
+                    self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
