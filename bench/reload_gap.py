@@ -25,13 +25,13 @@ from tests.support.servers import Gunicorn, base_env, wait_until  # noqa: E402
 
 JOBS = """
 [jobs.one]
-func = "tests.support.test_jobs:append_pid"
+func = "tests.support.sample_jobs:append_pid"
 trigger = "interval"
 seconds = 1
 kwargs = {{ path = "{one}" }}
 
 [jobs.half]
-func = "tests.support.test_jobs:append_pid"
+func = "tests.support.sample_jobs:append_pid"
 trigger = "interval"
 seconds = 0.5
 kwargs = {{ path = "{half}" }}

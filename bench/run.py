@@ -394,12 +394,12 @@ def plain_env(**extra: str) -> dict[str, str]:
 
 
 def write_jobs_file(path: Path, count: int) -> list[str]:
-    """``count`` interval jobs on tests.support.test_jobs:noop, 1 to 24 hours apart (they never fire here)."""
+    """``count`` interval jobs on tests.support.sample_jobs:noop, 1 to 24 hours apart (they never fire here)."""
     lines, ids = [], []
     for i in range(count):
         job_id = f"job_{i:04d}"
         ids.append(job_id)
-        lines += [f"[jobs.{job_id}]", f'name = "Job {i}"', 'func = "tests.support.test_jobs:noop"',
+        lines += [f"[jobs.{job_id}]", f'name = "Job {i}"', 'func = "tests.support.sample_jobs:noop"',
                   'trigger = "interval"', f"hours = {1 + i % 24}", f"critical = {'true' if i % 10 == 0 else 'false'}",
                   ""]
     path.write_text("\n".join(lines))
@@ -617,7 +617,7 @@ class Bench:
         state.mkdir()
         runs_path = state / "runs.txt"
         jobs = state / "jobs.toml"
-        jobs.write_text('[jobs.tick]\nfunc = "tests.support.test_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
+        jobs.write_text('[jobs.tick]\nfunc = "tests.support.sample_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
                         f'kwargs = {{ path = "{runs_path}" }}\n')
         server = self.server("ours-failover", "ours", ours_env(state, WORKER_JOBS_FILE=str(jobs),
                                                                 SCHEDULER_HEARTBEAT_INTERVAL="1"))

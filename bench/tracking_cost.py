@@ -8,7 +8,7 @@ Each measured "run" then does what APScheduler does around one execution of the 
   the run to its pool: one IMMEDIATE transaction, INSERT job_running + UPDATE
   jobs' next run time),
 * the job's callable as scheduled (``tracker.wrap``'s wrapper around
-  ``tests.support.test_jobs:noop``: ``record_started``, one transaction, then
+  ``tests.support.sample_jobs:noop``: ``record_started``, one transaction, then
   ``record_run``, one transaction: INSERT OR IGNORE + UPDATE job_stats + INSERT
   job_runs + DELETE job_running, a trim every 16th),
 * ``tracker.done`` (the executor's callback: nothing left to write when the
@@ -36,14 +36,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # after PYTHONPATH, so a snapshot given there (bench/run.py --ref) wins
     sys.path.append(ROOT)
 
-from tests.support.test_jobs import noop  # noqa: E402
+from tests.support.sample_jobs import noop  # noqa: E402
 from worker_service.scheduler.jobs_file import parse_jobs  # noqa: E402
 from worker_service.scheduler.service import SchedulerService  # noqa: E402
 from worker_service.state.sqlite_store import SqliteStateStore  # noqa: E402
 
 JOBS = """
 [jobs.noop]
-func = "tests.support.test_jobs:noop"
+func = "tests.support.sample_jobs:noop"
 trigger = "interval"
 hours = 1
 """

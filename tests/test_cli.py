@@ -16,13 +16,13 @@ TOKEN = "cli-test-token-123"
 JOBS = """
 [jobs.good]
 name = "Good"
-func = "tests.support.test_jobs:noop"
+func = "tests.support.sample_jobs:noop"
 trigger = "interval"
 seconds = 1
 
 [jobs.bad]
 name = "Bad"
-func = "tests.support.test_jobs:always_fail"
+func = "tests.support.sample_jobs:always_fail"
 trigger = "interval"
 seconds = 1
 """

@@ -188,7 +188,7 @@ def test_the_service_notices_a_jump_within_a_heartbeat_though_no_job_is_due_for_
     from worker_service.scheduler.service import SchedulerService
 
     store = RecordingStore(str(tmp_path / "state.sqlite3"))
-    specs = parse_jobs('[jobs.minutely]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nminutes = 1\n')
+    specs = parse_jobs('[jobs.minutely]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\nminutes = 1\n')
     service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.1)
     watch = service.scheduler.clock_watch = OneJump()
     service.start()

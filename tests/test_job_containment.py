@@ -21,7 +21,7 @@ FAST = {"SCHEDULER_HEARTBEAT_INTERVAL": "1", "HEALTH_CACHE_TTL": "0", "STATUS_CA
 
 def job(job_id: str, func: str, every: float, critical: bool = False, **kwargs: object) -> str:
     args = ", ".join(f"{key} = {value!r}".replace("'", '"') for key, value in kwargs.items())
-    return (f'[jobs.{job_id}]\nfunc = "tests.support.test_jobs:{func}"\ntrigger = "interval"\nseconds = {every}\n'
+    return (f'[jobs.{job_id}]\nfunc = "tests.support.sample_jobs:{func}"\ntrigger = "interval"\nseconds = {every}\n'
             f"critical = {str(critical).lower()}\nmisfire_grace_time = 5\nkwargs = {{ {args} }}\n")
 
 

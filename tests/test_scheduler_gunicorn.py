@@ -137,7 +137,7 @@ def test_sigterm_lets_a_running_job_finish_and_marks_the_scheduler_stopped(tmp_p
     path = jobs_file(tmp_path / "jobs.toml", f"""
 [jobs.long]
 name = "Long"
-func = "tests.support.test_jobs:slow"
+func = "tests.support.sample_jobs:slow"
 trigger = "interval"
 seconds = 1
 kwargs = {{ seconds = 1.5, path = "{marks}" }}

@@ -23,7 +23,7 @@ def one_off(runs_file, at: dt.datetime) -> str:
     return f"""
 [jobs.once]
 name = "Once"
-func = "tests.support.test_jobs:append_pid"
+func = "tests.support.sample_jobs:append_pid"
 trigger = "date"
 run_date = "{at.isoformat()}"
 critical = true
@@ -87,7 +87,7 @@ def test_a_scheduler_that_fails_to_start_is_shut_down_and_retried(tmp_path, stor
     monkeypatch.setattr(leadership, "RETRY_FIRST", 0.2)
     runs = tmp_path / "runs.txt"
     jobs = tmp_path / "jobs.toml"
-    jobs.write_text(f'[jobs.t]\nfunc = "tests.support.test_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
+    jobs.write_text(f'[jobs.t]\nfunc = "tests.support.sample_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
                     f'kwargs = {{ path = "{runs}" }}\n')
     settings = {"WORKER_STATE_DIR": str(tmp_path), "WORKER_JOBS_FILE": str(jobs), "SCHEDULER_TIMEZONE": "UTC",
                 "SCHEDULER_HEARTBEAT_INTERVAL": 0.5}
@@ -109,7 +109,7 @@ def test_the_scheduler_keeps_beating_as_stopping_while_a_running_job_finishes(tm
     from worker_service.scheduler.component_check import SchedulerCheck
 
     marks = tmp_path / "marks.txt"
-    specs = parse_jobs(f'[jobs.long]\nfunc = "tests.support.test_jobs:slow"\ntrigger = "interval"\nseconds = 1\n'
+    specs = parse_jobs(f'[jobs.long]\nfunc = "tests.support.sample_jobs:slow"\ntrigger = "interval"\nseconds = 1\n'
                        f'kwargs = {{ seconds = 1.5, path = "{marks}" }}\n')
     service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.1)
     check = SchedulerCheck(store, {"SCHEDULER_HEARTBEAT_INTERVAL": 0.1, "JOB_FAILURE_THRESHOLD": 3,
@@ -139,7 +139,7 @@ def test_a_critical_job_running_past_its_max_runtime_is_unhealthy_and_degrades_t
     from worker_service.scheduler.component_check import SchedulerCheck
 
     marks = tmp_path / "marks.txt"
-    specs = parse_jobs(f'[jobs.hung]\nfunc = "tests.support.test_jobs:slow"\ntrigger = "interval"\nseconds = 0.3\n'
+    specs = parse_jobs(f'[jobs.hung]\nfunc = "tests.support.sample_jobs:slow"\ntrigger = "interval"\nseconds = 0.3\n'
                        f'critical = true\nmax_runtime = 0.5\nkwargs = {{ seconds = 3, path = "{marks}" }}\n')
     service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
     settings = {"SCHEDULER_HEARTBEAT_INTERVAL": 0.2, "JOB_FAILURE_THRESHOLD": 3, "JOB_OVERDUE_GRACE": 60}
@@ -161,11 +161,11 @@ def test_a_critical_job_running_past_its_max_runtime_is_unhealthy_and_degrades_t
 
 
 def test_the_default_max_runtime_comes_from_the_trigger():
-    specs = parse_jobs('[jobs.a]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nminutes = 30\n'
-                       '[jobs.b]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nseconds = 5\n'
-                       '[jobs.c]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "cron"\nhour = "*/2"\nminute = 0\n'
-                       '[jobs.d]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "date"\nrun_date = "2030-01-01"\n'
-                       '[jobs.e]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nseconds = 5\n'
+    specs = parse_jobs('[jobs.a]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\nminutes = 30\n'
+                       '[jobs.b]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\nseconds = 5\n'
+                       '[jobs.c]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "cron"\nhour = "*/2"\nminute = 0\n'
+                       '[jobs.d]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "date"\nrun_date = "2030-01-01"\n'
+                       '[jobs.e]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\nseconds = 5\n'
                        'max_runtime = 2.5\n')
     assert [spec.effective_max_runtime for spec in specs] == [1800.0, 60.0, 7200.0, 3600.0, 2.5]
 
@@ -175,7 +175,7 @@ def test_the_default_max_runtime_comes_from_the_trigger():
     ("raise_huge", "RuntimeError", "password=*** xxxx"),
 ])
 def test_a_job_error_is_recorded_however_its_message_behaves(tmp_path, store, func, error_type, expected):
-    specs = parse_jobs(f'[jobs.bad]\nfunc = "tests.support.test_jobs:{func}"\ntrigger = "interval"\nseconds = 0.2\n')
+    specs = parse_jobs(f'[jobs.bad]\nfunc = "tests.support.sample_jobs:{func}"\ntrigger = "interval"\nseconds = 0.2\n')
     service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
     service.start()
     try:
@@ -192,7 +192,7 @@ def test_the_leader_publishes_its_job_list_again_when_the_store_file_is_deleted(
     import os
 
     store = SqliteStateStore(str(tmp_path / "state.sqlite3"))
-    specs = parse_jobs('[jobs.t]\nfunc = "tests.support.test_jobs:noop"\ntrigger = "interval"\nseconds = 60\n')
+    specs = parse_jobs('[jobs.t]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\nseconds = 60\n')
     service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.1)
     service.start()
     try:

@@ -14,21 +14,21 @@ from tests.support.servers import wait_until
 JOBS = """
 [jobs.slow]
 name = "Slow job"
-func = "tests.support.test_jobs:slow"
+func = "tests.support.sample_jobs:slow"
 trigger = "interval"
 seconds = 1
 kwargs = { seconds = 0.2 }
 
 [jobs.failing]
 name = "Always fails"
-func = "tests.support.test_jobs:always_fail"
+func = "tests.support.sample_jobs:always_fail"
 trigger = "interval"
 seconds = 1
 critical = true
 
 [jobs.paused]
 name = "Paused job"
-func = "tests.support.test_jobs:noop"
+func = "tests.support.sample_jobs:noop"
 trigger = "cron"
 minute = "*/5"
 paused = true

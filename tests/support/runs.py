@@ -25,7 +25,7 @@ def pid_job(runs_file: Path, seconds: int = 1, critical: bool = True) -> str:
     return f"""
 [jobs.tick]
 name = "Tick"
-func = "tests.support.test_jobs:append_pid"
+func = "tests.support.sample_jobs:append_pid"
 trigger = "interval"
 seconds = {seconds}
 critical = {str(critical).lower()}

@@ -1,4 +1,4 @@
-"""Job functions the tests' jobs files point at (``tests.support.test_jobs:<name>``)."""
+"""Job functions the tests' jobs files point at (``tests.support.sample_jobs:<name>``)."""
 
 from __future__ import annotations
 
