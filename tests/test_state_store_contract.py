@@ -1,0 +1,341 @@
+"""The contract of :class:`StateStore`: every implementation passes these tests unchanged.
+
+A new implementation (PostgreSQL) adds its factory to ``STORE_FACTORIES`` and
+gets the whole suite. A factory opens a store on the test's backing state;
+called twice with the same ``where``, it opens a second store on the same state
+(another worker of the host). Faults of a backend stay in that backend's own
+tests (``test_store_faults.py`` for SQLite).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from worker_service.state import SqliteStateStore, StateReader, StateStore
+from worker_service.state.records import CrashState, JobDefinition, JobRecord, RunRecord
+
+HISTORY = 5
+SLACK = 16  # a store may trim its history in batches: at most this many runs over history_size
+SESSION = "current-session"
+
+StoreFactory = Callable[[Path, int], StateStore]
+
+
+def sqlite_store(where: Path, history_size: int) -> StateStore:
+    return SqliteStateStore(str(where / "state.sqlite3"), history_size)
+
+
+STORE_FACTORIES = [pytest.param(sqlite_store, id="sqlite")]
+
+
+@pytest.fixture(params=STORE_FACTORIES)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], StateStore]:
+    """Open a store on this test's state; each call is another worker's store on the same state."""
+    factory: StoreFactory = request.param
+    return lambda: factory(tmp_path, HISTORY)
+
+
+@pytest.fixture
+def store(open_store: Callable[[], StateStore]) -> StateStore:
+    return open_store()
+
+
+def definition(job_id: str, critical: bool = False, **fields) -> JobDefinition:
+    values = dict(name=job_id.title(), trigger="interval[0:01:00]", next_run_time=1000.0, misfire_grace_time=30.0,
+                  max_instances=1, executor="default", paused=False, critical=critical, interval_seconds=60.0,
+                  max_runtime=None)
+    return JobDefinition(id=job_id, **{**values, **fields})
+
+
+def record(store: StateStore, job_id: str) -> JobRecord:
+    return next(r for r in store.jobs() if r.id == job_id)
+
+
+def lead(store: StateStore, session: str = SESSION, pid: int = 4242) -> None:
+    store.beat(pid, "host", "running", "UTC", 100.0, session)
+
+
+# -- the interface --------------------------------------------------------------
+def protocol_methods() -> set[str]:
+    return {name for cls in (StateReader, StateStore) for name, value in vars(cls).items()
+            if callable(value) and not name.startswith("_")}
+
+
+def test_every_store_implements_the_protocol_with_its_exact_signatures(store):
+    assert isinstance(store, StateStore) and isinstance(store, StateReader)
+    for name in sorted(protocol_methods()):
+        expected = inspect.signature(getattr(StateStore, name))
+        assert inspect.signature(getattr(type(store), name)) == expected, name
+
+
+def test_the_protocol_names_what_the_callers_use_and_nothing_else():
+    assert protocol_methods() == {
+        "record_submitted", "record_started", "forget_run", "record_run", "record_missed", "record_max_instances",
+        "mark_stopping", "settle_orphans", "crash_state", "set_crash_hold", "release_quarantine", "publish_jobs",
+        "update_next_run", "beat", "clear_heartbeat", "scheduler", "jobs", "quarantined_jobs", "job_count",
+        "definition", "runs",
+    }
+
+
+# -- the published job list -----------------------------------------------------
+def test_published_jobs_come_back_in_their_order_with_empty_stats(store):
+    published = [definition("zeta", critical=True), definition("alpha"), definition("mid", max_runtime=5.0, paused=True)]
+    store.publish_jobs(published)
+    assert store.jobs() == [JobRecord(definition=d) for d in published]
+    assert [r.id for r in store.jobs(critical_only=True)] == ["zeta"]
+    assert store.job_count() == 3
+    assert store.definition("mid") == published[2]
+    assert store.definition("unknown") is None
+
+
+def test_publishing_again_replaces_the_list_and_keeps_each_jobs_stats(store):
+    store.publish_jobs([definition("a"), definition("b")])
+    store.record_run("a", "success", 10.0, 1.0)
+    store.publish_jobs([definition("c"), definition("a", name="Renamed")])
+    assert [r.id for r in store.jobs()] == ["c", "a"]
+    assert record(store, "a").definition.name == "Renamed" and record(store, "a").success_count == 1
+    assert store.job_count() == 2 and store.definition("b") is None
+    store.publish_jobs([])
+    assert store.jobs() == [] and store.job_count() == 0
+
+
+def test_update_next_run_publishes_one_jobs_next_run_and_pause(store):
+    store.publish_jobs([definition("a"), definition("b")])
+    store.update_next_run("a", None, True)
+    assert store.definition("a").next_run_time is None and store.definition("a").paused is True
+    store.update_next_run("a", 2000.0, False)
+    assert store.definition("a") == definition("a", next_run_time=2000.0)
+    assert store.definition("b") == definition("b")
+
+
+def test_a_second_store_on_the_same_state_sees_every_write(store, open_store):
+    store.publish_jobs([definition("a")])
+    store.record_run("a", "success", 10.0, 1.0)
+    lead(store)
+    other = open_store()
+    assert [r.success_count for r in other.jobs()] == [1]
+    assert other.scheduler().session == SESSION
+
+
+# -- finished and skipped runs --------------------------------------------------
+def test_runs_are_counted_with_their_durations_and_failures_in_a_row(store):
+    store.publish_jobs([definition("a")])
+    store.record_run("a", "success", 10.0, 2.0)
+    store.record_run("a", "error", 20.0, 4.0, "ValueError", "bad input")
+    store.record_run("a", "error", 30.0, 0.5, "KeyError", "'x'")
+    a = record(store, "a")
+    assert (a.success_count, a.error_count, a.runs) == (1, 2, 3)
+    assert (a.duration_sum, a.duration_min, a.duration_max) == (6.5, 0.5, 4.0)
+    assert a.avg_duration == pytest.approx(6.5 / 3)
+    assert (a.consecutive_failures, a.last_outcome, a.last_run_at, a.last_success_at) == (2, "error", 30.0, 10.0)
+    assert (a.last_error_type, a.last_error_message, a.last_error_at) == ("KeyError", "'x'", 30.0)
+    assert (a.last_problem, a.runs_since_problem) == ("error", 0)
+
+    store.record_run("a", "success", 40.0, 1.0)
+    a = record(store, "a")
+    assert (a.consecutive_failures, a.last_outcome, a.last_success_at, a.runs_since_problem) == (0, "success", 40.0, 1)
+    assert (a.last_error_type, a.last_error_at) == ("KeyError", 30.0)  # the last error is kept after a success
+
+
+def test_a_job_that_never_had_a_problem_has_no_runs_since_one(store):
+    store.publish_jobs([definition("a")])
+    store.record_run("a", "success", 10.0, 1.0)
+    assert (record(store, "a").runs_since_problem, record(store, "a").last_problem) == (None, None)
+
+
+def test_missed_and_max_instances_runs_are_counted_as_problems_not_as_runs(store):
+    store.publish_jobs([definition("a")])
+    store.record_run("a", "success", 10.0, 1.0)
+    store.record_missed("a", 20.0)
+    a = record(store, "a")
+    assert (a.missed_count, a.runs, a.last_problem, a.runs_since_problem) == (1, 1, "missed", 0)
+    store.record_run("a", "success", 30.0, 1.0)
+    store.record_max_instances("a", 40.0)
+    store.record_max_instances("a", 50.0)
+    a = record(store, "a")
+    assert (a.max_instances_count, a.missed_count, a.last_problem, a.runs_since_problem) == (2, 1, "max_instances", 0)
+    assert (a.consecutive_failures, a.last_outcome, a.last_run_at) == (0, "success", 30.0)  # a skip is no run
+
+
+def test_the_history_lists_every_kind_of_run_newest_first(store):
+    store.record_run("a", "success", 10.0, 1.0)
+    store.record_run("a", "error", 20.0, 2.0, "ValueError", "x")
+    store.record_missed("a", 30.0)
+    store.record_max_instances("a", 40.0)
+    store.record_run("b", "success", 50.0, 3.0)
+    assert store.runs("a") == [RunRecord("a", 40.0, "max_instances", None), RunRecord("a", 30.0, "missed", None),
+                               RunRecord("a", 20.0, "error", 2.0), RunRecord("a", 10.0, "success", 1.0)]
+    assert store.runs("a", limit=2) == store.runs("a")[:2]
+    assert store.runs("unknown") == []
+
+
+def test_the_history_keeps_history_size_runs_and_never_more_than_the_slack_over_it(store):
+    store.publish_jobs([definition("a"), definition("b")])
+    for i in range(100):
+        for job in ("a", "b"):
+            store.record_run(job, "success", float(i), 0.01)
+        kept = store.runs("a", limit=1000)
+        assert min(i + 1, HISTORY) <= len(kept) <= HISTORY + SLACK
+        assert [run.at for run in kept] == [float(n) for n in range(i, i - len(kept), -1)]  # newest first, no gap
+    assert [run.at for run in store.runs("a")] == [99.0, 98.0, 97.0, 96.0, 95.0]  # the default limit: history_size
+    assert record(store, "a").success_count == 100  # the stats are never trimmed
+
+
+# -- a run's lifecycle: submitted, started, finished ------------------------------
+def test_a_submitted_run_publishes_the_next_run_and_counts_as_running_once_started(store):
+    store.publish_jobs([definition("a")])
+    lead(store)
+    run_id = store.record_submitted("a", SESSION, 4242, 100.0, 160.0)
+    assert store.definition("a").next_run_time == 160.0
+    assert (record(store, "a").running_count, record(store, "a").running_since) == (0, None)
+
+    store.record_started(run_id, 101.0)
+    assert (record(store, "a").running_count, record(store, "a").running_since) == (1, 101.0)
+    second = store.record_submitted("a", SESSION, 4242, 160.0, 220.0)
+    assert second != run_id
+    store.record_started(second, 161.0)
+    assert (record(store, "a").running_count, record(store, "a").running_since) == (2, 101.0)
+
+    store.record_run("a", "success", 101.0, 0.5, run_id=run_id)
+    assert (record(store, "a").running_count, record(store, "a").running_since) == (1, 161.0)
+    store.forget_run(second)
+    assert (record(store, "a").running_count, record(store, "a").running_since) == (0, None)
+    assert store.settle_orphans(SESSION) == []
+
+
+def test_a_missed_run_that_was_submitted_is_forgotten(store):
+    store.publish_jobs([definition("a")])
+    lead(store)
+    run_id = store.record_submitted("a", SESSION, 4242, 100.0, 160.0)
+    store.record_started(run_id, 101.0)
+    store.record_missed("a", 100.0, run_id)
+    assert (record(store, "a").running_count, record(store, "a").missed_count) == (0, 1)
+    assert store.settle_orphans("next-session") == []
+
+
+def test_only_runs_of_the_session_in_the_heartbeat_count_as_running(store):
+    store.publish_jobs([definition("a")])
+    run_id = store.record_submitted("a", "old-session", 1, 100.0, 160.0)
+    store.record_started(run_id, 101.0)
+    assert record(store, "a").running_count == 0  # no heartbeat yet
+    lead(store, "old-session")
+    assert record(store, "a").running_count == 1
+    lead(store, SESSION)
+    assert (record(store, "a").running_count, record(store, "a").running_since) == (0, None)
+
+
+# -- what a new leader finds: orphans, crashes, quarantine -------------------------
+def test_a_new_leader_settles_each_run_an_earlier_one_left_as_crashed_killed_or_missed(store):
+    store.publish_jobs([definition("crash"), definition("kill"), definition("never")])
+    earlier, stopped = "earlier-session", "stopped-session"
+    crashed = store.record_submitted("crash", earlier, 11, 100.0, 160.0)
+    store.record_started(crashed, 101.0)
+    store.record_submitted("never", earlier, 11, 102.0, 162.0)
+    killed = store.record_submitted("kill", stopped, 12, 103.0, 163.0)
+    store.record_started(killed, 104.0)
+    store.mark_stopping(stopped)
+    mine = store.record_submitted("crash", SESSION, 13, 105.0, 165.0)
+    store.record_started(mine, 106.0)
+
+    orphans = store.settle_orphans(SESSION)
+    assert [(o.job_id, o.pid, o.outcome) for o in orphans] == [("crash", 11, "crashed"), ("never", 11, "missed"),
+                                                               ("kill", 12, "killed")]
+    assert [(o.scheduled_at, o.started_at, o.stopping) for o in orphans] == [(100.0, 101.0, False),
+                                                                             (102.0, None, False),
+                                                                             (103.0, 104.0, True)]
+    crash, kill, never = record(store, "crash"), record(store, "kill"), record(store, "never")
+    assert (crash.error_count, crash.crash_count, crash.consecutive_crashes, crash.last_problem) == (1, 1, 1, "crashed")
+    assert (crash.last_error_type, crash.last_error_at) == ("WorkerDied", 101.0) and "11" in crash.last_error_message
+    assert (kill.error_count, kill.crash_count, kill.consecutive_crashes, kill.last_problem) == (1, 0, 0, "killed")
+    assert kill.last_error_type == "KilledAtStop"
+    assert (never.missed_count, never.error_count, never.last_problem) == (1, 0, "missed")
+    assert [(r.at, r.outcome) for r in store.runs("crash")] == [(101.0, "crashed")]
+    assert [(r.at, r.outcome) for r in store.runs("kill")] == [(104.0, "killed")]
+    assert [(r.at, r.outcome) for r in store.runs("never")] == [(102.0, "missed")]
+    assert store.settle_orphans(SESSION) == []  # settled once; this session's own run is left alone
+    lead(store)
+    assert record(store, "crash").running_count == 1
+
+
+def test_mark_stopping_touches_only_its_own_sessions_runs(store):
+    store.publish_jobs([definition("a")])
+    one = store.record_submitted("a", "one", 1, 100.0, None)
+    two = store.record_submitted("a", "two", 2, 100.0, None)
+    store.record_started(one, 101.0)
+    store.record_started(two, 101.0)
+    store.mark_stopping("two")
+    assert sorted((o.pid, o.outcome) for o in store.settle_orphans(SESSION)) == [(1, "crashed"), (2, "killed")]
+
+
+def test_crashes_in_a_row_are_counted_until_a_run_finishes(store):
+    store.publish_jobs([definition("a")])
+    assert store.crash_state("a") == CrashState() == store.crash_state("unknown")
+    for n in range(3):
+        run_id = store.record_submitted("a", f"dead-{n}", 1, 100.0 + n, None)
+        store.record_started(run_id, 100.5 + n)
+        store.settle_orphans(SESSION)
+    assert store.crash_state("a").consecutive == 3
+    store.record_run("a", "error", 200.0, 1.0, "ValueError", "x")  # it failed, but its worker survived
+    assert store.crash_state("a").consecutive == 0
+    assert (record(store, "a").crash_count, record(store, "a").consecutive_failures) == (3, 4)
+
+
+def test_a_crash_hold_and_a_quarantine_until_released(store):
+    store.publish_jobs([definition("a"), definition("b")])
+    store.set_crash_hold("a", 500.0)
+    assert (record(store, "a").held_until, record(store, "a").quarantined_at) == (500.0, None)
+    assert store.crash_state("a").quarantine_key is None and store.quarantined_jobs() == []
+
+    before = time.time()
+    store.set_crash_hold("b", None, quarantine_key="fingerprint-1")
+    store.set_crash_hold("a", None, quarantine_key="fingerprint-2")
+    b = store.crash_state("b")
+    assert b.quarantine_key == "fingerprint-1" and before - 1 <= b.quarantined_at <= time.time() + 1
+    assert store.quarantined_jobs() == ["a", "b"]
+    store.set_crash_hold("b", None, quarantine_key="fingerprint-1")
+    assert store.crash_state("b").quarantined_at == b.quarantined_at  # quarantined since the first time
+
+    store.release_quarantine("b")
+    assert store.crash_state("b") == CrashState()
+    assert (record(store, "b").quarantined_at, record(store, "b").held_until) == (None, None)
+    assert store.quarantined_jobs() == ["a"]
+    store.set_crash_hold("a", 900.0)  # a hold without a key is no quarantine
+    assert store.quarantined_jobs() == [] and record(store, "a").held_until == 900.0
+
+
+def test_a_job_can_be_quarantined_before_it_is_published(store):
+    store.set_crash_hold("later", None, quarantine_key="k")
+    assert store.quarantined_jobs() == ["later"] and store.jobs() == []
+    store.publish_jobs([definition("later")])
+    assert record(store, "later").quarantined_at is not None
+
+
+# -- the heartbeat --------------------------------------------------------------
+def test_the_heartbeat_is_stamped_by_the_store_and_carries_the_session_and_clock_jump(store):
+    assert store.scheduler() is None
+    before = time.time()
+    store.beat(7, "host-a", "running", "Europe/Paris", 123.0, "s1", clock_jump=(-3600.0, 456.0))
+    leader = store.scheduler()
+    assert (leader.pid, leader.hostname, leader.state, leader.timezone, leader.started_at, leader.session) == \
+        (7, "host-a", "running", "Europe/Paris", 123.0, "s1")
+    assert before <= leader.heartbeat_at <= time.time()
+    assert (leader.clock_jump_seconds, leader.clock_jump_at) == (-3600.0, 456.0)
+
+    store.beat(8, "host-b", "paused", "UTC", 200.0, "s2")
+    leader = store.scheduler()
+    assert (leader.pid, leader.hostname, leader.state, leader.session) == (8, "host-b", "paused", "s2")
+    assert (leader.clock_jump_seconds, leader.clock_jump_at) == (None, None)
+
+
+def test_clearing_the_heartbeat_marks_it_stopped_only_for_the_pid_that_beats(store):
+    store.beat(7, "host", "running", "UTC", 123.0, "s1")
+    store.clear_heartbeat(8)
+    assert store.scheduler().state == "running" and store.scheduler().heartbeat_at > 0
+    store.clear_heartbeat(7)
+    leader = store.scheduler()
+    assert (leader.pid, leader.state, leader.heartbeat_at) == (7, "stopped", 0)

@@ -1,0 +1,138 @@
+"""What the rest of the service needs of a state store, whatever keeps the state.
+
+Two roles use a store. Every worker reads it (``/health``'s scheduler
+component, ``/status``, ``/metrics``): :class:`StateReader`. The scheduler's
+leader also writes it (the tracker records each run, the scheduler service
+publishes jobs and beats): :class:`StateStore`. ``SqliteStateStore`` is the one
+implementation today; another (PostgreSQL) slots in by implementing
+:class:`StateStore` and passing ``tests/test_state_store_contract.py``.
+
+The contract every implementation keeps:
+
+* Any call that cannot be served raises :class:`~.faults.StoreUnavailable`
+  with a short reason for an operator, never a driver's own error, and none
+  blocks for long.
+* Times are epoch seconds (UTC). The store stamps ``heartbeat_at`` and a run's
+  ``submitted_at`` with its own clock; every other time is the caller's.
+* Each job keeps a bounded history of finished, missed and skipped runs: at
+  least its ``history_size`` newest, and never more than ``history_size + 16``
+  (a store may trim in batches).
+* A run is *running* from ``record_started`` until it is recorded or forgotten,
+  and only runs of the session in the current heartbeat count (a run an
+  earlier leader left behind is settled by ``settle_orphans``, not counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+from .records import CrashState, JobDefinition, JobRecord, OrphanedRun, RunRecord, SchedulerRecord
+
+
+@runtime_checkable
+class StateReader(Protocol):
+    """The reads any worker makes: the leader's heartbeat and the published jobs with their stats."""
+
+    def scheduler(self) -> SchedulerRecord | None:
+        """The last heartbeat, or ``None`` if no scheduler ever ran here."""
+        ...
+
+    def jobs(self, critical_only: bool = False) -> list[JobRecord]:
+        """The published jobs (or only the critical ones), in the order published, each with its stats."""
+        ...
+
+    def quarantined_jobs(self) -> list[str]:
+        """Ids of the jobs in quarantine for crashing their worker, sorted."""
+        ...
+
+
+@runtime_checkable
+class StateStore(StateReader, Protocol):
+    """Job stats, run history, the published job list and the heartbeat, shared by every worker of the host."""
+
+    # -- a run's steps: the tracker ------------------------------------------
+    def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
+                         next_run_time: float | None) -> int:
+        """Note a run handed to the executor and the job's next run time, in one write; return the run's id."""
+        ...
+
+    def record_started(self, run_id: int, at: float) -> None:
+        """The submitted run entered the job's own code."""
+        ...
+
+    def forget_run(self, run_id: int) -> None:
+        """The executor is done with a run (whatever it recorded)."""
+        ...
+
+    def record_run(
+        self,
+        job_id: str,
+        outcome: str,
+        at: float,
+        duration: float | None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        run_id: int | None = None,
+    ) -> None:
+        """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``."""
+        ...
+
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> None:
+        """Count a run skipped for being later than its misfire grace time, and forget ``run_id``."""
+        ...
+
+    def record_max_instances(self, job_id: str, at: float) -> None:
+        """Count a run skipped because the job was still running (``max_instances`` reached)."""
+        ...
+
+    # -- leading: the scheduler service --------------------------------------
+    def mark_stopping(self, session: str) -> None:
+        """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
+        ...
+
+    def settle_orphans(self, session: str) -> list[OrphanedRun]:
+        """Record (crashed, killed or missed) and forget every unfinished run of another session; return them."""
+        ...
+
+    def crash_state(self, job_id: str) -> CrashState:
+        """How often in a row the job crashed its worker, and whether it is quarantined."""
+        ...
+
+    def set_crash_hold(self, job_id: str, held_until: float | None, quarantine_key: str | None = None) -> None:
+        """Hold a job back until ``held_until``; with ``quarantine_key``, quarantine it (until its definition changes)."""
+        ...
+
+    def release_quarantine(self, job_id: str) -> None:
+        """Lift a quarantine and forget the crashes in a row (the job was changed)."""
+        ...
+
+    def publish_jobs(self, definitions: Iterable[JobDefinition]) -> None:
+        """Replace the published job list with ``definitions``, in that order; the stats of every job are kept."""
+        ...
+
+    def update_next_run(self, job_id: str, next_run_time: float | None, paused: bool) -> None:
+        """Publish one job's next run time (after it ran, was paused or resumed)."""
+        ...
+
+    def beat(self, pid: int, hostname: str, state: str, timezone: str, started_at: float, session: str = "",
+             clock_jump: tuple[float, float] | None = None) -> None:
+        """Write the leader's heartbeat, stamped now, with the last wall-clock jump it saw (seconds, when)."""
+        ...
+
+    def clear_heartbeat(self, pid: int) -> None:
+        """Mark the scheduler stopped, if ``pid`` is still the one that beats."""
+        ...
+
+    def job_count(self) -> int:
+        """How many jobs are published."""
+        ...
+
+    def definition(self, job_id: str) -> JobDefinition | None:
+        """One published job's definition, or ``None``."""
+        ...
+
+    # -- history: nothing shows it yet (the job-control issue will) ----------
+    def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
+        """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
+        ...
