@@ -1,0 +1,42 @@
+"""gunicorn.conf.py leaves the package alone in the master: a reload (SIGHUP) then brings new code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support.servers import ROOT
+
+READ_CONFIG = """
+import json, os, runpy, sys
+settings = runpy.run_path(sys.argv[1])
+print(json.dumps({
+    "imported": sorted(name for name in sys.modules if name.split(".")[0] in ("worker_service", "common", "flask")),
+    "marked": os.environ.get("WORKER_SERVICE_UNDER_GUNICORN"),
+    "hooks": sorted(name for name in ("on_starting", "on_reload", "post_fork", "post_worker_init",
+                                      "worker_abort", "worker_exit") if callable(settings.get(name))),
+}))
+"""
+
+
+def read_config(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", READ_CONFIG, str(ROOT / "gunicorn.conf.py")],
+                          env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=30)
+
+
+def test_reading_the_config_file_imports_nothing_of_the_package_and_marks_gunicorn():
+    done = read_config()
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["imported"] == []
+    assert seen["marked"] == "1"  # before --preload can load the app in the master
+    assert len(seen["hooks"]) == 6
+
+
+def test_a_bad_gunicorn_number_is_one_line_and_exit_78():
+    done = read_config(GUNICORN_TIMEOUT="soon")
+    assert done.returncode == 78
+    assert done.stderr.strip().splitlines() == [
+        "worker-service: configuration error: GUNICORN_TIMEOUT='soon' must be a whole number of at least 1"]
+
