@@ -142,6 +142,18 @@ def test_runs_are_counted_with_their_durations_and_failures_in_a_row(store):
     assert (a.last_error_type, a.last_error_at) == ("KeyError", 30.0)  # the last error is kept after a success
 
 
+def test_a_run_without_a_duration_leaves_the_durations_alone(store):
+    store.publish_jobs([definition("a")])
+    store.record_run("a", "success", 10.0, 2.0)
+    store.record_run("a", "success", 20.0, 3.0)
+    run_id = store.record_submitted("a", "dead-session", 1, 30.0, None)
+    store.record_started(run_id, 30.5)
+    store.settle_orphans(SESSION)  # it crashed: no duration
+    store.record_run("a", "error", 40.0, None, "ValueError", "x")
+    a = record(store, "a")
+    assert (a.duration_sum, a.duration_min, a.duration_max, a.error_count) == (5.0, 2.0, 3.0, 2)
+
+
 def test_a_job_that_never_had_a_problem_has_no_runs_since_one(store):
     store.publish_jobs([definition("a")])
     store.record_run("a", "success", 10.0, 1.0)

@@ -151,12 +151,14 @@ class SqliteStateStore:
             if run_id is not None:
                 db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
 
+    # A run without a duration (its process died) leaves min and max alone: SQLite's min(x, NULL) is NULL.
     def _count_success(self, db: sqlite3.Connection, job_id: str, at: float, duration: float | None) -> None:
         db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
         db.execute(
             """UPDATE job_stats SET success_count = success_count + 1,
                duration_sum = duration_sum + coalesce(?, 0),
-               duration_min = min(coalesce(duration_min, ?), ?), duration_max = max(coalesce(duration_max, ?), ?),
+               duration_min = min(coalesce(duration_min, ?), coalesce(?, duration_min)),
+               duration_max = max(coalesce(duration_max, ?), coalesce(?, duration_max)),
                consecutive_failures = 0, consecutive_crashes = 0, last_run_at = ?, last_outcome = 'success',
                last_success_at = ?,
                runs_since_problem = CASE WHEN runs_since_problem IS NULL THEN NULL ELSE runs_since_problem + 1 END
@@ -173,7 +175,8 @@ class SqliteStateStore:
         db.execute(
             """UPDATE job_stats SET error_count = error_count + 1,
                duration_sum = duration_sum + coalesce(?, 0),
-               duration_min = min(coalesce(duration_min, ?), ?), duration_max = max(coalesce(duration_max, ?), ?),
+               duration_min = min(coalesce(duration_min, ?), coalesce(?, duration_min)),
+               duration_max = max(coalesce(duration_max, ?), coalesce(?, duration_max)),
                consecutive_failures = consecutive_failures + 1, last_run_at = ?, last_outcome = 'error',
                last_error_type = ?, last_error_message = ?, last_error_at = ?, runs_since_problem = 0,
                last_problem = ?, crash_count = crash_count + ?,
