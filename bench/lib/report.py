@@ -1,0 +1,310 @@
+"""The markdown report of a benchmark run: the machine, the exact commands, medians and ratios, goals, every run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from .processes import DATABASE_URL, REDIS_URL, ROOT, log
+from .wrk import WRK_CONNECTIONS, WRK_THREADS
+
+if TYPE_CHECKING:
+    from .scenarios import Bench
+
+
+def write(bench: Bench, path: Path, complete: bool, error: str | None) -> None:
+    """Write the report to ``path`` and the raw figures to the run's log directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(bench, complete, error))
+    (bench.logdir / "results.json").write_text(json.dumps(_jsonable(bench.results), indent=1, default=str))
+    log(f"wrote {path} (raw figures and logs in {bench.logdir})")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {(" | ".join(k) if isinstance(k, tuple) else k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+
+def repo_state() -> dict[str, str]:
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--short", "--", ".", ":!bench"], capture_output=True,
+                           text=True).stdout.split("\n")
+    return {"head": head, "dirty": ", ".join(line.strip() for line in dirty if line.strip()) or "clean"}
+
+
+def machine() -> dict[str, str]:
+    model = "?"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for name in ("gunicorn", "flask", "werkzeug", "redis", "psycopg", "py-healthcheck", "apscheduler"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = "?"
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return {
+        "nproc": str(os.cpu_count()), "model": model,
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB", "kernel": platform.release(),
+        "python": platform.python_version(), "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "wrk": wrk_version[0] if wrk_version else "?",
+    }
+
+
+def source_line(bench: Bench) -> str:
+    start, end = bench.repo_at_start, repo_state()
+    if bench.args.ref:
+        return (f"- service code: snapshot of `{bench.args.ref}` = commit {bench.commit} (`git archive` into a temp dir, "
+                f"servers and in-process scripts run from it with PYTHONPATH set to it); the working tree was at "
+                f"{start['head']} when the run started and at {end['head']} when it ended")
+    line = f"- service code: the working tree at {start['head']} (uncommitted changes outside bench/: {start['dirty']})"
+    if start != end:
+        line += (f"; **the tree changed during the run** (at the end: {end['head']}, {end['dirty']}): servers started "
+                 "after the change ran the new code; rerun with `--ref HEAD` to pin one commit")
+    return line
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**MISSED**")
+
+
+def rows_table(rows: list[dict], ratio: bool = True) -> list[str]:
+    head = "| app | connections | req/s (median) | ÷ floor (ratio of medians) | per-round ratios | p50 ms | p99 ms | max ms | non-2xx | worker split per run (conn / cpu %) |"
+    out = [head, "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        rr = ", ".join(f"{r:.2f}" for r in row["round_ratios"]) if ratio else "-"
+        out.append(f"| {row['app']} | {row['mode']} | {row['rps']:,.0f} | {fmt(row['ratio']) if ratio else '-'} | {rr} | "
+                   f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['max_ms']:.0f} | {row['non2xx']} | "
+                   f"{'; '.join(row['splits'])} |")
+    return out
+
+
+def find(rows: list[dict], app_prefix: str, mode: str) -> dict | None:
+    return next((r for r in rows if r["app"].startswith(app_prefix) and r["mode"] == mode), None)
+
+
+def render(bench: Bench, complete: bool, error: str | None) -> str:
+    args, res = bench.args, bench.results
+    m = machine()
+    elapsed = time.time() - bench.started
+    out = [
+        "# worker-service benchmark results",
+        "",
+        f"Generated by `bench/run.py` ({'--quick' if args.quick else 'full run'}), "
+        f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, wall time {elapsed / 60:.1f} min."
+        + ("" if complete else " **Incomplete run**: " + (error or "interrupted")),
+        "",
+        "## Machine",
+        "",
+        f"- nproc: {m['nproc']}; CPU: {m['model']}; memory: {m['memory']}; kernel {m['kernel']}; Python {m['python']}",
+        f"- {m['versions']}; {m['wrk']}",
+        source_line(bench),
+        "- shared machine: wrk (-t2) and the servers share the same 2 cores; figures are ratios to the floor measured in "
+        "the same interleaved rounds.",
+        "",
+        "## Commands",
+        "",
+        f"- Benchmark: `.venv/bin/python bench/run.py{' --quick' if args.quick else ''}"
+        f"{' --ref ' + args.ref if args.ref else ''}` "
+        f"(rounds {args.rounds}, wrk runs {args.duration:g} s, sweep/latency runs {args.sweep_duration:g} s, "
+        f"warm-up {args.warmup:g} s per app, soak {args.soak:g} s, failover tries {args.tries})",
+        f"- wrk: `wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d<D>s --latency --timeout 5s -s bench/wrk_report.lua "
+        "[-H 'Connection: close'] http://127.0.0.1:<port><path>`. Keep-alive: the split of wrk's connections between the "
+        "two workers is read with `ss -Htnp state established '( sport = :<port> )'` 0.5 s in and half-way; a run "
+        "with more than 75 % on one worker is stopped at 0.5 s and started again (up to 8 times; a run still "
+        "lopsided after that is flagged LOPSIDED). Connection: close runs spread every request; for every run the "
+        "workers' shares of CPU time are recorded too.",
+        "- Servers (ports are free ports picked per run; state dirs are temp dirs):",
+        "",
+    ]
+    for name, command in bench.commands.items():
+        out.append(f"  - {name}: `{command}`")
+    out.append("")
+    goals: list[tuple[str, str, bool | None]] = []
+
+    if "health" in res:
+        h = res["health"]
+        out += ["## 1. /health, dependencies healthy", "",
+                f"Redis PING ({REDIS_URL}) and PostgreSQL SELECT 1 ({DATABASE_URL}); ours answered {h['ours_status']} "
+                f"with a {h['body_bytes']}-byte body, the floor returns a constant {h['body_bytes']}-byte body; "
+                f"py-healthcheck answered {h['peer_status']}.", ""]
+        out += rows_table(h["rows"])
+        for mode in ("keep-alive", "close"):
+            row = find(h["rows"], "ours", mode)
+            if row:
+                goals.append((f"1. /health healthy ≥ 0.95× floor ({mode})", f"{row['ratio']:.2f}×",
+                              row["ratio"] >= 0.95))
+        out.append("")
+
+    if "hung" in res:
+        g = res["hung"]
+        status, seconds, body = g["first_probe"]
+        out += ["## 2. /health with Redis hung (a listener that accepts and never answers)", "",
+                f"First probe after start: HTTP {status} in {seconds:.3f} s, body `{json.dumps(body)[:300]}`.", ""]
+        out += rows_table(g["rows"])
+        out += ["", f"py-healthcheck with the same hung Redis ({g['peer_duration']:g} s wrk runs, --timeout 10s): "
+                f"a single probe took {g['peer_probe'][1]:.2f} s and answered HTTP {g['peer_probe'][0]} "
+                f"`{json.dumps(g['peer_probe'][2])[:300]}`.", "",
+                "| app | connections | req/s | p50 ms | p99 ms | max ms | responses | non-2xx | wrk timeouts |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for run in g["peer_runs"]:
+            out.append(f"| {run['app']} | {run['mode']} | {run['rps']:,.1f} | {run['p50_ms']:.0f} | {run['p99_ms']:.0f} | "
+                       f"{run['max_ms']:.0f} | {run['requests']} | {run['non2xx']} | {run['socket_errors']['timeout']} |")
+        for mode in ("keep-alive", "close"):
+            row = find(g["rows"], "ours", mode)
+            if row:
+                goals.append((f"2. /health Redis hung ≥ 0.9× floor ({mode})", f"{row['ratio']:.2f}×", row["ratio"] >= 0.9))
+                goals.append((f"2. /health Redis hung: no response > 1 s ({mode})",
+                              f"max {row['max_ms']:.0f} ms, p99 {row['max_p99_ms']:.0f} ms (worst run), "
+                              f"{row['timeouts']} timeouts", row["max_ms"] <= 1000 and row["timeouts"] == 0))
+        out.append("")
+
+    if "status" in res:
+        s = res["status"]
+        out += ["## 3. /status", "",
+                "Job stats are seeded before start (one success 30 s ago for every job, an error 20 s ago for every "
+                "5th), so /status shows the fields it shows in production. Body sizes (bytes): "
+                + ", ".join(f"{k}: {v:,}" for k, v in s["body_sizes"].items()) + ".", "",
+                "### 3a. 3 jobs (built-in jobs file)", ""]
+        out += rows_table(s["main"])
+        out += ["", "### 3b. 10 → 100 → 1,000 jobs (keep-alive)", ""]
+        out += rows_table(s["sweep"])
+        out += ["", "### 3c. 1,000 jobs, one connection (`wrk -t1 -c1`): latency of one request at a time", ""]
+        out += rows_table(s["single"], ratio=False)
+        for mode in ("keep-alive", "close"):
+            row = find(s["main"], "ours /status 3 jobs, TTL 1 s", mode)
+            if row:
+                goals.append((f"3. /status 3 jobs ≥ 0.6× floor, default TTL ({mode})", f"{row['ratio']:.2f}×",
+                              row["ratio"] >= 0.6))
+            row = find(s["main"], "ours /status 3 jobs, TTL 0", mode)
+            if row:
+                goals.append((f"3. /status 3 jobs ≥ 0.6× floor, STATUS_CACHE_TTL=0 ({mode})", f"{row['ratio']:.2f}×",
+                              row["ratio"] >= 0.6))
+        for ttl, name in (("1 s", "default TTL"), ("0", "STATUS_CACHE_TTL=0")):
+            row = find(s["single"], f"ours /status 1000 jobs, TTL {ttl}", "keep-alive")
+            if row:
+                goals.append((f"3. /status 1,000 jobs median ≤ 50 ms, {name}, one connection",
+                              f"p50 {row['p50_ms']:.1f} ms (p99 {row['p99_ms']:.1f})", row["p50_ms"] <= 50))
+            row = find(s["sweep"], f"ours /status 1000 jobs, TTL {ttl}", "keep-alive")
+            if row:
+                goals.append((f"3. /status 1,000 jobs median ≤ 50 ms, {name}, with 16 concurrent connections (stricter reading)",
+                              f"p50 {row['p50_ms']:.1f} ms", row["p50_ms"] <= 50))
+        out.append("")
+    if "status_cost" in res:
+        out += ["### 3d. In-process cost (bench/status_cost.py, STATUS_CACHE_TTL=0, Flask test client, one thread)", "",
+                res["status_cost"], ""]
+
+    if "tracking" in res:
+        t = res["tracking"]
+        out += ["## 4. Execution-tracking overhead per job run", "",
+                f"`bench/tracking_cost.py`: a real SchedulerService and SqliteStateStore (on {t['state_fs']}); per run: "
+                "the submission record (with the next run time) + the tracker's wrapper around `noop` (started and "
+                "finished records) + the executor's done callback, "
+                f"{t['runs']:,} runs, against a bare `noop()` call.", "",
+                "| measure | value |", "|---|---:|",
+                f"| bare noop() median | {t['bare_median_us']:.2f} µs |",
+                f"| tracked run median / mean | {t['tracked_median_ms']:.3f} / {t['tracked_mean_ms']:.3f} ms |",
+                f"| tracked run p99 / max | {t['tracked_p99_ms']:.3f} / {t['tracked_max_ms']:.3f} ms |",
+                f"| **overhead per run, median (mean)** | **{t['overhead_median_ms']:.3f} ms** ({t['overhead_mean_ms']:.3f} ms) |",
+                f"| submission record (record_submitted) median | {t['submitted_median_ms']:.3f} ms |",
+                f"| wrapper call (record_started + record_run) median | {t['wrapped_call_median_ms']:.4f} ms |",
+                f"| executor's done callback median / p99 | {t['executed_median_ms']:.3f} / {t['executed_p99_ms']:.3f} ms |",
+                f"| runs recorded / history rows kept | {t['success_count_recorded']:,} / {t['history_rows_kept']} |", ""]
+        goals.append(("4. tracking overhead ≤ 0.5 ms per run", f"median {t['overhead_median_ms']:.3f} ms, "
+                      f"mean {t['overhead_mean_ms']:.3f} ms", t["overhead_mean_ms"] <= 0.5))
+
+    if "failover" in res:
+        f = res["failover"]
+        kd = [k["delay"] for k in f["kill"]]
+        hd = [h["delay_new"] for h in f["hup"]]
+        out += ["## 5. Scheduler failover (job every 1 s, SCHEDULER_HEARTBEAT_INTERVAL=1)", "",
+                "SIGKILL: time from the kill of the leader worker (the pid of the last line the job wrote, checked "
+                "against the store's scheduler row) to the first run by another worker; gap = that run minus the last "
+                "run before the kill; store row = when the store's scheduler row first showed the new leader (its "
+                "first heartbeat). SIGHUP: time from the signal to the next run by any worker, and to the first run by "
+                "a new worker; longest gap between consecutive runs around the reload. Doubles: consecutive runs < 0.5 s apart.",
+                "", "| event | median s | max s | details |", "|---|---:|---:|---|",
+                f"| SIGKILL leader → next run | {statistics.median(kd):.3f} | {max(kd):.3f} | gaps "
+                + ", ".join(f"{k['gap']:.2f}" for k in f["kill"]) + "; store row after "
+                + ", ".join(fmt(k["store_row_delay"], 2) for k in f["kill"]) + " s; doubles "
+                + str(sum(k["doubles"] for k in f["kill"])) + " |",
+                f"| SIGHUP master → next run (any worker) | {statistics.median(h['delay_any'] for h in f['hup']):.3f} | "
+                f"{max(h['delay_any'] for h in f['hup']):.3f} | |",
+                f"| SIGHUP master → first run by a new worker | {statistics.median(hd):.3f} | {max(hd):.3f} | longest gaps "
+                + ", ".join(fmt(h["max_gap"], 2) for h in f["hup"]) + " s; doubles "
+                + str(sum(h["doubles"] for h in f["hup"])) + " |", ""]
+
+    if "memory" in res:
+        mem = res["memory"]
+        names = list(mem["samples"][0][2])
+        out += [f"## 6. Memory (RSS, MiB) under {mem['soak']:.0f} s of load", "",
+                f"wrk -t2 -c16 alternating /health and /status (keep-alive) on the default 3 jobs; "
+                f"{mem['wrk'].get('requests', 0):,} requests "
+                f"({mem['wrk'].get('requests', 0) / max(mem['wrk'].get('duration_us', 1) / 1e6, 1e-9):,.0f} req/s), "
+                f"non-2xx {mem['wrk'].get('status', '?')}, worker connections {mem['conn_split']}, cpu split "
+                f"{mem['cpu_split']}; same worker pids throughout: {mem['workers_same']}.", "",
+                "| t (s) | when | " + " | ".join(names) + " |", "|---:|---|" + "---:|" * len(names)]
+        for at, label, values in mem["samples"]:
+            out.append(f"| {at:.0f} | {label} | " + " | ".join(f"{values.get(n, float('nan')):.1f}" for n in names) + " |")
+        start, end = mem["samples"][0][2], mem["samples"][-2][2]
+        loaded = [s for s in mem["samples"] if s[1] == "under load"]
+        mid = loaded[len(loaded) // 2][2] if loaded else start
+        out += ["", "| process | start-up | end of load | growth | growth over the second half of the load |",
+                "|---|---:|---:|---:|---:|"]
+        worst_second_half = 0.0
+        for n in names:
+            second = end.get(n, 0) - mid.get(n, 0)
+            worst_second_half = max(worst_second_half, second)
+            out.append(f"| {n} | {start.get(n, 0):.1f} | {end.get(n, 0):.1f} | {end.get(n, 0) - start.get(n, 0):+.1f} | "
+                       f"{second:+.1f} |")
+        out.append("")
+        goals.append(("6. memory does not grow without bound", f"largest growth over the second half of the load "
+                      f"{worst_second_half:+.1f} MiB", worst_second_half <= 2.0))
+
+    if goals:
+        out += ["## Goals", "", "| goal | measured (same-run ratios) | verdict |", "|---|---|---|"]
+        out += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in goals]
+        out.append("")
+    out += ["## Every run", "", "<details><summary>all wrk runs, with the splits of the keep-alive starts that were "
+            "stopped at 0.5 s as lopsided</summary>", "",
+            "| scenario | app | mode | round | req/s | p50 ms | p99 ms | max ms | non-2xx | conn split | cpu split | "
+            "restarted after splits | load avg |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|"]
+    for scenario, key in (("health", "runs"), ("hung", "runs"), ("status", "runs")):
+        for (label, mode), runs in (res.get(scenario, {}).get(key) or {}).items():
+            for run in runs:
+                out.append(f"| {scenario} | {label} | {mode} | {run['round']} | {run['rps']:,.0f} | "
+                           f"{run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['max_ms']:.0f} | "
+                           f"{run['non2xx']} | {run['conn_split']}{' LOPSIDED' if run['lopsided'] else ''} | "
+                           f"{run['cpu_split']} | {' '.join(str(r) for r in run['restarts']) or '-'} | "
+                           f"{run['loadavg']:.2f} |")
+    out += ["", "</details>", ""]
+    return "\n".join(out)
+
