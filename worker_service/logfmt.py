@@ -1,6 +1,6 @@
 """The ``key=value`` log line format. Standard library only.
 
-gunicorn.conf.py loads this file by path for the master's log lines, so the
+worker_service/gunicorn_master.py loads this file by path for the master's log lines, so the
 master never imports the ``worker_service`` package (new workers then import
 new code on reload).
 """
