@@ -14,7 +14,7 @@ Typical use::
 from .check import CallableCheck, CheckResult, ComponentCheck
 from .engine import HealthEngine
 from .errors import CheckError, ServiceDegraded, ServiceUnavailable
-from .redaction import RedactingFilter, redact, register_secret, register_url_secrets, safe_url
+from .redaction import RedactingFilter, redact, register_secret, register_url_secrets
 from .status import Status, aggregate, worst
 from .timefmt import format_timestamp, format_uptime, utc_now
 
@@ -34,7 +34,6 @@ __all__ = [
     "redact",
     "register_secret",
     "register_url_secrets",
-    "safe_url",
     "utc_now",
     "worst",
 ]

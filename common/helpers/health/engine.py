@@ -116,11 +116,6 @@ class HealthEngine:
         with self._lock:
             self._slots[name] = _Slot(check=check)
 
-    def reset(self) -> None:
-        """Forget every check and cached result (for tests and reconfiguration)."""
-        with self._lock:
-            self._slots.clear()
-
     @property
     def names(self) -> list[str]:
         """The registered component names, in registration order."""

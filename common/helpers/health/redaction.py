@@ -136,11 +136,6 @@ def mask_patterns(text: str) -> str:
     return _BEARER.sub(lambda m: f"{m['head']}{MASK}", text)
 
 
-def safe_url(url: str) -> str:
-    """Return ``url`` with its password masked, for log lines such as 'connecting to …'."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", url)
-
-
 def _mask_key_values(text: str) -> str:
     lowered = text.lower()
     if len(lowered) != len(text):  # a few characters ("İ") lower to two: the spans would not line up
