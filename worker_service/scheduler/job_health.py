@@ -25,19 +25,15 @@ healthy     otherwise
 from __future__ import annotations
 
 import dataclasses
-import enum
+from collections.abc import Mapping
+from typing import Any
 
 from ..state.records import JobRecord
+from ..vocabulary import JobState
+
+__all__ = ["JobHealth", "JobPolicy", "JobState", "judge"]
 
 WARNING_WINDOW_RUNS = 10
-
-
-class JobState(enum.StrEnum):
-    HEALTHY = "healthy"
-    PENDING = "pending"
-    WARNING = "warning"
-    UNHEALTHY = "unhealthy"
-    PAUSED = "paused"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +54,27 @@ LAST_RUN_WORDS = {
     "crashed": "its worker died while it ran",
     "killed": "it was killed when the service stopped",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPolicy:
+    """The settings the rules above read, picked out of the settings once: one verdict for /health, /status, /metrics."""
+
+    failure_threshold: int
+    overdue_grace: float
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> JobPolicy:
+        """The policy of ``JOB_FAILURE_THRESHOLD`` and ``JOB_OVERDUE_GRACE``."""
+        return cls(failure_threshold=settings["JOB_FAILURE_THRESHOLD"], overdue_grace=settings["JOB_OVERDUE_GRACE"])
+
+    def judge(self, record: JobRecord, now: float) -> JobHealth:
+        """Return the job's state and, unless healthy, why (the table in the module docstring)."""
+        return judge(record, now, self.failure_threshold, self.overdue_grace)
+
+    def judge_all(self, records: list[JobRecord], now: float) -> list[JobHealth]:
+        """Each job's verdict at one ``now``, in order."""
+        return [judge(record, now, self.failure_threshold, self.overdue_grace) for record in records]
 
 
 def judge(record: JobRecord, now: float, failure_threshold: int, overdue_grace: float) -> JobHealth:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+HEARTBEATS_BEFORE_STALE = 3  # a scheduler is gone after this many missed heartbeats
+
 
 @dataclasses.dataclass(frozen=True)
 class JobDefinition:
@@ -114,3 +116,17 @@ class SchedulerRecord:
     session: str | None = None
     clock_jump_seconds: float | None = None
     clock_jump_at: float | None = None
+
+    @property
+    def has_beaten(self) -> bool:
+        """A heartbeat was written, and the leader has not marked itself stopped."""
+        return self.state != "stopped" and self.heartbeat_at > 0
+
+    def is_fresh(self, heartbeat_interval: float, age: float) -> bool:
+        """Whether a scheduler still beats: :attr:`has_beaten`, and ``age`` is within 3 heartbeat intervals.
+
+        ``age`` is the heartbeat's age as the reader measures it; the service's
+        readers measure it on their monotonic clock across wall-clock jumps
+        (:mod:`worker_service.scheduler.heartbeat`).
+        """
+        return self.has_beaten and age <= HEARTBEATS_BEFORE_STALE * heartbeat_interval
