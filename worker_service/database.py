@@ -85,7 +85,8 @@ class PostgresDatabase:
     def __init__(self, url: str, timeout: float, check_timeout: float) -> None:
         self._url = url
         self._timeout = timeout
-        self._check = PostgresCheck(url, connect_timeout=max(check_timeout, 2.0), statement_timeout=check_timeout)
+        self._check = PostgresCheck(url, connect_timeout=max(check_timeout, 2.0), statement_timeout=check_timeout,
+                                    application_name="worker-service-health")
 
     def select(self, table: str, limit: int = 1000) -> list[dict[str, Any]]:
         import psycopg

@@ -16,12 +16,20 @@ class PostgresCheck(ComponentCheck):
     enforced by the server, so both are set here. Prepared statements are off
     so that transaction-mode poolers (PgBouncer, Supabase's pooler) work.
     A connection in use by a hung check is never shared with the next one.
+
+    :param conninfo: a libpq URL or key=value string.
+    :param connect_timeout: seconds to connect (libpq rounds it, 2 s at least).
+    :param statement_timeout: seconds the server lets ``SELECT 1`` run.
+    :param application_name: what ``pg_stat_activity`` shows for the check's
+        connection, e.g. ``"<service>-health"``, so a DBA can tell it apart.
     """
 
     backend = "postgresql"
 
-    def __init__(self, conninfo: str, connect_timeout: float = 2.0, statement_timeout: float = 1.0) -> None:
+    def __init__(self, conninfo: str, connect_timeout: float = 2.0, statement_timeout: float = 1.0, *,
+                 application_name: str = "health-check") -> None:
         self._conninfo = conninfo
+        self._application_name = application_name
         self._connect_timeout = max(int(round(connect_timeout)), 2)  # libpq's floor is 2 s
         self._statement_timeout_ms = max(int(statement_timeout * 1000), 1)
         self._idle: Any = None
@@ -37,7 +45,7 @@ class PostgresCheck(ComponentCheck):
             prepare_threshold=None,
             connect_timeout=self._connect_timeout,
             options=f"-c statement_timeout={self._statement_timeout_ms}",
-            application_name="worker-service-health",
+            application_name=self._application_name,
             # Notice a peer that vanished (no RST) on a reused connection.
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
         )
