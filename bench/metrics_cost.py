@@ -21,11 +21,11 @@ import time
 
 from status_cost import seed  # the same 1,000 jobs as /status's figures (bench/ is the script's directory)
 
-from worker_service import create_app, runtime
+from worker_service import create_app, resources
 
 
 def measure(count: int, ttl: str, repeats: int) -> tuple[float, float, int]:
-    runtime.reset()
+    resources.reset()
     app = create_app({"WORKER_STATE_DIR": tempfile.mkdtemp(prefix="ws-metrics-cost-"), "STATUS_CACHE_TTL": ttl,
                       "HEALTH_CRITICAL_COMPONENTS": "cache,database"})
     store = app.extensions["store"]

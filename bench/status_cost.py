@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 
-from worker_service import create_app, runtime
+from worker_service import create_app, resources
 from worker_service.state.records import JobDefinition
 
 
@@ -29,7 +29,7 @@ def seed(store, count: int) -> None:
 
 
 def measure(count: int, repeats: int = 60) -> tuple[float, float]:
-    runtime.reset()
+    resources.reset()
     app = create_app({"WORKER_STATE_DIR": tempfile.mkdtemp(prefix="ws-status-cost-"), "STATUS_CACHE_TTL": "0",
                       "HEALTH_CRITICAL_COMPONENTS": "cache,database"})
     seed(app.extensions["store"], count)

@@ -25,15 +25,15 @@ def state_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_app(state_dir: Path):
-    """Build an app with settings overrides; resources of one test don't leak into the next."""
-    from worker_service import create_app, runtime
+    """Build an app with settings overrides; each app gets its own resources, and none leak into the next test."""
+    from worker_service import create_app, resources
 
     def factory(**overrides):
-        runtime.reset()
+        resources.reset()
         return create_app({"WORKER_STATE_DIR": str(state_dir), **overrides})
 
     yield factory
-    runtime.reset()
+    resources.reset()
 
 
 @pytest.fixture

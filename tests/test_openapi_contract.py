@@ -7,13 +7,13 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from worker_service import create_app, runtime
+from worker_service import create_app, resources
 
 
 def _app():
     import tempfile
 
-    runtime.reset()
+    resources.reset()
     return create_app({"WORKER_STATE_DIR": tempfile.mkdtemp(prefix="ws-schemathesis-"), "HEALTH_CACHE_TTL": "0",
                        "STATUS_CACHE_TTL": "0"})
 

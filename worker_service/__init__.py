@@ -11,30 +11,26 @@ __version__ = "0.1.0"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the WSGI app from the environment, with ``config`` overriding it (tests).
+    """Build the WSGI app on the process's resources: from the environment, with ``config`` overriding it (tests).
 
-    Raises :class:`worker_service.config.ConfigError` (one line, no secret)
-    when a setting is invalid.
+    Under gunicorn the resources are the ones ``post_fork`` built in this
+    worker, so the app and the scheduler share one store (see
+    :mod:`worker_service.resources`). Raises
+    :class:`worker_service.config.ConfigError` (one line, no secret) when a
+    setting is invalid.
     """
-    from . import cache, database, http, runtime
-    from .config import load_settings
-    from .logging_setup import configure_logging
+    from . import resources, web
 
-    settings = load_settings(overrides=config)
-    configure_logging(settings["LOG_LEVEL"])
+    owned = resources.for_app(config)
 
     app = Flask(__name__)
-    app.config.update(settings)
+    app.config.update(owned.settings)
     app.json.sort_keys = False
-    runtime.provide("settings", settings)
 
     from . import health, metrics, scheduler, status
-    from .state import setup as state
 
-    http.init_app(app)
-    cache.init_app(app)
-    database.init_app(app)
-    state.init_app(app)
+    web.init_app(app)
+    resources.init_app(app, owned)
     scheduler.init_app(app)
     health.init_app(app)
     status.init_app(app)

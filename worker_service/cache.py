@@ -6,9 +6,8 @@ import inspect
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Protocol
-
-from flask import Flask
 
 from common.helpers.health import CallableCheck, ComponentCheck, ServiceUnavailable
 from common.helpers.health.checks.redis import PROBE_TTL_MS, RedisWriteCheck
@@ -129,7 +128,7 @@ def _escape_glob(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
-def build_cache(settings: dict[str, Any]) -> Cache:
+def build_cache(settings: Mapping[str, Any]) -> Cache:
     """Return the cache the settings ask for."""
     key_prefix = f"{settings['SERVICE_NAME']}:"  # the namespace of the service's own keys
     if settings["REDIS_URL"]:
@@ -137,9 +136,3 @@ def build_cache(settings: dict[str, Any]) -> Cache:
                           key_prefix)
     return InProcessCache(key_prefix)
 
-
-def init_app(app: Flask) -> None:
-    """Build the cache from ``app.config``; jobs in this process use it too."""
-    from . import runtime
-
-    app.extensions["cache"] = runtime.provide("cache", build_cache(app.config))

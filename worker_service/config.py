@@ -166,8 +166,6 @@ class SettingsSchema(Schema):
         data["WORKER_STATE_DIR"] = state_dir
         data["STATUS_DISK_PATH"] = data["STATUS_DISK_PATH"] or state_dir
         data["CLEANUP_DIR"] = os.path.abspath(data["CLEANUP_DIR"] or os.path.join(state_dir, "tmp"))
-        data["DATABASE_BACKEND"] = "supabase" if data["SUPABASE_URL"] else "postgresql" if data["DATABASE_URL"] else "sqlite"
-        data["CACHE_BACKEND"] = "redis" if data["REDIS_URL"] else "in-process"
         return data
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Mapping
 from typing import Any, Protocol
-
-from flask import Flask
 
 from common.helpers.health import ComponentCheck
 from common.helpers.health.checks.postgres import PostgresCheck
@@ -137,28 +136,21 @@ class SqliteDatabase:
         return SqliteCheck(self.path, timeout=self._timeout)
 
 
-def build_database(settings: dict[str, Any]) -> Database:
-    """Return the database the settings ask for (Supabase, then DATABASE_URL, then SQLite)."""
+def build_database(settings: Mapping[str, Any]) -> Database:
+    """Return the database the settings ask for (Supabase, then DATABASE_URL, then SQLite), its clients ready.
+
+    Under gunicorn (without ``--preload``) this runs in each worker at start, outside any probe's deadline.
+    """
     check_timeout = settings["HEALTH_CHECK_TIMEOUT"]
     if settings["SUPABASE_URL"]:
-        return SupabaseDatabase(
+        database = SupabaseDatabase(
             settings["SUPABASE_URL"], settings["SUPABASE_KEY"], settings["SUPABASE_HEALTH_TABLE"],
             settings["DATABASE_TIMEOUT"], check_timeout,
         )
+        database.prepare()
+        return database
     if settings["DATABASE_URL"]:
         return PostgresDatabase(settings["DATABASE_URL"], settings["DATABASE_TIMEOUT"], check_timeout)
     path = os.path.join(settings["WORKER_STATE_DIR"], SQLITE_FILE)
     return SqliteDatabase(path, settings["ACCOUNTS_TABLE"], timeout=max(check_timeout, 1.0))
 
-
-def init_app(app: Flask) -> None:
-    """Build the database and its clients from ``app.config``; jobs in this process use it too.
-
-    Under gunicorn (without ``--preload``) this runs in each worker at start, outside any probe's deadline.
-    """
-    from . import runtime
-
-    database = build_database(app.config)
-    if isinstance(database, SupabaseDatabase):
-        database.prepare()
-    app.extensions["database"] = runtime.provide("database", database)

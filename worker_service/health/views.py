@@ -6,7 +6,7 @@ from flask import Blueprint, current_app
 
 from common.helpers.health import format_timestamp, utc_now
 
-from ..http import json_response
+from ..web import json_response
 from .schemas import LivenessSchema
 
 bp = Blueprint("health", __name__)

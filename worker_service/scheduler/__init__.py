@@ -18,7 +18,8 @@ def init_app(app: Flask) -> None:
     """Outside gunicorn (``flask run``, tests), stand by for the scheduler when ``SCHEDULER_AUTOSTART`` is true."""
     if not app.config["SCHEDULER_AUTOSTART"] or os.environ.get(UNDER_GUNICORN):
         return
-    leadership = SchedulerLeadership(app.config, app.extensions["store"])
+    owned = app.extensions["resources"]
+    leadership = SchedulerLeadership(owned.settings, owned.store, owned.election)
     leadership.stand_by()
     app.extensions["scheduler"] = leadership
     atexit.register(leadership.stop, True)

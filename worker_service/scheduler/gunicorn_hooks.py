@@ -45,17 +45,15 @@ def validate_configuration() -> str | None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """In the new worker: stand by for the scheduler lock (never in the master)."""
+    """In the new worker: build the process's resources and stand by for the scheduler lock (never in the master)."""
     global _leadership
-    from .. import runtime
+    from .. import resources
     from ..fork_safety import protect_listeners
-    from ..logging_setup import configure_logging
     from .leadership import SchedulerLeadership
 
     protect_listeners(getattr(worker, "sockets", ()))
-    settings = runtime.settings()
-    configure_logging(settings["LOG_LEVEL"])
-    _leadership = SchedulerLeadership(settings, runtime.store())
+    owned = resources.current()  # the app this worker loads next takes this same set (create_app)
+    _leadership = SchedulerLeadership(owned.settings, owned.store, owned.election)
     _leadership.stand_by()
 
 

@@ -1,13 +1,12 @@
-"""Create the state store from settings and attach it to the app; check at start-up that it can work."""
+"""Create the state store from settings; check at start-up that it can work."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
-
-from flask import Flask
 
 from .faults import is_corrupt, reason_for
 from .recovery import SIDE_FILES
@@ -17,7 +16,7 @@ STATE_FILE = "worker-state.sqlite3"
 _PROBE_BYTES = 4096  # one page: a full disk refuses it even when a new empty file still fits
 
 
-def build_store(settings: dict[str, Any]) -> SqliteStateStore:
+def build_store(settings: Mapping[str, Any]) -> SqliteStateStore:
     """The SQLite store in ``WORKER_STATE_DIR``; never raises for a fault of the disk or file.
 
     A store that cannot be opened now is opened again on its next use, and
@@ -26,7 +25,7 @@ def build_store(settings: dict[str, Any]) -> SqliteStateStore:
     return SqliteStateStore(os.path.join(settings["WORKER_STATE_DIR"], STATE_FILE), settings["JOB_HISTORY_SIZE"])
 
 
-def check_state_store(settings: dict[str, Any]) -> str | None:
+def check_state_store(settings: Mapping[str, Any]) -> str | None:
     """One line saying why the state store cannot work in ``WORKER_STATE_DIR``, or ``None``.
 
     For ``check-config`` and the start (exit 78), never for a running worker,
@@ -90,9 +89,3 @@ def _probe_store_file(path: str) -> str | None:
         return f"cannot be opened ({reason_for(error, 0.5).removeprefix('state store: ')})"
     return None
 
-
-def init_app(app: Flask) -> None:
-    """Attach the shared state store as ``app.extensions['store']``."""
-    from .. import runtime
-
-    app.extensions["store"] = runtime.provide("store", build_store(app.config))

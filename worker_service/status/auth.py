@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
-from ..http import ACCESS_GUARD, error_response
+from ..web import ACCESS_GUARD, error_response
 
 
 def refuse_without_token() -> Response | None:
@@ -28,7 +28,7 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Guard ``view`` with the token, for every HTTP method.
 
     The wrapper checks the token when the view runs; the mark it carries lets
-    :func:`worker_service.http.init_app` check it before routing, because Flask
+    :func:`worker_service.web.init_app` check it before routing, because Flask
     answers OPTIONS and a 405 without ever calling the view.
     """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from ..http import json_response
+from ..web import json_response
 from .auth import token_required
 
 bp = Blueprint("status", __name__)

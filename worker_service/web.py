@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, request
@@ -26,8 +27,6 @@ def json_response(body: Any, status: int, headers: dict[str, str] | None = None)
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """``{"error": "<reason phrase>", "message": "..."}`` with the given status."""
-    from http import HTTPStatus
-
     return json_response({"error": HTTPStatus(status).phrase, "message": message}, status, headers)
 
 
