@@ -46,6 +46,11 @@ def test_critical_components_still_accept_a_list_with_stray_commas(state_dir):
         ({"HEALTH_CRITICAL_COMPONENTS": "cache,queue"}, "unknown component 'queue'"),
         ({"JOB_FAILURE_THRESHOLD": "zero"}, "JOB_FAILURE_THRESHOLD='zero' "),
         ({"SCHEDULER_TIMEZONE": "Mars/Olympus"}, "is not a known time zone"),
+        ({"DATABASE_URL": f"postgresql://app:{CANARY}#x@db:5432/x"}, "DATABASE_URL is not a valid URL"),
+        ({"REDIS_URL": f"redis://:{CANARY}/x@cache:6379/0"}, "REDIS_URL is not a valid URL"),
+        ({"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_KEY is required"),
+        ({"STATUS_DISK_PATH": "/no/such/disk"}, "STATUS_DISK_PATH='/no/such/disk' does not exist"),
+        ({"HEALTH_CHECK_TIMEOUT": "-1"}, "HEALTH_CHECK_TIMEOUT='-1' must be greater than 0"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable_and_no_secret(state_dir, env, expected):
@@ -64,6 +69,12 @@ def test_a_read_only_state_dir_never_fails_loading_the_settings_but_fails_the_ch
         subprocess.run(["chattr", "-i", str(state_dir)], check=False)
     assert problem == (f"configuration error: WORKER_STATE_DIR={str(state_dir)!r} is not usable: "
                        "cannot write a file in it (Operation not permitted)")
+
+
+def test_a_state_dir_that_cannot_be_created_fails_the_check_with_one_line():
+    settings = load_settings({"WORKER_STATE_DIR": "/proc/worker-service-state"})
+    assert check_state_store(settings) == ("configuration error: WORKER_STATE_DIR='/proc/worker-service-state' "
+                                           "cannot be created: No such file or directory")
 
 
 def check_config(state_dir, **env: str) -> subprocess.CompletedProcess:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.servers import ROOT
 
 READ_CONFIG = """
@@ -34,9 +36,11 @@ def test_reading_the_config_file_imports_nothing_of_the_package_and_marks_gunico
     assert len(seen["hooks"]) == 6
 
 
-def test_a_bad_gunicorn_number_is_one_line_and_exit_78():
-    done = read_config(GUNICORN_TIMEOUT="soon")
+@pytest.mark.parametrize(("name", "value"), [("GUNICORN_TIMEOUT", "soon"), ("GUNICORN_THREADS", "0"),
+                                           ("GUNICORN_GRACEFUL_TIMEOUT", "-1"), ("WEB_CONCURRENCY", "1.5")])
+def test_a_bad_gunicorn_number_is_one_line_and_exit_78(name, value):
+    done = read_config(**{name: value})
     assert done.returncode == 78
     assert done.stderr.strip().splitlines() == [
-        "worker-service: configuration error: GUNICORN_TIMEOUT='soon' must be a whole number of at least 1"]
+        f"worker-service: configuration error: {name}={value!r} must be a whole number of at least 1"]
 

@@ -1,0 +1,82 @@
+"""The jobs file: a bad one is refused with one line naming the file, the job and what is wrong.
+
+These are unit tests of ``parse_jobs``/``load_jobs_file``; tests/test_startup_errors.py sends one bad jobs file
+through gunicorn to show the same line stops the start with exit 78.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from worker_service.scheduler.jobs_file import JobsFileError, load_jobs_file, parse_jobs
+
+PATH = "/etc/worker-service/jobs.toml"
+NOOP = 'func = "tests.support.sample_jobs:noop"\n'
+
+BAD_JOBS = {
+    "syntax": ('[jobs.a]\nname = \n', "TOML syntax error: Invalid value (at line 2, column 8)"),
+    "trigger": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "weekly"\n', "job 'a': unknown trigger 'weekly'"),
+    "no trigger": ('[jobs.a]\nfunc = "os:getpid"\n', "job 'a': unknown trigger missing"),
+    "cron": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "cron"\nhour = "25"\n', "job 'a': bad cron field hour='25'"),
+    "func": ('[jobs.a]\nfunc = "no_such_pkg.mod:run"\ntrigger = "interval"\nseconds = 1\n',
+             "job 'a': cannot import func 'no_such_pkg.mod:run'"),
+    "func attribute": ('[jobs.a]\nfunc = "os:no_such_thing"\ntrigger = "interval"\nseconds = 1\n',
+                       "job 'a': cannot import func 'os:no_such_thing': os has no 'no_such_thing'"),
+    "func shape": ('[jobs.a]\nfunc = "os.getpid"\ntrigger = "interval"\nseconds = 1\n',
+                   "job 'a': func must look like \"package.module:callable\""),
+    "not callable": ('[jobs.a]\nfunc = "os:sep"\ntrigger = "interval"\nseconds = 1\n',
+                     "job 'a': func 'os:sep' is not callable"),
+    "duplicate": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\n\n'
+                  '[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 2\n',
+                  "job 'a': duplicate job id (lines 1 and 6)"),
+    "negative": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nminutes = -5\n',
+                 "job 'a': minutes must not be negative"),
+    "no period": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 0\n',
+                  "job 'a': an interval needs a positive weeks, days, hours, minutes or seconds"),
+    "unknown key": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 5\ncolour = "red"\n',
+                    "job 'a': unknown key 'colour'"),
+    "huge interval": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nweeks = 1e300\n',
+                      "job 'a': bad interval trigger"),
+    "bad id": ('[jobs."a b"]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\n', "job 'a b': invalid job id"),
+    "top-level key": ('colour = "red"\n', "unknown top-level key 'colour'"),
+    "max_runtime": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\nmax_runtime = 0\n',
+                    "job 'a': max_runtime must be more than 0 seconds"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_JOBS))
+def test_a_bad_jobs_file_is_one_line_naming_the_file_and_the_job(case):
+    text, expected = BAD_JOBS[case]
+    with pytest.raises(JobsFileError) as caught:
+        parse_jobs(text, PATH)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"jobs file {PATH}: ") and expected in message, message
+
+
+def test_a_good_file_gives_the_jobs_in_file_order_with_their_defaults():
+    specs = parse_jobs(f'[jobs.b]\n{NOOP}trigger = "interval"\nminutes = 5\n\n'
+                       f'[jobs.a]\n{NOOP}trigger = "cron"\nminute = "*/10"\ncritical = true\n')
+    assert [spec.id for spec in specs] == ["b", "a"]
+    b, a = specs
+    assert (b.name, b.trigger_kind, b.interval_seconds, b.critical, b.max_instances) == ("b", "interval", 300, False, 1)
+    assert (a.trigger_kind, a.critical, a.interval_seconds, a.effective_max_runtime) == ("cron", True, None, 600)
+
+
+def test_a_missing_file_and_a_file_that_is_not_utf8_are_one_line_each(tmp_path):
+    missing = tmp_path / "none.toml"
+    with pytest.raises(JobsFileError, match=f"^jobs file {missing}: cannot read it: No such file or directory$"):
+        load_jobs_file(str(missing))
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[jobs.a]\nname = "Sincronización"\n'.encode("latin-1"))
+    with pytest.raises(JobsFileError, match=f"^jobs file {latin}: is not UTF-8 text$"):
+        load_jobs_file(str(latin))
+
+
+def test_editing_what_a_job_runs_or_when_changes_its_fingerprint_and_renaming_it_does_not():
+    [base] = parse_jobs(f'[jobs.a]\n{NOOP}trigger = "interval"\nseconds = 30\n')
+    [renamed] = parse_jobs(f'[jobs.a]\nname = "Another name"\n{NOOP}trigger = "interval"\nseconds = 30\n')
+    [slower] = parse_jobs(f'[jobs.a]\n{NOOP}trigger = "interval"\nseconds = 31\n')
+    [other] = parse_jobs('[jobs.a]\nfunc = "tests.support.sample_jobs:always_fail"\ntrigger = "interval"\nseconds = 30\n')
+    assert base.fingerprint == renamed.fingerprint
+    assert len({base.fingerprint, slower.fingerprint, other.fingerprint}) == 3
