@@ -32,6 +32,7 @@ from .state.setup import build_store
 if TYPE_CHECKING:
     from flask import Flask
 
+
 @dataclass(frozen=True)
 class Resources:
     """Everything the process shares between the app, the scheduler and the jobs."""
