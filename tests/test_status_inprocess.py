@@ -163,7 +163,7 @@ def test_metrics_answer_200_with_the_scheduler_unavailable_when_the_store_cannot
 
 
 def test_uptime_comes_from_the_monotonic_clock_when_the_master_recorded_it(make_app, monkeypatch):
-    from worker_service.status.uptime import service_uptime
+    from worker_service.reporting.uptime import service_uptime
 
     # The wall clock says the master started 5,000 s ago (it jumped); the monotonic clock says 100 s.
     monkeypatch.setenv("WORKER_SERVICE_STARTED_AT", str(time.time() - 5000))
@@ -176,12 +176,13 @@ def test_uptime_comes_from_the_monotonic_clock_when_the_master_recorded_it(make_
 
 
 def test_the_snapshot_holds_the_heartbeat_and_jobs_and_leaves_other_reads_to_the_store(make_app):
-    from worker_service.status.snapshot import take_snapshot
+    from worker_service.reporting.snapshot import take_snapshot
+    from worker_service.scheduler.job_health import JobPolicy
 
     app = make_app()
     store = app.extensions["store"]
     publish(store, time.time())
-    snapshot = take_snapshot(store, app.config)
+    snapshot = take_snapshot(store, JobPolicy.from_settings(app.config))
     failures(store, "a", 1)  # after the snapshot: it does not see this run
     assert snapshot.scheduler().pid == 1 and snapshot.jobs()[0].error_count == 0
     assert snapshot.jobs(critical_only=True) == snapshot.jobs()

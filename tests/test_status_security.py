@@ -78,7 +78,7 @@ EVERY_METHOD = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRA
 
 def guarded_paths(app) -> set[str]:
     """Every route whose view asks for the token: a guarded endpoint added later is covered too."""
-    from worker_service.web import ACCESS_GUARD
+    from worker_service.access import ACCESS_GUARD
 
     return {rule.rule for rule in app.url_map.iter_rules() if getattr(app.view_functions[rule.endpoint], ACCESS_GUARD, None)}
 

@@ -19,7 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     :class:`worker_service.config.ConfigError` (one line, no secret) when a
     setting is invalid.
     """
-    from . import resources, web
+    from . import access, resources, web
 
     owned = resources.for_app(config)
 
@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import health, metrics, scheduler, status
 
     web.init_app(app)
+    access.init_app(app)
     resources.init_app(app, owned)
     scheduler.init_app(app)
     health.init_app(app)

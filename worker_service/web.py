@@ -1,18 +1,13 @@
-"""JSON responses and errors, the same shape everywhere; the access guard that every HTTP method passes."""
+"""JSON responses and errors, the same shape everywhere (the token guard is :mod:`worker_service.access`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
-
-# A view carrying a callable under this name is guarded: the callable returns a
-# refusal (a Response) or None. init_app runs it before routing, for every method.
-ACCESS_GUARD = "access_guard"
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
 
 
 def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -30,36 +25,8 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": HTTPStatus(status).phrase, "message": message}, status, headers)
 
 
-def _requested_guard(app: Flask) -> Callable[[], Response | None] | None:
-    """The access guard of any view the request's path names, whatever the method (a 405 has no endpoint)."""
-    if request.url_rule is not None:
-        endpoints = [request.url_rule.endpoint]
-    elif isinstance(request.routing_exception, MethodNotAllowed) and request.routing_exception.valid_methods:
-        adapter = app.create_url_adapter(request)
-        endpoints = []
-        for method in sorted(request.routing_exception.valid_methods):
-            try:
-                endpoints.append(adapter.match(method=method)[0])
-            except HTTPException:
-                continue
-    else:
-        return None
-    for endpoint in endpoints:
-        guard = getattr(app.view_functions.get(endpoint), ACCESS_GUARD, None)
-        if guard is not None:
-            return guard
-    return None
-
-
 def init_app(app: Flask) -> None:
-    """Guard marked views for every method; answer every HTTP error, and any unexpected one, as JSON."""
-
-    @app.before_request
-    def _access_guard() -> Response | None:
-        # Runs before Flask's automatic OPTIONS answer and its 405, so no method
-        # learns anything (not even the Allow header) about a guarded endpoint.
-        guard = _requested_guard(app)
-        return guard() if guard is not None else None
+    """Answer every HTTP error, and any unexpected one, as JSON."""
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

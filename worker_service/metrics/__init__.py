@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..status.auth import token_required
+from ..access import token_required
 from .collector import MetricsExporter
 
 bp = Blueprint("metrics", __name__)

@@ -3,7 +3,7 @@
 No prometheus_client multiprocess mode is needed: nothing is counted in a
 worker's memory. Job counters come from the state store the scheduler's leader
 writes, read once per build with the scheduler's heartbeat
-(:class:`~worker_service.status.snapshot.StoreSnapshot`, as /status does);
+(:class:`~worker_service.reporting.snapshot.StoreSnapshot`, as /status does);
 cache and database statuses from the health engine, the scheduler's from that
 snapshot; process figures for the master and every worker, labelled by pid
 and role. A store that cannot be read leaves the job families empty and the
@@ -25,11 +25,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from common.helpers.health import Status
 
+from ..gunicorn_master import UNDER_GUNICORN
 from ..health.bounded_cache import BoundedCache
 from ..health.report import HealthReport, build_health_report
-from ..status.analysis import scheduler_status
-from ..status.snapshot import StoreSnapshot, scheduler_result, take_snapshot
-from ..status.uptime import service_uptime
+from ..reporting.scheduler_view import view_scheduler
+from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
+from ..reporting.uptime import service_uptime
+from ..scheduler.job_health import JobPolicy
 from .job_series import PREFIX, JobSeries
 
 
@@ -38,6 +40,7 @@ class MetricsExporter:
 
     def __init__(self, app: Any) -> None:
         self._app = app
+        self._policy = JobPolicy.from_settings(app.config)
         self._jobs = JobSeries()
         self._cache = BoundedCache(self._build, app.config["STATUS_CACHE_TTL"])
 
@@ -47,9 +50,9 @@ class MetricsExporter:
 
     def _build(self) -> bytes:
         settings, extensions = self._app.config, self._app.extensions
-        snapshot = take_snapshot(extensions["store"], settings)
+        snapshot = take_snapshot(extensions["store"], self._policy)
         report = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
-                                     judged={"scheduler": scheduler_result(snapshot, settings)})
+                                     judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
         families = [*_components(report), *_scheduler(snapshot, settings), *_processes()]
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the service (gunicorn master) started.")
         uptime.add_metric([], service_uptime())
@@ -99,12 +102,12 @@ def _scheduler(snapshot: StoreSnapshot, settings: Any) -> Iterator[Metric]:
         running.add_metric([], 0.0)  # the store cannot be read: nothing can be said of a leader
         yield from (running, leader_info, age)
         return
-    state = scheduler_status(snapshot.leader, settings, snapshot.now)
-    running.add_metric([], 1.0 if state["running"] else 0.0)
-    if state["pid"] is not None and state["state"] != "stopped":
-        leader_info.add_metric([str(state["pid"]), state["hostname"] or ""], 1.0)
-    if state["heartbeat_age_seconds"] is not None:
-        age.add_metric([], state["heartbeat_age_seconds"])
+    view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.now)
+    running.add_metric([], 1.0 if view.running else 0.0)
+    if view.leader is not None and view.state != "stopped":
+        leader_info.add_metric([str(view.leader.pid), view.leader.hostname or ""], 1.0)
+    if view.heartbeat_age is not None:
+        age.add_metric([], round(view.heartbeat_age, 3))
     yield from (running, leader_info, age)
 
 
@@ -129,8 +132,6 @@ def _processes() -> Iterator[Metric]:
 
 def _service_processes() -> list[tuple[psutil.Process, str]]:
     """The gunicorn master and its workers, or this process alone outside gunicorn."""
-    from ..scheduler import UNDER_GUNICORN
-
     me = psutil.Process()
     if not os.environ.get(UNDER_GUNICORN):
         return [(me, "standalone")]

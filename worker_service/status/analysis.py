@@ -6,29 +6,28 @@ from typing import Any
 
 from common.helpers.health import format_timestamp
 
-from ..scheduler.component_check import heartbeat_age, heartbeat_is_fresh
-from ..scheduler.job_health import JobHealth, judge
-from ..state.records import JobRecord, SchedulerRecord
+from ..reporting.scheduler_view import SchedulerView
+from ..scheduler.job_health import JobHealth
+from ..state.records import JobRecord
 
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def scheduler_status(leader: SchedulerRecord | None, settings: dict[str, Any], now: float) -> dict[str, Any]:
-    """``running`` only while the leader's heartbeat is fresh."""
+def scheduler_status(view: SchedulerView, timezone: str) -> dict[str, Any]:
+    """The ``scheduler_status`` block; ``timezone`` (``SCHEDULER_TIMEZONE``) is shown while no scheduler ever ran."""
+    leader = view.leader
     if leader is None:
-        return {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": "stopped", "pid": None,
+        return {"running": False, "timezone": timezone, "state": "stopped", "pid": None,
                 "hostname": None, "heartbeat_age_seconds": None, "started_at": None}
-    fresh = heartbeat_is_fresh(leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], now)
-    state = leader.state if fresh else "stopped"
     return {
-        "running": state in ("running", "replanning"),
+        "running": view.running,
         "timezone": leader.timezone,
-        "state": state,
+        "state": view.state,
         "pid": leader.pid,
         "hostname": leader.hostname,
-        "heartbeat_age_seconds": round(heartbeat_age(leader, now), 3) if leader.heartbeat_at > 0 else None,
+        "heartbeat_age_seconds": None if view.heartbeat_age is None else round(view.heartbeat_age, 3),
         "started_at": format_timestamp(leader.started_at),
         "last_clock_jump": None if leader.clock_jump_at is None else {
             "seconds": round(leader.clock_jump_seconds, 3), "at": format_timestamp(leader.clock_jump_at)},
@@ -108,8 +107,3 @@ def jobs_summary(records: list[JobRecord]) -> dict[str, Any]:
         "error_rates": {r.id: round(100.0 * r.error_count / r.runs, 2) for r in records if r.error_count},
     }
 
-
-def judge_all(records: list[JobRecord], settings: dict[str, Any], now: float) -> list[JobHealth]:
-    """Each job's health verdict, in order."""
-    threshold, grace = settings["JOB_FAILURE_THRESHOLD"], settings["JOB_OVERDUE_GRACE"]
-    return [judge(record, now, threshold, grace) for record in records]

@@ -4,7 +4,7 @@ How current each part is (the bound an operator can rely on):
 
 * the scheduler and the jobs (states, counts, the scheduler component and its
   reason) are read from the store and judged when the report is built, all
-  from one :class:`~worker_service.status.snapshot.StoreSnapshot`;
+  from one :class:`~worker_service.reporting.snapshot.StoreSnapshot`;
 * cache and database come from the health engine: each result is at most
   ``HEALTH_CACHE_TTL`` + its grace old when the report is built, and says so
   (``metrics.dependencies.<name>.age_seconds``, beside ``checked_at``);
@@ -25,12 +25,14 @@ from common.helpers.health import format_timestamp, format_uptime
 
 from ..health.bounded_cache import BoundedCache
 from ..health.report import build_health_report
+from ..reporting.scheduler_view import view_scheduler
+from ..reporting.snapshot import scheduler_result, take_snapshot
+from ..reporting.uptime import service_uptime
+from ..scheduler.job_health import JobPolicy
 from .analysis import jobs_summary, scheduler_status
 from .job_fragments import JobFragments
 from .schemas import StatusSchema
-from .snapshot import scheduler_result, take_snapshot
 from .system import SystemSampler
-from .uptime import service_uptime
 
 # Dumped per job by JobFragments (memoized), then put in place.
 _PER_JOB_FIELDS = ("metrics.scheduled_jobs", "metrics.jobs_analysis.job_health")
@@ -42,6 +44,7 @@ class StatusReporter:
     def __init__(self, app: Flask) -> None:
         self._app = app
         self._settings = app.config
+        self._policy = JobPolicy.from_settings(app.config)
         self._sampler = SystemSampler(app.config["STATUS_DISK_PATH"], min_interval=1.0)
         self._schema = StatusSchema(exclude=_PER_JOB_FIELDS)
         self._fragments = JobFragments()
@@ -59,14 +62,15 @@ class StatusReporter:
 
     def _build(self) -> dict[str, Any]:
         extensions, settings = self._app.extensions, self._settings
-        snapshot = take_snapshot(extensions["store"], settings)
+        snapshot = take_snapshot(extensions["store"], self._policy)
         health = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
-                                     judged={"scheduler": scheduler_result(snapshot, settings)})
+                                     judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
         now = snapshot.now
         job_health, listing = self._fragments.render(snapshot.records, snapshot.verdicts, now)
         uptime = service_uptime()
         if snapshot.error is None:
-            scheduler = scheduler_status(snapshot.leader, settings, now)
+            view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], now)
+            scheduler = scheduler_status(view, settings["SCHEDULER_TIMEZONE"])
         else:
             scheduler = {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": "unknown", "pid": None,
                          "hostname": None, "heartbeat_age_seconds": None, "started_at": None}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
+from ..access import token_required
 from ..web import json_response
-from .auth import token_required
 
 bp = Blueprint("status", __name__)
 

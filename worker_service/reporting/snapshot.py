@@ -29,9 +29,9 @@ from typing import Any
 from common.helpers.health import CheckResult, Status, redact, utc_now
 
 from ..scheduler.component_check import SchedulerCheck
-from ..scheduler.job_health import JobHealth
+from ..scheduler.job_health import JobHealth, JobPolicy
+from ..state import StateReader
 from ..state.records import JobRecord, SchedulerRecord
-from .analysis import judge_all
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class StoreSnapshot:
     records: list[JobRecord]
     verdicts: list[JobHealth]
     error: str | None = None  # why the store could not be read
-    store: Any = dataclasses.field(default=None, repr=False, compare=False)  # for the reads not held here
+    store: StateReader | None = dataclasses.field(default=None, repr=False, compare=False)  # for the reads not held here
 
     def __getattr__(self, name: str) -> Any:
         """A read the snapshot does not hold, from the live store (only called for unknown attributes)."""
@@ -63,8 +63,8 @@ class StoreSnapshot:
         return [r for r in self.records if r.definition.critical] if critical_only else list(self.records)
 
 
-def take_snapshot(store: Any, settings: Any) -> StoreSnapshot:
-    """Read the heartbeat and the jobs once, and judge every job at one ``now``."""
+def take_snapshot(store: StateReader, policy: JobPolicy) -> StoreSnapshot:
+    """Read the heartbeat and the jobs once, and judge every job by ``policy`` at one ``now``."""
     now = time.time()
     try:
         leader, records = store.scheduler(), store.jobs()
@@ -73,13 +73,13 @@ def take_snapshot(store: Any, settings: Any) -> StoreSnapshot:
         reason = redact(reason if reason.startswith("state store") else f"state store: {reason}")
         log.warning("status: the state store cannot be read: %s", reason)
         return StoreSnapshot(now=now, leader=None, records=[], verdicts=[], error=reason[:300], store=store)
-    return StoreSnapshot(now=now, leader=leader, records=records, verdicts=judge_all(records, settings, now),
+    return StoreSnapshot(now=now, leader=leader, records=records, verdicts=policy.judge_all(records, now),
                          store=store)
 
 
-def scheduler_result(snapshot: StoreSnapshot, settings: Any) -> CheckResult:
-    """The scheduler component, judged from ``snapshot`` by :class:`SchedulerCheck`'s rule."""
+def scheduler_result(snapshot: StoreSnapshot, settings: Any, policy: JobPolicy) -> CheckResult:
+    """The scheduler component, judged from ``snapshot`` by :class:`SchedulerCheck`'s rule and ``policy``."""
     if snapshot.error is not None:
         return CheckResult(component="scheduler", status=Status.UNAVAILABLE, backend=SchedulerCheck.backend,
                            latency=None, checked_at=utc_now(), reason=snapshot.error)
-    return SchedulerCheck(snapshot, settings).run("scheduler")
+    return SchedulerCheck(snapshot, settings, policy=policy).run("scheduler")

@@ -20,9 +20,7 @@ import time
 
 import psutil
 
-from ..scheduler.gunicorn_hooks import STARTED_AT
-
-STARTED_MONOTONIC = "WORKER_SERVICE_STARTED_MONOTONIC"
+from ..gunicorn_master import STARTED_AT, STARTED_MONOTONIC
 
 
 def service_started_at() -> float:
