@@ -20,11 +20,15 @@ from typing import Any
 
 import click
 
+from .vocabulary import JobState, Status
+
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-SERVICE_CODES = {"available": OK, "degraded": WARNING, "unavailable": CRITICAL}
-JOB_CODES = {"healthy": OK, "pending": OK, "warning": WARNING, "paused": WARNING, "unhealthy": CRITICAL}
-PERF_VALUE = {"available": 1, "degraded": 0.5, "unavailable": 0}
+# Keyed by the enums (StrEnum: a word read from JSON finds its member); each must cover every word.
+SERVICE_CODES = {Status.AVAILABLE: OK, Status.DEGRADED: WARNING, Status.UNAVAILABLE: CRITICAL}
+JOB_CODES = {JobState.HEALTHY: OK, JobState.PENDING: OK, JobState.WARNING: WARNING, JobState.PAUSED: WARNING,
+             JobState.UNHEALTHY: CRITICAL}
+PERF_VALUE = {Status.AVAILABLE: 1, Status.DEGRADED: 0.5, Status.UNAVAILABLE: 0}
 DEFAULT_URL = "http://127.0.0.1:8000"
 FUTURE_TOLERANCE = 2.0  # seconds a last success may seem to lie ahead (clocks of two processes) before it is news
 

@@ -7,15 +7,18 @@ from typing import Any
 
 import click
 
+from .vocabulary import JobState, Status
+
 COLOURS = {
-    "available": "green", "healthy": "green", "running": "green",
-    "degraded": "yellow", "warning": "yellow", "pending": "cyan", "paused": "cyan",
-    "unavailable": "red", "unhealthy": "red", "stopped": "red", "unknown": "red",
+    Status.AVAILABLE: "green", JobState.HEALTHY: "green", "running": "green",
+    Status.DEGRADED: "yellow", JobState.WARNING: "yellow", JobState.PENDING: "cyan", JobState.PAUSED: "cyan",
+    Status.UNAVAILABLE: "red", JobState.UNHEALTHY: "red", "stopped": "red", "unknown": "red",
 }
+_BOLD = (Status.UNAVAILABLE, JobState.UNHEALTHY)
 
 
 def _paint(word: str, colour: bool) -> str:
-    return click.style(word, fg=COLOURS.get(word), bold=word in ("unavailable", "unhealthy")) if colour else word
+    return click.style(word, fg=COLOURS.get(word), bold=word in _BOLD) if colour else word
 
 
 def _ago(timestamp: str | None, now: dt.datetime) -> str:

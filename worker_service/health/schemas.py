@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-STATUS_WORDS = ["available", "degraded", "unavailable"]
+from ..config import COMPONENTS
+from ..vocabulary import Status
 
+STATUS_WORDS = [status.value for status in Status]
 
-class ComponentsSchema(Schema):
-    """Each component's status word."""
-
-    cache = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
-    database = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
-    scheduler = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
+# Each component's status word: one field per name in COMPONENTS, in that order.
+ComponentsSchema = Schema.from_dict(
+    {name: fields.String(required=True, validate=validate.OneOf(STATUS_WORDS)) for name in COMPONENTS},
+    name="ComponentsSchema")
+ComponentsSchema.__doc__ = "Each component's status word."
 
 
 class HealthSchema(Schema):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from ..health.schemas import STATUS_WORDS, ComponentsSchema
+from ..vocabulary import JobState
 
-JOB_STATES = ["healthy", "pending", "warning", "unhealthy", "paused"]
+JOB_STATES = [state.value for state in JobState]
 _status = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
 
 
