@@ -7,6 +7,7 @@ nothing opened before gunicorn forks is shared by workers.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -21,6 +22,8 @@ from common.helpers.health.checks.supabase import SupabaseCheck
 from .state.sqlite_wal import connect_wal
 
 SQLITE_FILE = "worker-data.sqlite3"
+
+log = logging.getLogger(__name__)
 
 
 class Database(Protocol):
@@ -114,16 +117,30 @@ class SqliteDatabase:
     def __init__(self, path: str, accounts_table: str, timeout: float) -> None:
         self.path = path
         self._timeout = timeout
-        connection = connect_wal(path, timeout=timeout)
+        self._accounts_table = accounts_table
+        self._created = False
+        try:
+            self._create()
+        except (sqlite3.Error, OSError) as error:
+            # Never fatal: a worker that cannot open the file (a read-only state dir)
+            # still serves /health, where the database check reports why.
+            log.error("the embedded database %s cannot be opened now: %s; trying again on its next use", path, error)
+
+    def _create(self) -> None:
+        if self._created:
+            return
+        connection = connect_wal(self.path, timeout=self._timeout)
         try:
             connection.execute(
-                f'CREATE TABLE IF NOT EXISTS "{accounts_table}" (id TEXT PRIMARY KEY, email TEXT, updated_at TEXT)'
+                f'CREATE TABLE IF NOT EXISTS "{self._accounts_table}" (id TEXT PRIMARY KEY, email TEXT, updated_at TEXT)'
             )
             connection.commit()
         finally:
             connection.close()
+        self._created = True
 
     def select(self, table: str, limit: int = 1000) -> list[dict[str, Any]]:
+        self._create()
         connection = sqlite3.connect(self.path, timeout=self._timeout)
         connection.row_factory = sqlite3.Row
         try:
