@@ -44,3 +44,12 @@ def test_a_bad_gunicorn_number_is_one_line_and_exit_78(name, value):
     assert done.stderr.strip().splitlines() == [
         f"worker-service: configuration error: {name}={value!r} must be a whole number of at least 1"]
 
+
+
+def test_the_package_reads_the_names_the_master_writes():
+    from worker_service import gunicorn_master
+    from worker_service.scheduler import UNDER_GUNICORN, gunicorn_hooks
+
+    assert UNDER_GUNICORN is gunicorn_master.UNDER_GUNICORN
+    assert (gunicorn_hooks.EX_CONFIG, gunicorn_hooks.STARTED_AT) == (gunicorn_master.EX_CONFIG,
+                                                                     gunicorn_master.STARTED_AT)

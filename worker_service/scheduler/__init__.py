@@ -7,11 +7,10 @@ import os
 
 from flask import Flask
 
+# Set in the gunicorn master: under gunicorn, post_fork runs the election,
+# never create_app (which under --preload runs in the master).
+from ..gunicorn_master import UNDER_GUNICORN
 from .leadership import SchedulerLeadership
-
-# gunicorn.conf.py sets this in the master: under gunicorn, post_fork runs the
-# election, never create_app (which under --preload runs in the master).
-UNDER_GUNICORN = "WORKER_SERVICE_UNDER_GUNICORN"
 
 
 def init_app(app: Flask) -> None:

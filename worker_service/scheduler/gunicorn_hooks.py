@@ -1,7 +1,8 @@
-"""What ``gunicorn.conf.py``'s worker-side hooks do.
+"""What ``gunicorn.conf.py``'s worker-side hooks do, once a new worker hands over to the package.
 
-The master-side hooks (``on_starting``, ``on_reload``) live in gunicorn.conf.py
-and run ``worker-service check-config`` in a child process, so the master never
+The master-side hooks (``on_starting``, ``on_reload``) live in
+:mod:`worker_service.gunicorn_master`, loaded by path, and run
+``worker-service check-config`` in a child process, so the master never
 imports this package and a reload brings new code.
 
 * ``post_fork`` (each worker): keep the listening sockets out of children that
@@ -19,8 +20,7 @@ import os
 import signal
 from typing import Any
 
-EX_CONFIG = 78
-STARTED_AT = "WORKER_SERVICE_STARTED_AT"
+from ..gunicorn_master import EX_CONFIG, STARTED_AT  # noqa: F401 (cli and the uptime import them from here)
 
 SUCCESSOR_WAIT = 5.0  # seconds a leader stopping in a reload waits for a new worker ready to lead
 
