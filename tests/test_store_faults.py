@@ -282,3 +282,30 @@ def test_a_second_store_in_one_process_never_drops_the_first_ones_locks(tmp_path
     assert (tmp_path / "worker-state.sqlite3-wal").exists(), "another process checkpointed and deleted the live WAL"
     first.beat(1, "host", "running", "UTC", 0.0, "session")
     assert first.scheduler().state == "running"
+
+
+def test_a_child_forked_while_the_recovery_lock_is_held_never_keeps_it(tmp_path):
+    """A job's child forked while a thread held the lock kept an flock for as long as it lived: no other worker
+    could open the store, and no new leader could start."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from worker_service.state.recovery import recovery_lock
+
+    path = str(tmp_path / "worker-state.sqlite3")
+    with recovery_lock(path, 1.0):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only sleeps, as a job's child would
+            __import__("time").sleep(30)
+            os._exit(0)
+    try:
+        taker = ("import sys; sys.path.insert(0, sys.argv[2]); from worker_service.state.recovery import recovery_lock\n"
+                 "with recovery_lock(sys.argv[1], 2.0): print('taken')")
+        done = subprocess.run([sys.executable, "-c", taker, path, os.getcwd()], capture_output=True, text=True,
+                              timeout=30)
+        assert done.stdout.strip() == "taken", done.stderr[-500:]
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -1,7 +1,7 @@
 """Replace a state file that is corrupt or was deleted, once, whichever worker notices first.
 
 Every worker of the host opens the same file, so two of them can notice the
-same fault at the same moment. Each repair runs under an exclusive ``flock``
+same fault at the same moment. Each repair runs under an exclusive lock
 on a side file (``<file>.recovery.lock``), and re-checks under it that the
 file is still the one found broken (same inode): the second worker finds the
 file already replaced and leaves it alone.
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -27,28 +29,47 @@ class RecoveryLockTimeout(Exception):
     """Another worker held the recovery lock for longer than the bound."""
 
 
+_in_process = threading.Lock()  # threads of one process: a POSIX lock does not exclude them
+
+
 @contextlib.contextmanager
 def recovery_lock(path: str, timeout: float) -> Iterator[None]:
-    """Hold the exclusive lock that serialises opening and repairing ``path`` across processes.
+    """Hold the exclusive lock that serialises opening and repairing ``path`` across processes and threads.
+
+    A POSIX record lock (``lockf``) on ``<path>.recovery.lock``, not ``flock``:
+    a child a job forks while some thread holds it must not inherit it (an
+    ``flock`` belongs to the open file description, which the child shares, so
+    a child sleeping for a minute kept every other worker from opening the
+    store: no new leader could start). A thread lock comes first, since POSIX
+    locks do not exclude threads of one process, and closing any descriptor of
+    the file would drop the process's lock.
 
     Raises :class:`RecoveryLockTimeout` after ``timeout`` seconds, and
     ``OSError`` when the lock file cannot be made (a read-only directory: then
     no worker can repair anything either).
     """
-    descriptor = os.open(path + ".recovery.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + timeout
+    if not _in_process.acquire(timeout=max(timeout, 0.0)):
+        raise RecoveryLockTimeout(f"another thread held {path}.recovery.lock for over {timeout:g} s")
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RecoveryLockTimeout(f"another process held {path}.recovery.lock for over {timeout:g} s") from None
-                time.sleep(_POLL)
-        yield
+        descriptor = os.open(path + ".recovery.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as error:
+                    if error.errno not in (errno.EACCES, errno.EAGAIN):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise RecoveryLockTimeout(
+                            f"another process held {path}.recovery.lock for over {timeout:g} s") from None
+                    time.sleep(_POLL)
+            yield
+        finally:
+            os.close(descriptor)  # the only descriptor of the file in this process: releases the lock
     finally:
-        os.close(descriptor)  # closing the only descriptor releases the lock
+        _in_process.release()
 
 
 def identity(path: str) -> tuple[int, int] | None:
