@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.support.servers import wait_until
+from worker_service.scheduler.election import FileLockElection
 from worker_service.scheduler.job_health import JobState, judge
 from worker_service.scheduler.jobs_file import parse_jobs
 from worker_service.scheduler.service import SchedulerService
@@ -92,7 +93,7 @@ def test_a_scheduler_that_fails_to_start_is_shut_down_and_retried(tmp_path, stor
     settings = {"WORKER_STATE_DIR": str(tmp_path), "WORKER_JOBS_FILE": str(jobs), "SCHEDULER_TIMEZONE": "UTC",
                 "SCHEDULER_HEARTBEAT_INTERVAL": 0.5}
     flaky = FailingOnce(store)
-    lead = leadership.SchedulerLeadership(settings, flaky)
+    lead = leadership.SchedulerLeadership(settings, flaky, FileLockElection(str(tmp_path / "scheduler.lock")))
     lead.stand_by()
     try:
         wait_until(lambda: lead.is_leader, timeout=5, what="the second attempt to lead")

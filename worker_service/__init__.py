@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from .version import __version__
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # Flask is imported by create_app: the CLI's `check` imports this package and needs no Flask
+    from flask import Flask
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -19,6 +22,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     :class:`worker_service.config.ConfigError` (one line, no secret) when a
     setting is invalid.
     """
+    from flask import Flask
+
     from . import access, resources, web
 
     owned = resources.for_app(config)

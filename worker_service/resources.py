@@ -25,12 +25,13 @@ from .config import load_settings
 from .database import Database, build_database
 from .logging_setup import configure_logging
 from .scheduler.election import FileLockElection, LeaderElection
-from .scheduler.leadership import LOCK_FILE
 from .state import StateStore
 from .state.setup import build_store
 
 if TYPE_CHECKING:
     from flask import Flask
+
+LOCK_FILE = "scheduler.lock"  # in WORKER_STATE_DIR: the host-local election's lock
 
 
 @dataclass(frozen=True)

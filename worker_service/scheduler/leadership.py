@@ -14,25 +14,24 @@ import os
 import threading
 from typing import Any
 
-from ..state import StoreUnavailable
+from ..state import StateStore, StoreUnavailable
 from .crash_policy import CrashPolicy
-from .election import FileLockElection, LeaderElection
+from .election import LeaderElection
 from .handover import StandbyMarks
 from .jobs_file import JobsFileError, load_jobs_file
 from .service import SchedulerService
 
 log = logging.getLogger(__name__)
-LOCK_FILE = "scheduler.lock"
 RETRY_FIRST, RETRY_MAX = 5.0, 60.0  # seconds between attempts after the scheduler failed to start
 
 
 class SchedulerLeadership:
     """One per process: waits to lead, then starts a :class:`SchedulerService`."""
 
-    def __init__(self, settings: dict[str, Any], store: Any, election: LeaderElection | None = None) -> None:
+    def __init__(self, settings: dict[str, Any], store: StateStore, election: LeaderElection) -> None:
         self._settings = settings
         self._store = store
-        self._election = election or FileLockElection(os.path.join(settings["WORKER_STATE_DIR"], LOCK_FILE))
+        self._election = election  # chosen with the store in worker_service.resources.coordination
         self._service: SchedulerService | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()

@@ -23,6 +23,7 @@ from typing import Any
 
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
+from ..state import StateStore
 from ..state.records import JobDefinition
 from .component_check import REPLANNING
 from .crash_policy import CrashPolicy
@@ -38,7 +39,7 @@ STATE_NAMES = {STATE_RUNNING: "running", STATE_PAUSED: "paused"}
 class SchedulerService:
     """Build, start and stop the BackgroundScheduler for a list of :class:`JobSpec`."""
 
-    def __init__(self, specs: list[JobSpec], store: Any, timezone: str, heartbeat_interval: float,
+    def __init__(self, specs: list[JobSpec], store: StateStore, timezone: str, heartbeat_interval: float,
                  crash_policy: CrashPolicy | None = None, executor_threads: int = 10) -> None:
         self.specs = specs
         self.store = store

@@ -35,6 +35,8 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 
 from common.helpers.health import redact
 
+from ..state import StateStore
+
 log = logging.getLogger(__name__)
 
 TRACKED_EVENTS = EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
@@ -63,7 +65,7 @@ class ExecutionTracker:
         service then stops submitting until the store works again).
     """
 
-    def __init__(self, store: Any, session: str, next_run_of: Callable[[str], tuple[float | None, bool]],
+    def __init__(self, store: StateStore, session: str, next_run_of: Callable[[str], tuple[float | None, bool]],
                  on_store_failure: Callable[[BaseException], None]) -> None:
         self._store = store
         self.session = session

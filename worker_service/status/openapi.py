@@ -8,8 +8,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
-from .. import __version__
 from ..health.schemas import ErrorSchema, HealthSchema, LivenessSchema
+from ..version import __version__
 from .schemas import StatusSchema
 
 
