@@ -33,12 +33,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
 
     from . import health, metrics, scheduler, status
+    from .health import ready as health_ready
 
     web.init_app(app)
     access.init_app(app)
     resources.init_app(app, owned)
     scheduler.init_app(app)
     health.init_app(app)
+    health_ready.init_app(app)  # /health/ready: starting, ready, draining
     status.init_app(app)
     metrics.init_app(app)
     return app

@@ -20,6 +20,7 @@ import os
 import signal
 from typing import Any
 
+from .. import readiness
 from ..gunicorn_master import EX_CONFIG, STARTED_AT  # noqa: F401 (cli and the uptime import them from here)
 
 SUCCESSOR_WAIT = 5.0  # seconds a leader stopping in a reload waits for a new worker ready to lead
@@ -69,6 +70,7 @@ def post_worker_init(worker: Any, early_stop: list[int]) -> None:
     original = signal.getsignal(signal.SIGTERM)
 
     def retire_then_exit(signum: int, frame: Any) -> None:
+        readiness.current().begin_draining()  # /health/ready says 503 draining before gunicorn's handler runs
         if _leadership is not None:
             _leadership.retire()  # a worker on its way out must not become the leader
         if callable(original):

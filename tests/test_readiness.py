@@ -1,0 +1,65 @@
+"""GET /health/ready under real gunicorn: 503 starting, then 200 ready, then 503 draining on SIGTERM, at once."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import time
+
+from tests.support.servers import wait_until
+from worker_service.readiness import DRAINING, READY, STARTING, Readiness
+
+
+def test_readiness_goes_starting_ready_draining_and_draining_is_final():
+    state = Readiness()
+    assert state.state == STARTING
+    state.warm_up(lambda: None)
+    wait_until(lambda: state.state == READY, timeout=2, what="warm-up")
+    state.begin_draining()
+    state.mark_ready()  # a late first check must not undo a SIGTERM
+    assert state.state == DRAINING
+
+
+def test_a_failing_first_check_still_ends_starting():
+    state = Readiness()
+
+    def broken() -> None:
+        raise RuntimeError("the engine never raises; a broken check must still not pin `starting`")
+
+    state.warm_up(broken)
+    wait_until(lambda: state.state == READY, timeout=2, what="warm-up after a failure")
+
+
+def test_ready_is_503_starting_then_200_ready_in_a_fresh_worker(gunicorn):
+    server = gunicorn(args=["-w", "1"])
+    status, _, body = server.get("/health/ready")
+    assert (status, body["status"]) == (503, "starting")  # /health/live answered, but no check has completed
+    status, head, body = wait_until(lambda: (r := server.get("/health/ready"))[0] == 200 and r, timeout=5,
+                                    what="ready")
+    assert body["status"] == "ready" and set(body["components"]) == {"cache", "database", "scheduler"}
+    assert head["Cache-Control"] == "no-store"
+    status, _, body = server.get("/health")
+    assert status == 200 and list(body) == ["status", "components", "timestamp", "service"]  # /health unchanged
+
+
+def test_sigterm_turns_ready_to_503_draining_at_once_while_the_worker_still_answers(gunicorn):
+    server = gunicorn(args=["-w", "1"], GUNICORN_GRACEFUL_TIMEOUT="5")
+    wait_until(lambda: server.get("/health/ready")[0] == 200, timeout=5, what="ready")
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)  # kept alive across the signal
+    connection.request("GET", "/health/ready")
+    response = connection.getresponse()
+    assert (response.status, json.loads(response.read())["status"]) == (200, "ready")
+    (worker,) = server.worker_pids()
+    os.kill(worker, signal.SIGTERM)
+    signalled = time.monotonic()
+
+    def answer() -> tuple[int, str]:
+        connection.request("GET", "/health/ready")
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())["status"]
+
+    seen = wait_until(lambda: (a := answer()) != (200, "ready") and a, timeout=1.5, what="draining")
+    assert seen == (503, "draining") and time.monotonic() - signalled < 1.0  # same connection: the worker still serves
+    connection.close()

@@ -1,0 +1,72 @@
+"""This worker's readiness: starting -> ready -> draining, the state /health/ready answers from.
+
+* ``starting``: the first check of every critical component has not completed
+  in this worker yet (:func:`warm_up` runs it once, in a thread).
+* ``ready``: it has; /health/ready now follows the components, as /health does.
+* ``draining``: SIGTERM arrived (gunicorn's graceful stop, or the old workers of
+  a reload); in-flight requests and running jobs still finish. It never ends.
+
+:func:`begin_draining` runs inside a signal handler, so it takes no lock: one
+attribute store, atomic under the GIL, wins over any later ``ready``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+STARTING = "starting"
+READY = "ready"
+DRAINING = "draining"
+
+log = logging.getLogger(__name__)
+
+
+class Readiness:
+    """One process's readiness state; thread-safe, and safe to drain from a signal handler."""
+
+    def __init__(self) -> None:
+        self._draining = False
+        self._ready = False
+        self._warming: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        """``draining``, ``ready`` or ``starting``, in that order of precedence."""
+        if self._draining:
+            return DRAINING
+        return READY if self._ready else STARTING
+
+    def begin_draining(self) -> None:
+        """Answer ``draining`` from now on (called from the SIGTERM handler: no lock, no allocation)."""
+        self._draining = True
+
+    def mark_ready(self) -> None:
+        """The first checks have completed: ``ready`` unless draining."""
+        self._ready = True
+
+    def warm_up(self, first_checks: Callable[[], object]) -> None:
+        """Run ``first_checks`` once, in a daemon thread, then :meth:`mark_ready`; later calls do nothing."""
+        with self._lock:
+            if self._warming is not None or self._ready:
+                return
+            self._warming = threading.Thread(target=self._run_first, args=(first_checks,),
+                                             name="readiness-warm-up", daemon=True)
+        self._warming.start()
+
+    def _run_first(self, first_checks: Callable[[], object]) -> None:
+        try:
+            first_checks()  # the engine turns every failure into a result; it completes within its max_wait
+        except Exception:  # a broken check must not pin `starting`: /health/ready then reports what it finds
+            log.exception("readiness: the first checks raised")
+        self.mark_ready()
+
+
+_process = Readiness()
+
+
+def current() -> Readiness:
+    """This process's readiness (one per worker; the SIGTERM hook and the /health/ready view share it)."""
+    return _process
