@@ -33,16 +33,19 @@ class HealthReport:
 
 
 def build_health_report(engine: HealthEngine, critical: list[str],
-                        judged: dict[str, CheckResult] | None = None) -> HealthReport:
+                        judged: dict[str, CheckResult] | None = None,
+                        exclude: frozenset[str] = frozenset()) -> HealthReport:
     """Run (or reuse) every check and aggregate the statuses.
 
     ``judged`` holds components the caller has judged itself, just now (the
     scheduler, from the snapshot /status reports on): their checks are not
-    run, and they keep their place in the engine's order.
+    run, and they keep their place in the engine's order. Components named in
+    ``exclude`` are neither run nor reported, and do not count in the status.
     """
     judged = judged or {}
-    ran = engine.run([name for name in engine.names if name not in judged])
-    results = {name: judged[name] if name in judged else ran[name] for name in engine.names}
+    names = [name for name in engine.names if name not in exclude]
+    ran = engine.run([name for name in names if name not in judged])
+    results = {name: judged[name] if name in judged else ran[name] for name in names}
     status = aggregate({name: result.status for name, result in results.items()}, critical)
     return HealthReport(status=status, results=results, timestamp=utc_now())
 

@@ -8,7 +8,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
-from ..health.schemas import ErrorSchema, HealthSchema, LivenessSchema
+from ..config import COMPONENTS
+from ..health.schemas import ComponentHealthSchema, ErrorSchema, HealthJsonSchema, HealthSchema, LivenessSchema
 from ..version import __version__
 from .schemas import StatusSchema
 
@@ -17,19 +18,48 @@ def _json(schema: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _health(schema: str, description: str) -> dict[str, Any]:
+    """A /health answer: the seed's JSON, health+json (``Accept``) or the ``?verbose`` text."""
+    return {"description": description, "content": {
+        "application/json": {"schema": schema},
+        "application/health+json": {"schema": "HealthJson"},
+        "text/plain": {"schema": {"type": "string"}},
+    }}
+
+
+_VERBOSE = {"name": "verbose", "in": "query", "required": False, "allowEmptyValue": True, "schema": {"type": "string"},
+            "description": "present: a text list, one [+]/[-] line per check and a last 'health check passed|failed'"}
+_EXCLUDE = {"name": "exclude", "in": "query", "required": False, "style": "form", "explode": True,
+            "schema": {"type": "array", "items": {"type": "string"}},
+            "description": "a component left out of this answer and its status (repeatable); unknown names are ignored"}
+
+
 def build_openapi(app: Flask) -> dict[str, Any]:
     """Return the document as a dict."""
     spec = APISpec(title="worker-service", version=__version__, openapi_version="3.0.3",
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Health and status of a worker service that runs scheduled jobs."})
     spec.components.schema("Health", schema=HealthSchema)
+    spec.components.schema("HealthJson", schema=HealthJsonSchema)
+    spec.components.schema("ComponentHealth", schema=ComponentHealthSchema)
     spec.components.schema("Liveness", schema=LivenessSchema)
     spec.components.schema("Status", schema=StatusSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.path(path="/health", operations={"get": {
         "summary": "Availability of cache, database and scheduler",
-        "responses": {"200": _json("Health", "available or degraded"), "503": _json("Health", "unavailable")},
+        "description": "application/health+json (draft-inadarei-api-health-check-06) when Accept asks for it.",
+        "parameters": [_VERBOSE, _EXCLUDE],
+        "responses": {"200": _health("Health", "available or degraded (pass, warn)"),
+                      "503": _health("Health", "unavailable (fail)")},
+    }})
+    spec.path(path="/health/{component}", operations={"get": {
+        "summary": "One component's availability, for a load balancer's check per dependency",
+        "parameters": [{"name": "component", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": list(COMPONENTS)}}, _VERBOSE],
+        "responses": {"200": _health("ComponentHealth", "available or degraded (pass, warn)"),
+                      "503": _health("ComponentHealth", "unavailable (fail)"),
+                      "404": _json("Error", "no such component; the message lists the known ones")},
     }})
     spec.path(path="/health/live", operations={"get": {
         "summary": "Liveness: the process answers; no dependency is touched",

@@ -1,0 +1,72 @@
+"""What a /health request asks for: a format (the seed's JSON, health+json or verbose text) and checks to leave out.
+
+The seed's body stays the default: health+json only when the ``Accept``
+header names ``application/health+json`` at least as high as
+``application/json``; ``?verbose`` (text, as kube-apiserver's
+``/readyz?verbose``) wins over ``Accept``. ``?exclude=<component>`` may repeat
+(or hold a comma-separated list); names that match no component are ignored,
+as Kubernetes does, and listed in a ``warn:`` line of the verbose text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable
+
+from flask import Request
+
+from ..access import refuse_without_token
+
+HEALTH_JSON = "application/health+json"
+
+
+class Format(enum.Enum):
+    """The body a health endpoint answers with."""
+
+    SEED = "application/json"
+    HEALTH_JSON = HEALTH_JSON
+    VERBOSE = "text/plain"
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthQuery:
+    """One request's format and exclusions (known names only; the unknown ones kept for the warning)."""
+
+    format: Format
+    exclude: frozenset[str] = frozenset()
+    unmatched: tuple[str, ...] = ()
+
+
+def wants_health_json(request: Request) -> bool:
+    """True when ``Accept`` names application/health+json, with a quality no lower than application/json's."""
+    if "health+json" not in request.headers.get("Accept", ""):  # the common case, without parsing the header
+        return False
+    accept = request.accept_mimetypes
+    health = max((quality for value, quality in accept if value.lower() == HEALTH_JSON), default=0)
+    plain = max((quality for value, quality in accept if value.lower() == "application/json"), default=0)
+    return health > 0 and health >= plain
+
+
+def is_plain(request: Request) -> bool:
+    """True for the seed's request: no query string, no health+json in ``Accept``."""
+    return not request.query_string and not wants_health_json(request)
+
+
+def parse_query(request: Request, known: Iterable[str]) -> HealthQuery:
+    """The format and the exclusions ``request`` asks for, judged against the ``known`` component names."""
+    if "verbose" in request.args:
+        chosen = Format.VERBOSE
+    elif wants_health_json(request):
+        chosen = Format.HEALTH_JSON
+    else:
+        chosen = Format.SEED
+    asked = [name.strip() for value in request.args.getlist("exclude") for name in value.split(",") if name.strip()]
+    known = set(known)
+    unmatched = tuple(dict.fromkeys(name for name in asked if name not in known))
+    return HealthQuery(chosen, frozenset(name for name in asked if name in known), unmatched)
+
+
+def details_allowed() -> bool:
+    """Whether the caller may read failure reasons: the same rule as /status (``STATUS_TOKEN`` unset, or its bearer)."""
+    return refuse_without_token() is None
