@@ -1,0 +1,141 @@
+"""The shipped HAProxy config in front of two real gunicorn masters: graceful stops, a reload (SIGHUP) and a
+rolling restart lose no client request. HAProxy checks GET /health/ready; every request is counted."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.haproxy import CONFIG_FILE, HAProxy, haproxy_binary
+from tests.support.servers import Gunicorn, base_env, wait_until
+
+MIN_REQUESTS = 300  # the client sends at least these, and keeps going until the restarts are over
+MAX_REQUESTS = 1000
+PACE = 0.02  # seconds between two requests
+PATHS = ("/health/live", "/openapi.json")
+
+
+class ClientLoop(threading.Thread):
+    """Sends GETs through HAProxy, one new connection each, until stopped (bounded in count and time)."""
+
+    def __init__(self, port: int, deadline: float) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.deadline = deadline
+        self.sent = 0
+        self.failures: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while self.sent < MAX_REQUESTS and time.monotonic() < self.deadline:
+            if self.done.is_set() and self.sent >= MIN_REQUESTS:
+                break
+            path = PATHS[self.sent % len(PATHS)]
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    self.failures.append(f"#{self.sent} {path}: HTTP {response.status}")
+            except (OSError, http.client.HTTPException) as error:
+                self.failures.append(f"#{self.sent} {path}: {error!r}")
+            finally:
+                connection.close()
+            self.sent += 1
+            time.sleep(PACE)  # pacing, not synchronisation
+
+
+class Host:
+    """One "host": a gunicorn master on a fixed loopback port, with its own state directory."""
+
+    def __init__(self, name: str, base: Path) -> None:
+        self.name = name
+        self.base = base
+        (base / "state").mkdir(parents=True)
+        self.env = base_env(base / "state", GUNICORN_GRACEFUL_TIMEOUT="5", SCHEDULER_HEARTBEAT_INTERVAL="1")
+        self.server = Gunicorn(self.env, base, args=["-w", "2"])
+        self.port = self.server.port
+        self.starts = 0
+
+    def start(self) -> None:
+        """Start (again) on the same port; a fresh log per start."""
+        self.starts += 1
+        self.server = Gunicorn(self.env, self.base / f"run{self.starts}", args=["-w", "2"])
+        self.server.workdir.mkdir()
+        self.server.stdout_path = self.server.workdir / "gunicorn.out"
+        self.server.stderr_path = self.server.workdir / "gunicorn.err"
+        self.server.port, self.server.url = self.port, f"http://127.0.0.1:{self.port}"
+        self.server.start()
+
+    def graceful_stop(self) -> None:
+        """SIGTERM to the master (systemctl stop); wait for it to exit."""
+        assert self.server.stop(timeout=15) == 0, self.server.stderr()[-2000:]
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    started = [Host("host1", tmp_path / "host1"), Host("host2", tmp_path / "host2")]
+    for host in started:
+        host.start()
+    yield started
+    for host in started:
+        host.server.stop()
+
+
+@pytest.fixture
+def haproxy(tmp_path, hosts):
+    binary = haproxy_binary()
+    if binary is None:
+        pytest.skip("haproxy (Debian package haproxy) is not installed")
+    proxy = HAProxy(binary, tmp_path / "haproxy", {host.name: host.port for host in hosts}).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_the_shipped_haproxy_config_is_valid():
+    binary = haproxy_binary()
+    if binary is None:
+        pytest.skip("haproxy (Debian package haproxy) is not installed")
+    done = subprocess.run([binary, "-c", "-f", str(CONFIG_FILE)], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_graceful_stops_a_reload_and_a_rolling_restart_behind_haproxy_lose_no_request(hosts, haproxy):
+    host1, host2 = hosts
+    for host in hosts:
+        haproxy.wait_for(host.name, "UP")
+    client = ClientLoop(haproxy.port, deadline=time.monotonic() + 20)
+    client.start()
+    wait_until(lambda: client.sent >= 30, timeout=5, what="traffic through haproxy")
+
+    # Rolling restart: host1 stops gracefully (SIGTERM), comes back, and only once HAProxy sees it ready...
+    host1.graceful_stop()
+    haproxy.wait_for("host1", "DOWN")
+    host1.start()
+    haproxy.wait_for("host1", "UP")
+    # ...host2 reloads (SIGHUP: new workers, the old ones drain), then stops and comes back the same way.
+    old_workers = set(host2.server.worker_pids())
+    host2.server.signal(signal.SIGHUP)
+    wait_until(lambda: len(set(host2.server.worker_pids()) - old_workers) == 2
+               and not old_workers & set(host2.server.worker_pids()), timeout=15, what="host2's reload")
+    host2.graceful_stop()
+    haproxy.wait_for("host2", "DOWN")
+    host2.start()
+    haproxy.wait_for("host2", "UP")
+
+    client.done.set()
+    client.join(timeout=25)
+    assert not client.is_alive()
+    print(f"\nrequests through haproxy: {client.sent}, failed: {len(client.failures)}")
+    assert client.failures == [], client.failures
+    assert client.sent >= MIN_REQUESTS
+    # A host that comes back is kept out until its workers' first checks have run: 503 starting, then 200.
+    restarted = host1.server.stdout()
+    assert 'path="/health/ready" status=503' in restarted and 'path="/health/ready" status=200' in restarted
