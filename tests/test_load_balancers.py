@@ -4,8 +4,10 @@ rolling restart lose no client request. HAProxy checks GET /health/ready; every 
 from __future__ import annotations
 
 import http.client
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.haproxy import CONFIG_FILE, HAProxy, haproxy_binary
+from tests.support.nginx import Nginx, nginx_binary, socket_group_args
 from tests.support.servers import Gunicorn, base_env, wait_until
 
 MIN_REQUESTS = 300  # the client sends at least these, and keeps going until the restarts are over
@@ -139,3 +142,26 @@ def test_graceful_stops_a_reload_and_a_rolling_restart_behind_haproxy_lose_no_re
     # A host that comes back is kept out until its workers' first checks have run: 503 starting, then 200.
     restarted = host1.server.stdout()
     assert 'path="/health/ready" status=503' in restarted and 'path="/health/ready" status=200' in restarted
+
+
+def test_nginx_passes_health_ready_and_its_503_starting_through_unchanged(gunicorn):
+    """The shipped nginx site (HAProxy's target on each host) proxies /health/ready, 503 body included."""
+    binary = nginx_binary()
+    if binary is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
+    run_dir = Path(tempfile.mkdtemp(prefix="ws-ready-"))  # short: a socket path has at most 107 bytes
+    run_dir.chmod(0o755)
+    nginx = None
+    try:
+        socket_path = run_dir / "gunicorn.sock"
+        gunicorn(args=["-b", f"unix:{socket_path}", *socket_group_args()], WEB_CONCURRENCY="1")
+        nginx = Nginx(binary, run_dir / "nginx", socket_path).start()
+        first = nginx.request("/health/ready")
+        assert (first.status, first.json()["status"]) == (503, "starting"), first
+        assert first.headers["Content-Type"] == "application/json"
+        ready = wait_until(lambda: (r := nginx.request("/health/ready")).status == 200 and r, timeout=5, what="ready")
+        assert ready.json()["status"] == "ready"
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -63,3 +63,11 @@ def test_sigterm_turns_ready_to_503_draining_at_once_while_the_worker_still_answ
     seen = wait_until(lambda: (a := answer()) != (200, "ready") and a, timeout=1.5, what="draining")
     assert seen == (503, "draining") and time.monotonic() - signalled < 1.0  # same connection: the worker still serves
     connection.close()
+
+
+def test_ready_is_503_unavailable_when_a_critical_dependency_hangs(make_app, hung_listener):
+    client = make_app(REDIS_URL=f"redis://127.0.0.1:{hung_listener.port}/0", HEALTH_CHECK_TIMEOUT=0.2).test_client()
+    answer = wait_until(lambda: (r := client.get("/health/ready")).json["status"] != "starting" and r, timeout=3,
+                        what="the first checks")
+    assert answer.status_code == 503 and answer.json["status"] == "unavailable"
+    assert answer.json["components"]["cache"] == "unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app
+from marshmallow import Schema, fields, validate
 
 from common.helpers.health import Status, format_timestamp, utc_now
 
@@ -12,24 +13,40 @@ from .report import build_health_report
 
 bp = Blueprint("health_ready", __name__)
 
+READINESS_WORDS = [readiness.STARTING, readiness.READY, readiness.DRAINING, Status.UNAVAILABLE.value]
+
+
+class ReadinessSchema(Schema):
+    """``GET /health/ready``: may a load balancer send this worker traffic?"""
+
+    status = fields.String(required=True, validate=validate.OneOf(READINESS_WORDS))
+    components = fields.Dict(keys=fields.String(), values=fields.String(),
+                             metadata={"description": "each component's status word; absent while starting or draining"})
+    timestamp = fields.String(required=True, metadata={"example": "2023-06-15T10:30:45.123456Z"})
+    service = fields.String(required=True, metadata={"example": "worker-service"})
+
+
+_schema = ReadinessSchema()
+
 
 @bp.get("/health/ready")
 def ready():
     """200 ``ready``; 503 ``starting`` (no check completed yet), ``draining`` (SIGTERM) or ``unavailable``."""
     state = readiness.current()
+    now = state.state  # read once: SIGTERM may land while this request runs
     engine = current_app.extensions["health"]
     critical = current_app.config["HEALTH_CRITICAL_COMPONENTS"]
-    body = {"status": state.state, "timestamp": format_timestamp(utc_now()), "service": current_app.config["SERVICE_NAME"]}
-    if state.state == readiness.STARTING:
+    body = {"status": now, "timestamp": format_timestamp(utc_now()), "service": current_app.config["SERVICE_NAME"]}
+    if now == readiness.STARTING:
         state.warm_up(lambda: engine.run(critical))
-        return json_response(body, 503)
-    if state.state == readiness.DRAINING:
-        return json_response(body, 503)
+        return json_response(_schema.dump(body), 503)
+    if now == readiness.DRAINING:
+        return json_response(_schema.dump(body), 503)
     report = build_health_report(engine, critical)
     if report.status is Status.UNAVAILABLE:
         body["status"] = Status.UNAVAILABLE.value
     body["components"] = report.components()
-    return json_response(body, report.status.http_status)
+    return json_response(_schema.dump(body), report.status.http_status)
 
 
 def init_app(app: Flask) -> None:

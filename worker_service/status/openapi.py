@@ -9,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
 from ..config import COMPONENTS
+from ..health.ready import ReadinessSchema
 from ..health.schemas import ComponentHealthSchema, ErrorSchema, HealthJsonSchema, HealthSchema, LivenessSchema
 from ..version import __version__
 from .schemas import StatusSchema
@@ -43,6 +44,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     spec.components.schema("HealthJson", schema=HealthJsonSchema)
     spec.components.schema("ComponentHealth", schema=ComponentHealthSchema)
     spec.components.schema("Liveness", schema=LivenessSchema)
+    spec.components.schema("Readiness", schema=ReadinessSchema)
     spec.components.schema("Status", schema=StatusSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
@@ -64,6 +66,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     spec.path(path="/health/live", operations={"get": {
         "summary": "Liveness: the process answers; no dependency is touched",
         "responses": {"200": _json("Liveness", "alive")},
+    }})
+    spec.path(path="/health/ready", operations={"get": {
+        "summary": "Readiness of this worker, for a load balancer's check: starting, ready, draining (SIGTERM)",
+        "responses": {"200": _json("Readiness", "ready (the critical components are available or degraded)"),
+                      "503": _json("Readiness", "starting, draining or unavailable")},
     }})
     status_operation: dict[str, Any] = {
         "summary": "Detailed status: jobs, scheduler, resources, dependencies",
