@@ -7,6 +7,8 @@ from flask import Flask
 from common.helpers.health import HealthEngine
 
 from ..scheduler.component_check import SchedulerCheck
+from ..version import __version__
+from .health_json import HealthJsonBodies
 from .report import HealthBodies
 
 
@@ -21,4 +23,5 @@ def init_app(app: Flask) -> None:
     app.extensions["health"] = engine
     app.extensions["health_bodies"] = HealthBodies(engine, app.config["HEALTH_CRITICAL_COMPONENTS"],
                                                    app.config["SERVICE_NAME"])
+    app.extensions["health_json_bodies"] = HealthJsonBodies(app.config["SERVICE_NAME"], __version__)
     app.register_blueprint(bp)

@@ -64,6 +64,30 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+class HealthJsonBodies:
+    """health+json bodies, encoded once per change of results, like :class:`~.report.HealthBodies` for the seed's.
+
+    A body holds no "now" (each check's ``time`` is its own), so while the
+    engine hands back the same results the whole encoded body is reused. One
+    is kept per shape: details or not, overall status, components reported
+    (at most 2 x 3 x 2^3 of them).
+    """
+
+    def __init__(self, service: str, version: str) -> None:
+        self._service = service
+        self._version = version
+        self._encoded: dict[tuple[bool, Status, tuple[str, ...]], tuple[tuple[CheckResult, ...], bytes]] = {}
+
+    def encoded(self, report: HealthReport, details: bool) -> bytes:
+        """The encoded health+json of ``report``."""
+        key = (details, report.status, tuple(report.results))
+        values = tuple(report.results.values())
+        last = self._encoded.get(key)
+        if last is None or any(a is not b for a, b in zip(last[0], values, strict=True)):
+            last = self._encoded[key] = (values, encode(health_json(report, self._service, self._version, details)))
+        return last[1]
+
+
 def cache_control(results: Iterable[CheckResult], ttl: float, private: bool, now: float | None = None) -> str:
     """``max-age`` for as long as the oldest result stays current in the engine (draft section 9), else ``no-store``.
 

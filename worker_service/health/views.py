@@ -6,10 +6,9 @@ from flask import Blueprint, Response, current_app, request
 
 from common.helpers.health import format_timestamp, utc_now
 
-from ..version import __version__
 from ..web import error_response, json_response
-from .health_json import cache_control, encode, health_json
-from .options import HEALTH_JSON, Format, HealthQuery, details_allowed, is_plain, parse_query
+from .health_json import cache_control
+from .options import HEALTH_JSON, Format, HealthQuery, details_allowed, parse_query
 from .report import HealthReport, build_health_report
 from .schemas import ComponentHealthSchema, LivenessSchema
 from .verbose import verbose_text
@@ -17,16 +16,17 @@ from .verbose import verbose_text
 bp = Blueprint("health", __name__)
 _liveness_schema = LivenessSchema()
 _component_schema = ComponentHealthSchema()
+_PLAIN = HealthQuery(Format.SEED)
 
 
 @bp.get("/health")
 def health():
     """Component availability: 200 when available or degraded, 503 when unavailable. HEAD gives no body."""
-    if is_plain(request):  # the seed's request: its body, encoded once per change of results
-        status, body = current_app.extensions["health_bodies"].current()
-        return json_response(body, status.http_status)
     engine = current_app.extensions["health"]
     query = parse_query(request, engine.names)
+    if query == _PLAIN:  # the seed's request: its body, encoded once per change of results
+        status, body = current_app.extensions["health_bodies"].current()
+        return json_response(body, status.http_status)
     report = build_health_report(engine, current_app.config["HEALTH_CRITICAL_COMPONENTS"], exclude=query.exclude)
     if query.format is Format.SEED:
         return json_response(report.body(current_app.config["SERVICE_NAME"]), report.status.http_status)
@@ -66,8 +66,8 @@ def _formatted(report: HealthReport, query: HealthQuery, names: list[str] | None
         response = Response(text, status=report.status.http_status, mimetype="text/plain")
         response.headers.update({"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Vary": vary})
         return response
-    body = health_json(report, current_app.config["SERVICE_NAME"], __version__, details)
-    response = Response(encode(body), status=report.status.http_status, content_type=HEALTH_JSON)
+    body = current_app.extensions["health_json_bodies"].encoded(report, details)
+    response = Response(body, status=report.status.http_status, content_type=HEALTH_JSON)
     response.headers["Cache-Control"] = cache_control(report.results.values(),
                                                       current_app.extensions["health"].cache_ttl, details and token_set)
     response.headers["Vary"] = vary
