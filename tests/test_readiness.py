@@ -9,6 +9,7 @@ import signal
 import time
 
 from tests.support.servers import wait_until
+from worker_service import readiness
 from worker_service.readiness import DRAINING, READY, STARTING, Readiness
 
 
@@ -63,6 +64,18 @@ def test_sigterm_turns_ready_to_503_draining_at_once_while_the_worker_still_answ
     seen = wait_until(lambda: (a := answer()) != (200, "ready") and a, timeout=1.5, what="draining")
     assert seen == (503, "draining") and time.monotonic() - signalled < 1.0  # same connection: the worker still serves
     connection.close()
+
+
+def test_plain_health_keeps_its_body_and_code_while_the_worker_drains(make_app, monkeypatch):
+    monkeypatch.setattr(readiness, "_process", Readiness())  # a real state of its own: draining is final
+    client = make_app().test_client()
+    before = client.get("/health")
+    readiness.current().begin_draining()
+    assert client.get("/health/ready").json["status"] == "draining"
+    after = client.get("/health")
+    assert after.status_code == before.status_code  # documented: /health answers about the dependencies only
+    assert list(after.json) == list(before.json) == ["status", "components", "timestamp", "service"]
+    assert (after.json["status"], after.json["components"]) == (before.json["status"], before.json["components"])
 
 
 def test_ready_is_503_unavailable_when_a_critical_dependency_hangs(make_app, hung_listener):

@@ -1,4 +1,12 @@
-"""GET /health/ready: may a load balancer send this worker traffic? (starting, ready, draining)."""
+"""GET /health/ready: may a load balancer send this worker traffic? (starting, ready, draining).
+
+Plain ``GET /health`` keeps the seed's body and codes in every state: it
+answers about the dependencies, and readiness is this endpoint's job. /health
+runs its own checks when asked, so it is never "starting" (its first answer is
+already the real one); and a 503 from it during each rolling restart would page
+whoever watches it with Nagios or cron for a planned, harmless event. A load
+balancer checks /health/ready; a monitor checks /health.
+"""
 
 from __future__ import annotations
 
