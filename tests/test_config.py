@@ -49,7 +49,6 @@ def test_critical_components_still_accept_a_list_with_stray_commas(state_dir):
         ({"DATABASE_URL": f"postgresql://app:{CANARY}#x@db:5432/x"}, "DATABASE_URL is not a valid URL"),
         ({"REDIS_URL": f"redis://:{CANARY}/x@cache:6379/0"}, "REDIS_URL is not a valid URL"),
         ({"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_KEY is required"),
-        ({"STATUS_DISK_PATH": "/no/such/disk"}, "STATUS_DISK_PATH='/no/such/disk' does not exist"),
         ({"HEALTH_CHECK_TIMEOUT": "-1"}, "HEALTH_CHECK_TIMEOUT='-1' must be greater than 0"),
     ],
 )
@@ -69,6 +68,19 @@ def test_a_read_only_state_dir_never_fails_loading_the_settings_but_fails_the_ch
         subprocess.run(["chattr", "-i", str(state_dir)], check=False)
     assert problem == (f"configuration error: WORKER_STATE_DIR={str(state_dir)!r} is not usable: "
                        "cannot write a file in it (Operation not permitted)")
+
+
+def test_a_missing_disk_path_fails_the_check_but_never_a_running_worker(state_dir):
+    """A disk unmounted later must not stop the next worker (its settings would fail in post_fork)."""
+    settings = load_settings({"WORKER_STATE_DIR": str(state_dir), "STATUS_DISK_PATH": "/no/such/disk"})
+    assert check_state_store(settings) == "configuration error: STATUS_DISK_PATH='/no/such/disk' does not exist"
+
+
+@pytest.mark.parametrize("cleanup", ["{state}", "{state}/..", "/"])
+def test_a_cleanup_dir_holding_the_state_dir_is_refused(state_dir, cleanup):
+    """The cleanup job would delete the scheduler lock after a day: two leaders."""
+    message = settings_error(state_dir, CLEANUP_DIR=cleanup.format(state=state_dir))
+    assert "CLEANUP_DIR" in message and "must not be the state directory or contain it" in message
 
 
 def test_a_state_dir_that_cannot_be_created_fails_the_check_with_one_line():

@@ -33,12 +33,23 @@ def test_a_failing_first_check_still_ends_starting():
     wait_until(lambda: state.state == READY, timeout=2, what="warm-up after a failure")
 
 
-def test_ready_is_503_starting_then_200_ready_in_a_fresh_worker(gunicorn):
-    server = gunicorn(args=["-w", "1"])
+def test_ready_is_503_starting_until_the_first_checks_complete(gunicorn, hung_listener):
+    """With Redis hung the first checks take their whole timeout: until then the worker is not ready."""
+    server = gunicorn(args=["-w", "1"], REDIS_URL=f"redis://127.0.0.1:{hung_listener.port}/0",
+                      HEALTH_CHECK_TIMEOUT="3")
     status, _, body = server.get("/health/ready")
     assert (status, body["status"]) == (503, "starting")  # /health/live answered, but no check has completed
-    status, head, body = wait_until(lambda: (r := server.get("/health/ready"))[0] == 200 and r, timeout=5,
-                                    what="ready")
+    status, _, body = wait_until(lambda: (r := server.get("/health/ready"))[2]["status"] != "starting" and r,
+                                 timeout=15, what="the first checks done")
+    assert (status, body["status"], body["components"]["cache"]) == (503, "unavailable", "unavailable")
+
+
+def test_a_new_worker_is_ready_without_waiting_for_a_probe(gunicorn):
+    """The first checks start at boot: a load balancer's first probe of a new worker is not a 503 by design."""
+    server = gunicorn(args=["-w", "1"])
+    wait_until(lambda: "is ready: its first checks are done" in server.stderr(), timeout=10,
+               what="the worker ready without any probe of /health/ready")
+    status, head, body = server.get("/health/ready")  # the very first probe
     assert body["status"] == "ready" and set(body["components"]) == {"cache", "database", "scheduler"}
     assert head["Cache-Control"] == "no-store"
     status, _, body = server.get("/health")

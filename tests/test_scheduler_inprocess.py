@@ -203,3 +203,28 @@ def test_the_leader_publishes_its_job_list_again_when_the_store_file_is_deleted(
         assert store.scheduler().state == "running"
     finally:
         service.shutdown(wait=False)
+
+
+def test_a_leader_being_killed_keeps_its_lock_and_its_running_job_counts_as_a_crash(tmp_path, store):
+    """gunicorn kills a worker that stopped answering (worker_abort, then stop(wait=False)): its job may freeze it.
+
+    The run must count as a crash (so crash hold and quarantine apply), not as killed at a graceful stop; and the
+    lock stays held until the process is gone, since the job's thread still runs.
+    """
+    from worker_service.scheduler import leadership
+
+    marks = tmp_path / "marks.txt"
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'[jobs.frozen]\nfunc = "tests.support.sample_jobs:slow"\ntrigger = "interval"\nseconds = 0.2\n'
+                    f'kwargs = {{ seconds = 2, path = "{marks}" }}\n')
+    settings = {"WORKER_STATE_DIR": str(tmp_path), "WORKER_JOBS_FILE": str(jobs), "SCHEDULER_TIMEZONE": "UTC",
+                "SCHEDULER_HEARTBEAT_INTERVAL": 0.2}
+    election = FileLockElection(str(tmp_path / "scheduler.lock"))
+    lead = leadership.SchedulerLeadership(settings, store, election)
+    lead.stand_by()
+    wait_until(lambda: marks.exists() and "start" in marks.read_text(), timeout=5, what="the job running")
+    lead.stop(wait=False)
+    assert election.held, "the lock was freed while the job's thread still ran"
+    orphans = store.settle_orphans("the-next-leader")
+    assert [o.outcome for o in orphans] == ["crashed"]
+    election.release()

@@ -161,11 +161,12 @@ class SettingsSchema(Schema):
         # here: every worker loads the settings, and a worker must degrade, never die, when its disk goes bad.
         with contextlib.suppress(OSError):
             os.makedirs(state_dir, exist_ok=True)
-        if data["STATUS_DISK_PATH"] and not os.path.exists(data["STATUS_DISK_PATH"]):
-            raise ValidationError("does not exist", "STATUS_DISK_PATH")
         data["WORKER_STATE_DIR"] = state_dir
         data["STATUS_DISK_PATH"] = data["STATUS_DISK_PATH"] or state_dir
         data["CLEANUP_DIR"] = os.path.abspath(data["CLEANUP_DIR"] or os.path.join(state_dir, "tmp"))
+        if os.path.commonpath([data["CLEANUP_DIR"], state_dir]) == data["CLEANUP_DIR"]:
+            # The cleanup job deletes old files: in the state dir that would be the scheduler lock (two leaders).
+            raise ValidationError("must not be the state directory or contain it (WORKER_STATE_DIR)", "CLEANUP_DIR")
         return data
 
 

@@ -13,6 +13,7 @@ attribute store, atomic under the GIL, wins over any later ``ready``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
@@ -62,11 +63,20 @@ class Readiness:
         except Exception:  # a broken check must not pin `starting`: /health/ready then reports what it finds
             log.exception("readiness: the first checks raised")
         self.mark_ready()
+        log.info("worker %d is ready: its first checks are done", os.getpid())
 
 
 _process = Readiness()
+_owner = os.getpid()
 
 
 def current() -> Readiness:
-    """This process's readiness (one per worker; the SIGTERM hook and the /health/ready view share it)."""
+    """This process's readiness (one per worker; the SIGTERM hook and the /health/ready view share it).
+
+    A new one after a fork: under ``--preload`` the app (and its warm-up) is
+    made in the master, whose warm-up thread does not survive into the workers.
+    """
+    global _process, _owner
+    if _owner != os.getpid():
+        _process, _owner = Readiness(), os.getpid()
     return _process

@@ -119,5 +119,10 @@ class SchedulerLeadership:
             service, self._service = self._service, None
         if service is not None:
             service.shutdown(wait=wait)
+        if service is not None and not wait:
+            # gunicorn is killing this worker: its job threads may still run until the process dies, so the lock
+            # stays held until then (the kernel frees it), and no standby can start the same jobs meanwhile.
+            log.warning("pid %d is being killed: the scheduler lock is freed when the process is gone", os.getpid())
+            return
         if self._election.held:
             self._election.release()

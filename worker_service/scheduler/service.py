@@ -100,15 +100,19 @@ class SchedulerService:
         """Stop the scheduler; with ``wait``, running jobs finish first.
 
         The heartbeat goes on (as ``stopping``) while running jobs finish, so a
-        long job during a reload does not make the scheduler look gone. Runs
-        still going are marked first: if the worker is killed at the graceful
-        timeout, the next leader records them as killed at the stop.
+        long job during a reload does not make the scheduler look gone. In a
+        graceful stop (``wait``) runs still going are marked first: if the
+        worker is killed at the graceful timeout, the next leader records them
+        as killed at the stop. Without ``wait`` (gunicorn is killing a worker
+        that stopped answering) they are not: a run that froze its worker must
+        count as a crash, so its crash hold and quarantine apply.
         """
         self._stopping = True
-        try:
-            self.store.mark_stopping(self.session)
-        except Exception as error:
-            log.error("could not mark running jobs as stopping in the state store: %s", error)
+        if wait:
+            try:
+                self.store.mark_stopping(self.session)
+            except Exception as error:
+                log.error("could not mark running jobs as stopping in the state store: %s", error)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         self._stop_beating.set()

@@ -47,6 +47,9 @@ def check_state_store(settings: Mapping[str, Any]) -> str | None:
     problem = _probe_store_file(path)
     if problem:
         return f"configuration error: {name}: the state store {path} {problem}"
+    disk = settings.get("STATUS_DISK_PATH")
+    if disk and not os.path.exists(disk):  # at the start only: a path that goes away later is reported in /status
+        return f"configuration error: STATUS_DISK_PATH={disk!r} does not exist"
     return None
 
 

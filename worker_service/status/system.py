@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -58,7 +59,10 @@ class SystemSampler:
     def _read(self) -> dict[str, Any]:
         process = self._proc()
         memory = psutil.virtual_memory()
-        disk = psutil.disk_usage(self.disk_path)
+        try:
+            disk = psutil.disk_usage(self.disk_path)
+        except OSError:  # the path went away (an unmounted disk): report it empty rather than fail /status
+            disk = SimpleNamespace(total=0, used=0, free=0, percent=0.0)
         network = psutil.net_io_counters()
         with process.oneshot():
             rss = process.memory_info().rss
