@@ -75,7 +75,7 @@ def test_every_store_implements_the_protocol_with_its_exact_signatures(store):
 
 def test_the_protocol_names_what_the_callers_use_and_nothing_else():
     assert protocol_methods() == {
-        "record_submitted", "record_started", "forget_run", "record_run", "record_missed", "record_max_instances",
+        "record_submitted", "record_started", "forget_run", "forget_runs_except", "record_run", "record_missed", "record_max_instances",
         "mark_stopping", "settle_orphans", "crash_state", "set_crash_hold", "release_quarantine", "publish_jobs",
         "update_next_run", "beat", "clear_heartbeat", "scheduler", "jobs", "quarantined_jobs", "job_count",
         "definition", "runs",
@@ -239,6 +239,21 @@ def test_only_runs_of_the_session_in_the_heartbeat_count_as_running(store):
     assert record(store, "a").running_count == 1
     lead(store, SESSION)
     assert (record(store, "a").running_count, record(store, "a").running_since) == (0, None)
+
+
+def test_runs_the_leader_no_longer_has_are_forgotten_and_only_those(store):
+    """A finish the store could not record leaves a run "running": the leader forgets it when writes work again."""
+    store.publish_jobs([definition("a")])
+    lead(store)
+    phantom = store.record_submitted("a", SESSION, 4242, 100.0, 160.0)
+    store.record_started(phantom, 101.0)
+    live = store.record_submitted("a", SESSION, 4242, 160.0, 220.0)
+    store.record_started(live, 161.0)
+    other = store.record_submitted("a", "another-session", 1, 100.0, 160.0)
+    assert store.forget_runs_except(SESSION, {live}) == 1
+    assert (record(store, "a").running_count, record(store, "a").running_since) == (1, 161.0)
+    assert [o.pid for o in store.settle_orphans(SESSION)] == [1]  # the other session's run was left alone
+    assert other and store.forget_runs_except(SESSION, set()) == 1
 
 
 # -- what a new leader finds: orphans, crashes, quarantine -------------------------

@@ -263,6 +263,9 @@ class SchedulerService:
                 return
             self._store_down = None
         self._publish_all()  # the file may have been rebuilt: the job list goes back first
+        forgotten = self.store.forget_runs_except(self.session, self.tracker.live_runs())
+        if forgotten:
+            log.warning("forgot %d run(s) whose finish the state store could not record", forgotten)
         if not self._stopping:
             self.scheduler.resume()
         log.warning("the state store records again: job submission resumed")

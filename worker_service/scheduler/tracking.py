@@ -73,6 +73,7 @@ class ExecutionTracker:
         self._on_store_failure = on_store_failure
         self._pid = os.getpid()
         self._settled: set[int] = set()
+        self._live: set[int] = set()  # submitted runs APScheduler is not done with
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
@@ -81,8 +82,11 @@ class ExecutionTracker:
         scheduled = run_times[-1]
         next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
         try:
-            return self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
-                                                next_fire.timestamp() if next_fire else None)
+            run_id = self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
+                                                  next_fire.timestamp() if next_fire else None)
+            with self._lock:
+                self._live.add(run_id)
+            return run_id
         except Exception as error:
             log.error("job %s not run at %s: the state store cannot record it (%s)", job.id, scheduled.isoformat(),
                       error)
@@ -96,6 +100,7 @@ class ExecutionTracker:
     def done(self, run_id: int) -> None:
         """APScheduler is done with the run: forget it unless the wrapper or a listener already did."""
         with self._lock:
+            self._live.discard(run_id)
             if run_id in self._settled:
                 self._settled.discard(run_id)
                 return
@@ -104,6 +109,11 @@ class ExecutionTracker:
         except Exception as error:
             log.error("could not clear run %d from the state store: %s", run_id, error)
             self._on_store_failure(error)
+
+    def live_runs(self) -> set[int]:
+        """Ids of the submitted runs APScheduler is not done with yet."""
+        with self._lock:
+            return set(self._live)
 
     # -- the job's side -------------------------------------------------------
     def wrap(self, job_id: str, func: Callable[..., Any]) -> Callable[..., Any]:

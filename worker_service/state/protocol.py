@@ -65,6 +65,10 @@ class StateStore(StateReader, Protocol):
         """The executor is done with a run (whatever it recorded)."""
         ...
 
+    def forget_runs_except(self, session: str, live: Iterable[int]) -> int:
+        """Forget ``session``'s runs whose ids are not in ``live`` (finishes the store could not record); how many."""
+        ...
+
     def record_run(
         self,
         job_id: str,

@@ -127,6 +127,20 @@ class SqliteStateStore:
         with self._connection() as db:
             db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
 
+    def forget_runs_except(self, session: str, live: Iterable[int]) -> int:
+        """Forget ``session``'s runs whose ids are not in ``live``: their finish could not be recorded.
+
+        Without this a run whose "finished" write failed (the store failed for a
+        moment) stayed "running" for as long as this leader lived, and turned
+        "running too long".
+        """
+        keep = set(live)
+        with self._connection() as db:
+            stale = [(run_id,) for (run_id,) in db.execute(
+                "SELECT run_id FROM job_running WHERE session = ?", (session,)).fetchall() if run_id not in keep]
+            db.executemany("DELETE FROM job_running WHERE run_id = ?", stale)
+        return len(stale)
+
     def mark_stopping(self, session: str) -> None:
         """The leader is stopping: a run still going when its process is killed was killed at the stop."""
         with self._connection() as db:
