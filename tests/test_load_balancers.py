@@ -144,8 +144,12 @@ def test_graceful_stops_a_reload_and_a_rolling_restart_behind_haproxy_lose_no_re
     assert 'path="/health/ready" status=503' in restarted and 'path="/health/ready" status=200' in restarted
 
 
-def test_nginx_passes_health_ready_and_its_503_starting_through_unchanged(gunicorn):
-    """The shipped nginx site (HAProxy's target on each host) proxies /health/ready, 503 body included."""
+def test_nginx_passes_health_ready_and_its_503_starting_through_unchanged(gunicorn, hung_listener):
+    """The shipped nginx site (HAProxy's target on each host) proxies /health/ready, 503 bodies included.
+
+    Redis hangs and the check timeout is 3 s, so the worker's first checks (started at boot) are still running
+    when the first probe comes: 503 ``starting``, then 503 ``unavailable``.
+    """
     binary = nginx_binary()
     if binary is None:
         pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
@@ -154,13 +158,16 @@ def test_nginx_passes_health_ready_and_its_503_starting_through_unchanged(gunico
     nginx = None
     try:
         socket_path = run_dir / "gunicorn.sock"
-        gunicorn(args=["-b", f"unix:{socket_path}", *socket_group_args()], WEB_CONCURRENCY="1")
+        gunicorn(args=["-b", f"unix:{socket_path}", *socket_group_args()], WEB_CONCURRENCY="1",
+                 REDIS_URL=f"redis://127.0.0.1:{hung_listener.port}/0", HEALTH_CHECK_TIMEOUT="3")
         nginx = Nginx(binary, run_dir / "nginx", socket_path).start()
         first = nginx.request("/health/ready")
         assert (first.status, first.json()["status"]) == (503, "starting"), first
         assert first.headers["Content-Type"] == "application/json"
-        ready = wait_until(lambda: (r := nginx.request("/health/ready")).status == 200 and r, timeout=5, what="ready")
-        assert ready.json()["status"] == "ready"
+        done = wait_until(lambda: (r := nginx.request("/health/ready")).json()["status"] != "starting" and r,
+                          timeout=15, what="the first checks done")
+        assert (done.status, done.json()["status"], done.json()["components"]["cache"]) == (
+            503, "unavailable", "unavailable")
     finally:
         if nginx is not None:
             nginx.stop()
