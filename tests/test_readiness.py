@@ -49,7 +49,10 @@ def test_a_new_worker_is_ready_without_waiting_for_a_probe(gunicorn):
     server = gunicorn(args=["-w", "1"])
     wait_until(lambda: "is ready: its first checks are done" in server.stderr(), timeout=10,
                what="the worker ready without any probe of /health/ready")
-    status, head, body = server.get("/health/ready")  # the very first probe
+    # The boot-time checks may have run before the scheduler's first heartbeat: wait for /health (the same
+    # engine) to say available; never a probe of /health/ready before the first one below.
+    wait_until(lambda: server.get("/health")[0] == 200, timeout=10, what="/health available")
+    status, head, body = server.get("/health/ready")  # the very first probe of /health/ready
     assert body["status"] == "ready" and set(body["components"]) == {"cache", "database", "scheduler"}
     assert head["Cache-Control"] == "no-store"
     status, _, body = server.get("/health")
