@@ -44,15 +44,12 @@ def test_ready_is_503_starting_until_the_first_checks_complete(gunicorn, hung_li
     assert (status, body["status"], body["components"]["cache"]) == (503, "unavailable", "unavailable")
 
 
-def test_a_new_worker_is_ready_without_waiting_for_a_probe(gunicorn):
-    """The first checks start at boot: a load balancer's first probe of a new worker is not a 503 by design."""
+def test_ready_is_503_starting_then_200_ready_in_a_fresh_worker(gunicorn):
     server = gunicorn(args=["-w", "1"])
-    wait_until(lambda: "is ready: its first checks are done" in server.stderr(), timeout=10,
-               what="the worker ready without any probe of /health/ready")
-    # The boot-time checks may have run before the scheduler's first heartbeat: wait for /health (the same
-    # engine) to say available; never a probe of /health/ready before the first one below.
-    wait_until(lambda: server.get("/health")[0] == 200, timeout=10, what="/health available")
-    status, head, body = server.get("/health/ready")  # the very first probe of /health/ready
+    status, _, body = server.get("/health/ready")
+    assert (status, body["status"]) == (503, "starting")  # /health/live answered, but no check has completed
+    status, head, body = wait_until(lambda: (r := server.get("/health/ready"))[0] == 200 and r, timeout=5,
+                                    what="ready")
     assert body["status"] == "ready" and set(body["components"]) == {"cache", "database", "scheduler"}
     assert head["Cache-Control"] == "no-store"
     status, _, body = server.get("/health")

@@ -58,13 +58,5 @@ def ready():
 
 
 def init_app(app: Flask) -> None:
-    """Register /health/ready and start this worker's first checks now (after the health engine is built).
-
-    Started at boot, not by the first probe: otherwise the first probe each new
-    worker answered was always 503 ``starting``, and two in a row after a
-    reload could make a load balancer with ``fall 2`` mark the host down.
-    """
+    """Register /health/ready (after the health engine: it answers from the same checks)."""
     app.register_blueprint(bp)
-    engine = app.extensions["health"]
-    critical = list(app.config["HEALTH_CRITICAL_COMPONENTS"])
-    readiness.current().warm_up(lambda: engine.run(critical))
