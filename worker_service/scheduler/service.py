@@ -142,37 +142,38 @@ class SchedulerService:
             misfire_grace_time=spec.misfire_grace_time, max_instances=spec.max_instances, coalesce=spec.coalesce,
             executor=spec.executor, replace_existing=True,
         )
-        if self._already_done(spec):
+        published = self.store.definition(spec.id)  # read once: both rules below look at it
+        if self._already_done(spec, published):
             return
-        if spec.paused or self._quarantined(spec):
+        quarantined, crashes = self._quarantine(spec)
+        if spec.paused or quarantined:
             options["next_run_time"] = None
         else:
-            resumed = self._held_back(spec, self._resume_time(spec))
+            resumed = self._held_back(spec, self._resume_time(spec, published), crashes)
             if resumed is not None:
                 options["next_run_time"] = resumed
         self.scheduler.add_job(self.tracker.wrap(spec.id, spec.func), **options)
 
-    def _quarantined(self, spec: JobSpec) -> bool:
-        """Whether the job stays (or now goes) in quarantine for crashing its worker; releases a changed job."""
+    def _quarantine(self, spec: JobSpec) -> tuple[bool, int]:
+        """``(quarantined, crashes in a row)``: keeps, starts or (for a changed job) releases a quarantine."""
         state = self.store.crash_state(spec.id)
         if state.quarantined_at is not None and state.quarantine_key != spec.fingerprint:
-            self.store.release_quarantine(spec.id)
+            self.store.release_quarantine(spec.id)  # also forgets the crashes
             log.warning("job %s: released from quarantine (its definition changed)", spec.id)
-            return False
+            return False, 0
         if state.quarantined_at is not None:
             log.error("job %s stays quarantined: its worker died under it %d times in a row; change the job in "
                       "the jobs file and reload to release it", spec.id, state.consecutive)
-            return True
+            return True, state.consecutive
         if self.crash_policy.quarantines(state.consecutive):
             self.store.set_crash_hold(spec.id, None, quarantine_key=spec.fingerprint)
             log.error("job %s quarantined: its worker died under it %d times in a row; it will not run until it "
                       "is changed in the jobs file and the service reloaded", spec.id, state.consecutive)
-            return True
-        return False
+            return True, state.consecutive
+        return False, state.consecutive
 
-    def _held_back(self, spec: JobSpec, resumed: dt.datetime | None) -> dt.datetime | None:
+    def _held_back(self, spec: JobSpec, resumed: dt.datetime | None, crashes: int) -> dt.datetime | None:
         """After a crash, the job's next run no sooner than the policy's hold."""
-        crashes = self.store.crash_state(spec.id).consecutive
         if crashes == 0:
             return resumed
         hold = self.crash_policy.hold_for(crashes)
@@ -185,22 +186,20 @@ class SchedulerService:
         planned = spec.trigger.get_next_fire_time(None, until)
         return planned if planned is not None else until
 
-    def _already_done(self, spec: JobSpec) -> bool:
+    def _already_done(self, spec: JobSpec, published: JobDefinition | None) -> bool:
         """A one-off (date) job whose time has passed and that ran, or was missed, before this leader."""
         run_date = getattr(spec.trigger, "run_date", None)
         if spec.trigger_kind != "date" or run_date is None or run_date.timestamp() > time.time():
             return False
-        published = self.store.definition(spec.id)
         late = time.time() - run_date.timestamp() > (spec.misfire_grace_time or 0)
         return late or (published is not None and published.next_run_time is None)
 
-    def _resume_time(self, spec: JobSpec) -> dt.datetime | None:
+    def _resume_time(self, spec: JobSpec, published: JobDefinition | None) -> dt.datetime | None:
         """The next run time the previous leader published, if the job is unchanged.
 
         Without this, every restart or reload would re-anchor interval jobs
         and a 30-minute job could be postponed for ever by frequent reloads.
         """
-        published = self.store.definition(spec.id)
         if published is None or published.paused or published.next_run_time is None:
             return None
         if published.trigger != str(spec.trigger):
