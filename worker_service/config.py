@@ -95,6 +95,20 @@ class SettingsSchema(Schema):
                               metadata={"help": "Log level of the application's loggers."})
     WORKER_STATE_DIR = fields.String(load_default="./var", validate=validate.Length(min=1),
                                      metadata={"help": "Local state: SQLite files, the scheduler lock. Created if missing."})
+    STATE_DATABASE_URL = fields.String(
+        load_default=None, allow_none=True, validate=_url("postgres", "postgresql"),
+        metadata=_secret(help="PostgreSQL shared by several hosts for the state store and the scheduler lease "
+                              "(fleet mode). Unset: SQLite in WORKER_STATE_DIR, one host."))
+    STATE_DATABASE_SCHEMA = fields.String(
+        load_default="worker_service",
+        validate=validate.Regexp(r"^[a-z_][a-z0-9_]{0,62}$", error="must be a lower-case schema name"),
+        metadata={"help": "Schema of the state store in STATE_DATABASE_URL (created and migrated at start)."})
+    STATE_DATABASE_TIMEOUT = fields.Float(
+        load_default=2.0, validate=[_positive, validate.Range(max=30, error="must be 30 or less")],
+        metadata={"help": "Seconds one state-store call may take in fleet mode (connect, pooled connection, statement)."})
+    SCHEDULER_LEASE_TTL = fields.Float(
+        load_default=10.0, validate=validate.Range(min=2, max=300, error="must be between 2 and 300"),
+        metadata={"help": "Seconds the fleet's scheduler lease lasts without a renewal; renewed every third of it."})
 
     REDIS_URL = fields.String(load_default=None, allow_none=True, validate=_url("redis", "rediss", "unix"),
                               metadata=_secret(help="Redis for the cache. Unset: an in-process cache."))
@@ -123,6 +137,8 @@ class SettingsSchema(Schema):
 
     STATUS_TOKEN = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8, error="must be at least 8 characters"),
                                  metadata=_secret(help="If set, /status and /metrics need `Authorization: Bearer <token>`."))
+    ADMIN_TOKEN = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=16, error="must be at least 16 characters"),
+                                metadata=_secret(help="Needed for job control (POST /jobs/<id>/run|pause|resume); it also reads. Unset: control is off."))
     STATUS_DISK_PATH = fields.String(load_default=None, allow_none=True,
                                      metadata={"help": "Filesystem reported under disk in /status. Default: the state directory."})
     STATUS_CACHE_TTL = fields.Float(load_default=1.0, validate=_not_negative,
@@ -156,6 +172,12 @@ class SettingsSchema(Schema):
         if bool(data["SUPABASE_URL"]) != bool(data["SUPABASE_KEY"]):
             missing = "SUPABASE_KEY" if data["SUPABASE_URL"] else "SUPABASE_URL"
             raise ValidationError("is required when the other Supabase variable is set", missing)
+        if data["STATE_DATABASE_URL"] and data["STATE_DATABASE_TIMEOUT"] * 4 > data["SCHEDULER_LEASE_TTL"]:
+            # A renewal (every TTL/3) that may take the whole timeout must still land well before the lease ends.
+            raise ValidationError(f"must be at most a quarter of SCHEDULER_LEASE_TTL ({data['SCHEDULER_LEASE_TTL']:g})",
+                                  "STATE_DATABASE_TIMEOUT")
+        if data["ADMIN_TOKEN"] and data["ADMIN_TOKEN"] == data["STATUS_TOKEN"]:
+            raise ValidationError("must differ from STATUS_TOKEN (a reader could run jobs)", "ADMIN_TOKEN")
         state_dir = os.path.abspath(data["WORKER_STATE_DIR"])
         # Whether the directory is usable is checked by `check-config` (state.setup.check_state_store), not
         # here: every worker loads the settings, and a worker must degrade, never die, when its disk goes bad.

@@ -28,6 +28,10 @@ class StoreUnavailable(Exception):
         super().__init__(self.reason)
 
 
+class FencedOut(StoreUnavailable):
+    """A leader's write carried an epoch that no longer holds the fleet's lease: refused, nothing was written."""
+
+
 def primary_code(error: BaseException) -> int | None:
     """SQLite's primary result code of ``error``, if it is a SQLite error that carries one."""
     code = getattr(error, "sqlite_errorcode", None)

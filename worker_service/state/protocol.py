@@ -27,7 +27,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from .records import CrashState, JobDefinition, JobRecord, OrphanedRun, RunRecord, SchedulerRecord
+from .records import (
+    Command,
+    CrashState,
+    JobDefinition,
+    JobRecord,
+    LeaseRecord,
+    LeadershipChange,
+    OperatorPause,
+    OrphanedRun,
+    RunRecord,
+    SchedulerRecord,
+)
 
 
 @runtime_checkable
@@ -46,6 +57,28 @@ class StateReader(Protocol):
         """Ids of the jobs in quarantine for crashing their worker, sorted."""
         ...
 
+    # -- the fleet (a store shared by several hosts; host-local stores have no lease) --
+    def lease(self) -> LeaseRecord | None:
+        """The fleet's scheduler lease as the database sees it now, or ``None`` (host-local store, or never taken)."""
+        ...
+
+    def leadership_changes(self, limit: int = 10) -> list[LeadershipChange]:
+        """The last changes of the fleet's leader, newest first (``[]`` for a host-local store)."""
+        ...
+
+    # -- operators' commands and pauses (job control) --------------------------
+    def command(self, command_id: int) -> Command | None:
+        """One command, or ``None``."""
+        ...
+
+    def commands(self, job_id: str, limit: int = 20) -> list[Command]:
+        """The job's last commands, newest first."""
+        ...
+
+    def operator_pauses(self) -> dict[str, OperatorPause]:
+        """Every job an operator paused or resumed (the last word for each), by job id."""
+        ...
+
 
 @runtime_checkable
 class StateStore(StateReader, Protocol):
@@ -53,8 +86,14 @@ class StateStore(StateReader, Protocol):
 
     # -- a run's steps: the tracker ------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
-                         next_run_time: float | None) -> int:
-        """Note a run handed to the executor and the job's next run time, in one write; return the run's id."""
+                         next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
+                         command_id: int | None = None) -> int:
+        """Note a run handed to the executor and the job's next run time, in one write; return the run's id.
+
+        ``trigger``, ``requested_by`` and ``command_id`` (an operator's
+        run-now) stay with the run and go into its history row when it is
+        recorded.
+        """
         ...
 
     def record_started(self, run_id: int, at: float) -> None:
@@ -88,6 +127,18 @@ class StateStore(StateReader, Protocol):
 
     def record_max_instances(self, job_id: str, at: float) -> None:
         """Count a run skipped because the job was still running (``max_instances`` reached)."""
+        ...
+
+    # -- fencing ----------------------------------------------------------------
+    def fenced(self, epoch: int) -> StateStore:
+        """This store as the leader holding lease ``epoch`` writes it.
+
+        Every write of the returned view (the run steps, leading, finishing
+        commands) checks in the same statement that ``epoch`` still holds the
+        fleet's lease, and raises :class:`~.faults.FencedOut` (writing nothing)
+        once a newer epoch does. A host-local store, whose election is a lock
+        the kernel frees, returns itself.
+        """
         ...
 
     # -- leading: the scheduler service --------------------------------------
@@ -136,7 +187,25 @@ class StateStore(StateReader, Protocol):
         """One published job's definition, or ``None``."""
         ...
 
-    # -- history: nothing shows it yet (the job-control issue will) ----------
+    # -- history --------------------------------------------------------------
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
+        ...
+
+    # -- operators' commands: any worker submits, the leader applies -----------
+    def submit_command(self, job_id: str, action: str, requested_by: str, at: float) -> int:
+        """Queue a command for the leader (any worker, not fenced); return its id."""
+        ...
+
+    def pending_commands(self) -> list[Command]:
+        """Commands not yet applied, oldest first (the leader polls this)."""
+        ...
+
+    def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
+                       applied_by: str, run_id: int | None = None) -> None:
+        """The leader applied (``done``) or could not apply (``failed``) a pending command (fenced)."""
+        ...
+
+    def set_operator_pause(self, job_id: str, paused: bool, by: str, at: float) -> None:
+        """Record an operator's pause or resume; it survives leaders and restarts (fenced)."""
         ...

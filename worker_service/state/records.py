@@ -68,12 +68,24 @@ class JobRecord:
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
-    """One finished (or missed) run in a job's bounded history."""
+    """One finished (or missed) run in a job's bounded history.
+
+    ``at`` is when it finished (or was found missed); ``started_at`` when it
+    entered the job's code, if it did. ``trigger`` is ``scheduled`` or
+    ``manual`` (an operator's run-now: ``requested_by`` and ``command_id``
+    say who and which command). ``error_message`` is already redacted.
+    """
 
     job_id: str
     at: float
     outcome: str
     duration: float | None
+    started_at: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    trigger: str = "scheduled"
+    requested_by: str | None = None
+    command_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,3 +142,80 @@ class SchedulerRecord:
         (:mod:`worker_service.scheduler.heartbeat`).
         """
         return self.has_beaten and age <= HEARTBEATS_BEFORE_STALE * heartbeat_interval
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseRecord:
+    """The fleet's scheduler lease (PostgreSQL store only), read with the database's clock.
+
+    ``epoch`` is the fencing token: it grows by one at every change of holder.
+    ``expires_in`` is ``expires_at - now()`` on the database's clock at the
+    read (negative once expired), so no host's clock is ever compared with it.
+    """
+
+    epoch: int
+    holder_host: str | None
+    holder_pid: int | None
+    holder_session: str | None
+    acquired_at: float | None
+    renewed_at: float | None
+    expires_at: float
+    expires_in: float
+    released: bool = False
+
+    @property
+    def live(self) -> bool:
+        """A holder has it and it has not run out or been released."""
+        return self.holder_session is not None and not self.released and self.expires_in > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadershipChange:
+    """One change of the fleet's leader: when, from whom to whom, and why.
+
+    ``reason``: ``first`` (no holder before), ``released`` (a graceful stop or
+    reload gave it up), ``handover`` (the holder asked another host to take
+    over before it stopped), ``expired`` (its holder stopped renewing) or
+    ``lost`` (a holder found it had been taken while it could not renew).
+    """
+
+    at: float
+    epoch: int
+    reason: str
+    from_host: str | None = None
+    from_pid: int | None = None
+    to_host: str | None = None
+    to_pid: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """An operator's command on a job (``run``, ``pause``, ``resume``), as workers submit it and the leader applies it.
+
+    ``state`` is ``pending`` until the leader takes it, then ``done`` or
+    ``failed``; ``status`` is the HTTP status the outcome maps to (200, 404,
+    409, ...) and ``outcome`` a short sentence (``"started"``, ``"already
+    running at max_instances (1)"``). ``run_id`` is the run a run-now started.
+    """
+
+    id: int
+    job_id: str
+    action: str
+    requested_by: str
+    requested_at: float
+    state: str = "pending"
+    status: int | None = None
+    outcome: str | None = None
+    finished_at: float | None = None
+    applied_by: str | None = None
+    run_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorPause:
+    """An operator's pause (``paused``) or resume (not ``paused``) of a job; it wins over the jobs file's ``paused``."""
+
+    job_id: str
+    paused: bool
+    by: str
+    at: float
