@@ -6,18 +6,39 @@ change of leader and a restart. Connections are per thread and per process
 writable, corrupt, deleted, locked) are handled in :mod:`.sqlite_file`: every
 call that cannot be served raises :class:`StoreUnavailable`, and none blocks
 for long.
+
+Operators' commands (``job_commands``) and pauses (``operator_pauses``) live in
+the same file: any worker queues a command, the leader polls the pending ones
+(a partial index keeps that one cheap read) and finishes each once. A file
+made by an older version gains the new tables and columns when it is opened.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .faults import StoreUnavailable
-from .records import CrashState, JobDefinition, JobRecord, OrphanedRun, RunRecord, SchedulerRecord
+from .records import (
+    Command,
+    CrashState,
+    JobDefinition,
+    JobRecord,
+    LeadershipChange,
+    LeaseRecord,
+    OperatorPause,
+    OrphanedRun,
+    RunRecord,
+    SchedulerRecord,
+)
 from .sqlite_file import SqliteFile, WriteTransaction
+
+if TYPE_CHECKING:
+    from .protocol import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +62,24 @@ CREATE TABLE IF NOT EXISTS job_stats (
 );
 CREATE TABLE IF NOT EXISTS job_runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, at REAL NOT NULL,
-    outcome TEXT NOT NULL, duration REAL
+    outcome TEXT NOT NULL, duration REAL, started_at REAL, error_type TEXT, error_message TEXT,
+    trigger TEXT NOT NULL DEFAULT 'scheduled', requested_by TEXT, command_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job_id, seq);
 CREATE TABLE IF NOT EXISTS job_running (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, session TEXT NOT NULL, pid INTEGER NOT NULL,
-    scheduled_at REAL NOT NULL, submitted_at REAL NOT NULL, started_at REAL, stopping INTEGER NOT NULL DEFAULT 0
+    scheduled_at REAL NOT NULL, submitted_at REAL NOT NULL, started_at REAL, stopping INTEGER NOT NULL DEFAULT 0,
+    trigger TEXT NOT NULL DEFAULT 'scheduled', requested_by TEXT, command_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS job_commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, action TEXT NOT NULL, requested_by TEXT NOT NULL,
+    requested_at REAL NOT NULL, state TEXT NOT NULL DEFAULT 'pending', status INTEGER, outcome TEXT,
+    finished_at REAL, applied_by TEXT, run_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS job_commands_pending ON job_commands (id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS job_commands_by_job ON job_commands (job_id, id);
+CREATE TABLE IF NOT EXISTS operator_pauses (
+    job_id TEXT PRIMARY KEY, paused INTEGER NOT NULL, paused_by TEXT NOT NULL, at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS scheduler (
     id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, hostname TEXT NOT NULL, state TEXT NOT NULL,
@@ -62,7 +95,11 @@ _ADDED_COLUMNS = {
                   "consecutive_crashes INTEGER NOT NULL DEFAULT 0", "quarantined_at REAL", "quarantine_key TEXT",
                   "held_until REAL"),
     "scheduler": ("session TEXT", "clock_jump_seconds REAL", "clock_jump_at REAL"),
+    "job_runs": ("started_at REAL", "error_type TEXT", "error_message TEXT",
+                 "trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
+    "job_running": ("trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
 }
+COMMANDS_KEPT = 100  # finished commands kept per job (pending ones are never trimmed)
 
 _STAT_COLUMNS = (
     "success_count", "error_count", "missed_count", "max_instances_count", "duration_sum", "duration_min",
@@ -76,6 +113,23 @@ _DEFINITION_COLUMNS = (
 )
 
 
+_RUN_COLUMNS = ("job_id", "at", "outcome", "duration", "started_at", "error_type", "error_message", "trigger",
+                "requested_by", "command_id")
+_COMMAND_COLUMNS = ("id", "job_id", "action", "requested_by", "requested_at", "state", "status", "outcome",
+                    "finished_at", "applied_by", "run_id")
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunOrigin:
+    """What the live run row knows of a run and its history row carries: when it started, and who asked for it."""
+
+    started_at: float | None = None
+    trigger: str = "scheduled"
+    requested_by: str | None = None
+    command_id: int | None = None
+
+
+_SCHEDULED = _RunOrigin()
 _RUNNING_COLUMNS = ("running_count", "running_since")
 # Runs of the current leader that entered the job's code and have not finished.
 _RUNNING = (
@@ -85,7 +139,7 @@ _RUNNING = (
 
 
 class SqliteStateStore:
-    """Job stats, run history, the published job list and the heartbeat, in one SQLite file."""
+    """Job stats, run history, the published job list, the heartbeat and operators' commands, in one SQLite file."""
 
     def __init__(self, path: str, history_size: int = 50) -> None:
         self.path = path
@@ -102,17 +156,20 @@ class SqliteStateStore:
 
     # -- writes: the leader -----------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
-                         next_run_time: float | None) -> int:
+                         next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
+                         command_id: int | None = None) -> int:
         """Note a run handed to the executor and the job's next run time, before the run can start.
 
         Both in one transaction, so a job that kills its process is known to
         have started, and a new leader resumes after it instead of running the
-        same slot again. Returns the run's id.
+        same slot again. ``trigger``, ``requested_by`` and ``command_id`` stay
+        on the run's row until its history row is written. Returns the run's id.
         """
         with self._connection() as db:
             cursor = db.execute(
-                "INSERT INTO job_running (job_id, session, pid, scheduled_at, submitted_at) VALUES (?, ?, ?, ?, ?)",
-                (job_id, session, pid, scheduled_at, time.time()),
+                "INSERT INTO job_running (job_id, session, pid, scheduled_at, submitted_at, trigger, requested_by,"
+                " command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, session, pid, scheduled_at, time.time(), trigger, requested_by, command_id),
             )
             db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
             return int(cursor.lastrowid)
@@ -156,17 +213,23 @@ class SqliteStateStore:
         error_message: str | None = None,
         run_id: int | None = None,
     ) -> None:
-        """Count a finished run (``success`` or ``error``) and append it to the bounded history."""
+        """Count a finished run (``success`` or ``error``) and append it to the bounded history.
+
+        The history row takes when the run started and who asked for it from
+        the run's live row (``run_id``), which it then deletes.
+        """
         with self._connection() as db:
+            origin = _origin(db, run_id)
             if outcome == "success":
-                self._count_success(db, job_id, at, duration)
+                self._count_success(db, job_id, at, duration, origin)
             else:
-                self._count_failure(db, job_id, outcome, at, duration, error_type, error_message)
+                self._count_failure(db, job_id, outcome, at, duration, error_type, error_message, origin)
             if run_id is not None:
                 db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
 
     # A run without a duration (its process died) leaves min and max alone: SQLite's min(x, NULL) is NULL.
-    def _count_success(self, db: sqlite3.Connection, job_id: str, at: float, duration: float | None) -> None:
+    def _count_success(self, db: sqlite3.Connection, job_id: str, at: float, duration: float | None,
+                       origin: _RunOrigin) -> None:
         db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
         db.execute(
             """UPDATE job_stats SET success_count = success_count + 1,
@@ -179,10 +242,10 @@ class SqliteStateStore:
                WHERE job_id = ?""",
             (duration, duration, duration, duration, duration, at, at, job_id),
         )
-        self._append_run(db, job_id, at, "success", duration)
+        self._append_run(db, job_id, at, "success", duration, origin)
 
     def _count_failure(self, db: sqlite3.Connection, job_id: str, outcome: str, at: float, duration: float | None,
-                       error_type: str | None, error_message: str | None) -> None:
+                       error_type: str | None, error_message: str | None, origin: _RunOrigin) -> None:
         """An ``error``, or a run whose process died under it (``crashed``, or ``killed`` at a stop)."""
         crashed = int(outcome == "crashed")
         db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
@@ -199,12 +262,12 @@ class SqliteStateStore:
             (duration, duration, duration, duration, duration, at, error_type, error_message, at, outcome,
              crashed, crashed, job_id),
         )
-        self._append_run(db, job_id, at, outcome, duration)
+        self._append_run(db, job_id, at, outcome, duration, origin, error_type, error_message)
 
     def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> None:
         """Count a run that APScheduler skipped because it was later than its misfire grace time."""
         with self._connection() as db:
-            self._count_skip(db, job_id, at, "missed")
+            self._count_skip(db, job_id, at, "missed", _origin(db, run_id))
             if run_id is not None:
                 db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
 
@@ -213,14 +276,15 @@ class SqliteStateStore:
         with self._connection() as db:
             self._count_skip(db, job_id, at, "max_instances")
 
-    def _count_skip(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str) -> None:
+    def _count_skip(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str,
+                    origin: _RunOrigin = _SCHEDULED) -> None:
         column = "missed_count" if outcome == "missed" else "max_instances_count"
         db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
         db.execute(
             f"UPDATE job_stats SET {column} = {column} + 1, runs_since_problem = 0, last_problem = ? WHERE job_id = ?",
             (outcome, job_id),
         )
-        self._append_run(db, job_id, at, outcome, None)
+        self._append_run(db, job_id, at, outcome, None, origin)
 
     def settle_orphans(self, session: str) -> list[OrphanedRun]:
         """Record every run an earlier leader left unfinished, forget them, and return them.
@@ -232,14 +296,15 @@ class SqliteStateStore:
         """
         with self._connection() as db:
             rows = db.execute(
-                "SELECT job_id, pid, scheduled_at, started_at, stopping FROM job_running WHERE session != ?"
-                " ORDER BY run_id", (session,),
+                "SELECT job_id, pid, scheduled_at, started_at, stopping, trigger, requested_by, command_id"
+                " FROM job_running WHERE session != ? ORDER BY run_id", (session,),
             ).fetchall()
             orphans = [OrphanedRun(job_id, pid, scheduled, started, bool(stopping))
-                       for job_id, pid, scheduled, started, stopping in rows]
-            for orphan in orphans:
+                       for job_id, pid, scheduled, started, stopping, *_ in rows]
+            for orphan, (*_, trigger, requested_by, command_id) in zip(orphans, rows, strict=True):
+                origin = _RunOrigin(orphan.started_at, trigger, requested_by, command_id)
                 if orphan.outcome == "missed":
-                    self._count_skip(db, orphan.job_id, orphan.scheduled_at, "missed")
+                    self._count_skip(db, orphan.job_id, orphan.scheduled_at, "missed", origin)
                     continue
                 if orphan.outcome == "crashed":
                     error_type, message = "WorkerDied", f"its worker (pid {orphan.pid}) died while it ran"
@@ -247,7 +312,7 @@ class SqliteStateStore:
                     error_type = "KilledAtStop"
                     message = f"still running when the service stopped; killed at the graceful timeout (pid {orphan.pid})"
                 self._count_failure(db, orphan.job_id, orphan.outcome, orphan.started_at or orphan.scheduled_at,
-                                    None, error_type, message)
+                                    None, error_type, message, origin)
             db.execute("DELETE FROM job_running WHERE session != ?", (session,))
         return orphans
 
@@ -276,8 +341,13 @@ class SqliteStateStore:
                 " consecutive_crashes = 0 WHERE job_id = ?", (job_id,),
             )
 
-    def _append_run(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str, duration: float | None) -> None:
-        db.execute("INSERT INTO job_runs (job_id, at, outcome, duration) VALUES (?, ?, ?, ?)", (job_id, at, outcome, duration))
+    def _append_run(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str, duration: float | None,
+                    origin: _RunOrigin, error_type: str | None = None, error_message: str | None = None) -> None:
+        db.execute(
+            f"INSERT INTO job_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
+            (job_id, at, outcome, duration, origin.started_at, error_type, error_message, origin.trigger,
+             origin.requested_by, origin.command_id),
+        )
         # Trim each job's history every 16 of its own runs: cheap, and bounded to history_size + 16.
         (recorded,) = db.execute(
             "SELECT success_count + error_count + missed_count + max_instances_count FROM job_stats WHERE job_id = ?",
@@ -378,10 +448,95 @@ class SqliteStateStore:
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first."""
         rows = self.file.read(lambda db: db.execute(
-            "SELECT job_id, at, outcome, duration FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
             (job_id, limit or self.history_size),
         ).fetchall())
         return [RunRecord(*row) for row in rows]
+
+    # -- the fleet: a host-local store has no lease --------------------------
+    def fenced(self, epoch: int) -> StateStore:
+        """This store itself: its election is a lock the kernel frees, so no stale leader can write."""
+        return self
+
+    def lease(self) -> LeaseRecord | None:
+        """``None``: a host-local store has no fleet lease."""
+        return None
+
+    def leadership_changes(self, limit: int = 10) -> list[LeadershipChange]:
+        """``[]``: a host-local store keeps no fleet leadership log."""
+        return []
+
+    # -- operators' commands: any worker submits, the leader applies -----------
+    def submit_command(self, job_id: str, action: str, requested_by: str, at: float) -> int:
+        """Queue a command for the leader; return its id. The job keeps its last ``COMMANDS_KEPT`` finished ones."""
+        with self._connection() as db:
+            cursor = db.execute(
+                "INSERT INTO job_commands (job_id, action, requested_by, requested_at) VALUES (?, ?, ?, ?)",
+                (job_id, action, requested_by, at),
+            )
+            db.execute(
+                """DELETE FROM job_commands WHERE job_id = ? AND state != 'pending' AND id <= coalesce((SELECT id
+                   FROM job_commands WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?), -1)""",
+                (job_id, job_id, COMMANDS_KEPT),
+            )
+            return int(cursor.lastrowid)
+
+    def pending_commands(self) -> list[Command]:
+        """Commands not yet applied, oldest first: one read of a partial index, cheap to poll."""
+        rows = self.file.read(lambda db: db.execute(
+            f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM job_commands WHERE state = 'pending' ORDER BY id"
+        ).fetchall())
+        return [Command(*row) for row in rows]
+
+    def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
+                       applied_by: str, run_id: int | None = None) -> None:
+        """The leader applied (``done``) or could not apply (``failed``) a command; a finished one is left as it is."""
+        with self._connection() as db:
+            db.execute(
+                "UPDATE job_commands SET state = ?, status = ?, outcome = ?, finished_at = ?, applied_by = ?,"
+                " run_id = ? WHERE id = ? AND state = 'pending'",
+                (state, status, outcome, at, applied_by, run_id, command_id),
+            )
+
+    def command(self, command_id: int) -> Command | None:
+        """One command, or ``None``."""
+        row = self.file.read(lambda db: db.execute(
+            f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM job_commands WHERE id = ?", (command_id,)
+        ).fetchone())
+        return Command(*row) if row else None
+
+    def commands(self, job_id: str, limit: int = 20) -> list[Command]:
+        """The job's last commands, newest first."""
+        rows = self.file.read(lambda db: db.execute(
+            f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM job_commands WHERE job_id = ? ORDER BY id DESC LIMIT ?",
+            (job_id, limit),
+        ).fetchall())
+        return [Command(*row) for row in rows]
+
+    def set_operator_pause(self, job_id: str, paused: bool, by: str, at: float) -> None:
+        """Record an operator's pause or resume of a job (the last word wins); it outlives leaders and restarts."""
+        with self._connection() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO operator_pauses (job_id, paused, paused_by, at) VALUES (?, ?, ?, ?)",
+                (job_id, int(paused), by, at),
+            )
+
+    def operator_pauses(self) -> dict[str, OperatorPause]:
+        """Every job an operator paused or resumed, by job id."""
+        rows = self.file.read(lambda db: db.execute(
+            "SELECT job_id, paused, paused_by, at FROM operator_pauses ORDER BY job_id"
+        ).fetchall())
+        return {job_id: OperatorPause(job_id, bool(paused), by, at) for job_id, paused, by, at in rows}
+
+
+def _origin(db: sqlite3.Connection, run_id: int | None) -> _RunOrigin:
+    """The live row's start and trigger of ``run_id``; a run recorded without one was a scheduled run."""
+    if run_id is None:
+        return _SCHEDULED
+    row = db.execute(
+        "SELECT started_at, trigger, requested_by, command_id FROM job_running WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return _RunOrigin(*row) if row else _SCHEDULED
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
