@@ -1,22 +1,26 @@
 """The contract of :class:`StateStore`: every implementation passes these tests unchanged.
 
-A new implementation (PostgreSQL) adds its factory to ``STORE_FACTORIES`` and
-gets the whole suite. A factory opens a store on the test's backing state;
-called twice with the same ``where``, it opens a second store on the same state
-(another worker of the host). Faults of a backend stay in that backend's own
-tests (``test_store_faults.py`` for SQLite).
+An implementation adds its factory to ``STORE_FACTORIES`` and gets the whole
+suite. A factory opens a store on the test's backing state; called twice with
+the same ``where``, it opens a second store on the same state (another worker,
+or another host). A factory may have a ``cleanup(where)``, called after the
+test. Faults of a backend stay in that backend's own tests
+(``test_store_faults.py`` for SQLite, ``test_pg_store_faults.py`` for
+PostgreSQL).
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from worker_service.state import SqliteStateStore, StateReader, StateStore
+from tests.support import pg
+from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore
+from worker_service.state.pg_pool import StatePool
 from worker_service.state.records import CrashState, JobDefinition, JobRecord, RunRecord
 
 HISTORY = 5
@@ -30,14 +34,44 @@ def sqlite_store(where: Path, history_size: int) -> StateStore:
     return SqliteStateStore(str(where / "state.sqlite3"), history_size)
 
 
-STORE_FACTORIES = [pytest.param(sqlite_store, id="sqlite")]
+class PostgresStores:
+    """Stores on a scratch schema per test (its name derived from ``where``), dropped by :meth:`cleanup`.
+
+    The stores of every test share one pool (a pool is per process and not
+    per schema), so a test pays for its schema, not for a connection.
+    """
+
+    def __init__(self) -> None:
+        self.pool: StatePool | None = None
+        self.schemas: dict[Path, str] = {}
+
+    def __call__(self, where: Path, history_size: int) -> StateStore:
+        if self.pool is None:
+            self.pool = StatePool(pg.FAST_URL, timeout=5.0)
+        if where not in self.schemas:
+            pg.sweep_abandoned_schemas()
+            self.schemas[where] = pg.new_schema_name()
+        return PostgresStateStore(pg.FAST_URL, self.schemas[where], history_size, timeout=5.0, pool=self.pool)
+
+    def cleanup(self, where: Path) -> None:
+        schema = self.schemas.pop(where, None)
+        if schema is not None:
+            pg.drop_schema(schema)
+
+
+postgres_store = PostgresStores()
+
+STORE_FACTORIES = [pytest.param(sqlite_store, id="sqlite"), pytest.param(postgres_store, id="postgresql")]
 
 
 @pytest.fixture(params=STORE_FACTORIES)
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], StateStore]:
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], StateStore]]:
     """Open a store on this test's state; each call is another worker's store on the same state."""
     factory: StoreFactory = request.param
-    return lambda: factory(tmp_path, HISTORY)
+    yield lambda: factory(tmp_path, HISTORY)
+    cleanup = getattr(factory, "cleanup", None)
+    if cleanup is not None:
+        cleanup(tmp_path)
 
 
 @pytest.fixture
@@ -79,6 +113,11 @@ def test_the_protocol_names_what_the_callers_use_and_nothing_else():
         "mark_stopping", "settle_orphans", "crash_state", "set_crash_hold", "release_quarantine", "publish_jobs",
         "update_next_run", "beat", "clear_heartbeat", "scheduler", "jobs", "quarantined_jobs", "job_count",
         "definition", "runs",
+        # the fleet
+        "fenced", "lease", "leadership_changes",
+        # operators' commands and pauses
+        "command", "commands", "operator_pauses", "submit_command", "pending_commands", "finish_command",
+        "set_operator_pause",
     }
 
 
@@ -181,7 +220,8 @@ def test_the_history_lists_every_kind_of_run_newest_first(store):
     store.record_max_instances("a", 40.0)
     store.record_run("b", "success", 50.0, 3.0)
     assert store.runs("a") == [RunRecord("a", 40.0, "max_instances", None), RunRecord("a", 30.0, "missed", None),
-                               RunRecord("a", 20.0, "error", 2.0), RunRecord("a", 10.0, "success", 1.0)]
+                               RunRecord("a", 20.0, "error", 2.0, error_type="ValueError", error_message="x"),
+                               RunRecord("a", 10.0, "success", 1.0)]
     assert store.runs("a", limit=2) == store.runs("a")[:2]
     assert store.runs("unknown") == []
 

@@ -1,4 +1,8 @@
-"""Create the state store from settings; check at start-up that it can work."""
+"""Create the state store from settings; check at start-up that it can work.
+
+``STATE_DATABASE_URL`` set: the fleet's store in PostgreSQL (:mod:`.pg_store`),
+shared by every host. Unset: the host's SQLite file in ``WORKER_STATE_DIR``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from .faults import is_corrupt, reason_for
+from .faults import StoreUnavailable, is_corrupt, reason_for
+from .protocol import StateStore
 from .recovery import SIDE_FILES
 from .sqlite_store import SqliteStateStore
 
@@ -16,13 +21,27 @@ STATE_FILE = "worker-state.sqlite3"
 _PROBE_BYTES = 4096  # one page: a full disk refuses it even when a new empty file still fits
 
 
-def build_store(settings: Mapping[str, Any]) -> SqliteStateStore:
-    """The SQLite store in ``WORKER_STATE_DIR``; never raises for a fault of the disk or file.
+def build_store(settings: Mapping[str, Any]) -> StateStore:
+    """The store the settings ask for; never raises for a fault of the disk, file or database.
 
-    A store that cannot be opened now is opened again on its next use, and
-    each call raises :class:`StoreUnavailable` until then.
+    SQLite: a store that cannot be opened now is opened again on its next use.
+    PostgreSQL: nothing is connected here; the pool connects at first use, the
+    schema is migrated then (or by :func:`prepare_store` at start), and each
+    call raises :class:`StoreUnavailable` while the database cannot serve it.
     """
+    if settings.get("STATE_DATABASE_URL"):
+        from .pg_store import PostgresStateStore  # psycopg only for the fleet
+
+        return PostgresStateStore(settings["STATE_DATABASE_URL"], settings.get("STATE_DATABASE_SCHEMA", "worker_service"),
+                                  settings["JOB_HISTORY_SIZE"], settings.get("STATE_DATABASE_TIMEOUT", 2.0))
     return SqliteStateStore(os.path.join(settings["WORKER_STATE_DIR"], STATE_FILE), settings["JOB_HISTORY_SIZE"])
+
+
+def prepare_store(store: StateStore) -> None:
+    """At start-up: migrate a PostgreSQL store's schema now rather than at its first use (raises StoreUnavailable)."""
+    migrate = getattr(store, "migrate", None)  # only the PostgreSQL store has a schema to migrate
+    if migrate is not None:
+        migrate()
 
 
 def check_state_store(settings: Mapping[str, Any]) -> str | None:
@@ -50,7 +69,40 @@ def check_state_store(settings: Mapping[str, Any]) -> str | None:
     disk = settings.get("STATUS_DISK_PATH")
     if disk and not os.path.exists(disk):  # at the start only: a path that goes away later is reported in /status
         return f"configuration error: STATUS_DISK_PATH={disk!r} does not exist"
+    if settings.get("STATE_DATABASE_URL"):
+        return check_state_database(settings)
     return None
+
+
+def check_state_database(settings: Mapping[str, Any]) -> str | None:
+    """One line saying why the fleet's state database cannot work, or ``None``: it connects, then migrates.
+
+    Each step is bounded (``STATE_DATABASE_TIMEOUT`` to connect); the reason
+    never holds the URL or its password.
+    """
+    from .pg_schema import SchemaTooNew
+    from .pg_store import PostgresStateStore
+
+    store = build_store(settings)
+    assert isinstance(store, PostgresStateStore)
+    try:
+        try:
+            store.pool.run(lambda db: db.execute("SELECT 1").fetchone())
+        except StoreUnavailable as error:
+            return f"configuration error: STATE_DATABASE_URL: cannot connect: {_bare(error)}"
+        try:
+            store.migrate()
+        except SchemaTooNew as error:
+            return f"configuration error: STATE_DATABASE_SCHEMA={store.schema!r}: {_bare(error)}"
+        except StoreUnavailable as error:
+            return f"configuration error: STATE_DATABASE_URL: cannot create or migrate schema {store.schema!r}: {_bare(error)}"
+    finally:
+        store.close()
+    return None
+
+
+def _bare(error: StoreUnavailable) -> str:
+    return error.reason.removeprefix("state database: ")
 
 
 def _probe_directory(directory: str) -> str | None:

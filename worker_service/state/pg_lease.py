@@ -1,0 +1,147 @@
+"""The fleet's scheduler lease: one row in the state schema, each operation ONE statement timed by the database.
+
+Whoever holds the lease runs the scheduler for the whole fleet. Every
+operation is a single statement in autocommit, with expiry computed from the
+database's ``now()`` (never a host's clock), so it works through any pooler
+(transaction mode included: no session state, no session advisory lock) and
+no frozen host can hold a lock on the row between two statements.
+
+The ``epoch`` grows by one at each change of holder: it is the fencing token
+the store's fenced writes check (:meth:`PostgresStateStore.fenced`). Each
+change is logged, in the same statement that makes it, in
+``leadership_changes`` with its reason: ``first``, ``released``, ``handover``,
+``expired``; and ``lost`` when a former holder notices (:meth:`record_lost`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .pg_schema import quoted
+from .pg_store import PostgresStateStore
+from .records import LeaseRecord
+
+# Takes the lease if free, or renews it for the session that holds it. The lease row remembers the holder it
+# replaced and why (RETURNING has only the new row), so the change is logged by the same statement.
+_ACQUIRE = """
+WITH taken AS (
+    INSERT INTO {s}.lease AS l (name, epoch, holder_host, holder_pid, holder_session, acquired_at, renewed_at,
+                                expires_at, released, handover, change_reason)
+    VALUES ('scheduler', 1, %(host)s::text, %(pid)s::int, %(session)s::text, now(), now(),
+            now() + %(ttl)s::float8 * interval '1 second', false, false, 'first')
+    ON CONFLICT (name) DO UPDATE SET
+        epoch = CASE WHEN {same} THEN l.epoch ELSE l.epoch + 1 END,
+        holder_host = EXCLUDED.holder_host, holder_pid = EXCLUDED.holder_pid,
+        holder_session = EXCLUDED.holder_session,
+        acquired_at = CASE WHEN {same} THEN l.acquired_at ELSE now() END,
+        renewed_at = now(), expires_at = EXCLUDED.expires_at, released = false,
+        handover = CASE WHEN {same} THEN l.handover ELSE false END,
+        previous_host = CASE WHEN {same} THEN l.previous_host ELSE l.holder_host END,
+        previous_pid = CASE WHEN {same} THEN l.previous_pid ELSE l.holder_pid END,
+        previous_session = CASE WHEN {same} THEN l.previous_session ELSE l.holder_session END,
+        change_reason = CASE WHEN {same} THEN l.change_reason
+                             WHEN l.holder_session IS NULL THEN 'first'
+                             WHEN l.released THEN 'released'
+                             WHEN l.handover THEN 'handover'
+                             ELSE 'expired' END
+    WHERE {same} OR l.holder_session IS NULL OR l.released OR l.expires_at <= now() OR l.handover
+    RETURNING l.epoch, l.acquired_at = now() AS changed, l.change_reason, l.previous_host, l.previous_pid,
+              l.previous_session, extract(epoch FROM l.expires_at - clock_timestamp())::float8 AS expires_in
+),
+logged AS (
+    INSERT INTO {s}.leadership_changes (at, epoch, reason, from_host, from_pid, from_session, to_host, to_pid,
+                                        to_session)
+    SELECT now(), epoch, change_reason, previous_host, previous_pid, previous_session, %(host)s::text,
+           %(pid)s::int, %(session)s::text
+    FROM taken WHERE changed
+)
+SELECT epoch, expires_in FROM taken"""
+_SAME = "(l.holder_session = EXCLUDED.holder_session AND NOT l.released)"
+
+_RENEW = """
+UPDATE {s}.lease SET renewed_at = now(), expires_at = now() + %(ttl)s::float8 * interval '1 second'
+WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint AND holder_session = %(session)s::text AND NOT released
+RETURNING epoch, extract(epoch FROM expires_at - clock_timestamp())::float8"""
+
+_RELEASE = """
+UPDATE {s}.lease SET released = true, expires_at = least(expires_at, now())
+WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint AND holder_session = %(session)s::text AND NOT released"""
+
+_OFFER_HANDOVER = """
+UPDATE {s}.lease SET handover = true
+WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint AND holder_session = %(session)s::text AND NOT released"""
+
+# From the lost holder (as the change that gave it its epoch names it) to whoever holds the lease now; once.
+_RECORD_LOST = """
+INSERT INTO {s}.leadership_changes (at, epoch, reason, from_host, from_pid, from_session, to_host, to_pid, to_session,
+                                    lost_epoch)
+SELECT now(), l.epoch, 'lost', given.to_host, given.to_pid, %(session)s::text, l.holder_host, l.holder_pid,
+       l.holder_session, %(epoch)s::bigint
+FROM {s}.lease l
+LEFT JOIN LATERAL (SELECT to_host, to_pid FROM {s}.leadership_changes
+                   WHERE epoch = %(epoch)s::bigint AND to_session = %(session)s::text AND reason <> 'lost'
+                   ORDER BY id DESC LIMIT 1) given ON true
+WHERE l.name = 'scheduler' AND l.epoch <> %(epoch)s::bigint
+ON CONFLICT (lost_epoch) WHERE reason = 'lost' DO NOTHING"""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseGrant:
+    """What a holder knows of its lease: the epoch (fencing token), its session, the TTL and the time left.
+
+    ``expires_in`` is measured by the database's clock at the acquire or renew;
+    a holder adds it to its own monotonic clock, never to its wall clock.
+    """
+
+    epoch: int
+    session: str
+    ttl: float
+    expires_in: float
+
+
+class PostgresLease:
+    """The lease operations of the scheduler side; shares the store's pool and schema. Faults: StoreUnavailable."""
+
+    def __init__(self, store: PostgresStateStore, ttl: float) -> None:
+        self.store = store
+        self.ttl = ttl
+        schema = quoted(store.schema)
+        self._acquire = _ACQUIRE.format(s=schema, same=_SAME)
+        self._renew = _RENEW.format(s=schema)
+        self._release = _RELEASE.format(s=schema)
+        self._offer = _OFFER_HANDOVER.format(s=schema)
+        self._lost = _RECORD_LOST.format(s=schema)
+
+    def acquire(self, host: str, pid: int, session: str) -> LeaseGrant | None:
+        """Take the lease if it is free (never taken, expired, released, or offered), or renew it if ``session`` holds it.
+
+        ``None`` if another session holds it. One statement, which also logs the change.
+        """
+        params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl}
+        row = self.store.run(lambda db: db.execute(self._acquire, params).fetchone())
+        return LeaseGrant(int(row[0]), session, self.ttl, float(row[1])) if row else None
+
+    def renew(self, grant: LeaseGrant) -> LeaseGrant | None:
+        """Extend the lease by the TTL; ``None`` if it is no longer this epoch and session (it was lost)."""
+        params = {"epoch": grant.epoch, "session": grant.session, "ttl": self.ttl}
+        row = self.store.run(lambda db: db.execute(self._renew, params).fetchone())
+        return LeaseGrant(int(row[0]), grant.session, self.ttl, float(row[1])) if row else None
+
+    def release(self, grant: LeaseGrant) -> None:
+        """Give the lease up at once (a graceful stop or reload), if it is still this epoch's."""
+        params = {"epoch": grant.epoch, "session": grant.session}
+        self.store.run(lambda db: db.execute(self._release, params))
+
+    def offer_handover(self, grant: LeaseGrant) -> None:
+        """Let the next acquire by another session take the lease before it expires; the holder leads until then."""
+        params = {"epoch": grant.epoch, "session": grant.session}
+        self.store.run(lambda db: db.execute(self._offer, params))
+
+    def record_lost(self, grant: LeaseGrant) -> None:
+        """Log that ``grant``'s holder found its lease taken (from it to the current holder); once per epoch."""
+        params = {"epoch": grant.epoch, "session": grant.session}
+        self.store.run(lambda db: db.execute(self._lost, params))
+
+    def current(self) -> LeaseRecord | None:
+        """The lease as the database sees it now, or ``None`` if it was never taken."""
+        return self.store.lease()

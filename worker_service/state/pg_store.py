@@ -1,0 +1,306 @@
+"""The fleet's state store: PostgreSQL shared by every host, in its own schema.
+
+Same behaviour as :class:`~.sqlite_store.SqliteStateStore` (the contract tests
+run on both), with what several hosts need on top:
+
+* the times the store stamps (the heartbeat, a run's submission, a
+  quarantine) come from the database's clock, so no host's clock matters;
+* :meth:`fenced` gives the leader a view whose every write checks, in the same
+  statement, that its lease epoch still holds (:mod:`.pg_statements`);
+* every call is one statement on a pooled connection, bounded by the timeout
+  (:mod:`.pg_pool`), and raises :class:`StoreUnavailable` when it cannot be
+  served. The store never fails to build: it migrates its schema at first use
+  (or when :meth:`migrate` is called at start-up) and recovers by itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+
+from .faults import FencedOut
+from .pg_pool import PREFIX, StatePool
+from .pg_schema import migrate, quoted
+from .pg_statements import DEFINITION_COLUMNS, STAT_COLUMNS, Statements, render
+from .records import (
+    Command,
+    CrashState,
+    JobDefinition,
+    JobRecord,
+    LeadershipChange,
+    LeaseRecord,
+    OperatorPause,
+    OrphanedRun,
+    RunRecord,
+    SchedulerRecord,
+)
+
+if TYPE_CHECKING:
+    from .protocol import StateStore
+
+T = TypeVar("T")
+COMMANDS_KEPT = 100  # finished commands kept per job (pending ones are never trimmed), as in the SQLite store
+_RECORD_COLUMNS = STAT_COLUMNS + ("running_count", "running_since")
+_MIGRATION_TIMEOUT = 5.0  # at least: a first migration runs a few DDL statements
+
+
+class _SchemaState:
+    """Whether this store's schema was found up to date; shared by the store and its fenced views."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.lock = threading.Lock()
+
+
+class PostgresStateStore:
+    """Job stats, run history, published jobs, heartbeat, lease and commands, in one PostgreSQL schema."""
+
+    def __init__(self, url: str, schema: str = "worker_service", history_size: int = 50, timeout: float = 2.0,
+                 *, pool: StatePool | None = None) -> None:
+        self.schema = schema
+        self.history_size = history_size
+        self.timeout = timeout
+        self.pool = pool or StatePool(url, timeout)
+        self.epoch: int | None = None  # the lease epoch this view's writes carry; None: unfenced
+        self._plain = render(quoted(schema), fenced=False)
+        self._fenced = render(quoted(schema), fenced=True)
+        self._sql: Statements = self._plain
+        self._schema = _SchemaState()
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Create or upgrade the schema now (start-up); return its version. Raises StoreUnavailable."""
+        version = migrate(self.pool, self.schema, max(self.timeout, _MIGRATION_TIMEOUT))
+        self._schema.ready = True
+        return version
+
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run ``work`` on a pooled connection of the store, its schema migrated; bounded, faults StoreUnavailable."""
+        if not self._schema.ready:
+            with self._schema.lock:
+                if not self._schema.ready:
+                    self.migrate()
+        return self.pool.run(work)
+
+    def close(self) -> None:
+        """Close this process's connections (tests, shutdown); the next call opens them again."""
+        self.pool.close()
+
+    def _write(self, statement: str, /, **params: Any) -> tuple:
+        """Run write ``statement`` with this view's epoch; raise FencedOut (nothing written) if the epoch lost the lease."""
+        params["epoch"] = self.epoch
+        sql = self._sql.writes[statement]
+        row = self.run(lambda db: db.execute(sql, params).fetchone())
+        if not row[0]:
+            raise self._fenced_out()
+        return row
+
+    def _fenced_out(self) -> FencedOut:
+        try:
+            lease = self.lease()
+            holder = f"epoch {lease.epoch} does" if lease else "nobody does"
+        except Exception:  # noqa: BLE001 - the refusal is the news; who holds it now is a detail
+            holder = "its holder is unknown"
+        return FencedOut(f"{PREFIX}fenced out: epoch {self.epoch} no longer holds the scheduler lease ({holder})")
+
+    def _one(self, statement: str, /, **params: Any) -> tuple | None:
+        sql = self._sql.reads[statement]
+        return self.run(lambda db: db.execute(sql, params).fetchone())
+
+    def _all(self, statement: str, /, **params: Any) -> list[tuple]:
+        sql = self._sql.reads[statement]
+        return self.run(lambda db: db.execute(sql, params).fetchall())
+
+    # -- fencing ---------------------------------------------------------------------------------------------
+    def fenced(self, epoch: int) -> StateStore:
+        """This store as the leader holding lease ``epoch`` writes it: same pool, every write checks the epoch."""
+        view = copy.copy(self)
+        view.epoch, view._sql = epoch, self._fenced
+        return view
+
+    # -- a run's steps: the tracker ------------------------------------------------------------------------
+    def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
+                         next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
+                         command_id: int | None = None) -> int:
+        """Note a run handed to the executor and the job's next run time, in one statement; return the run's id."""
+        row = self._write("record_submitted", job_id=job_id, session=session, pid=pid, scheduled_at=scheduled_at,
+                          next_run_time=next_run_time, trigger=trigger, requested_by=requested_by,
+                          command_id=command_id)
+        return int(row[1])
+
+    def record_started(self, run_id: int, at: float) -> None:
+        """The submitted run entered the job's own code."""
+        self._write("record_started", run_id=run_id, at=at)
+
+    def forget_run(self, run_id: int) -> None:
+        """The executor is done with a run (whatever it recorded)."""
+        self._write("forget_run", run_id=run_id)
+
+    def forget_runs_except(self, session: str, live: Iterable[int]) -> int:
+        """Forget ``session``'s runs whose ids are not in ``live`` (finishes the store could not record); how many."""
+        return int(self._write("forget_runs_except", session=session, live=sorted(set(live)))[1])
+
+    def record_run(self, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None = None,
+                   error_message: str | None = None, run_id: int | None = None) -> None:
+        """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``."""
+        kind = "count_success" if outcome == "success" else "count_failure"
+        self._count(kind, job_id, outcome, at, duration, error_type, error_message, run_id)
+
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> None:
+        """Count a run skipped for being later than its misfire grace time, and forget ``run_id``."""
+        self._count("count_skip", job_id, "missed", at, None, None, None, run_id)
+
+    def record_max_instances(self, job_id: str, at: float) -> None:
+        """Count a run skipped because the job was still running (``max_instances`` reached)."""
+        self._count("count_skip", job_id, "max_instances", at, None, None, None, None)
+
+    def _count(self, kind: str, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None,
+               error_message: str | None, run_id: int | None, claim: bool = False,
+               started_at: float | None = None) -> bool:
+        """One statement: forget the run, count it, append it, trim; with ``claim``, only if it removed the run."""
+        row = self._write(kind, job_id=job_id, outcome=outcome, at=at, duration=duration, error_type=error_type,
+                          error_message=error_message, run_id=run_id, claim=claim, started_at=started_at,
+                          keep=max(self.history_size - 1, 0))
+        return bool(row[1])
+
+    # -- leading: the scheduler service --------------------------------------------------------------------
+    def mark_stopping(self, session: str) -> None:
+        """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
+        self._write("mark_stopping", session=session)
+
+    def settle_orphans(self, session: str) -> list[OrphanedRun]:
+        """Record (crashed, killed or missed) and forget every unfinished run of another session; return them.
+
+        One statement per orphan, each counting its run only if it removed the
+        run's row: never a transaction held across round trips, and a run is
+        settled once even if two settlers raced.
+        """
+        settled = []
+        for run_id, job_id, pid, scheduled_at, started_at, stopping in self._all("orphans", session=session):
+            orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping)
+            if orphan.outcome == "missed":
+                done = self._count("count_skip", job_id, "missed", scheduled_at, None, None, None, run_id, claim=True)
+            else:
+                if orphan.outcome == "crashed":
+                    error_type, message = "WorkerDied", f"its worker (pid {pid}) died while it ran"
+                else:
+                    error_type = "KilledAtStop"
+                    message = f"still running when the service stopped; killed at the graceful timeout (pid {pid})"
+                done = self._count("count_failure", job_id, orphan.outcome, started_at or scheduled_at, None,
+                                   error_type, message, run_id, claim=True, started_at=started_at)
+            if done:
+                settled.append(orphan)
+        return settled
+
+    def crash_state(self, job_id: str) -> CrashState:
+        """How often in a row the job crashed its worker, and whether it is quarantined."""
+        row = self._one("crash_state", job_id=job_id)
+        return CrashState(int(row[0]), row[1], row[2]) if row else CrashState()
+
+    def set_crash_hold(self, job_id: str, held_until: float | None, quarantine_key: str | None = None) -> None:
+        """Hold a job back until ``held_until``; with ``quarantine_key``, quarantine it (until its definition changes)."""
+        self._write("set_crash_hold", job_id=job_id, held_until=held_until, key=quarantine_key)
+
+    def release_quarantine(self, job_id: str) -> None:
+        """Lift a quarantine and forget the crashes in a row (the job was changed)."""
+        self._write("release_quarantine", job_id=job_id)
+
+    def publish_jobs(self, definitions: Iterable[JobDefinition]) -> None:
+        """Replace the published job list with ``definitions``, in that order; the stats of every job are kept."""
+        listed = list(definitions)
+        columns: dict[str, list[Any]] = {name: [getattr(d, name) for d in listed] for name in DEFINITION_COLUMNS}
+        self._write("publish_jobs", **columns)
+
+    def update_next_run(self, job_id: str, next_run_time: float | None, paused: bool) -> None:
+        """Publish one job's next run time (after it ran, was paused or resumed)."""
+        self._write("update_next_run", job_id=job_id, next_run_time=next_run_time, paused=paused)
+
+    def beat(self, pid: int, hostname: str, state: str, timezone: str, started_at: float, session: str = "",
+             clock_jump: tuple[float, float] | None = None) -> None:
+        """Write the leader's heartbeat, stamped by the database's clock, with the last wall-clock jump it saw."""
+        jump_seconds, jump_at = clock_jump or (None, None)
+        self._write("beat", pid=pid, hostname=hostname, state=state, timezone=timezone, started_at=started_at,
+                    session=session, jump_seconds=jump_seconds, jump_at=jump_at)
+
+    def clear_heartbeat(self, pid: int) -> None:
+        """Mark the scheduler stopped, if ``pid`` is still the one that beats."""
+        self._write("clear_heartbeat", pid=pid)
+
+    # -- operators' commands: any worker submits, the leader applies ----------------------------------------
+    def submit_command(self, job_id: str, action: str, requested_by: str, at: float) -> int:
+        """Queue a command for the leader (any worker, not fenced); return its id."""
+        row = self._one("submit_command", job_id=job_id, action=action, requested_by=requested_by, at=at,
+                        older_kept=COMMANDS_KEPT - 1)
+        return int(row[0])
+
+    def pending_commands(self) -> list[Command]:
+        """Commands not yet applied, oldest first (the leader polls this)."""
+        return [Command(*row) for row in self._all("pending_commands")]
+
+    def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
+                       applied_by: str, run_id: int | None = None) -> None:
+        """The leader applied (``done``) or could not apply (``failed``) a pending command (fenced); once."""
+        self._write("finish_command", command_id=command_id, state=state, status=status, outcome=outcome, at=at,
+                    applied_by=applied_by, run_id=run_id)
+
+    def set_operator_pause(self, job_id: str, paused: bool, by: str, at: float) -> None:
+        """Record an operator's pause or resume; it survives leaders and restarts (fenced)."""
+        self._write("set_operator_pause", job_id=job_id, paused=paused, by=by, at=at)
+
+    # -- reads: every worker ------------------------------------------------------------------------------
+    def scheduler(self) -> SchedulerRecord | None:
+        """The last heartbeat, or ``None`` if no scheduler ever ran on this database."""
+        row = self._one("scheduler")
+        return SchedulerRecord(*row) if row else None
+
+    def jobs(self, critical_only: bool = False) -> list[JobRecord]:
+        """The published jobs (or only the critical ones), in the order published, each with its stats: one query."""
+        split = len(DEFINITION_COLUMNS)
+        records = []
+        for row in self._all("critical_jobs" if critical_only else "jobs"):
+            stats = {name: value for name, value in zip(_RECORD_COLUMNS, row[split:], strict=True) if value is not None}
+            records.append(JobRecord(definition=JobDefinition(*row[:split]), **stats))
+        return records
+
+    def job_count(self) -> int:
+        """How many jobs are published."""
+        return int(self._one("job_count")[0])
+
+    def quarantined_jobs(self) -> list[str]:
+        """Ids of the jobs in quarantine for crashing their worker, sorted."""
+        return [job_id for (job_id,) in self._all("quarantined_jobs")]
+
+    def definition(self, job_id: str) -> JobDefinition | None:
+        """One published job's definition, or ``None``."""
+        row = self._one("definition", job_id=job_id)
+        return JobDefinition(*row) if row else None
+
+    def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
+        """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
+        return [RunRecord(*row) for row in self._all("runs", job_id=job_id, limit=limit or self.history_size)]
+
+    def lease(self) -> LeaseRecord | None:
+        """The fleet's scheduler lease as the database sees it now (its clock), or ``None`` if never taken."""
+        row = self._one("lease")
+        return LeaseRecord(*row) if row else None
+
+    def leadership_changes(self, limit: int = 10) -> list[LeadershipChange]:
+        """The last changes of the fleet's leader, newest first."""
+        return [LeadershipChange(*row) for row in self._all("leadership_changes", limit=limit)]
+
+    def command(self, command_id: int) -> Command | None:
+        """One command, or ``None``."""
+        row = self._one("command", command_id=command_id)
+        return Command(*row) if row else None
+
+    def commands(self, job_id: str, limit: int = 20) -> list[Command]:
+        """The job's last commands, newest first."""
+        return [Command(*row) for row in self._all("commands", job_id=job_id, limit=limit)]
+
+    def operator_pauses(self) -> dict[str, OperatorPause]:
+        """Every job an operator paused or resumed (the last word for each), by job id."""
+        return {job_id: OperatorPause(job_id, paused, by, at) for job_id, paused, by, at in self._all("operator_pauses")}
