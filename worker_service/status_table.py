@@ -12,7 +12,7 @@ from .vocabulary import JobState, Status
 COLOURS = {
     Status.AVAILABLE: "green", JobState.HEALTHY: "green", "running": "green",
     Status.DEGRADED: "yellow", JobState.WARNING: "yellow", JobState.PENDING: "cyan", JobState.PAUSED: "cyan",
-    Status.UNAVAILABLE: "red", JobState.UNHEALTHY: "red", "stopped": "red", "unknown": "red",
+    Status.UNAVAILABLE: "red", JobState.UNHEALTHY: "red", "stopped": "red", "unknown": "red", "none": "red",
 }
 _BOLD = (Status.UNAVAILABLE, JobState.UNHEALTHY)
 
@@ -51,8 +51,34 @@ def _table(headers: list[str], rows: list[list[str]], colour_columns: set[int], 
     return lines
 
 
+def _process(process: dict[str, Any] | None) -> str:
+    return "-" if not process else f"{process.get('host') or '?'} pid {process.get('pid') or '?'}"
+
+
+def _fleet_lines(fleet: dict[str, Any], now: dt.datetime, colour: bool) -> list[str]:
+    """In fleet mode: the lease holder (host, pid, epoch, expiry) and the last change of leader; nothing on one host."""
+    if fleet.get("mode") != "fleet":
+        return []
+    leader = fleet.get("leader")
+    if fleet.get("error"):
+        lines = [f"leader: {_paint('unknown', colour)}  ({fleet['error']})"]
+    elif leader is None:
+        lines = [f"leader: {_paint('none', colour)}  no host holds a live scheduler lease"]
+    else:
+        expires = leader.get("lease_expires_in_seconds")
+        lines = [f"leader: {_process(leader)}  epoch {leader.get('epoch')}"
+                 f"  lease expires {'-' if expires is None else f'in {expires:.1f}s'}"
+                 f" ({leader.get('lease_expires_at') or '-'})  since {_ago(leader.get('since'), now)}"]
+    changes = fleet.get("changes") or []
+    if changes:
+        last = changes[0]
+        lines.append(f"last change: {_ago(last.get('at'), now)}  {last.get('reason')}  {_process(last.get('from'))}"
+                     f" -> {_process(last.get('to'))}  (epoch {last.get('epoch')})")
+    return lines
+
+
 def render(body: dict[str, Any], colour: bool) -> str:
-    """The service line, then components, the scheduler, and jobs."""
+    """The service line, then components, the scheduler (and in fleet mode its lease), and jobs."""
     now = dt.datetime.now(dt.UTC)
     metrics = body.get("metrics", {})
     lines = [f"{body.get('service', 'service')}: {_paint(body.get('status', '?'), colour)}"
@@ -70,6 +96,7 @@ def render(body: dict[str, Any], colour: bool) -> str:
     lines += ["", f"scheduler: {_paint(scheduler.get('state', '?'), colour)}  pid {scheduler.get('pid') or '-'}"
                   f" on {scheduler.get('hostname') or '-'}  heartbeat {'-' if age is None else f'{age:.1f}s ago'}"
                   f"  timezone {scheduler.get('timezone', '?')}"]
+    lines += _fleet_lines(metrics.get("fleet") or {}, now, colour)
     health = metrics.get("jobs_analysis", {}).get("job_health", {})
     rows = []
     for job in metrics.get("scheduled_jobs", []):

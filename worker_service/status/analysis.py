@@ -1,4 +1,4 @@
-"""Turn the shared store's records into the scheduler, job-analysis and job-list blocks of /status."""
+"""Turn the shared store's records into the scheduler, fleet, job-analysis and job-list blocks of /status."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from common.helpers.health import format_timestamp
 
+from ..reporting.fleet_view import FleetView
 from ..reporting.scheduler_view import SchedulerView
 from ..scheduler.job_health import JobHealth
 from ..state.records import JobRecord
@@ -31,6 +32,30 @@ def scheduler_status(view: SchedulerView, timezone: str) -> dict[str, Any]:
         "started_at": format_timestamp(leader.started_at),
         "last_clock_jump": None if leader.clock_jump_at is None else {
             "seconds": round(leader.clock_jump_seconds, 3), "at": format_timestamp(leader.clock_jump_at)},
+    }
+
+
+def fleet_status(view: FleetView) -> dict[str, Any]:
+    """The ``fleet`` block: the same from every worker of every host (nothing in it is about the reader)."""
+    leader = view.leader
+    return {
+        "mode": view.mode,
+        "leader": None if leader is None else {
+            "host": leader.host,
+            "pid": leader.pid,
+            "epoch": leader.epoch,
+            "lease_expires_at": format_timestamp(leader.expires_at),
+            "lease_expires_in_seconds": None if leader.expires_in is None else round(leader.expires_in, 3),
+            "since": format_timestamp(leader.since),
+        },
+        "changes": [{
+            "at": format_timestamp(change.at),
+            "epoch": change.epoch,
+            "reason": change.reason,
+            "from": None if change.from_host is None else {"host": change.from_host, "pid": change.from_pid},
+            "to": None if change.to_host is None else {"host": change.to_host, "pid": change.to_pid},
+        } for change in view.changes],
+        "error": view.error,
     }
 
 

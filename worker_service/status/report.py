@@ -4,7 +4,9 @@ How current each part is (the bound an operator can rely on):
 
 * the scheduler and the jobs (states, counts, the scheduler component and its
   reason) are read from the store and judged when the report is built, all
-  from one :class:`~worker_service.reporting.snapshot.StoreSnapshot`;
+  from one :class:`~worker_service.reporting.snapshot.StoreSnapshot`; so is
+  the ``fleet`` block (the lease and the last :data:`FLEET_CHANGES` changes
+  of leader, in fleet mode), which holds nothing about the reading host;
 * cache and database come from the health engine: each result is at most
   ``HEALTH_CACHE_TTL`` + its grace old when the report is built, and says so
   (``metrics.dependencies.<name>.age_seconds``, beside ``checked_at``);
@@ -25,14 +27,18 @@ from common.helpers.health import format_timestamp, format_uptime
 
 from ..health.bounded_cache import BoundedCache
 from ..health.report import build_health_report
+from ..reporting.fleet_view import view_fleet
 from ..reporting.scheduler_view import view_scheduler
 from ..reporting.snapshot import scheduler_result, take_snapshot
 from ..reporting.uptime import service_uptime
+from ..scheduler.component_check import fleet_mode
 from ..scheduler.job_health import JobPolicy
-from .analysis import jobs_summary, scheduler_status
+from .analysis import fleet_status, jobs_summary, scheduler_status
 from .job_fragments import JobFragments
 from .schemas import StatusSchema
 from .system import SystemSampler
+
+FLEET_CHANGES = 10  # changes of leader shown in the fleet block
 
 # Dumped per job by JobFragments (memoized), then put in place.
 _PER_JOB_FIELDS = ("metrics.scheduled_jobs", "metrics.jobs_analysis.job_health")
@@ -62,14 +68,16 @@ class StatusReporter:
 
     def _build(self) -> dict[str, Any]:
         extensions, settings = self._app.extensions, self._settings
-        snapshot = take_snapshot(extensions["store"], self._policy)
+        snapshot = take_snapshot(extensions["store"], self._policy, fleet=fleet_mode(settings),
+                                 changes=FLEET_CHANGES)
         health = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
                                      judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
         now = snapshot.now
         job_health, listing = self._fragments.render(snapshot.records, snapshot.verdicts, now)
         uptime = service_uptime()
+        view = None
         if snapshot.error is None:
-            view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], now)
+            view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.beat_now)
             scheduler = scheduler_status(view, settings["SCHEDULER_TIMEZONE"])
         else:
             scheduler = {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": "unknown", "pid": None,
@@ -79,6 +87,7 @@ class StatusReporter:
             "uptime_seconds": round(uptime, 3),
             "uptime_formatted": format_uptime(uptime),
             "scheduler_status": scheduler,
+            "fleet": fleet_status(view_fleet(snapshot, view)),
             "jobs_analysis": jobs_summary(snapshot.records),
             "system_resources": self._sampler.sample(),
             "dependencies": {
@@ -106,7 +115,7 @@ class StatusReporter:
         return _in_seed_order(dumped)
 
 
-_METRICS_ORDER = ("service_type", "uptime_seconds", "uptime_formatted", "scheduler_status", "jobs_analysis",
+_METRICS_ORDER = ("service_type", "uptime_seconds", "uptime_formatted", "scheduler_status", "fleet", "jobs_analysis",
                   "scheduled_jobs", "system_resources", "dependencies")
 
 

@@ -8,6 +8,7 @@ from ..health.schemas import STATUS_WORDS, ComponentsSchema
 from ..vocabulary import JobState
 
 JOB_STATES = [state.value for state in JobState]
+LEADERSHIP_REASONS = ["first", "released", "handover", "expired", "lost"]
 _status = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
 
 
@@ -29,12 +30,57 @@ class SchedulerStatusSchema(Schema):
                                                    "replanning: re-planning the jobs after a wall-clock jump; "
                                                    "unknown: the state store could not be read (the reason is in "
                                                    "dependencies.scheduler.reason)"})
-    pid = fields.Integer(allow_none=True, metadata={"description": "process that runs the scheduler"})
+    pid = fields.Integer(allow_none=True, metadata={"description": "process that runs the scheduler: the fleet's "
+                                                                  "leader, on whichever host it runs (hostname)"})
     hostname = fields.String(allow_none=True)
     heartbeat_age_seconds = _seconds(allow_none=True)
     started_at = fields.String(allow_none=True)
     last_clock_jump = fields.Nested(ClockJumpSchema, allow_none=True,
                                     metadata={"description": "the last wall-clock jump the leader saw"})
+
+
+class FleetLeaderSchema(Schema):
+    host = fields.String(allow_none=True, required=True)
+    pid = fields.Integer(allow_none=True, required=True)
+    epoch = fields.Integer(allow_none=True, required=True,
+                           metadata={"description": "the lease's fencing token; null on one host (no lease)"})
+    lease_expires_at = fields.String(allow_none=True, required=True,
+                                     metadata={"description": "by the database's clock; null on one host"})
+    lease_expires_in_seconds = _seconds(allow_none=True, required=True,
+                                        metadata={"description": "on the database's clock, when the report was built"})
+    since = fields.String(allow_none=True, required=True,
+                          metadata={"description": "when it took the lease (on one host: when its scheduler started)"})
+
+
+class FleetProcessSchema(Schema):
+    host = fields.String(allow_none=True, required=True)
+    pid = fields.Integer(allow_none=True, required=True)
+
+
+class LeadershipChangeSchema(Schema):
+    at = fields.String(required=True)
+    epoch = fields.Integer(required=True, metadata={"description": "the lease's epoch from this change on"})
+    reason = fields.String(required=True, validate=validate.OneOf(LEADERSHIP_REASONS),
+                           metadata={"description": "first: nobody held it before; released: a graceful stop gave it "
+                                                    "up; handover: the holder asked another host to take over; "
+                                                    "expired: its holder stopped renewing; lost: a holder found it "
+                                                    "taken while it could not renew"})
+    from_ = fields.Nested(FleetProcessSchema, attribute="from", data_key="from", allow_none=True, required=True)
+    to = fields.Nested(FleetProcessSchema, allow_none=True, required=True)
+
+
+class FleetSchema(Schema):
+    """Who leads the fleet's scheduler: the same from every worker of every host."""
+
+    mode = fields.String(required=True, validate=validate.OneOf(["fleet", "single-host"]),
+                         metadata={"description": "fleet: hosts share STATE_DATABASE_URL and one scheduler lease"})
+    leader = fields.Nested(FleetLeaderSchema, allow_none=True, required=True,
+                           metadata={"description": "null: no host holds a live lease (one host: no fresh "
+                                                    "heartbeat), or the store could not be read (see error)"})
+    changes = fields.List(fields.Nested(LeadershipChangeSchema), required=True,
+                          metadata={"description": "the last 10 changes of leader, newest first ([] on one host)"})
+    error = fields.String(allow_none=True, required=True,
+                          metadata={"description": "why the state store could not be read from this worker"})
 
 
 class LastExecutionSchema(Schema):
@@ -164,6 +210,7 @@ class MetricsSchema(Schema):
     uptime_seconds = _seconds(required=True)
     uptime_formatted = fields.String(required=True, metadata={"example": "1d 0h 0m"})
     scheduler_status = fields.Nested(SchedulerStatusSchema, required=True)
+    fleet = fields.Nested(FleetSchema, required=True)
     jobs_analysis = fields.Nested(JobsAnalysisSchema, required=True)
     scheduled_jobs = fields.List(fields.Nested(ScheduledJobSchema), required=True)
     system_resources = fields.Nested(SystemResourcesSchema, required=True)
