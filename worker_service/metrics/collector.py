@@ -6,7 +6,9 @@ writes, read once per build with the scheduler's heartbeat
 (:class:`~worker_service.reporting.snapshot.StoreSnapshot`, as /status does);
 cache and database statuses from the health engine, the scheduler's from that
 snapshot; process figures for the master and every worker, labelled by pid
-and role. A store that cannot be read leaves the job families empty and the
+and role. In fleet mode the scheduler lease (epoch, holder, expiry on the
+database's clock) is read with the same snapshot; on one host its families
+are left out. A store that cannot be read leaves the job families empty and the
 scheduler component unavailable; it never fails the scrape.
 
 The text is cached like /status (:class:`~worker_service.health.bounded_cache.BoundedCache`,
@@ -28,9 +30,11 @@ from common.helpers.health import Status
 from ..gunicorn_master import UNDER_GUNICORN
 from ..health.bounded_cache import BoundedCache
 from ..health.report import HealthReport, build_health_report
+from ..reporting.fleet_view import FleetView, view_fleet
 from ..reporting.scheduler_view import view_scheduler
 from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
 from ..reporting.uptime import service_uptime
+from ..scheduler.component_check import fleet_mode
 from ..scheduler.job_health import JobPolicy
 from .job_series import PREFIX, JobSeries
 
@@ -50,7 +54,7 @@ class MetricsExporter:
 
     def _build(self) -> bytes:
         settings, extensions = self._app.config, self._app.extensions
-        snapshot = take_snapshot(extensions["store"], self._policy)
+        snapshot = take_snapshot(extensions["store"], self._policy, fleet=fleet_mode(settings))
         report = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
                                      judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
         families = [*_components(report), *_scheduler(snapshot, settings), *_processes()]
@@ -94,21 +98,47 @@ def _components(report: HealthReport) -> Iterator[Metric]:
 
 
 def _scheduler(snapshot: StoreSnapshot, settings: Any) -> Iterator[Metric]:
-    running = GaugeMetricFamily(f"{PREFIX}_scheduler_running", "1 while a scheduler beats on this host.")
+    running = GaugeMetricFamily(f"{PREFIX}_scheduler_running",
+                                "1 while the leader's scheduler beats (the fleet's, whichever host it runs on).")
     leader_info = GaugeMetricFamily(f"{PREFIX}_scheduler_leader_info",
                                     "The process that runs the scheduler (value 1).", labels=["pid", "hostname"])
     age = GaugeMetricFamily(f"{PREFIX}_scheduler_heartbeat_age_seconds", "Seconds since the last heartbeat.")
     if snapshot.error is not None:
         running.add_metric([], 0.0)  # the store cannot be read: nothing can be said of a leader
         yield from (running, leader_info, age)
+        if snapshot.fleet:
+            yield from _lease(view_fleet(snapshot, None))
         return
-    view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.now)
+    view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.beat_now)
     running.add_metric([], 1.0 if view.running else 0.0)
     if view.leader is not None and view.state != "stopped":
         leader_info.add_metric([str(view.leader.pid), view.leader.hostname or ""], 1.0)
     if view.heartbeat_age is not None:
         age.add_metric([], round(view.heartbeat_age, 3))
     yield from (running, leader_info, age)
+    if snapshot.fleet:
+        yield from _lease(view_fleet(snapshot, view))
+
+
+def _lease(fleet: FleetView) -> Iterator[Metric]:
+    """The fleet's scheduler lease: empty families when it was never taken or the store cannot be read."""
+    epoch = GaugeMetricFamily(f"{PREFIX}_scheduler_lease_epoch",
+                              "The scheduler lease's epoch (fencing token): it grows by one at every change of holder.")
+    expires = GaugeMetricFamily(f"{PREFIX}_scheduler_lease_expires_in_seconds",
+                                "Seconds until the scheduler lease expires, on the database's clock (negative once "
+                                "expired).")
+    live = GaugeMetricFamily(f"{PREFIX}_scheduler_lease_live", "1 while a host holds a live scheduler lease, else 0.")
+    holder = GaugeMetricFamily(f"{PREFIX}_scheduler_lease_holder_info",
+                               "The process that holds the live scheduler lease (value 1).", labels=["host", "pid"])
+    lease = fleet.lease
+    if lease is not None:
+        epoch.add_metric([], lease.epoch)
+        expires.add_metric([], round(lease.expires_in, 3))
+    if fleet.error is None:
+        live.add_metric([], 1.0 if fleet.leader is not None else 0.0)
+    if fleet.leader is not None:
+        holder.add_metric([fleet.leader.host or "", "" if fleet.leader.pid is None else str(fleet.leader.pid)], 1.0)
+    yield from (epoch, expires, live, holder)
 
 
 def _processes() -> Iterator[Metric]:
