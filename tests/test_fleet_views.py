@@ -1,0 +1,277 @@
+"""Every host tells the fleet's truth: /health's scheduler, /status's fleet block, /metrics and the status table.
+
+Fleet mode runs on a real PostgreSQL store on a scratch schema (apps built with STATE_DATABASE_URL, as hosts are);
+the lease is taken with the real PostgresLease under other host names. "This host cannot reach the state database"
+is a real TcpProxy between the app and PostgreSQL, cut (refused) or frozen (silent). One host is the SQLite store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.support.pg import DATABASE_URL, FAST_URL, scratch_schema
+from tests.support.servers import wait_until
+from tests.support.tcp_proxy import TcpProxy
+from worker_service.scheduler.heartbeat import LEADERS
+from worker_service.status_table import render
+
+HOST_B = "host-b.fleet.test"  # another host: never this one
+FLEET = {"HEALTH_CACHE_TTL": 0, "STATUS_CACHE_TTL": 0, "SCHEDULER_HEARTBEAT_INTERVAL": 1.0,
+         "SCHEDULER_LEASE_TTL": 2.0, "STATE_DATABASE_TIMEOUT": 0.5, "HEALTH_CRITICAL_COMPONENTS": "scheduler"}
+
+
+@pytest.fixture(autouse=True)
+def forget_leaders():
+    """The last leader a process read is process-wide (as in a worker); each test starts with none."""
+    LEADERS.note(None)
+    yield
+    LEADERS.note(None)
+
+
+@pytest.fixture
+def fleet_app(make_app):
+    """``fleet_app(url=..., **settings)``: a "host" on one scratch schema (each app its own store and connections)."""
+    with scratch_schema() as schema:
+        def build(url: str = FAST_URL, **settings):
+            return make_app(STATE_DATABASE_URL=url, STATE_DATABASE_SCHEMA=schema, **{**FLEET, **settings})
+
+        yield build
+
+
+def lead(store, host: str = HOST_B, pid: int = 4242, ttl: float = 30.0, beat: bool = True):
+    """Take the fleet's lease as ``host`` pid ``pid`` (a real acquire) and, with ``beat``, write its heartbeat."""
+    from worker_service.state.pg_lease import PostgresLease
+
+    session = uuid.uuid4().hex
+    lease = PostgresLease(store, ttl)
+    grant = lease.acquire(host, pid, session)
+    assert grant is not None and grant.expires_in > 0, grant
+    if beat:
+        store.fenced(grant.epoch).beat(pid, host, "running", "UTC", time.time() - 60, session)
+    return lease, grant
+
+
+def scheduler(client):
+    body = client.get("/health/scheduler?verbose").get_data(as_text=True)
+    status = client.get("/status").json["metrics"]["dependencies"]["scheduler"]
+    return status["status"], status["reason"], body
+
+
+# -- /health's scheduler component -------------------------------------------------------------------------------
+
+
+def test_the_scheduler_is_available_when_another_hosts_leader_holds_a_live_lease_and_beats(fleet_app):
+    app = fleet_app()
+    _, record = lead(app.extensions["store"])
+    client = app.test_client()
+    health = client.get("/health")
+    assert (health.status_code, health.json["components"]["scheduler"]) == (200, "available")
+    assert set(health.json) == {"status", "components", "timestamp", "service"}  # the seed's body, unchanged
+    metrics = client.get("/status").json["metrics"]
+    assert metrics["scheduler_status"]["hostname"] == HOST_B and metrics["scheduler_status"]["pid"] == 4242
+    assert metrics["scheduler_status"]["running"] is True
+    leader = metrics["fleet"]["leader"]
+    assert (metrics["fleet"]["mode"], leader["host"], leader["pid"], leader["epoch"]) == ("fleet", HOST_B, 4242,
+                                                                                          record.epoch)
+    assert 25 < leader["lease_expires_in_seconds"] <= 30
+
+
+def test_no_live_lease_is_unavailable_and_names_the_last_holder_and_how_long_ago(fleet_app):
+    app = fleet_app()
+    store, client = app.extensions["store"], app.test_client()
+    assert scheduler(client)[:2] == ("unavailable", "no host has led the fleet yet (the scheduler lease was never taken)")
+
+    _, record = lead(store, ttl=0.3)
+    expired = wait_until(lambda: (s := scheduler(client))[0] == "unavailable" and s, timeout=3, what="the lease to expire")
+    assert re.fullmatch(rf"no host leads the fleet: the scheduler lease of {re.escape(HOST_B)} pid 4242 "
+                        rf"\(epoch {record.epoch}\) expired \d+ s ago", expired[1]), expired
+    assert "[-]scheduler failed: no host leads the fleet" in expired[2]
+    assert client.get("/health").status_code == 503
+
+
+def test_a_released_lease_is_unavailable_and_says_who_released_it(fleet_app):
+    app = fleet_app()
+    store, client = app.extensions["store"], app.test_client()
+    lease, record = lead(store)
+    assert scheduler(client)[0] == "available"
+    lease.release(record)
+    status, reason, _ = scheduler(client)
+    assert status == "unavailable"
+    assert re.fullmatch(rf"no host leads the fleet: {re.escape(HOST_B)} pid 4242 \(epoch {record.epoch}\) released "
+                        r"the scheduler lease \d+ s ago", reason), reason
+
+
+def test_a_live_lease_whose_scheduler_does_not_beat_is_unavailable(fleet_app):
+    app = fleet_app(SCHEDULER_HEARTBEAT_INTERVAL=0.2)
+    store, client = app.extensions["store"], app.test_client()
+    _, record = lead(store, beat=False)
+    status, reason, _ = scheduler(client)
+    assert (status, reason) == ("unavailable", f"{HOST_B} pid 4242 (epoch {record.epoch}) holds the scheduler lease, "
+                                               "but no scheduler heartbeat was written")
+    store.fenced(record.epoch).beat(4242, HOST_B, "running", "UTC", time.time(), "s")
+    assert scheduler(client)[0] == "available"
+    stale = wait_until(lambda: (s := scheduler(client))[0] == "unavailable" and s, timeout=3, what="a stale heartbeat")
+    assert re.search(r"holds the scheduler lease, but no scheduler heartbeat for \d+ s", stale[1]), stale
+
+
+def test_the_heartbeat_is_judged_on_the_databases_clock_not_this_hosts(fleet_app):
+    from worker_service.scheduler.component_check import SchedulerCheck
+
+    app = fleet_app()
+    lead(app.extensions["store"])
+    # This host's wall clock an hour ahead (a broken NTP): the leader still beats by the database's clock.
+    check = SchedulerCheck(app.extensions["store"], app.config, wall=lambda: time.time() + 3600)
+    result = check.run("scheduler")
+    assert (result.status.value, result.reason) == ("available", None)
+
+
+# -- this host cannot reach the state database --------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy():
+    host, port = re.search(r"@([^:/]+):(\d+)/", DATABASE_URL).groups()
+    with TcpProxy(host, int(port)) as running:
+        yield running
+
+
+def through(proxy: TcpProxy) -> str:
+    """The test database's URL through ``proxy``, with a password (trust auth ignores it) that must never show."""
+    return re.sub(r"//([^@:/]+)(:[^@]*)?@[^/]+/", rf"//\1:secret-pw-1@127.0.0.1:{proxy.port}/", DATABASE_URL)
+
+
+def test_an_unreachable_database_is_degraded_while_another_host_led_a_moment_ago(fleet_app, proxy):
+    # The store may wait 0.5 s for the database; the engine gives a check 0.2 s.
+    app = fleet_app(url=through(proxy), HEALTH_CHECK_TIMEOUT=0.2, STATE_DATABASE_TIMEOUT=0.5)
+    _, record = lead(fleet_app().extensions["store"])  # the leader's host, straight to the database
+    client = app.test_client()
+    assert scheduler(client)[0] == "available"
+    leader = rf"the fleet's leader was {re.escape(HOST_B)} pid 4242 \(epoch {record.epoch}\) \d s ago"
+
+    proxy.freeze()  # silent: the check answers before the engine's deadline, degraded, not "timed out"
+    started = time.monotonic()
+    health = client.get("/health/scheduler?verbose")
+    assert time.monotonic() - started < 0.4
+    text = health.get_data(as_text=True)
+    assert health.status_code == 200 and re.search(
+        rf"^\[\+\]scheduler degraded: cannot reach the state database \(no answer within 0.16 s\); {leader}$", text,
+        re.M), text
+
+    proxy.cut()  # refused
+    health = client.get("/health/scheduler")
+    assert (health.status_code, health.json["status"]) == (200, "degraded")
+    status, reason, _ = scheduler(client)
+    assert status == "degraded", reason
+    assert re.fullmatch(rf"cannot reach the state database \((?!state ).+\); {leader}", reason), reason
+    assert "postgres@" not in reason and "secret" not in reason
+    body = client.get("/status").json
+    fleet = body["metrics"]["fleet"]
+    assert (fleet["leader"], fleet["changes"], body["metrics"]["scheduler_status"]["state"]) == (None, [], "unknown")
+    assert fleet["error"].startswith("state ") and "secret" not in fleet["error"]
+    assert "leader: unknown" in render(body, colour=False)
+    text = client.get("/metrics").get_data(as_text=True)  # nothing known of the lease: its families stay empty
+    assert not re.search(r"^worker_service_scheduler_lease_\w+(\{.*\})? ", text, re.M)
+    assert re.search(r"^worker_service_scheduler_running 0.0$", text, re.M)
+    _promtool(text)
+
+    # No successful read for a whole lease TTL (2 s): nobody can say a leader runs any more.
+    late = wait_until(lambda: (r := client.get("/health/scheduler")).status_code == 503 and r, timeout=4,
+                      what="the last leader read to be a TTL old")
+    assert late.json["status"] == "unavailable"
+    assert re.search(r"cannot reach the state database \(.+\); no live leader read in the last 2 s$",
+                     scheduler(client)[1])
+
+
+def test_an_unreachable_database_is_unavailable_when_the_leader_was_on_this_host(fleet_app, proxy):
+    app = fleet_app(url=through(proxy))
+    lead(fleet_app().extensions["store"], host=socket.gethostname(), pid=os.getpid())
+    client = app.test_client()
+    assert scheduler(client)[0] == "available"
+    proxy.cut()
+    status, reason, _ = scheduler(client)
+    assert status == "unavailable" and "on this host, which cannot renew its lease either" in reason, reason
+
+
+# -- /status's fleet block, /metrics and the table ----------------------------------------------------------------
+
+
+def test_two_hosts_show_the_same_fleet_block_with_the_last_changes_of_leader(fleet_app):
+    host_a, host_b = fleet_app(), fleet_app()
+    first, record_a = lead(host_a.extensions["store"], host="host-a.fleet.test", pid=11)
+    first.release(record_a)
+    _, record_b = lead(host_b.extensions["store"], pid=4242)
+    blocks = [app.test_client().get("/status").json["metrics"]["fleet"] for app in (host_a, host_b)]
+    expires = [block["leader"].pop("lease_expires_in_seconds") for block in blocks]
+    assert blocks[0] == blocks[1]
+    assert abs(expires[0] - expires[1]) < 1.0
+    fleet = blocks[0]
+    assert fleet["leader"] == {"host": HOST_B, "pid": 4242, "epoch": record_b.epoch, "since": fleet["leader"]["since"],
+                               "lease_expires_at": fleet["leader"]["lease_expires_at"]}
+    assert [(c["epoch"], c["reason"], c["from"], c["to"]) for c in fleet["changes"]][:2] == [
+        (record_b.epoch, "released", {"host": "host-a.fleet.test", "pid": 11}, {"host": HOST_B, "pid": 4242}),
+        (record_a.epoch, "first", None, {"host": "host-a.fleet.test", "pid": 11}),
+    ]
+    from worker_service.status.schemas import StatusSchema
+
+    assert StatusSchema().validate(host_a.test_client().get("/status").json) == {}
+
+
+def test_metrics_carry_the_lease_epoch_holder_and_expiry_and_pass_promtool(fleet_app):
+    app = fleet_app()
+    _, record = lead(app.extensions["store"])
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert re.search(rf"^worker_service_scheduler_lease_epoch {float(record.epoch)}$", text, re.M)
+    assert re.search(rf'^worker_service_scheduler_lease_holder_info\{{host="{re.escape(HOST_B)}",pid="4242"\}} 1.0$',
+                     text, re.M)
+    assert re.search(r"^worker_service_scheduler_lease_live 1.0$", text, re.M)
+    expires = float(re.search(r"^worker_service_scheduler_lease_expires_in_seconds (\S+)$", text, re.M).group(1))
+    assert 25 < expires <= 30
+    assert re.search(rf'^worker_service_scheduler_leader_info\{{hostname="{re.escape(HOST_B)}",pid="4242"\}} 1.0$', text,
+                     re.M)
+    _promtool(text)
+
+
+def test_the_status_table_shows_the_leader_and_the_last_change(fleet_app):
+    app = fleet_app()
+    _, record = lead(app.extensions["store"])
+    table = render(app.test_client().get("/status").json, colour=False)
+    assert re.search(rf"^leader: {re.escape(HOST_B)} pid 4242  epoch {record.epoch}  lease expires in \d+\.\ds ", table,
+                     re.M), table
+    assert re.search(rf"^last change: \d+s ago  first  - -> {re.escape(HOST_B)} pid 4242  \(epoch {record.epoch}\)$",
+                     table, re.M), table
+
+
+# -- one host (SQLite) ----------------------------------------------------------------------------------------------
+
+
+def test_one_host_shows_its_heartbeat_as_the_leader_with_no_lease(make_app):
+    app = make_app(STATUS_CACHE_TTL=0)
+    client = app.test_client()
+    assert client.get("/status").json["metrics"]["fleet"] == {"mode": "single-host", "leader": None, "changes": [],
+                                                               "error": None}
+    started = time.time() - 30
+    app.extensions["store"].beat(77, "solo.test", "running", "UTC", started)
+    body = client.get("/status").json
+    fleet = body["metrics"]["fleet"]
+    assert fleet["leader"] == {"host": "solo.test", "pid": 77, "epoch": None, "lease_expires_at": None,
+                               "lease_expires_in_seconds": None, "since": body["metrics"]["scheduler_status"]["started_at"]}
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "worker_service_scheduler_running 1.0" in text and "_scheduler_lease_" not in text
+    assert "leader:" not in render(body, colour=False)
+    _promtool(text)
+
+
+def _promtool(text: str) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return  # the families were checked above; promtool only adds the format's rules
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
