@@ -2,9 +2,10 @@
 
 * One psycopg_pool ``ConnectionPool`` per process (min 1, max 4), opened at
   first use. A pool built before a fork (gunicorn ``--preload``) is never
-  touched in the child: the child builds its own, and keeps a reference to the
-  inherited one so that collecting it never sends a Terminate message on a
-  socket the parent still uses.
+  used in the child: the child builds its own. Right after the fork, each
+  inherited connection's descriptor is pointed at ``/dev/null`` in the child,
+  so that closing or collecting it there (a worker's exit) never sends a
+  Terminate message on a socket the parent still uses.
 * Connections are autocommit with ``prepare_threshold=None`` (a transaction
   pooler has no prepared statements), TCP keepalives and a connect timeout.
 * Every call is bounded by ``timeout`` even against a server or proxy that
@@ -75,7 +76,7 @@ class StatePool:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._failure: _ConnectFailure | None = None
-        self._closed = False
+        self._connections: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         _POOLS.add(self)
 
     # -- the one entry point -------------------------------------------------------------------------------
@@ -111,9 +112,12 @@ class StatePool:
             pool.close(timeout=1.0)
 
     def _forget_inherited(self) -> None:
-        """In a forked child: never use (nor collect) the parent's pool; build a new one at first use."""
+        """In a forked child: never use the parent's pool or connections; build a new pool at first use."""
+        for connection in list(self._connections):
+            _detach(connection)
+        self._connections = weakref.WeakSet()
         if self._pool is not None:
-            _INHERITED.append(self._pool)
+            _INHERITED.append(self._pool)  # its worker threads are gone: never run its finalizer
         self._pool, self._failure = None, None
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -173,8 +177,22 @@ class StatePool:
     def _connect_failed(self, error: BaseException) -> None:
         self._failure = _ConnectFailure(time.monotonic(), describe(error, self.target))
 
-    def _connected(self) -> None:
+    def _connected(self, connection: psycopg.Connection) -> None:
         self._failure = None
+        self._connections.add(connection)
+
+
+def _detach(connection: psycopg.Connection) -> None:
+    """Point an inherited connection's descriptor at /dev/null: whatever the child does with it, the socket is safe."""
+    try:
+        descriptor = connection.pgconn.socket
+    except psycopg.Error:  # already closed or broken: no descriptor left
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, descriptor)
+    finally:
+        os.close(null)
 
 
 def _recording_class(owner: StatePool) -> type[psycopg.Connection]:
@@ -182,6 +200,8 @@ def _recording_class(owner: StatePool) -> type[psycopg.Connection]:
     ref = weakref.ref(owner)
 
     class RecordingConnection(psycopg.Connection):
+        state_pool = True  # see _QuietDiscards
+
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> RecordingConnection:  # type: ignore[override]
             try:
@@ -191,10 +211,22 @@ def _recording_class(owner: StatePool) -> type[psycopg.Connection]:
                     pool._connect_failed(error)
                 raise
             if (pool := ref()) is not None:
-                pool._connected()
+                pool._connected(connection)
             return connection
 
     return RecordingConnection
+
+
+class _QuietDiscards(logging.Filter):
+    """Drop psycopg_pool's warning for a connection this module closed on purpose (broken, timed out) and returned."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("discarding closed connection"):
+            return not any(getattr(arg, "state_pool", False) for arg in (record.args or ()))
+        return True
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietDiscards())
 
 
 def _input_pending(connection: psycopg.Connection) -> bool:
