@@ -6,16 +6,23 @@ scheduler thread, under the executor's lock, after the ``max_instances``
 check. Recording there (see :mod:`.tracking`) is what makes a run that kills
 its process visible, and what keeps a run the store cannot record from
 running at all. Mirrors APScheduler 3.11's ``BasePoolExecutor._do_submit_job``.
+
+An operator's run-now (:meth:`TrackedThreadPoolExecutor.run_now`) goes
+through the same ``submit_job``, with the job APScheduler holds: its
+``max_instances`` holds against scheduled runs and other run-nows alike, and
+it is recorded and finished like any run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from typing import Any
 
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 
-from .tracking import ExecutionTracker
+from .tracking import CurrentRun, ExecutionTracker, ManualRequest
 
 
 class TrackedThreadPoolExecutor(ThreadPoolExecutor):
@@ -24,17 +31,38 @@ class TrackedThreadPoolExecutor(ThreadPoolExecutor):
     def __init__(self, tracker: ExecutionTracker, max_workers: int = 10) -> None:
         super().__init__(max_workers=max_workers)
         self._tracker = tracker
+        self._asking = threading.local()  # .request: the run-now this thread is submitting, if any
+
+    def run_now(self, job: Any, requested_by: str, command_id: int | None) -> CurrentRun:
+        """Submit ``job`` once, now, for an operator, without touching its schedule; return the run.
+
+        Raises APScheduler's ``MaxInstancesReachedError`` when the job already
+        runs ``max_instances`` times, or the store's error when the run cannot
+        be recorded (nothing is submitted then).
+        """
+        request = ManualRequest(requested_by, command_id)
+        self._asking.request = request
+        try:
+            self.submit_job(job, [dt.datetime.now(dt.UTC)])
+        finally:
+            self._asking.request = None
+        if request.run is None:  # submit_job returned without calling _do_submit_job: never, in APScheduler 3
+            raise RuntimeError(f"job {job.id}: the run-now was not submitted")
+        return request.run
 
     def _do_submit_job(self, job: Any, run_times: list) -> None:
-        run_id = self._tracker.submitted(job, run_times)  # raises: not submitted, max_instances not counted
+        request: ManualRequest | None = getattr(self._asking, "request", None)
+        run = self._tracker.submitted(job, run_times, request)  # raises: not submitted, max_instances not counted
+        if request is not None:
+            request.run = run
 
         def execute() -> list:
-            with self._tracker.executing(run_id):
+            with self._tracker.executing(run):
                 return run_job(job, job._jobstore_alias, run_times, self._logger.name)
 
         def finished(future: Any) -> None:
             # Events (MISSED among them) are dispatched here, in the pool thread: they see the run id.
-            with self._tracker.executing(run_id):
+            with self._tracker.executing(run):
                 try:
                     error = future.exception()
                     if error is not None:
@@ -42,6 +70,6 @@ class TrackedThreadPoolExecutor(ThreadPoolExecutor):
                     else:
                         self._run_job_success(job.id, future.result())
                 finally:
-                    self._tracker.done(run_id)
+                    self._tracker.done(run.run_id)
 
         self._pool.submit(execute).add_done_callback(finished)

@@ -7,6 +7,11 @@ beats) with APScheduler paused, before any job can be submitted; and while it
 leads, a store write that fails pauses job submission until a heartbeat gets
 through again. It keeps its leadership meanwhile, so no second leader can
 start while one of its runs may still be going.
+
+It also applies operators' commands (run now, pause, resume) through a
+:class:`~.commands.CommandApplier` that starts and stops with it; an
+operator's pause or resume outlives it, and wins over the jobs file's
+``paused`` when the next leader adds its jobs.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
 from ..state import StateStore
 from ..state.records import JobDefinition
+from .commands import CommandApplier, JobRoster
 from .component_check import REPLANNING
 from .crash_policy import CrashPolicy
 from .executor import TrackedThreadPoolExecutor
@@ -48,10 +54,11 @@ class SchedulerService:
         self.crash_policy = crash_policy or CrashPolicy(limit=3, backoff=10.0)
         self.session = uuid.uuid4().hex
         self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed)
+        self.executor = TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)
         self.scheduler = ReplanningScheduler(
             on_clock_jump=self._clock_jumped,
             timezone=zoneinfo.ZoneInfo(timezone),
-            executors={"default": TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)},
+            executors={"default": self.executor},
         )
         # APScheduler holds this (re-entrant) lock while it submits due jobs and moves their next run
         # times, and each submission writes the new next run time to the store (see .tracking). A
@@ -67,6 +74,9 @@ class SchedulerService:
         self.last_clock_jump: tuple[float, float] | None = None  # (seconds, wall time it was seen)
         self._store_down: str | None = None  # why job submission is held, while the store fails
         self._store_lock = threading.Lock()
+        self.roster = JobRoster(known=frozenset(spec.id for spec in specs))
+        self.commands = CommandApplier(store, self.scheduler, self.executor, self._plan_lock, self.roster,
+                                       self._publish_changes)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -76,13 +86,15 @@ class SchedulerService:
         published next run times, holding back crashing jobs), publishing and
         the first heartbeat all happen before any job can be submitted. If
         any of it fails, the scheduler is shut down again before the error
-        propagates: it never runs a job it could not record.
+        propagates: it never runs a job it could not record. Operators'
+        commands are applied from then on.
         """
         self.started_at = time.time()
         self.scheduler.add_listener(self.tracker.listener, TRACKED_EVENTS)
         self.scheduler.start(paused=True)
         try:
             self._settle_orphans()
+            self.roster.operator_pauses.update(self.store.operator_pauses())
             for spec in self.specs:
                 self._add(spec)
             self._publish_all()
@@ -93,6 +105,7 @@ class SchedulerService:
         self.scheduler.resume()
         self._beater = threading.Thread(target=self._beat_forever, name="scheduler-heartbeat", daemon=True)
         self._beater.start()
+        self.commands.start()
         log.info("scheduler started in pid %d with %d jobs (timezone %s)", os.getpid(), len(self.specs),
                  self.timezone)
 
@@ -105,8 +118,10 @@ class SchedulerService:
         worker is killed at the graceful timeout, the next leader records them
         as killed at the stop. Without ``wait`` (gunicorn is killing a worker
         that stopped answering) they are not: a run that froze its worker must
-        count as a crash, so its crash hold and quarantine apply.
+        count as a crash, so its crash hold and quarantine apply. Commands
+        not applied yet stay pending for the next leader.
         """
+        self.commands.stop()
         self._stopping = True
         if wait:
             try:
@@ -146,13 +161,28 @@ class SchedulerService:
         if self._already_done(spec, published):
             return
         quarantined, crashes = self._quarantine(spec)
-        if spec.paused or quarantined:
+        if quarantined:
+            self.roster.quarantined[spec.id] = (
+                f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs "
+                "file and reload to release it")
+        if self._paused(spec) or quarantined:
             options["next_run_time"] = None
         else:
             resumed = self._held_back(spec, self._resume_time(spec, published), crashes)
             if resumed is not None:
                 options["next_run_time"] = resumed
         self.scheduler.add_job(self.tracker.wrap(spec.id, spec.func), **options)
+
+    def _paused(self, spec: JobSpec) -> bool:
+        """Whether the job starts paused: an operator's last pause or resume wins over the jobs file's ``paused``."""
+        paused = self.roster.paused(spec.id, spec.paused)
+        if paused != spec.paused:
+            pause = self.roster.operator_pauses[spec.id]
+            log.info("job %s stays %s: %s said so at %s (the jobs file says paused = %s)", spec.id,
+                     "paused" if paused else "running", pause.by,
+                     dt.datetime.fromtimestamp(pause.at, dt.UTC).isoformat(timespec="seconds"),
+                     str(spec.paused).lower())
+        return paused
 
     def _quarantine(self, spec: JobSpec) -> tuple[bool, int]:
         """``(quarantined, crashes in a row)``: keeps, starts or (for a changed job) releases a quarantine."""

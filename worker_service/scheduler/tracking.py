@@ -19,10 +19,17 @@ A run that never entered the wrapper (missed: later than its misfire grace)
 is recorded from the MISSED event; max-instances skips from theirs. The
 executor forgets the run when APScheduler is done with it. Listeners are
 wrapped, because APScheduler only logs what a listener raises.
+
+An operator's run-now (:mod:`.commands`) takes the same path with a
+:class:`ManualRequest`: its run is ``manual``, says who asked and which
+command, and leaves the job's next run time as it is. While a job's code runs,
+:func:`current_run` tells it which run it is part of.
 """
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import functools
 import logging
 import os
@@ -43,7 +50,41 @@ TRACKED_EVENTS = EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
 MAX_ERROR_MESSAGE = 300
 _EXAMINED_MESSAGE = 4096  # characters of an exception's text looked at: a 10 MB message costs nothing more
 
-_current = threading.local()  # the run id of the run this pool thread is executing
+_current = threading.local()  # .run: the CurrentRun this pool thread is executing (APScheduler's run_job)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurrentRun:
+    """The run a job's code is part of: its job and run id, its slot, and whether an operator asked for it.
+
+    ``run_id`` is ``None`` for a call the tracker did not submit (the job's
+    function called directly); ``scheduled_at`` is the slot's epoch seconds
+    (the moment of asking, for a run-now).
+    """
+
+    job_id: str
+    run_id: int | None
+    scheduled_at: float | None
+    trigger: str = "scheduled"
+    requested_by: str | None = None
+    command_id: int | None = None
+
+
+_running: contextvars.ContextVar[CurrentRun | None] = contextvars.ContextVar("current_run", default=None)
+
+
+def current_run() -> CurrentRun | None:
+    """The run whose job code is calling, or ``None`` outside a tracked job's code."""
+    return _running.get()
+
+
+@dataclasses.dataclass
+class ManualRequest:
+    """An operator's run-now on its way through the executor; ``run`` is the run it became once submitted."""
+
+    requested_by: str
+    command_id: int | None
+    run: CurrentRun | None = None
 
 
 def error_message(error: BaseException) -> str:
@@ -77,25 +118,37 @@ class ExecutionTracker:
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
-    def submitted(self, job: Any, run_times: list) -> int:
-        """Record a run about to be handed to the pool; raise (and nothing is submitted) if the store can't."""
+    def submitted(self, job: Any, run_times: list, request: ManualRequest | None = None) -> CurrentRun:
+        """Record a run about to be handed to the pool; raise (and nothing is submitted) if the store can't.
+
+        A scheduled run publishes the job's next run time after its slot; an
+        operator's run-now (``request``) publishes the one APScheduler has now,
+        unchanged (the caller holds the scheduler's job-store lock, so it is
+        current).
+        """
         scheduled = run_times[-1]
-        next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
+        if request is None:
+            next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
+            trigger, requested_by, command_id = "scheduled", None, None
+        else:
+            next_fire = job.next_run_time
+            trigger, requested_by, command_id = "manual", request.requested_by, request.command_id
         try:
             run_id = self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
-                                                  next_fire.timestamp() if next_fire else None)
-            with self._lock:
-                self._live.add(run_id)
-            return run_id
+                                                  next_fire.timestamp() if next_fire else None, trigger,
+                                                  requested_by, command_id)
         except Exception as error:
-            log.error("job %s not run at %s: the state store cannot record it (%s)", job.id, scheduled.isoformat(),
-                      error)
+            what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
+            log.error("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
             self._on_store_failure(error)
             raise
+        with self._lock:
+            self._live.add(run_id)
+        return CurrentRun(job.id, run_id, scheduled.timestamp(), trigger, requested_by, command_id)
 
-    def executing(self, run_id: int) -> _Executing:
+    def executing(self, run: CurrentRun) -> _Executing:
         """Context for the pool thread while APScheduler's ``run_job`` runs the submitted run."""
-        return _Executing(run_id)
+        return _Executing(run)
 
     def done(self, run_id: int) -> None:
         """APScheduler is done with the run: forget it unless the wrapper or a listener already did."""
@@ -121,31 +174,39 @@ class ExecutionTracker:
 
         @functools.wraps(func)
         def tracked(*args: Any, **kwargs: Any) -> Any:
-            run_id = getattr(_current, "run_id", None)
+            run: CurrentRun | None = getattr(_current, "run", None)
+            run_id = run.run_id if run is not None else None
             started_at, started = time.time(), time.perf_counter()
             if run_id is not None:
                 self._write(self._store.record_started, run_id, started_at)
+            token = _running.set(run if run is not None else CurrentRun(job_id, None, None))
             try:
                 result = func(*args, **kwargs)
             except BaseException as error:
                 _exit_if_forked_child(self._pid, 1)
-                self._finish(job_id, run_id, started_at, time.perf_counter() - started, error)
+                self._finish(job_id, run, started, error)
                 raise
+            finally:
+                _running.reset(token)
             _exit_if_forked_child(self._pid, 0)
-            self._finish(job_id, run_id, started_at, time.perf_counter() - started, None)
+            self._finish(job_id, run, started, None)
             return result
 
         return tracked
 
-    def _finish(self, job_id: str, run_id: int | None, started_at: float, duration: float,
-                error: BaseException | None) -> None:
+    def _finish(self, job_id: str, run: CurrentRun | None, started: float, error: BaseException | None) -> None:
+        """Record the run as finished now: its history row gets its start and trigger from the run's live row."""
+        duration, finished_at = time.perf_counter() - started, time.time()
+        run_id = run.run_id if run is not None else None
         if error is None:
-            recorded = self._write(self._store.record_run, job_id, "success", started_at, duration, run_id=run_id)
+            recorded = self._write(self._store.record_run, job_id, "success", finished_at, duration, run_id=run_id)
         else:
             message = error_message(error)
-            recorded = self._write(self._store.record_run, job_id, "error", started_at, duration,
+            recorded = self._write(self._store.record_run, job_id, "error", finished_at, duration,
                                    type(error).__name__, message, run_id=run_id)
-            log.warning("job %s failed after %.3f s: %s: %s", job_id, duration, type(error).__name__, message)
+            asked = f" (run now by {run.requested_by})" if run is not None and run.trigger == "manual" else ""
+            log.warning("job %s failed after %.3f s%s: %s: %s", job_id, duration, asked, type(error).__name__,
+                        message)
         if recorded and run_id is not None:
             with self._lock:
                 self._settled.add(run_id)
@@ -161,7 +222,8 @@ class ExecutionTracker:
     def _handle(self, event: JobEvent) -> None:
         job_id = event.job_id
         if event.code == EVENT_JOB_MISSED:
-            run_id = getattr(_current, "run_id", None)  # dispatched in the pool thread that ran run_job
+            run = getattr(_current, "run", None)  # dispatched in the pool thread that ran run_job
+            run_id = run.run_id if run is not None else None
             if self._write(self._store.record_missed, job_id, event.scheduled_run_time.timestamp(), run_id) \
                     and run_id is not None:
                 with self._lock:
@@ -185,14 +247,14 @@ class ExecutionTracker:
 
 
 class _Executing:
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
+    def __init__(self, run: CurrentRun) -> None:
+        self.run = run
 
     def __enter__(self) -> None:
-        _current.run_id = self.run_id
+        _current.run = self.run
 
     def __exit__(self, *exc: object) -> None:
-        _current.run_id = None
+        _current.run = None
 
 
 def _exit_if_forked_child(owner_pid: int, code: int) -> None:
