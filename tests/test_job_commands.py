@@ -7,6 +7,7 @@ and read back with ``command``; every wait is bounded polling.
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import threading
 import time
@@ -85,7 +86,7 @@ def test_run_now_runs_in_the_executor_as_a_manual_run_and_leaves_the_schedule_al
 
     command = ask(store, "run")
     assert (command.state, command.status, command.outcome) == ("done", 200, f"started (run {command.run_id})")
-    assert command.run_id is not None and command.applied_by.endswith(f"/{__import__('os').getpid()}")
+    assert command.run_id is not None and command.applied_by.endswith(f"/{os.getpid()}")
     (seen,) = wait_until(lambda: control_jobs.seen(key), timeout=5, what="the run")
     assert seen.run.job_id == "sync" and seen.run.run_id == command.run_id
     assert (seen.run.trigger, seen.run.requested_by, seen.run.command_id) == ("manual", "alice", command.id)
