@@ -174,6 +174,18 @@ def test_a_schema_newer_than_the_code_is_refused_with_a_clear_reason(tmp_path, s
     assert problem == f"configuration error: STATE_DATABASE_SCHEMA={schema!r}: " + newer.removeprefix("state database: ")
 
 
+def test_a_schema_dropped_under_a_running_store_is_made_again_at_its_next_call(schema):  # noqa: F811
+    store = PostgresStateStore(pg.FAST_URL, schema, timeout=TIMEOUT)
+    store.beat(1, "host", "running", "UTC", 1.0, "s")
+    pg.drop_schema(schema)
+    reason, _ = failure(store.scheduler)
+    assert reason.startswith("state database: UndefinedTable: relation")
+    assert store.scheduler() is None  # an empty state again, as a deleted SQLite file is rebuilt
+    store.beat(1, "host", "running", "UTC", 1.0, "s")
+    assert store.scheduler().state == "running"
+    store.close()
+
+
 # -- several hosts at once ----------------------------------------------------------------------------------
 def _migrate_in_a_process(url: str, schema_name: str, start: Any, results: Any) -> None:
     store = PostgresStateStore(url, schema_name, timeout=5.0)

@@ -84,7 +84,15 @@ class PostgresStateStore:
             with self._schema.lock:
                 if not self._schema.ready:
                     self.migrate()
-        return self.pool.run(work)
+        return self.pool.run(lambda db: self._noticing_a_dropped_schema(db, work))
+
+    def _noticing_a_dropped_schema(self, db: psycopg.Connection, work: Callable[[psycopg.Connection], T]) -> T:
+        """A schema dropped under the store (a reset by hand) is made again at the next call, as SQLite rebuilds a file."""
+        try:
+            return work(db)
+        except psycopg.errors.UndefinedTable:
+            self._schema.ready = False
+            raise
 
     def close(self) -> None:
         """Close this process's connections (tests, shutdown); the next call opens them again."""
