@@ -157,6 +157,8 @@ class StatePool:
                 if failure is not None and time.monotonic() - failure.at < max(self.timeout, 1.0):
                     raise StoreUnavailable(PREFIX + failure.reason) from None
                 continue
+            except psycopg.Error as error:  # the pool closed under the call (shutdown), or too many waiting
+                raise StoreUnavailable(PREFIX + describe(error, self.target)) from None
             if connection.closed or connection.broken or _input_pending(connection):
                 self._checkin(pool, connection, broken=True)  # closed under it while idle: take another
                 continue
@@ -232,10 +234,11 @@ logging.getLogger("psycopg.pool").addFilter(_QuietDiscards())
 def _input_pending(connection: psycopg.Connection) -> bool:
     """Whether an idle connection has something to read: an EOF or a FATAL message, i.e. it was closed."""
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        poller = select.poll()  # not select(): a descriptor above 1023 is fine
+        poller.register(connection.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):
         return True
-    return bool(readable)
 
 
 # -- the reasons an operator reads -------------------------------------------------------------------------
