@@ -104,3 +104,112 @@ def test_no_http_method_gets_past_the_token_guard(make_app):
     # Unguarded routes keep their ordinary answers.
     assert client.open("/health", method="OPTIONS").status_code == 200
     assert client.open("/health/live", method="POST").status_code == 405
+
+
+# -- HTTP Basic (browsers) and the admin token (job control) ------------------------
+
+ADMIN = "canary-admin-token-9d2e41"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_basic_with_the_token_as_password_reads_what_the_bearer_reads(make_app):
+    client = make_app(STATUS_TOKEN=TOKEN, ADMIN_TOKEN=ADMIN).test_client()
+    for path in ("/status", "/metrics", "/jobs"):
+        assert client.get(path, headers=basic("anyone", TOKEN)).status_code == 200, path
+        assert client.get(path, headers=basic("", TOKEN)).status_code == 200, path
+        assert client.get(path, headers=basic("ops", ADMIN)).status_code == 200, path  # the admin token reads too
+        assert client.get(path, headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200, path
+        for wrong in (basic(TOKEN, "not-the-token"), basic("ops", ""), {"Authorization": "Basic %%%"},
+                      {"Authorization": "Basic " + "x" * 10}):
+            assert client.get(path, headers=wrong).status_code == 401, (path, wrong)
+
+
+def test_a_401_offers_bearer_and_basic_on_separate_header_lines_so_browsers_prompt(make_app):
+    client = make_app(STATUS_TOKEN=TOKEN, ADMIN_TOKEN=ADMIN).test_client()
+    for method, path in (("GET", "/status"), ("GET", "/jobs"), ("POST", "/jobs/x/run")):
+        response = client.open(path, method=method)
+        assert response.status_code == 401
+        assert response.headers.getlist("WWW-Authenticate") == [
+            'Bearer realm="worker-service"', 'Basic realm="worker-service", charset="UTF-8"']
+        assert TOKEN not in response.get_data(as_text=True) and ADMIN not in response.get_data(as_text=True)
+
+
+# (STATUS_TOKEN, ADMIN_TOKEN, credential) -> the status of POST /jobs/<unknown>/run: 404 means the guard let it through.
+CONTROL_ACCESS = [
+    (None, None, None, 403), (None, None, "bearer-admin", 403),
+    (TOKEN, None, None, 401), (TOKEN, None, "bearer-status", 403), (TOKEN, None, "bearer-wrong", 401),
+    (None, ADMIN, None, 401), (None, ADMIN, "bearer-wrong", 401), (None, ADMIN, "bearer-admin", 404),
+    (None, ADMIN, "basic-admin", 404),
+    (TOKEN, ADMIN, None, 401), (TOKEN, ADMIN, "bearer-status", 403), (TOKEN, ADMIN, "basic-status", 403),
+    (TOKEN, ADMIN, "bearer-admin", 404), (TOKEN, ADMIN, "basic-admin", 404),
+]
+
+
+@pytest.mark.parametrize(("status_token", "admin_token", "credential", "expected"), CONTROL_ACCESS)
+def test_job_control_needs_the_admin_token(make_app, status_token, admin_token, credential, expected):
+    settings = {key: value for key, value in (("STATUS_TOKEN", status_token), ("ADMIN_TOKEN", admin_token)) if value}
+    client = make_app(**settings).test_client()
+    headers = {
+        None: {}, "bearer-admin": {"Authorization": f"Bearer {ADMIN}"},
+        "bearer-status": {"Authorization": f"Bearer {TOKEN}"}, "bearer-wrong": {"Authorization": "Bearer nope-nope-nope"},
+        "basic-admin": basic("ops", ADMIN), "basic-status": basic("ops", TOKEN),
+    }[credential]
+    response = client.post("/jobs/nope/run", headers=headers)
+    assert response.status_code == expected, response.get_data(as_text=True)
+    if expected == 403 and not admin_token:
+        assert "ADMIN_TOKEN" in response.json["message"]  # control is off, and the answer says how to turn it on
+    if expected == 403 and admin_token:
+        assert "status token only reads" in response.json["message"]
+    if expected == 404:
+        assert response.json["message"] == "unknown job: 'nope'"
+
+
+def test_no_http_method_gets_past_the_admin_guard(make_app):
+    app = make_app(STATUS_TOKEN=TOKEN, ADMIN_TOKEN=ADMIN)
+    client = app.test_client()
+    for path in ("/jobs/x/run", "/jobs/x/pause", "/jobs/x/resume"):
+        for method in EVERY_METHOD:
+            missing = client.open(path, method=method)
+            assert missing.status_code == 401 and "Allow" not in missing.headers, (method, path)
+            reader = client.open(path, method=method, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert reader.status_code == 403 and "Allow" not in reader.headers, (method, path)
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        assert client.open(path, method="GET", headers=admin).status_code == 405
+        assert client.open(path, method="OPTIONS", headers=admin).status_code == 200
+
+
+def test_a_browsers_cross_site_request_cannot_control_jobs(make_app):
+    client = make_app(ADMIN_TOKEN=ADMIN).test_client()
+    credentials = basic("ops", ADMIN)
+    for foreign in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
+        response = client.post("/jobs/nope/run", headers={**credentials, **foreign})
+        assert response.status_code == 403 and "another site" in response.json["message"], foreign
+    for own in ({"Origin": "http://localhost"}, {"Origin": "http://localhost:8080", "Sec-Fetch-Site": "same-origin"},
+                {}):
+        assert client.post("/jobs/nope/run", headers={**credentials, **own}).status_code == 404, own
+
+
+@pytest.mark.parametrize(("headers", "peer", "expected"), [
+    ({"X-Requested-By": "alice"}, "10.0.0.7", "alice"),
+    ({"X-Requested-By": "al<script>ice\t; rm -rf \x1b[31m"}, "10.0.0.7", "alscriptice rm -rf 31m"),
+    ({"X-Requested-By": "x" * 300}, "10.0.0.7", "x" * 64),
+    ({"X-Requested-By": f"ops {ADMIN}"}, "10.0.0.7", "ops"),  # a token typed as a name is masked, never kept
+    ({**basic("bob", ADMIN)}, "10.0.0.7", "bob"),
+    ({**basic(ADMIN, ADMIN)}, "10.0.0.7", "token@10.0.0.7"),
+    ({}, "10.0.0.7", "token@10.0.0.7"),
+    ({"X-Forwarded-For": "203.0.113.9"}, "10.0.0.7", "token@10.0.0.7"),  # only a proxy on this host is believed
+    ({"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}, "127.0.0.1", "token@203.0.113.9"),
+    ({"X-Forwarded-For": "not an address"}, "127.0.0.1", "token@127.0.0.1"),
+])
+def test_who_asked_is_a_short_plain_name_or_the_token_and_the_clients_address(make_app, headers, peer, expected):
+    from worker_service.control.requester import requested_by
+
+    app = make_app(ADMIN_TOKEN=ADMIN)
+    with app.test_request_context("/jobs/x/run", method="POST", headers=headers,
+                                  environ_base={"REMOTE_ADDR": peer}):
+        assert requested_by() == expected

@@ -1,18 +1,38 @@
-"""``STATUS_TOKEN``: the bearer token /status and /metrics require when it is set, for every HTTP method.
+"""Who may read and who may control: ``STATUS_TOKEN`` reads, ``ADMIN_TOKEN`` runs, pauses and resumes jobs.
 
-A view wrapped in :func:`token_required` checks the token when it runs, and
-carries the check under :data:`ACCESS_GUARD`. :func:`init_app` runs that check
-before routing too, because Flask answers OPTIONS and a 405 without ever
-calling the view: no method learns anything (not even the ``Allow`` header)
-about a guarded endpoint.
+A token is presented as ``Authorization: Bearer <token>``, or with HTTP Basic
+as the password (any user name; browsers cannot send a bearer token, and the
+user name says who asked). Tokens are compared in constant time and never
+logged or echoed.
+
+* Reads (:func:`token_required`: /status, /metrics, GET /jobs...): open while
+  ``STATUS_TOKEN`` is unset; else the status token or the admin token.
+* Control (:func:`admin_required`: POST /jobs/<id>/run|pause|resume): the
+  admin token only. Without ``ADMIN_TOKEN`` control is off (403 naming it).
+  A caller with no valid token gets 401 with a challenge for each scheme (a
+  browser prompts); one holding the status token gets 403 (authenticated,
+  not allowed, as RFC 6750's ``insufficient_scope``). While ``STATUS_TOKEN``
+  is set, a caller with no valid token learns nothing else: 401, even when
+  control is off. A browser's cross-site request is refused (403): a browser
+  that holds Basic credentials sends them to any page's form.
+
+A view wrapped in a guard checks it when it runs, and carries the check under
+:data:`ACCESS_GUARD`. :func:`init_app` runs that check before routing too,
+because Flask answers OPTIONS and a 405 without ever calling the view: no
+method learns anything (not even the ``Allow`` header) about a guarded
+endpoint.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import functools
 import hmac
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -22,33 +42,126 @@ from .web import error_response
 # A view carrying a callable under this name is guarded: the callable returns a
 # refusal (a Response) or None. init_app runs it before routing, for every method.
 ACCESS_GUARD = "access_guard"
+REALM = "worker-service"
+CHALLENGES = (f'Bearer realm="{REALM}"', f'Basic realm="{REALM}", charset="UTF-8"')  # Bearer first: clients read it
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    """A token as presented: its secret, and Basic's user name (``None`` for a bearer token)."""
+
+    secret: str
+    user: str | None = None
+
+
+def presented_credential() -> Credential | None:
+    """The request's bearer token or Basic password, or ``None`` when it carries neither in a readable form."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer" and value:
+        return Credential(value)
+    if scheme == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, colon, password = decoded.partition(":")
+        if colon and password:
+            return Credential(password, user or None)
+    return None
+
+
+def _matches(given: Credential | None, expected: str | None) -> bool:
+    return given is not None and bool(expected) and hmac.compare_digest(given.secret.encode(), expected.encode())
+
+
+def _unauthorized() -> Response:
+    response = error_response(401, "a valid token is required: 'Authorization: Bearer <token>', "
+                                   "or HTTP Basic with the token as the password")
+    for challenge in CHALLENGES:  # one header line each: browsers do not split challenges on commas
+        response.headers.add("WWW-Authenticate", challenge)
+    return response
 
 
 def refuse_without_token() -> Response | None:
-    """401 unless ``Authorization: Bearer <STATUS_TOKEN>`` matches (constant-time compare); None lets it through."""
-    expected = current_app.config.get("STATUS_TOKEN")
-    if not expected:
+    """401 unless reads are open (``STATUS_TOKEN`` unset) or the status or admin token is presented; else None."""
+    settings = current_app.config
+    status_token = settings.get("STATUS_TOKEN")
+    if not status_token:
         return None
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+    given = presented_credential()
+    # Both compared every time (no short cut), so the time taken does not tell which token was close.
+    if _matches(given, status_token) | _matches(given, settings.get("ADMIN_TOKEN")):
         return None
-    return error_response(401, "a valid 'Authorization: Bearer <token>' header is required",
-                          {"WWW-Authenticate": 'Bearer realm="worker-service"'})
+    return _unauthorized()
+
+
+def refuse_without_admin_token() -> Response | None:
+    """None for the admin token on a request from no other site; else the refusal the module docstring tables."""
+    settings = current_app.config
+    status_token, admin_token = settings.get("STATUS_TOKEN"), settings.get("ADMIN_TOKEN")
+    given = presented_credential()
+    admin, reader = _matches(given, admin_token), _matches(given, status_token)
+    if admin:
+        return _refuse_cross_site()
+    if status_token and not reader:
+        return _unauthorized()
+    if not admin_token:
+        return error_response(403, "job control is off: set ADMIN_TOKEN (at least 16 characters, not the "
+                                   "STATUS_TOKEN) to run, pause and resume jobs")
+    if reader:
+        return error_response(403, "the status token only reads; running, pausing and resuming jobs needs the "
+                                   "ADMIN_TOKEN", {"WWW-Authenticate": f'Bearer realm="{REALM}", '
+                                                                       'error="insufficient_scope"'})
+    return _unauthorized()
+
+
+def _refuse_cross_site() -> Response | None:
+    """403 for a browser's request from another site (its Origin or Sec-Fetch-Site says so); None otherwise.
+
+    Origin is compared by host name only: nginx passes ``Host`` without the
+    port it listens on.
+    """
+    origin = request.headers.get("Origin")
+    foreign = request.headers.get("Sec-Fetch-Site") == "cross-site"
+    if origin is not None and not foreign:
+        own_host = urlsplit(f"//{request.host}").hostname
+        foreign = origin == "null" or urlsplit(origin).hostname != own_host
+    if foreign:
+        return error_response(403, "a request from another site may not control jobs")
+    return None
+
+
+def guarded_by(refuse: Callable[[], Response | None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator guarding a view with ``refuse``, for every HTTP method (see the module docstring)."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return refuse() or view(*args, **kwargs)
+
+        setattr(guarded, ACCESS_GUARD, refuse)
+        return guarded
+
+    return decorate
 
 
 def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Guard ``view`` with the token, for every HTTP method (see the module docstring)."""
+    """Guard a view that reads: the status token (or the admin token) when ``STATUS_TOKEN`` is set."""
+    return guarded_by(refuse_without_token)(view)
 
-    @functools.wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        return refuse_without_token() or view(*args, **kwargs)
 
-    setattr(guarded, ACCESS_GUARD, refuse_without_token)
-    return guarded
+def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Guard a view that controls jobs: the admin token, on a request from no other site."""
+    return guarded_by(refuse_without_admin_token)(view)
 
 
 def _requested_guard(app: Flask) -> Callable[[], Response | None] | None:
-    """The access guard of any view the request's path names, whatever the method (a 405 has no endpoint)."""
+    """The access guard of any view the request's path names, whatever the method (a 405 has no endpoint).
+
+    When a path's methods have different guards (GET reads, POST controls),
+    a method the path lacks gets the strictest: the control guard.
+    """
     if request.url_rule is not None:
         endpoints = [request.url_rule.endpoint]
     elif isinstance(request.routing_exception, MethodNotAllowed) and request.routing_exception.valid_methods:
@@ -61,11 +174,11 @@ def _requested_guard(app: Flask) -> Callable[[], Response | None] | None:
                 continue
     else:
         return None
-    for endpoint in endpoints:
-        guard = getattr(app.view_functions.get(endpoint), ACCESS_GUARD, None)
-        if guard is not None:
-            return guard
-    return None
+    guards = [guard for endpoint in endpoints
+              if (guard := getattr(app.view_functions.get(endpoint), ACCESS_GUARD, None)) is not None]
+    if refuse_without_admin_token in guards:
+        return refuse_without_admin_token
+    return guards[0] if guards else None
 
 
 def init_app(app: Flask) -> None:

@@ -9,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
 from ..config import COMPONENTS
+from ..control.openapi import describe_job_control
 from ..health.ready import ReadinessSchema
 from ..health.schemas import ComponentHealthSchema, ErrorSchema, HealthJsonSchema, HealthSchema, LivenessSchema
 from ..version import __version__
@@ -39,7 +40,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     """Return the document as a dict."""
     spec = APISpec(title="worker-service", version=__version__, openapi_version="3.0.3",
                    plugins=[MarshmallowPlugin()],
-                   info={"description": "Health and status of a worker service that runs scheduled jobs."})
+                   info={"description": "Health and status of a worker service that runs scheduled jobs, and "
+                                        "job control (run now, pause, resume)."})
     spec.components.schema("Health", schema=HealthSchema)
     spec.components.schema("HealthJson", schema=HealthJsonSchema)
     spec.components.schema("ComponentHealth", schema=ComponentHealthSchema)
@@ -48,6 +50,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     spec.components.schema("Status", schema=StatusSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("basic", {"type": "http", "scheme": "basic",
+                                              "description": "any user name (it says who asked); the token as "
+                                                             "the password"})
+    guarded = bool(app.config.get("STATUS_TOKEN"))
+    token_security = [{"bearer": []}, {"basic": []}]
     spec.path(path="/health", operations={"get": {
         "summary": "Availability of cache, database and scheduler",
         "description": "application/health+json (draft-inadarei-api-health-check-06) when Accept asks for it.",
@@ -76,9 +83,9 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "summary": "Detailed status: jobs, scheduler, resources, dependencies",
         "responses": {"200": _json("Status", "the report; the overall status is in the body")},
     }
-    if app.config.get("STATUS_TOKEN"):
-        status_operation["security"] = [{"bearer": []}]
-        status_operation["responses"]["401"] = _json("Error", "missing or wrong bearer token")
+    if guarded:
+        status_operation["security"] = token_security
+        status_operation["responses"]["401"] = _json("Error", "missing or wrong token")
     spec.path(path="/status", operations={"get": status_operation})
     metrics_operation: dict[str, Any] = {
         "summary": "Prometheus metrics: jobs, components, scheduler, processes (text format 0.0.4)",
@@ -87,10 +94,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }},
     }
-    if app.config.get("STATUS_TOKEN"):
-        metrics_operation["security"] = [{"bearer": []}]
-        metrics_operation["responses"]["401"] = _json("Error", "missing or wrong bearer token")
+    if guarded:
+        metrics_operation["security"] = token_security
+        metrics_operation["responses"]["401"] = _json("Error", "missing or wrong token")
     spec.path(path="/metrics", operations={"get": metrics_operation})
+    describe_job_control(spec, reads_guarded=guarded)
     spec.path(path="/openapi.json", operations={"get": {
         "summary": "This OpenAPI 3 document",
         "responses": {"200": {"description": "the document",
