@@ -1,21 +1,31 @@
-"""The ``worker-service`` command: a monitoring plugin, a status table, and a config check.
+"""The ``worker-service`` command: a monitoring plugin, a status table, a config check, and job control.
 
 ``check`` follows the Monitoring Plugins development guidelines: one line of
 output with performance data after ``|``, and exit codes 0 OK, 1 WARNING,
 2 CRITICAL, 3 UNKNOWN (https://www.monitoring-plugins.org/doc/guidelines.html).
+
+The job-control commands (``jobs``, ``history``, ``run``, ``pause``,
+``resume``) exit with the same codes: 0 done, 1 WARNING (still pending, or
+already running), 2 CRITICAL (the run failed, no scheduler leads), 3 UNKNOWN
+(unreachable, 401/403, unknown job, an answer that makes no sense). A
+success prints one line on stdout; anything else one line on stderr; never a
+traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import http.client
 import json
 import signal
+import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import click
@@ -40,19 +50,28 @@ timeout_option = click.option("--timeout", type=click.FloatRange(min=0, min_open
                               show_default=True, help="Seconds before giving up (then UNKNOWN).")
 
 
+read_token_option = click.option("--token", envvar=["STATUS_TOKEN", "ADMIN_TOKEN"], default=None,
+                                 help="Token that reads /jobs (env STATUS_TOKEN, else ADMIN_TOKEN).")
+admin_token_option = click.option("--token", envvar="ADMIN_TOKEN", default=None,
+                                  help="The admin token, for job control (env ADMIN_TOKEN).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer's JSON.")
+
+
 class Unknown(Exception):
     """The service's state cannot be told; the message says why."""
 
 
-def fetch(url: str, timeout: float, token: str | None = None) -> tuple[int, Any]:
-    """GET ``url`` and parse JSON; any failure to get a JSON object raises :class:`Unknown`.
+def fetch(url: str, timeout: float, token: str | None = None, method: str = "GET",
+          headers: Mapping[str, str] | None = None, token_name: str = "STATUS_TOKEN") -> tuple[int, Any]:
+    """Send ``method`` to ``url`` and parse JSON; any failure to get a JSON object raises :class:`Unknown`.
 
     ``timeout`` bounds the whole call (name lookup included) with an interval
     timer, as monitoring plugins do: socket timeouts alone apply per operation.
+    ``token_name`` is named in the line a 401 gives.
     """
     try:
-        request = urllib.request.Request(url, headers={"Accept": "application/json",
-                                                       "User-Agent": "worker-service-check"})
+        request = urllib.request.Request(url, method=method, headers={
+            "Accept": "application/json", "User-Agent": "worker-service-check", **(headers or {})})
     except ValueError as error:
         raise Unknown(f"bad --url {url!r}: {error}") from None
     if token:
@@ -74,7 +93,7 @@ def fetch(url: str, timeout: float, token: str | None = None) -> tuple[int, Any]
     except (ConnectionError, OSError) as error:
         raise Unknown(f"cannot reach {url}: {error}") from None
     if status == 401:
-        raise Unknown(f"{url} answered 401: a valid --token (STATUS_TOKEN) is required")
+        raise Unknown(f"{url} answered 401: a valid --token ({token_name}) is required")
     try:
         body = json.loads(raw)
     except ValueError:
@@ -215,6 +234,227 @@ def check_config() -> None:
         click.echo(f"worker-service: {problem}", err=True)
         sys.exit(EX_CONFIG)
     click.echo("worker-service: configuration OK")
+
+
+# -- job control ---------------------------------------------------------------
+
+POLL_COMMAND, POLL_RUN = 0.25, 0.5  # seconds between two reads while `run --wait` waits
+POST_WAIT = 5.0  # the ?wait= of a command's POST: the server's own bound on waiting for the leader
+
+
+def _fail(code: int, text: str) -> None:
+    """One line on stderr (``worker-service: ...``) and exit ``code``."""
+    click.echo(f"worker-service: {text}", err=True)
+    sys.exit(code)
+
+
+def _done(code: int, text: str, body: Any = None, as_json: bool = False) -> None:
+    """Print ``body`` as JSON (``--json``) or ``text`` (stdout when OK, else stderr), and exit ``code``."""
+    if as_json and body is not None:
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+    elif code == OK:
+        click.echo(text)
+    else:
+        click.echo(f"worker-service: {text}", err=True)
+    sys.exit(code)
+
+
+def _job_url(base: str, job_id: str, *rest: str) -> str:
+    return "/".join([base.rstrip("/"), "jobs", urllib.parse.quote(job_id, safe=""), *rest])
+
+
+def _message(body: Mapping[str, Any]) -> str:
+    return str(body.get("message") or body.get("outcome") or body.get("error") or "no message")[:300]
+
+
+def _read(url: str, timeout: float, token: str | None) -> dict[str, Any]:
+    """GET a job-control read; exits 2 on 503 (the store), 3 on anything but 2xx."""
+    code, body = fetch(url, timeout, token, token_name="STATUS_TOKEN or ADMIN_TOKEN")
+    if code == 503:
+        _fail(CRITICAL, f"{url} answered HTTP 503: {_message(body)}")
+    if not 200 <= code < 300:
+        _fail(UNKNOWN, f"{url} answered HTTP {code}: {_message(body)}")
+    return body
+
+
+@main.command()
+@url_option
+@timeout_option
+@read_token_option
+@json_option
+def jobs(url: str, timeout: float, token: str | None, as_json: bool) -> None:
+    """List the jobs: health, paused (by whom), next run, last run."""
+    from .control.tables import render_jobs
+
+    try:
+        body = _read(url.rstrip("/") + "/jobs", timeout, token)
+    except Unknown as error:
+        _fail(UNKNOWN, str(error))
+    click.echo(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render_jobs(body, sys.stdout.isatty()))
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@timeout_option
+@read_token_option
+@json_option
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show only the newest N runs.")
+def history(job_id: str, url: str, timeout: float, token: str | None, as_json: bool, limit: int | None) -> None:
+    """A job's last runs: when, how long, the outcome, scheduled or who asked, the error."""
+    from .control.tables import render_history
+
+    try:
+        body = _read(_job_url(url, job_id), timeout, token)
+    except Unknown as error:
+        _fail(UNKNOWN, str(error))
+    if as_json:
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_history(body, sys.stdout.isatty(), limit))
+
+
+def _default_requester() -> str:
+    """``user@host`` of whoever runs the command (the service keeps it with the command)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no USER and no passwd entry (a bare container)
+        user = "cli"
+    return f"{user}@{socket.gethostname()}"
+
+
+requested_by_option = click.option("--as", "requested_by", default=None, metavar="NAME",
+                                   help="Who asks, kept with the command (default: user@host).")
+
+
+def _command_verdict(job_id: str, action: str, status: int, body: Mapping[str, Any]) -> tuple[int, str]:
+    """The exit code and the line a command's answer (POST, or its state polled) maps to."""
+    command = body.get("command_id")
+    if status == 200:
+        return OK, f"{job_id}: {action}: {body.get('outcome') or 'done'} (command {command})"
+    if status == 202:
+        return WARNING, (f"{job_id}: {action} queued as command {command}, not applied yet: the leader has not "
+                         f"taken it (poll {body.get('poll')})")
+    if status == 409:
+        return WARNING, f"{job_id}: {action} refused: {_message(body)}"
+    if status == 503:
+        return CRITICAL, f"{job_id}: {action} not applied: {_message(body)}"
+    if status == 404:
+        return UNKNOWN, f"{job_id}: {_message(body)}"
+    return UNKNOWN, f"{job_id}: {action} answered HTTP {status}: {_message(body)}"
+
+
+def _send_command(url: str, timeout: float, token: str | None, job_id: str, action: str,
+                  requested_by: str | None, wait: float = POST_WAIT) -> tuple[int, dict[str, Any]]:
+    target = _job_url(url, job_id, action) + f"?wait={wait:g}"
+    return fetch(target, timeout + wait, token, "POST", {"X-Requested-By": requested_by or _default_requester()},
+                 token_name="ADMIN_TOKEN")
+
+
+def _control(action: str, job_id: str, url: str, timeout: float, token: str | None, as_json: bool,
+             requested_by: str | None) -> None:
+    try:
+        status, body = _send_command(url, timeout, token, job_id, action, requested_by)
+    except Unknown as error:
+        _fail(UNKNOWN, str(error))
+    code, text = _command_verdict(job_id, action, status, body)
+    _done(code, text, body, as_json)
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@timeout_option
+@admin_token_option
+@json_option
+@requested_by_option
+@click.option("--wait", "wait_for_run", is_flag=True,
+              help="Wait until the run finished, and exit by its outcome (0 success, 2 failed).")
+@click.option("--max-wait", type=click.FloatRange(min=0, min_open=True), default=3600.0, show_default=True,
+              help="With --wait: seconds before giving up (then WARNING; the run goes on).")
+def run(job_id: str, url: str, timeout: float, token: str | None, as_json: bool, requested_by: str | None,
+        wait_for_run: bool, max_wait: float) -> None:
+    """Run a job now, through the leader (never beyond its max_instances)."""
+    if not wait_for_run:
+        _control("run", job_id, url, timeout, token, as_json, requested_by)
+    deadline = time.monotonic() + max_wait
+    try:
+        status, body = _send_command(url, timeout, token, job_id, "run", requested_by, min(POST_WAIT, max_wait))
+        if status == 202:
+            status, body = _await_command(url, timeout, token, job_id, body, deadline)
+        code, text = _command_verdict(job_id, "run", status, body)
+        if code != OK or body.get("command_id") is None:
+            _done(code, text, body, as_json)
+        code, text, entry = _await_run(url, timeout, token, job_id, body, deadline)
+    except Unknown as error:
+        _fail(UNKNOWN, str(error))
+    _done(code, text, {"command": body, "run": entry}, as_json)
+
+
+def _await_command(url: str, timeout: float, token: str | None, job_id: str, body: dict[str, Any],
+                   deadline: float) -> tuple[int, dict[str, Any]]:
+    """Poll a queued command until the leader finished it (its status) or ``deadline`` (202)."""
+    target = _job_url(url, job_id, "commands", str(body.get("command_id")))
+    while time.monotonic() < deadline:
+        time.sleep(min(POLL_COMMAND, max(deadline - time.monotonic(), 0)))
+        code, polled = fetch(target, timeout, token, token_name="ADMIN_TOKEN")
+        if code != 200:
+            return code, polled
+        if polled.get("state") != "pending":
+            return int(polled.get("status") or 200), polled
+        body = polled
+    return 202, body
+
+
+def _await_run(url: str, timeout: float, token: str | None, job_id: str, command: dict[str, Any],
+               deadline: float) -> tuple[int, str, dict[str, Any] | None]:
+    """Poll the job's history until the run this command started is there; its verdict, line and entry."""
+    target, command_id = _job_url(url, job_id), command["command_id"]
+    while True:
+        code, job = fetch(target, timeout, token, token_name="ADMIN_TOKEN")
+        if code != 200:
+            return UNKNOWN, f"{target} answered HTTP {code}: {_message(job)}", None
+        entry = next((run for run in job.get("history") or [] if run.get("command_id") == command_id), None)
+        if entry is not None:
+            return _run_verdict(job_id, entry)
+        if time.monotonic() >= deadline:
+            return WARNING, f"{job_id}: the run of command {command_id} has not finished yet; see " \
+                            f"`worker-service history {job_id}`", None
+        time.sleep(min(POLL_RUN, max(deadline - time.monotonic(), 0)))
+
+
+def _run_verdict(job_id: str, entry: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
+    duration = entry.get("duration_seconds")
+    took = "" if duration is None else f" in {duration:.3f} s"
+    if entry.get("outcome") == "success":
+        return OK, f"{job_id}: run succeeded{took} (command {entry.get('command_id')})", entry
+    error = entry.get("error") or {}
+    detail = f": {error.get('type')}: {error.get('message')}" if error else ""
+    return CRITICAL, f"{job_id}: run {entry.get('outcome')}{took}{detail}"[:500], entry
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@timeout_option
+@admin_token_option
+@json_option
+@requested_by_option
+def pause(job_id: str, url: str, timeout: float, token: str | None, as_json: bool, requested_by: str | None) -> None:
+    """Pause a job until it is resumed (the pause outlives reloads and restarts)."""
+    _control("pause", job_id, url, timeout, token, as_json, requested_by)
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@timeout_option
+@admin_token_option
+@json_option
+@requested_by_option
+def resume(job_id: str, url: str, timeout: float, token: str | None, as_json: bool, requested_by: str | None) -> None:
+    """Resume a paused job."""
+    _control("resume", job_id, url, timeout, token, as_json, requested_by)
 
 
 if __name__ == "__main__":  # `python -m worker_service.cli`, as gunicorn.conf.py's on_starting runs it

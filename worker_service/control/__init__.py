@@ -4,7 +4,8 @@
 * :mod:`.reads`: the job list and a job's detail, read from the shared store;
 * :mod:`.submission`: a command queued for the leader, and the bounded wait for its outcome;
 * :mod:`.leader`: whether a scheduler leads; :mod:`.requester`: who asked;
-* :mod:`.payloads`, :mod:`.schemas`: the JSON and its schemas; :mod:`.openapi`: the document's paths.
+* :mod:`.payloads`, :mod:`.schemas`: the JSON and its schemas; :mod:`.openapi`: the document's paths;
+* :mod:`.tables`: the CLI's tables of that JSON (imports no Flask: ``worker-service jobs`` stays light).
 
 The leader applies the commands (:mod:`worker_service.scheduler.commands`).
 """
