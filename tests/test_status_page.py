@@ -1,0 +1,284 @@
+"""The status page, in a real headless Chromium against a real gunicorn, read through the status token (HTTP Basic).
+
+One gunicorn and one browser serve the module. The failing and the overrunning
+jobs fire at three set seconds of the minute only (cron triggers), so their
+run histories hold still while the tests compare the page with GET /jobs/<id>.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+
+from tests.support.browser import chromium, missing_browser, severe_console_entries
+from tests.support.runs import jobs_file
+from tests.support.servers import Gunicorn, base_env, wait_until
+
+pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
+
+TOKEN = "canary-page-token-5e1d9"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+FAILING_RUNS = 3
+RED, GREEN = "rgba(180, 35, 24, 1)", "rgba(6, 118, 71, 1)"  # as Chromium reports a computed colour
+
+
+def jobs_toml(first_second: int) -> str:
+    """From ``first_second`` (epoch): a job failing FAILING_RUNS times, one that overruns its second firing (skipped
+    at max_instances: a run without a duration); a healthy job, and one not run yet."""
+    seconds = ",".join(str((first_second + i) % 60) for i in range(FAILING_RUNS))
+    return f"""
+[jobs.healthy]
+name = "Healthy job"
+func = "tests.support.sample_jobs:slow"
+trigger = "interval"
+seconds = 1
+kwargs = {{ seconds = 0.02 }}
+
+[jobs.nightly]
+name = "Nightly report"
+func = "tests.support.sample_jobs:noop"
+trigger = "cron"
+hour = 3
+
+[jobs.failing]
+name = "Always fails"
+func = "tests.support.sample_jobs:always_fail"
+trigger = "cron"
+second = "{seconds}"
+coalesce = false
+critical = true
+
+[jobs.overrun]
+name = "Overrunning job"
+func = "tests.support.sample_jobs:slow"
+trigger = "cron"
+second = "{seconds}"
+coalesce = false
+kwargs = {{ seconds = 1.5 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("status-page")
+    path = jobs_file(workdir / "jobs.toml", jobs_toml(int(time.time()) + 3))
+    env = base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2",
+                   SCHEDULER_HEARTBEAT_INTERVAL="1", STATUS_CACHE_TTL="0", JOB_FAILURE_THRESHOLD="2",
+                   STATUS_TOKEN=TOKEN)
+    gunicorn = Gunicorn(env, workdir).start()
+
+    def settled():
+        jobs = {job["id"]: job for job in gunicorn.get("/status", headers=BEARER)[2]["metrics"]["scheduled_jobs"]}
+        overrun = jobs["overrun"]
+        return (jobs["failing"]["error_count"] >= FAILING_RUNS and jobs["healthy"]["success_count"] >= 2
+                and overrun["success_count"] + overrun["max_instances_count"] >= FAILING_RUNS)
+
+    try:
+        wait_until(settled, timeout=20, what="the failing and overrunning jobs' runs")
+        yield gunicorn
+    finally:
+        gunicorn.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with chromium(1280, 800, workdir=tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver
+
+
+def signed_in_url(server: Gunicorn, path: str) -> str:
+    """The page's URL with the token as Basic credentials: what the browser's prompt would send."""
+    return server.url.replace("http://", f"http://ops:{TOKEN}@") + path
+
+
+def open_page(driver, server: Gunicorn, query: str = ""):
+    """Load the page and wait until the table shows every job of /status; return the /status JSON."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    report = server.get("/status", headers=BEARER)[2]
+    driver.get(signed_in_url(server, "/status" + query))
+    WebDriverWait(driver, 5).until(lambda d: len(job_rows(d)) == report["metrics"]["jobs_analysis"]["total_jobs"])
+    return report
+
+
+def job_rows(driver) -> list:
+    return driver.find_elements("css selector", "#jobs > tbody > tr[data-job-id]")
+
+
+def row(driver, job_id: str):
+    return driver.find_element("css selector", f'#jobs > tbody > tr[data-job-id="{job_id}"]')
+
+
+def assert_no_console_errors(driver) -> None:
+    assert severe_console_entries(driver) == []
+
+
+def challenges(server: Gunicorn, headers: dict[str, str]) -> tuple[int, list[str]]:
+    """GET /status; the status and every WWW-Authenticate line (a dict would keep only one)."""
+    request = urllib.request.Request(server.url + "/status", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers.get_all("WWW-Authenticate") or []
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get_all("WWW-Authenticate") or []
+
+
+def test_browsers_get_the_page_and_every_other_client_the_json_as_before(server):
+    status, headers, body = server.get("/status", headers={**BEARER, "Accept": BROWSER_ACCEPT})
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert '<table id="jobs">' in body and 'id="initial-report"' in body
+    assert headers["Cache-Control"] == "no-store" and "Accept" in headers["Vary"]
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    for accept in ("application/json", "*/*", None, "text/html;q=0.5, application/json", "application/json, text/html"):
+        status, headers, body = server.get("/status", headers={**BEARER, **({"Accept": accept} if accept else {})})
+        assert status == 200 and headers["Content-Type"] == "application/json", accept
+        assert list(body) == ["status", "components", "metrics", "timestamp", "service"], accept
+        assert headers["Cache-Control"] == "no-store" and "Accept" in headers["Vary"], accept
+    # A browser without credentials is asked for them with Basic, which it can answer (it cannot send a bearer).
+    status, offered = challenges(server, {"Accept": BROWSER_ACCEPT})
+    assert status == 401 and any(line.startswith("Basic ") for line in offered), offered
+
+
+def test_page_lists_every_job_with_its_state_in_words_and_colour_problems_first(server, browser):
+    report = open_page(browser, server)
+    health = report["metrics"]["jobs_analysis"]["job_health"]
+    rows = job_rows(browser)
+    assert [r.get_attribute("data-job-id") for r in rows][:2] == ["failing", "overrun"]  # unhealthy, then warning
+    assert {r.get_attribute("data-job-id"): r.get_attribute("data-state") for r in rows} == {
+        job_id: entry["status"] for job_id, entry in health.items()}
+
+    failing, healthy = row(browser, "failing"), row(browser, "healthy")
+    badge = failing.find_element("css selector", ".badge")
+    assert badge.text == "unhealthy" and badge.value_of_css_property("background-color") == RED
+    assert "consecutive failures" in failing.text and "critical" in failing.text
+    assert failing.find_element("css selector", ".failures").text == str(health["failing"]["consecutive_failures"])
+    badge = healthy.find_element("css selector", ".badge")
+    assert badge.text == "healthy" and badge.value_of_css_property("background-color") == GREEN
+    assert "not run yet" in row(browser, "nightly").text  # pending, in words
+
+    # Real table markup: a header per column, the job's name as each row's header.
+    assert len(browser.find_elements("css selector", "#jobs > thead th[scope=col]")) == 9
+    assert all(r.find_element("css selector", "th").get_attribute("scope") == "row" for r in rows)
+    components = browser.find_element("id", "components").text
+    assert all(name in components for name in report["components"])
+    # One host: no fleet panel (its leader is the scheduler shown); see the fleet test for the panel.
+    assert report["metrics"]["fleet"]["mode"] == "single-host"
+    assert not browser.find_element("id", "fleet-section").is_displayed()
+    assert_no_console_errors(browser)
+
+
+def test_opening_the_failing_job_shows_its_error_and_one_chart_point_per_timed_run(server, browser, tmp_path):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    open_page(browser, server)
+    toggle = row(browser, "failing").find_element("css selector", "button.toggle")
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "true"
+    points = WebDriverWait(browser, 5).until(lambda d: d.find_elements("css selector", "tr.detail svg.chart circle.point"))
+
+    status, _, detail = server.get("/jobs/failing", headers=BEARER)
+    assert status == 200
+    timed = [run for run in detail["history"] if run["duration_seconds"] is not None]
+    assert len(timed) >= FAILING_RUNS and len(points) == len(timed)
+    errors = [run for run in timed if run["outcome"] == "error"]
+    assert len(browser.find_elements("css selector", "tr.detail circle.point-error")) == len(errors)
+    assert "error" in points[-1].find_element("css selector", "title").get_attribute("textContent")  # its tooltip
+
+    panel = browser.find_element("css selector", "tr.detail")
+    assert "RuntimeError: upstream refused" in panel.text
+    assert len(panel.find_elements("css selector", ".history-table tbody tr")) == len(detail["history"])
+    assert "canary-job-secret" not in browser.page_source  # the error text comes redacted
+    shot = tmp_path / "status-page.png"
+    assert browser.save_screenshot(str(shot)) and shot.read_bytes().startswith(b"\x89PNG")
+    assert_no_console_errors(browser)
+
+
+def test_a_run_skipped_at_max_instances_is_in_the_history_but_not_a_point_of_the_chart(server, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    open_page(browser, server)
+    row(browser, "overrun").find_element("css selector", "button.toggle").click()
+    points = WebDriverWait(browser, 5).until(lambda d: d.find_elements("css selector", "tr.detail circle.point"))
+    history = server.get("/jobs/overrun", headers=BEARER)[2]["history"]
+    timed = [run for run in history if run["duration_seconds"] is not None]
+    assert len(history) > len(timed) >= 1, history  # the skipped run has no duration
+    assert len(points) == len(timed)
+    assert len(browser.find_elements("css selector", "tr.detail .history-table tbody tr")) == len(history)
+    assert "max_instances" in browser.find_element("css selector", "tr.detail .history-table").text
+    assert_no_console_errors(browser)
+
+
+def test_filter_box_keeps_only_the_matching_jobs(server, browser):
+    open_page(browser, server)
+    box = browser.find_element("id", "filter")
+    box.send_keys("nightly")
+    visible = [r.get_attribute("data-job-id") for r in job_rows(browser) if r.is_displayed()]
+    assert visible == ["nightly"]
+    assert browser.find_element("id", "shown").text == "Showing 1 of 4 jobs"
+    box.clear()
+    box.send_keys("unhealthy")  # states are words the filter knows
+    assert [r.get_attribute("data-job-id") for r in job_rows(browser) if r.is_displayed()] == ["failing"]
+    box.send_keys("\b" * len("unhealthy"))
+    assert all(r.is_displayed() for r in job_rows(browser))
+    assert_no_console_errors(browser)
+
+
+def test_page_refreshes_in_place_keeping_open_rows_and_the_filter(server, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    open_page(browser, server, "?refresh=2")
+    browser.execute_script("window.notReloaded = true")
+    failing = row(browser, "failing")
+    failing.find_element("css selector", "button.toggle").click()
+    WebDriverWait(browser, 5).until(lambda d: d.find_elements("css selector", "tr.detail circle.point"))
+    browser.find_element("id", "filter").send_keys("fail")
+    before = browser.find_element("id", "updated").text
+
+    WebDriverWait(browser, 8).until(lambda d: d.find_element("id", "updated").text != before)
+    assert browser.execute_script("return window.notReloaded === true")  # no full reload
+    assert failing.get_attribute("data-state") == "unhealthy"  # the same element, still in the page
+    assert failing.find_element("css selector", "button.toggle").get_attribute("aria-expanded") == "true"
+    assert browser.find_element("css selector", "tr.detail").is_displayed()
+    assert browser.find_element("id", "filter").get_attribute("value") == "fail"
+    assert not row(browser, "healthy").is_displayed()
+    assert_no_console_errors(browser)
+
+
+NIGHTLY_ONLY = """
+[jobs.nightly]
+name = "Nightly report"
+func = "tests.support.sample_jobs:noop"
+trigger = "cron"
+hour = 3
+"""
+
+
+def test_in_a_fleet_the_page_shows_the_leader_its_lease_and_the_changes_of_leader(browser, tmp_path):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from tests.support.pg import FAST_URL, scratch_schema
+
+    with scratch_schema() as schema:
+        # One host: a short graceful timeout, or its stop waits half of it for another host to take over.
+        env = base_env(tmp_path / "state", WORKER_JOBS_FILE=str(jobs_file(tmp_path / "jobs.toml", NIGHTLY_ONLY)),
+                       WEB_CONCURRENCY="1", SCHEDULER_HEARTBEAT_INTERVAL="1", STATUS_CACHE_TTL="0",
+                       STATE_DATABASE_URL=FAST_URL, STATE_DATABASE_SCHEMA=schema, GUNICORN_GRACEFUL_TIMEOUT="2")
+        server = Gunicorn(env, tmp_path).start()
+        try:
+            fleet = wait_until(lambda: (f := server.get("/status")[2]["metrics"]["fleet"])["leader"] and f,
+                               timeout=15, what="a leader holding the lease")
+            browser.get(server.url + "/status")
+            panel = WebDriverWait(browser, 5).until(
+                lambda d: (section := d.find_element("id", "fleet-section")).is_displayed() and section)
+            leader = fleet["leader"]
+            facts = panel.find_element("id", "fleet").text
+            assert "fleet" in facts and f"{leader['host']} (pid {leader['pid']})" in facts
+            assert f"Epoch\n{leader['epoch']}" in facts and "Lease expires" in facts
+            changes = panel.find_elements("css selector", "#fleet-changes tbody tr")
+            assert len(changes) == len(fleet["changes"]) >= 1 and fleet["changes"][0]["reason"] in changes[0].text
+            assert_no_console_errors(browser)
+        finally:
+            server.stop()
