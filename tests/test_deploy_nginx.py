@@ -335,7 +335,7 @@ def unit_values(key: str) -> list[str]:
 
 
 GUNICORN_DEFAULTS = dict(re.findall(r'_int_env\("(\w+)", (\d+)\)', (ROOT / "gunicorn.conf.py").read_text()))
-EXAMPLES_NOT_DEFAULTS = {"REDIS_URL", "SUPABASE_URL", "DATABASE_URL", "WORKER_JOBS_FILE"}
+EXAMPLES_NOT_DEFAULTS = {"REDIS_URL", "SUPABASE_URL", "DATABASE_URL", "STATE_DATABASE_URL", "WORKER_JOBS_FILE"}
 
 
 def test_the_env_example_documents_every_setting_with_its_default():

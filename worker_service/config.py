@@ -136,7 +136,7 @@ class SettingsSchema(Schema):
                                            metadata={"help": "Components whose failure makes the service unavailable."})
 
     STATUS_TOKEN = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8, error="must be at least 8 characters"),
-                                 metadata=_secret(help="If set, /status and /metrics need `Authorization: Bearer <token>`."))
+                                 metadata=_secret(help="If set, /status, /metrics and /jobs need `Authorization: Bearer <token>` (or HTTP Basic with the token as the password)."))
     ADMIN_TOKEN = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=16, error="must be at least 16 characters"),
                                 metadata=_secret(help="Needed for job control (POST /jobs/<id>/run|pause|resume); it also reads. Unset: control is off."))
     STATUS_DISK_PATH = fields.String(load_default=None, allow_none=True,

@@ -94,7 +94,7 @@ class HungListener:
 
 def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
     """An environment for the service with nothing inherited that could change its config."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("WORKER_", "REDIS_", "SUPABASE_", "DATABASE_", "HEALTH_", "SCHEDULER_", "STATUS_", "JOB_", "GUNICORN_", "WEB_CONCURRENCY"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("WORKER_", "REDIS_", "SUPABASE_", "DATABASE_", "HEALTH_", "SCHEDULER_", "STATUS_", "JOB_", "GUNICORN_", "WEB_CONCURRENCY", "ADMIN_", "STATE_DATABASE_"))}
     env.update({"WORKER_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"})
     env.update({key: str(value) for key, value in extra.items()})
     return env

@@ -73,5 +73,5 @@ def parse_query(request: Request, known: Iterable[str]) -> HealthQuery:
 
 
 def details_allowed() -> bool:
-    """Whether the caller may read failure reasons: the same rule as /status (``STATUS_TOKEN`` unset, or its bearer)."""
+    """Whether the caller may read failure reasons: the same rule as /status (``STATUS_TOKEN`` unset, or the status or admin token, as a bearer or a Basic password)."""
     return refuse_without_token() is None

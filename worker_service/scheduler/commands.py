@@ -48,7 +48,7 @@ from .executor import TrackedThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 0.2  # seconds between two reads of the pending commands
+POLL_INTERVAL = 0.1  # seconds between two reads of the pending commands: most of a command's round trip
 EXPIRY = 30.0  # seconds: a command older than this when the leader first sees it is failed, not applied
 ACTION_WORDS = {"run": "run now", "pause": "pause", "resume": "resume"}
 
