@@ -81,7 +81,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     }})
     status_operation: dict[str, Any] = {
         "summary": "Detailed status: jobs, scheduler, resources, dependencies",
-        "responses": {"200": _json("Status", "the report; the overall status is in the body")},
+        "description": "JSON unless Accept ranks text/html above application/json (a browser): then the status "
+                       "page around the same report. Responses carry Vary: Accept.",
+        "responses": {"200": {"description": "the report; the overall status is in the body",
+                              "content": {"application/json": {"schema": "Status"},
+                                          "text/html": {"schema": {"type": "string"}}}}},
     }
     if guarded:
         status_operation["security"] = token_security
