@@ -9,6 +9,8 @@ allow, so nginx's access module sees a different $remote_addr.
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import select
 import shutil
@@ -180,6 +182,25 @@ def test_internal_paths_are_refused_to_a_client_outside_the_allow_list(stack):
     # The refused requests never reached the app; the allowed ones did.
     wait_until(lambda: all(app_saw(app, path) for path in INTERNAL_PATHS), timeout=5, what="the app's access log")
     assert app.stdout().count('path="/status"') == 1
+
+
+def test_the_status_page_job_control_and_gzip_pass_through_nginx_to_internal_clients_only(stack):
+    app, nginx = stack
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("/jobs", "/jobs/cleanup_temporary_files", "/static/status.css", "/static/status.js"):
+        assert nginx.request(path, headers=bearer, via=OUTSIDE, source=OUTSIDE).status == 403, path
+        passed = nginx.request(path, headers=bearer)
+        assert passed.status == 200, (path, passed)
+    assert nginx.request("/static/status.css").headers["Content-Type"].startswith("text/css")
+    # The control endpoints reach the app (its own 403 says job control is off), not nginx's 404.
+    control = nginx.request("/jobs/cleanup_temporary_files/run", method="POST", headers=bearer)
+    assert control.status == 403 and "ADMIN_TOKEN" in control.json()["message"], control
+
+    report = nginx.request("/status", headers={**bearer, "Accept-Encoding": "gzip"})
+    assert report.status == 200 and report.headers["Content-Encoding"] == "gzip", report.headers
+    assert json.loads(gzip.decompress(report.raw))["status"] in ("available", "degraded", "unavailable")
+    page = nginx.request("/status", headers={**bearer, "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html"), page.headers
 
 
 def test_the_shipped_internal_snippet_denies_public_clients():
