@@ -146,7 +146,9 @@ def test_page_lists_every_job_with_its_state_in_words_and_colour_problems_first(
     report = open_page(browser, server)
     health = report["metrics"]["jobs_analysis"]["job_health"]
     rows = job_rows(browser)
-    assert [r.get_attribute("data-job-id") for r in rows][:2] == ["failing", "overrun"]  # unhealthy, then warning
+    order = [r.get_attribute("data-job-id") for r in rows]
+    rank = [{"unhealthy": 0, "warning": 1}.get(health[job_id]["status"], 2) for job_id in order]
+    assert order[0] == "failing" and rank == sorted(rank), (order, rank)  # unhealthy, then warnings, then the rest
     assert {r.get_attribute("data-job-id"): r.get_attribute("data-state") for r in rows} == {
         job_id: entry["status"] for job_id, entry in health.items()}
 
