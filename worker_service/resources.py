@@ -1,4 +1,4 @@
-"""The process's resources: settings, cache, database, state store and the scheduler election, one set per process.
+"""The process's resources: settings, cache, database, state store, the scheduler election and lease, one set per process.
 
 Under gunicorn, ``post_fork`` needs the store and the election before the
 Flask app is loaded, and jobs run in scheduler threads outside any request.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .cache import Cache, build_cache
@@ -25,6 +25,7 @@ from .config import load_settings
 from .database import Database, build_database
 from .logging_setup import configure_logging
 from .scheduler.election import FileLockElection, LeaderElection
+from .scheduler.lease import FleetLease, HostOnlyLease, LeaseTiming, SchedulerLease
 from .state import StateStore
 from .state.setup import build_store
 
@@ -43,30 +44,39 @@ class Resources:
     database: Database
     store: StateStore
     election: LeaderElection
+    lease: SchedulerLease = field(default_factory=HostOnlyLease)
 
 
 _current: Resources | None = None
 _lock = threading.RLock()
 
 
-def coordination(settings: Mapping[str, Any]) -> tuple[StateStore, LeaderElection]:
-    """The state store and the scheduler election the settings ask for: the one place that chooses them.
+def coordination(settings: Mapping[str, Any]) -> tuple[StateStore, LeaderElection, SchedulerLease]:
+    """The state store, the host's election and the fleet's lease the settings ask for: the one place choosing them.
 
-    Today both are host-local (a SQLite file and a POSIX lock in
-    ``WORKER_STATE_DIR``); a store and a lease shared by several hosts would
-    be chosen here, together, since the election must cover every process
-    that writes the store.
+    Without ``STATE_DATABASE_URL``: SQLite in ``WORKER_STATE_DIR`` and the
+    host lock alone. With it: the PostgreSQL store shared by every host, the
+    host lock to pick each host's candidate, and the lease in that same
+    database to pick the one leader among the candidates. They are chosen
+    together because the election must cover every process that writes the
+    store, and the leader writes it fenced by the lease's epoch.
     """
+    store = build_store(settings)
     election = FileLockElection(os.path.join(settings["WORKER_STATE_DIR"], LOCK_FILE))
-    return build_store(settings), election
+    if not settings.get("STATE_DATABASE_URL"):
+        return store, election, HostOnlyLease()
+    from .state.pg_lease import PostgresLease
+
+    timing = LeaseTiming.from_settings(dict(settings))
+    return store, election, FleetLease(PostgresLease(store, timing.ttl), store, timing)  # type: ignore[arg-type]
 
 
 def build(settings: dict[str, Any]) -> Resources:
     """Build a new set from validated settings (logging first, so building can log); install nothing."""
     configure_logging(settings["LOG_LEVEL"])
-    store, election = coordination(settings)
+    store, election, lease = coordination(settings)
     return Resources(settings=settings, cache=build_cache(settings), database=build_database(settings),
-                     store=store, election=election)
+                     store=store, election=election, lease=lease)
 
 
 def current() -> Resources:

@@ -1,4 +1,4 @@
-"""What a job may use outside a request: the process's settings, cache, database and state store.
+"""What a job may use outside a request: the process's settings, cache, database, state store and fencing token.
 
 A thin view of :func:`worker_service.resources.current`, so a job module
 needs no Flask app context and no knowledge of how the resources are built.
@@ -32,3 +32,14 @@ def database() -> Database:
 def store() -> StateStore:
     """The shared state store."""
     return resources.current().store
+
+
+def fencing_token() -> int | None:
+    """The lease epoch this process leads the fleet with; ``None`` on a single host or when it does not lead.
+
+    A job whose writes must not land once another host leads passes it to
+    the resource it writes, which refuses it once a newer epoch holds the
+    lease (README, "Several hosts"). In a fleet, ``None`` means this process
+    does not lead: such a job must not write at all.
+    """
+    return resources.current().lease.fencing_token

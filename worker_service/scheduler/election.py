@@ -1,6 +1,8 @@
-"""Who runs the scheduler: a small election interface and its host-local file lock.
+"""Who runs the scheduler on this host: a small election interface and its host-local file lock.
 
-A lease shared by several hosts (Redis) can implement the same interface.
+In a fleet this is the first of two levels: the lock picks the host's one
+candidate, and the candidates of all hosts then compete for the PostgreSQL
+lease (:mod:`.lease`), which also fences the leader's writes by its epoch.
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@ The master-side hooks (``on_starting``, ``on_reload``) live in
 imports this package and a reload brings new code.
 
 * ``post_fork`` (each worker): keep the listening sockets out of children that
-  jobs fork, and stand by for the scheduler lock.
+  jobs fork, and stand by for the scheduler lock (and, in a fleet, the lease).
 * ``post_worker_init`` (each worker): deliver a stop signal that came while it
   booted; on SIGTERM, stop standing by.
 * ``worker_abort`` / ``worker_exit`` (the worker): stop the scheduler and free
   the lock; a graceful stop lets running jobs finish, and during a reload the
-  leader first waits (bounded) for a new worker ready to take over.
+  leader first waits (bounded) for a new worker ready to take over. At a stop
+  of the whole host, a fleet's leader first offers the lease to another host
+  and keeps scheduling until one took it (bounded by half the graceful timeout).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def post_fork(server: Any, worker: Any) -> None:
 
     protect_listeners(getattr(worker, "sockets", ()))
     owned = resources.current()  # the app this worker loads next takes this same set (create_app)
-    _leadership = SchedulerLeadership(owned.settings, owned.store, owned.election)
+    _leadership = SchedulerLeadership(owned.settings, owned.store, owned.election, owned.lease)
     _leadership.stand_by()
 
 
@@ -92,4 +94,4 @@ def worker_exit(server: Any, worker: Any) -> None:
     if _leadership is not None:
         graceful = float(getattr(worker.cfg, "graceful_timeout", 30))
         _leadership.stop(wait=not _aborting, successor_wait=min(SUCCESSOR_WAIT, graceful / 2),
-                         workers=int(getattr(worker.cfg, "workers", 1)))
+                         workers=int(getattr(worker.cfg, "workers", 1)), handover_wait=graceful / 2)

@@ -9,7 +9,8 @@ pid in ``<state dir>/standby``) once its job modules are imported and it
 blocks on the lock; and a leader stopping while newer workers exist (a
 reload, not a stop) keeps scheduling until one of them is marked ready, for
 at most a bound below the graceful timeout. At a plain stop there is no newer
-worker and nobody waits.
+worker and nobody here waits (in a fleet, the leader then offers the lease to
+another host instead: :mod:`.lease`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class StandbyMarks:
         worker exits) there are none, and this returns at once. Returns the
         seconds waited.
         """
-        newer = _newer_siblings(workers)
+        newer = newer_siblings(workers)
         if not newer or timeout <= 0:
             return 0.0
         started = time.monotonic()
@@ -82,7 +83,7 @@ class StandbyMarks:
             os.unlink(os.path.join(self.path, str(os.getpid())))
 
 
-def _newer_siblings(workers: int) -> set[int]:
+def newer_siblings(workers: int) -> set[int]:
     """Worker pids forked after this one by the same master, if it has more children than ``workers``."""
     try:
         me = psutil.Process()

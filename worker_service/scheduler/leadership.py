@@ -1,10 +1,17 @@
-"""Stand by for the scheduler lock in the background; run the scheduler while holding it.
+"""Stand by for the scheduler in the background; run the scheduler while this process leads.
 
 Why a background wait and not one try at fork time: on SIGHUP gunicorn forks
 the new workers while the old leader still holds the lock. A single
 non-blocking try would find it busy in every new worker and leave NO
 scheduler once the old workers exit. A blocking wait in a daemon thread takes
 over the moment the holder releases the lock or dies.
+
+Leading takes two steps. The host lock (``election``) picks this host's
+candidate; the lease (:mod:`.lease`) then says whether the candidate leads:
+at once on a single host, and in a fleet once it holds the PostgreSQL lease.
+A fleet term can be lost (another host took the lease while this one could
+not renew): the process then stands down (running jobs finish) and, still
+its host's candidate, competes again.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from typing import Any
 from ..state import StateStore, StoreUnavailable
 from .crash_policy import CrashPolicy
 from .election import LeaderElection
-from .handover import StandbyMarks
+from .handover import StandbyMarks, newer_siblings
 from .jobs_file import JobsFileError, load_jobs_file
+from .lease import HostOnlyLease, LeaseTerm, SchedulerLease
 from .service import SchedulerService
 
 log = logging.getLogger(__name__)
@@ -26,17 +34,30 @@ RETRY_FIRST, RETRY_MAX = 5.0, 60.0  # seconds between attempts after the schedul
 
 
 class SchedulerLeadership:
-    """One per process: waits to lead, then starts a :class:`SchedulerService`."""
+    """One per process: waits to lead, then starts a :class:`SchedulerService`.
 
-    def __init__(self, settings: dict[str, Any], store: StateStore, election: LeaderElection) -> None:
+    ``lease`` is the second level of the election, chosen with the store and
+    the host lock in :func:`worker_service.resources.coordination`; without
+    it the host lock decides alone (single-host mode).
+    """
+
+    def __init__(self, settings: dict[str, Any], store: StateStore, election: LeaderElection,
+                 lease: SchedulerLease | None = None) -> None:
         self._settings = settings
         self._store = store
-        self._election = election  # chosen with the store in worker_service.resources.coordination
+        self._election = election
+        self._lease: SchedulerLease = lease if lease is not None else HostOnlyLease()
         self._service: SchedulerService | None = None
+        self._term: LeaseTerm | None = None
         self._stopping = threading.Event()
+        self._attention = threading.Event()  # the term was lost, or the process stops
         self._lock = threading.Lock()
+        self._transition = threading.RLock()  # standing down after a loss and stopping never overlap
         self._thread: threading.Thread | None = None
+        self._warmed = False
         self._marks = StandbyMarks(settings["WORKER_STATE_DIR"])
+        # Never run jobs unfenced in a fleet: a caller that passes no lease there gets no scheduler.
+        self._unfenced = lease is None and bool(settings.get("STATE_DATABASE_URL"))
 
     @property
     def is_leader(self) -> bool:
@@ -44,7 +65,10 @@ class SchedulerLeadership:
         return self._service is not None
 
     def stand_by(self) -> None:
-        """Start the background thread that waits for the lock (returns at once)."""
+        """Start the background thread that waits to lead (returns at once)."""
+        if self._unfenced:
+            log.error("STATE_DATABASE_URL is set but no fleet lease was given: this process never runs the scheduler")
+            return
         self._thread = threading.Thread(target=self._wait_and_lead, name="scheduler-election", daemon=True)
         self._thread.start()
 
@@ -52,16 +76,24 @@ class SchedulerLeadership:
         backoff = RETRY_FIRST
         while not self._stopping.is_set():
             try:
-                self._lead_once()
-                return
+                term = self._lead_once()
+                if term is None or not term.can_be_lost:
+                    return  # stopping, or a host-only term: it lasts until the process stops
+                if not self._await_loss():
+                    return  # stopping: stop() stands the scheduler down
+                self._stand_down()
+                backoff = RETRY_FIRST
+                continue
             except JobsFileError as error:
                 log.error("the scheduler cannot start: %s (fix it, check with `worker-service check-config`, reload)",
                           error)
+                self._give_up_term()
                 self._election.release()
                 return
             except Exception as error:
-                # The lock is kept: nothing ran (the scheduler starts paused), and another
-                # worker would only meet the same fault. Retried here, with a back-off.
+                # The host lock is kept: nothing ran (the scheduler starts paused), and another worker would only
+                # meet the same fault. A fleet lease is given up, so another host may try. Retried with a back-off.
+                self._give_up_term()
                 if isinstance(error, StoreUnavailable):
                     log.error("the scheduler cannot start in pid %d: %s; trying again in %.0f s", os.getpid(),
                               error, backoff)
@@ -72,57 +104,133 @@ class SchedulerLeadership:
                 return
             backoff = min(backoff * 2, RETRY_MAX)
 
-    def _lead_once(self) -> None:
+    def _lead_once(self) -> LeaseTerm | None:
+        """Become the host's candidate, then take a term, then start the service; the term, or None if stopping."""
         if not self._election.acquire(blocking=False):
-            log.info("pid %d stands by: another process runs the scheduler", os.getpid())
+            log.info("pid %d stands by: another process of this host runs for the scheduler", os.getpid())
             self._warm_up()
             with self._marks.ready():
                 self._election.acquire(blocking=True)
+        if self._lease.fleet:
+            self._warm_up()  # a takeover from another host must lose no time on imports either
+        term = self._lease.wait_for_term(self._stopping, self._attention.set)
+        if term is None:
+            return None
         with self._lock:
             if self._stopping.is_set():
-                self._election.release()
-                return
+                term.end(release=True)  # stop() frees the host lock
+                return None
+            self._term = term
             specs = load_jobs_file(self._settings["WORKER_JOBS_FILE"], self._settings["SCHEDULER_TIMEZONE"])
             service = SchedulerService(
-                specs, self._store, self._settings["SCHEDULER_TIMEZONE"],
+                specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                 CrashPolicy.from_settings(self._settings),
             )
             service.start()
             self._service = service
+        return term
+
+    def _await_loss(self) -> bool:
+        """Wait until the term is lost (True) or the process stops (False)."""
+        while not self._stopping.is_set():
+            self._attention.wait()
+            if self._stopping.is_set():
+                return False
+            self._attention.clear()
+            return True
+        return False
+
+    def _stand_down(self) -> None:
+        """The lease was taken: stop submitting, let running jobs finish, and end the term."""
+        with self._transition:
+            with self._lock:
+                service, self._service = self._service, None
+                term, self._term = self._term, None
+            if service is not None:
+                if service.scheduler.running:
+                    service.scheduler.pause()  # the store refuses every submission already; the state says so too
+                service.shutdown(wait=True)
+            if term is not None:
+                term.end(release=False)
+            log.warning("pid %d stood down; it stays its host's candidate for the scheduler", os.getpid())
+
+    def _give_up_term(self) -> None:
+        with self._lock:
+            term, self._term = self._term, None
+        if term is not None:
+            term.end(release=True)
 
     def _warm_up(self) -> None:
-        """Import the job modules while standing by, so a handover (SIGHUP) loses no time on it."""
+        """Import the job modules while standing by, so a takeover loses no time on it.
+
+        In a fleet, also read the lease once: the store's connection and schema
+        check are then ready, and a reload's new worker takes the lease its
+        predecessor released before another host's next poll can.
+        """
+        if self._warmed:
+            return
+        self._warmed = True
         try:
             load_jobs_file(self._settings["WORKER_JOBS_FILE"], self._settings["SCHEDULER_TIMEZONE"])
         except Exception:
             pass  # reported when this worker leads and loads it for real
+        if self._lease.fleet:
+            try:
+                self._store.lease()
+            except StoreUnavailable:
+                pass  # the candidate's own attempts report it
 
     def retire(self) -> None:
         """This process is going away (SIGTERM): never start leading from now on; a running scheduler goes on."""
         self._stopping.set()
+        self._attention.set()
         self._marks.withdraw()
 
-    def stop(self, wait: bool = True, successor_wait: float = 0.0, workers: int = 0) -> None:
-        """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lock.
+    def stop(self, wait: bool = True, successor_wait: float = 0.0, workers: int = 0,
+             handover_wait: float = 0.0) -> None:
+        """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lease and lock.
 
         With ``successor_wait``, a leader stopping during a reload first keeps
-        scheduling until a newer worker is ready to take over (see
-        :mod:`.handover`), for at most that many seconds.
+        scheduling until a newer worker of this host is ready to take over
+        (see :mod:`.handover`), for at most that many seconds. Otherwise, with
+        ``handover_wait`` and a fleet lease, it offers the lease to another
+        host and keeps scheduling until one took it, for at most that long.
         """
         self._stopping.set()
-        if wait and self.is_leader and successor_wait > 0:
+        self._attention.set()
+        with self._transition:
+            if wait and self.is_leader:
+                self._hand_over(successor_wait, workers, handover_wait)
+            with self._lock:
+                service, self._service = self._service, None
+                term, self._term = self._term, None
+            if service is not None:
+                service.shutdown(wait=wait)
+            if service is not None and not wait:
+                # gunicorn is killing this worker: its job threads may still run until the process dies, so the lock
+                # (and a fleet lease, renewed until then) stays held until it is gone, and no standby can start the
+                # same jobs meanwhile.
+                log.warning("pid %d is being killed: the scheduler lock is freed when the process is gone",
+                            os.getpid())
+                return
+            if term is not None:
+                term.end(release=True)
+            if self._election.held:
+                self._election.release()
+
+    def _hand_over(self, successor_wait: float, workers: int, handover_wait: float) -> None:
+        """Keep scheduling until a successor is ready: a newer worker here (reload), else another host (fleet)."""
+        if successor_wait > 0 and newer_siblings(workers):
             waited = self._marks.await_successor(successor_wait, workers)
             if waited:
                 log.info("handed over after %.2f s: a new worker was ready to lead", waited)
-        with self._lock:
-            service, self._service = self._service, None
-        if service is not None:
-            service.shutdown(wait=wait)
-        if service is not None and not wait:
-            # gunicorn is killing this worker: its job threads may still run until the process dies, so the lock
-            # stays held until then (the kernel frees it), and no standby can start the same jobs meanwhile.
-            log.warning("pid %d is being killed: the scheduler lock is freed when the process is gone", os.getpid())
             return
-        if self._election.held:
-            self._election.release()
+        term, service = self._term, self._service
+        if handover_wait <= 0 or term is None or not term.can_be_lost or service is None:
+            return
+        try:  # a run the next leader finds still going was killed at this stop, never a crash
+            service.store.mark_stopping(service.session)
+        except StoreUnavailable as error:
+            log.warning("could not mark running jobs as stopping before the handover: %s", error)
+        term.hand_over(min(handover_wait, self._lease.handover_wait))

@@ -1,0 +1,493 @@
+"""The fleet's scheduler lease, as the scheduler side keeps it: standby polling, renewing, self-fencing, handover.
+
+Two levels of election pick the one process that runs the jobs. Inside a host
+the POSIX lock (:class:`~.election.FileLockElection`) picks one candidate;
+the candidates of all hosts then compete for one lease row in PostgreSQL
+(:mod:`worker_service.state.pg_lease`: one statement per acquire or renew,
+expiry by the database's clock, an epoch that grows at every change of
+holder). Without ``STATE_DATABASE_URL`` there is no second level:
+:class:`HostOnlyLease` grants every host candidate a term at once.
+
+While it leads, a :class:`FleetTerm`:
+
+* renews every TTL/3 (after a failure, sooner) and remembers, on the
+  monotonic clock, when the request of each *successful* renewal was sent;
+* fences itself locally: once ``TTL - margin`` has passed since that send
+  without another success, every write of the leader's store view is refused
+  here, before it reaches the database. A run is recorded before it is handed
+  to the executor, so a refused record is a run not started, and the service
+  pauses submission (:meth:`SchedulerService._store_failed`). The monotonic
+  clock runs on while a process is stopped (SIGSTOP), so a woken leader knows
+  at once. The margin is at least ``STATE_DATABASE_TIMEOUT``: a write let
+  through just before the deadline still ends before the lease can expire;
+* writes through ``store.fenced(epoch)``: the database itself refuses a write
+  of a stale epoch in the same statement (the real fence);
+* on a graceful stop of the whole host, offers a handover and keeps
+  scheduling until another host has taken the lease (its next poll), so no
+  run is late; its in-flight runs may still record how they ended, and the new
+  leader waits (bounded) for them before it settles what is left.
+
+Standby candidates poll with one ``acquire`` every TTL/3, so lease traffic is
+about three statements per TTL per host, and a dead leader's lease is taken
+within TTL + TTL/3 of its last renewal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from ..state import StateStore, StoreUnavailable
+from ..state.faults import FencedOut
+
+log = logging.getLogger(__name__)
+
+HANDOVER_POLL = 0.1  # seconds between renewals while a handover is offered (only during a stop)
+DRAIN_POLL = 0.05  # seconds between looks at the previous leader's running runs after a handover
+
+# The writes of the leader's store view, each refused once the term is not valid.
+_LEADING_WRITES = frozenset({
+    "record_submitted", "record_max_instances", "mark_stopping", "settle_orphans", "set_crash_hold",
+    "release_quarantine", "publish_jobs", "update_next_run", "beat", "clear_heartbeat", "finish_command",
+    "set_operator_pause",
+})
+# Writes about runs already handed to the executor: after this host handed the lease over, they still record how
+# its last runs ended (the new leader waits for them). They start nothing.
+_FINISHING_WRITES = frozenset({"record_started", "record_run", "record_missed", "forget_run", "forget_runs_except"})
+
+
+class LeaseGrant(Protocol):
+    """What :class:`worker_service.state.pg_lease.LeaseGrant` carries."""
+
+    epoch: int
+    session: str
+    ttl: float
+    expires_in: float
+
+
+class LeaseBackend(Protocol):
+    """The database side of the lease: :class:`worker_service.state.pg_lease.PostgresLease`."""
+
+    def acquire(self, host: str, pid: int, session: str) -> Any: ...
+    def renew(self, grant: Any) -> Any: ...
+    def release(self, grant: Any) -> None: ...
+    def offer_handover(self, grant: Any) -> None: ...
+    def record_lost(self, grant: Any) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseTiming:
+    """Every interval of the lease, derived from ``SCHEDULER_LEASE_TTL`` and ``STATE_DATABASE_TIMEOUT``."""
+
+    ttl: float
+    timeout: float
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between renewals while they work."""
+        return self.ttl / 3
+
+    @property
+    def retry_every(self) -> float:
+        """Seconds between renewals after one failed: a short outage must not cost the lease."""
+        return max(min(self.ttl / 12, 1.0), 0.1)
+
+    @property
+    def poll_every(self) -> float:
+        """Seconds between a standby candidate's attempts to take the lease."""
+        return self.ttl / 3
+
+    @property
+    def margin(self) -> float:
+        """How long before the lease runs out (by this host's reckoning) the leader stops submitting."""
+        return max(self.timeout, self.ttl / 10)
+
+    @property
+    def handover_wait(self) -> float:
+        """How long a stopping leader may keep scheduling while it waits for another host to take over."""
+        return self.poll_every + 2 * self.timeout + 1.0
+
+    @property
+    def drain_wait(self) -> float:
+        """How long a new leader waits for the runs its predecessor still had going at a handover."""
+        return self.ttl
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> LeaseTiming:
+        """The timing the settings ask for."""
+        return cls(ttl=float(settings["SCHEDULER_LEASE_TTL"]), timeout=float(settings["STATE_DATABASE_TIMEOUT"]))
+
+
+class LeaseTerm(Protocol):
+    """One period of leading: from taking the lease until it is lost, handed over or released."""
+
+    epoch: int | None
+    can_be_lost: bool
+
+    def guard(self, store: StateStore) -> StateStore:
+        """The store view the scheduler service writes through during this term."""
+        ...
+
+    def hand_over(self, timeout: float) -> bool:
+        """Offer the lease to another host and keep leading until it is taken (at most ``timeout`` s)."""
+        ...
+
+    def end(self, release: bool) -> None:
+        """The service has stopped: stop keeping the lease; give it up at once if ``release`` and still held."""
+        ...
+
+
+class SchedulerLease(Protocol):
+    """The second level of the election, as :class:`~.leadership.SchedulerLeadership` uses it."""
+
+    fleet: bool
+    handover_wait: float
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The epoch this process leads with, or ``None`` (host-only mode, or not leading)."""
+        ...
+
+    def wait_for_term(self, stopping: threading.Event, on_lost: Callable[[], None]) -> LeaseTerm | None:
+        """Block until this host candidate leads (a term), or ``None`` once ``stopping`` is set."""
+        ...
+
+
+# -- one host: the POSIX lock is the whole election ------------------------------------------------------------------
+class HostTerm:
+    """A term that only ends with the process or a stop: the host lock is the whole election."""
+
+    epoch: int | None = None
+    can_be_lost = False
+
+    def guard(self, store: StateStore) -> StateStore:
+        return store
+
+    def hand_over(self, timeout: float) -> bool:
+        return False
+
+    def end(self, release: bool) -> None:
+        pass
+
+
+class HostOnlyLease:
+    """Single-host mode (no ``STATE_DATABASE_URL``): the host's candidate leads at once; nothing changes."""
+
+    fleet = False
+    handover_wait = 0.0
+
+    @property
+    def fencing_token(self) -> int | None:
+        return None
+
+    def wait_for_term(self, stopping: threading.Event, on_lost: Callable[[], None]) -> LeaseTerm | None:
+        return None if stopping.is_set() else HostTerm()
+
+
+# -- a fleet: the PostgreSQL lease --------------------------------------------------------------------------------------
+class FleetTerm:
+    """A term under the fleet's lease: the keeper thread, the local self-fence and the handover.
+
+    :param backend: the database's lease.
+    :param grant: the grant that started the term.
+    :param sent_at: when (monotonic) the request that returned ``grant`` was sent.
+    :param on_lost: called once, in the keeper thread, when the lease is found taken.
+    :param predecessor_draining: the lease came by a handover: the previous leader's last runs may still be going.
+    """
+
+    can_be_lost = True
+
+    def __init__(self, backend: LeaseBackend, grant: LeaseGrant, timing: LeaseTiming, sent_at: float,
+                 on_lost: Callable[[], None], predecessor_draining: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.epoch: int | None = grant.epoch
+        self.predecessor_draining = predecessor_draining
+        self._backend = backend
+        self._timing = timing
+        self._clock = clock
+        self._on_lost = on_lost
+        self._lock = threading.Lock()
+        self._grant = grant
+        self._deadline = self._deadline_after(sent_at, grant)
+        self._wake = threading.Event()  # a handover offer or the end: the keeper looks again now
+        self.lost = threading.Event()
+        self.ended = threading.Event()
+        self._offered = False  # a handover was offered (set before the offer is sent)
+        self.handed_over = False  # lost to the host this process offered it to
+        self._lapse_logged = False
+        self._keeper = threading.Thread(target=self._keep, name="scheduler-lease", daemon=True)
+
+    def start(self) -> FleetTerm:
+        """Start renewing in the background."""
+        self._keeper.start()
+        return self
+
+    # -- validity: the local self-fence -------------------------------------------------------------------------------
+    def _deadline_after(self, sent_at: float, grant: LeaseGrant) -> float:
+        # expires_in is the database's own count at the statement, which ran after ``sent_at``: sent_at + expires_in
+        # is never later than the real expiry (both clocks run at the same rate).
+        return sent_at + min(grant.expires_in, self._timing.ttl) - self._timing.margin
+
+    def valid(self) -> bool:
+        """Whether this term may still submit: not lost, and the self-fence deadline has not passed."""
+        return not self.lost.is_set() and self._clock() < self._deadline
+
+    def remaining(self) -> float:
+        """Seconds until the self-fence deadline (negative once past)."""
+        return self._deadline - self._clock()
+
+    def refusal(self, method: str) -> str | None:
+        """Why the store write ``method`` must be refused now, or ``None`` if it may go (see :class:`FencedStore`)."""
+        if self.valid():
+            return None
+        if self.lost.is_set():
+            if self.handed_over and method in _FINISHING_WRITES:
+                return None
+            return f"scheduler lease: epoch {self.epoch} is held by another host now"
+        return (f"scheduler lease: not renewed in time (TTL {self._timing.ttl:g} s); job submission stopped "
+                f"before the lease runs out")
+
+    # -- the keeper ----------------------------------------------------------------------------------------------------
+    def _keep(self) -> None:
+        failing = False
+        while not self.ended.is_set():
+            if self._offered:
+                pause = HANDOVER_POLL
+            elif failing:
+                pause = self._timing.retry_every
+            else:
+                pause = self._timing.renew_every
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self.ended.is_set():
+                return
+            sent = self._clock()
+            try:
+                grant = self._backend.renew(self._grant)
+            except StoreUnavailable as error:
+                if not failing:
+                    log.error("could not renew the scheduler lease (epoch %s): %s; retrying every %.1f s, job "
+                              "submission stops in %.1f s", self.epoch, error, self._timing.retry_every,
+                              max(self.remaining(), 0.0))
+                failing = True
+                self._log_lapse()
+                continue
+            if grant is None or grant.epoch != self.epoch:
+                self._lose()
+                return
+            with self._lock:
+                self._grant = grant
+                self._deadline = self._deadline_after(sent, grant)
+            if failing or self._lapse_logged:
+                log.warning("the scheduler lease (epoch %s) is renewed again: this host still leads", self.epoch)
+            failing, self._lapse_logged = False, False
+
+    def _log_lapse(self) -> None:
+        if not self.valid() and not self._lapse_logged:
+            self._lapse_logged = True
+            log.error("the scheduler lease (epoch %s) was not renewed in time: no job is submitted from now on; "
+                      "another host takes over once it runs out", self.epoch)
+
+    def _lose(self) -> None:
+        self.handed_over = self._offered
+        self.lost.set()
+        if self.handed_over:
+            log.info("another host took over the scheduler (lease epoch %s handed over)", self.epoch)
+        else:
+            log.error("the scheduler lease (epoch %s) was taken by another host: standing down", self.epoch)
+        try:
+            self._on_lost()
+        except Exception:
+            log.exception("standing down after losing the scheduler lease failed")
+
+    # -- the end of the term -------------------------------------------------------------------------------------------
+    def hand_over(self, timeout: float) -> bool:
+        """Offer the lease to the next host that asks and keep leading until it is taken; whether it was."""
+        if self.lost.is_set():
+            return self.handed_over
+        self._offered = True
+        try:
+            self._backend.offer_handover(self._grant)
+        except StoreUnavailable as error:
+            self._offered = False
+            log.error("could not offer the scheduler to another host: %s", error)
+            return False
+        self._wake.set()  # renew every HANDOVER_POLL from now on: notice the taker at once
+        started = self._clock()
+        taken = self.lost.wait(timeout)
+        if taken:
+            log.info("handed the scheduler over to another host after %.2f s", self._clock() - started)
+        else:
+            log.warning("no other host took the scheduler over within %.1f s", timeout)
+        return taken and self.handed_over
+
+    @property
+    def offered(self) -> bool:
+        """A handover is offered and not yet taken."""
+        return self._offered and not self.lost.is_set()
+
+    def end(self, release: bool) -> None:
+        """Stop renewing; release the lease (graceful stop) or note it lost (once)."""
+        self.ended.set()
+        self._wake.set()
+        if self._keeper.is_alive() and self._keeper is not threading.current_thread():
+            self._keeper.join(timeout=self._timing.timeout + 1.0)
+        try:
+            if self.lost.is_set():
+                if not self.handed_over:
+                    self._backend.record_lost(self._grant)
+            elif release:
+                self._backend.release(self._grant)
+                log.info("released the scheduler lease (epoch %s)", self.epoch)
+        except StoreUnavailable as error:
+            log.error("could not give up the scheduler lease (epoch %s): %s; it runs out by itself within %g s",
+                      self.epoch, error, self._timing.ttl)
+
+    def guard(self, store: StateStore) -> StateStore:
+        """``store`` as the leader writes it in this term: fenced by the database and by this term's deadline."""
+        return FencedStore(store, self, self._timing)  # type: ignore[return-value]
+
+
+class FencedStore:
+    """The leader's store view for one term: ``store.fenced(epoch)``, each write first checked against the term.
+
+    Reads go straight through. A write is refused here (:class:`FencedOut`,
+    nothing sent) once the term is not valid; otherwise the fenced view sends
+    it and the database refuses it if another epoch holds the lease. Two
+    additions for a handover between hosts: while a handover is offered, each
+    submitted run is marked *stopping* at once (a run the next leader finds
+    still going is then counted as killed at a stop, never as a crash); and a
+    leader that got the lease by a handover first waits, bounded, for its
+    predecessor's runs to finish before it settles what is left.
+    """
+
+    def __init__(self, store: StateStore, term: FleetTerm, timing: LeaseTiming) -> None:
+        assert term.epoch is not None
+        self._base = store
+        self._fenced = store.fenced(term.epoch)
+        self._term = term
+        self._timing = timing
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _LEADING_WRITES or name in _FINISHING_WRITES:
+            return lambda *args, **kwargs: self._write(name, *args, **kwargs)
+        return getattr(self._base, name)
+
+    def _write(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        reason = self._term.refusal(name)
+        if reason is not None:
+            raise FencedOut(reason)
+        if self._term.lost.is_set():  # handed over: a finishing write of a run this leader started
+            return getattr(self._base, name)(*args, **kwargs)
+        return getattr(self._fenced, name)(*args, **kwargs)
+
+    def fenced(self, epoch: int) -> StateStore:
+        return self._base.fenced(epoch)
+
+    def record_submitted(self, job_id: str, session: str, *args: Any, **kwargs: Any) -> int:
+        run_id = self._write("record_submitted", job_id, session, *args, **kwargs)
+        if self._term.offered:
+            try:
+                self._write("mark_stopping", session)
+            except StoreUnavailable as error:  # taken meanwhile: the run was recorded under this epoch and goes on
+                log.warning("could not mark the run of job %s as stopping: %s", job_id, error)
+        return run_id
+
+    def settle_orphans(self, session: str) -> Iterable[Any]:
+        if self._term.predecessor_draining:
+            self._await_predecessor()
+        return self._write("settle_orphans", session)
+
+    def _await_predecessor(self) -> None:
+        """Wait (bounded) until the runs the previous leader had going at the handover have ended."""
+        deadline = time.monotonic() + self._timing.drain_wait
+        started = time.monotonic()
+        while time.monotonic() < deadline and self._term.valid():
+            try:
+                running = sum(job.running_count for job in self._base.jobs())
+            except StoreUnavailable:
+                return  # settling then fails too, and the service reports it
+            if running == 0:
+                break
+            time.sleep(DRAIN_POLL)  # polling the store, bounded by drain_wait
+        waited = time.monotonic() - started
+        if waited > DRAIN_POLL:
+            log.info("waited %.2f s for the previous leader's last runs to end", waited)
+
+
+class FleetLease:
+    """The scheduler side of the PostgreSQL lease for this process: standby polling and the current term."""
+
+    fleet = True
+
+    def __init__(self, backend: LeaseBackend, store: StateStore, timing: LeaseTiming, host: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._backend = backend
+        self._store = store
+        self.timing = timing
+        self.host = host or socket.gethostname()
+        self._clock = clock
+        self._term: FleetTerm | None = None
+        self._session: tuple[int, str] | None = None
+
+    @property
+    def handover_wait(self) -> float:
+        return self.timing.handover_wait
+
+    @property
+    def fencing_token(self) -> int | None:
+        term = self._term
+        return term.epoch if term is not None and not term.ended.is_set() else None
+
+    def _session_id(self) -> str:
+        """This process's lease session: one per process (a fork gets its own)."""
+        if self._session is None or self._session[0] != os.getpid():
+            self._session = (os.getpid(), uuid.uuid4().hex)
+        return self._session[1]
+
+    def wait_for_term(self, stopping: threading.Event, on_lost: Callable[[], None]) -> LeaseTerm | None:
+        failing = False
+        while not stopping.is_set():
+            sent = self._clock()
+            try:
+                grant = self._backend.acquire(self.host, os.getpid(), self._session_id())
+            except StoreUnavailable as error:
+                if not failing:
+                    log.error("pid %d cannot reach the scheduler lease: %s; trying every %.1f s", os.getpid(), error,
+                              self.timing.poll_every)
+                failing = True
+            else:
+                if failing:
+                    log.warning("pid %d reaches the scheduler lease again", os.getpid())
+                failing = False
+                if grant is not None:
+                    return self._begin(grant, sent, on_lost)
+            stopping.wait(self.timing.poll_every * random.uniform(0.8, 1.0))  # spread the hosts' polls
+        return None
+
+    def _begin(self, grant: LeaseGrant, sent: float, on_lost: Callable[[], None]) -> FleetTerm:
+        reason = self._reason(grant.epoch)
+        term = FleetTerm(self._backend, grant, self.timing, sent, on_lost, predecessor_draining=reason == "handover",
+                         clock=self._clock)
+        self._term = term.start()
+        log.info("pid %d on %s leads the fleet's scheduler: lease epoch %d (%s)", os.getpid(), self.host,
+                 grant.epoch, reason or "taken")
+        return term
+
+    def _reason(self, epoch: int) -> str | None:
+        """Why the lease came to this epoch (``first``, ``released``, ``handover``, ``expired``), if recorded."""
+        try:
+            for change in self._store.leadership_changes(3):
+                if change.epoch == epoch:
+                    return change.reason
+        except StoreUnavailable:
+            pass
+        return None
