@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -75,3 +76,51 @@ def fork_and_linger(how: str, seconds: float, pids_path: str, runs_path: str | N
         pid = subprocess.Popen(["sleep", str(seconds)]).pid
     with open(pids_path, "a") as handle:
         handle.write(f"{pid}\n")
+
+
+TICK_WATCHDOG = 3.0  # seconds a tick's connection may live: a silent network path must not hang the job thread
+
+
+def fleet_tick(table: str) -> None:
+    """Record this run in PostgreSQL ``table`` (``schema.table``): its slot, wall and database time, host label, pid and epoch; fenced.
+
+    The example of a job fenced by its lease epoch (``runtime.fencing_token()``),
+    on the state database: one transaction first takes ``FOR SHARE`` on the lease
+    row with this epoch, then inserts. An acquire by another host (an UPDATE of
+    that row) waits for the commit, and a tick that waited for an acquire finds
+    no row with its epoch and writes nothing. ``FLEET_HOST`` names the host.
+    """
+    import socket
+    import threading
+
+    import psycopg
+
+    from worker_service import runtime
+    from worker_service.scheduler.tracking import current_run
+    from worker_service.state.faults import FencedOut
+
+    settings = runtime.settings()
+    epoch = runtime.fencing_token()
+    if epoch is None:
+        raise FencedOut("not leading: no fencing token")
+    run = current_run()
+    slot = run.scheduled_at if run is not None and run.scheduled_at is not None else time.time()
+    schema = settings["STATE_DATABASE_SCHEMA"]
+    with psycopg.connect(settings["STATE_DATABASE_URL"], connect_timeout=2) as db:
+        def cut() -> None:  # libpq has no read timeout: shut the socket down at the deadline
+            with contextlib.suppress(OSError):
+                socket.socket(fileno=os.dup(db.fileno())).shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(TICK_WATCHDOG, cut)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            held = db.execute(f'SELECT 1 FROM "{schema}".lease WHERE name = %s AND epoch = %s FOR SHARE',
+                              ("scheduler", epoch)).fetchone()
+            if held is None:
+                raise FencedOut(f"fenced out: epoch {epoch} no longer holds the scheduler lease")
+            target = ".".join(f'"{part}"' for part in table.split("."))
+            db.execute(f'INSERT INTO {target} (slot, wall, host, pid, epoch) VALUES (%s, %s, %s, %s, %s)',
+                       (slot, time.time(), os.environ.get("FLEET_HOST", "?"), os.getpid(), epoch))
+        finally:
+            watchdog.cancel()

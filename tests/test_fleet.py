@@ -1,0 +1,234 @@
+"""A fleet of hosts, one scheduler: three real gunicorn hosts on one PostgreSQL schema, through every fault.
+
+Each host is a gunicorn master with 2 workers, its own state directory (its own host lock) and its own TcpProxy to
+PostgreSQL. A 1 s tick job writes every run, fenced by its lease epoch, into PostgreSQL, where a trigger notes the
+epoch that held the lease at the insert. One fleet goes through the phases of one test (each phase a fault to the
+current leader's host): SIGKILL of the whole host, SIGSTOP of the whole host past the TTL, a partition that refuses,
+a partition that goes silent, a reload, a graceful stop. TTL 3 s: a standby polls every second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.support.clock_offset import HOOK_DIR, OFFSET_FILE_VARIABLE
+from tests.support.fleet import BUILTIN_JOBS, Fleet, Host, check, fault_gap, slot_lateness
+from tests.support.pg import admin
+from tests.support.servers import wait_until
+
+TTL = 3.0
+POLL = TTL / 3
+TAKEOVER = TTL + POLL + 1.5  # the bound after a fault, plus the new leader's start and a loaded 2-core machine
+TICK = 1.0
+DB_TIMEOUT = TTL / 4  # the most the settings allow: a start on a loaded 2-core machine needs it
+
+
+@dataclasses.dataclass
+class Window:
+    """A fault: when it began and ended (database clock), how many missed slots it may explain."""
+
+    fault: str
+    start: float
+    end: float = 0.0
+    takeover: float = 0.0
+
+
+SLOW_JOB = """
+[jobs.slow]
+name = "Slow"
+func = "tests.support.sample_jobs:slow"
+trigger = "interval"
+seconds = 3
+misfire_grace_time = 30
+kwargs = {{ seconds = 1.5, path = "{marks}" }}
+"""
+
+
+def slow_runs(marks) -> list[tuple[int, float, float | None]]:
+    """``(pid, start, end or None)`` of each run of the slow job, from its marks file, by start time."""
+    runs: dict[int, list[list]] = {}
+    for line in marks.read_text().splitlines() if marks.exists() else []:
+        kind, pid, at = line.split()
+        if kind == "start":
+            runs.setdefault(int(pid), []).append([float(at), None])
+        else:
+            runs[int(pid)][-1][1] = float(at)
+    return sorted(((pid, start, end) for pid, found in runs.items() for start, end in found), key=lambda run: run[1])
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    made = Fleet(tmp_path, ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK,
+                 jobs=BUILTIN_JOBS.format(sync=2) + SLOW_JOB.format(marks=tmp_path / "slow.txt"), REDIS_URL=REDIS_URL,
+                 SERVICE_NAME=f"fleet-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def leader_after(fleet: Fleet, old: Host, began: float, window: Window) -> Host:
+    """Wait for another host to lead and tick; note the takeover time (from ``began``, monotonic) in ``window``."""
+    new = fleet.wait_for_leader(timeout=TAKEOVER + 2, other_than=old)
+    window.takeover = time.monotonic() - began
+    fleet.wait_for_ticks(1, timeout=5, host=new, after=window.start)
+    return new
+
+
+def test_three_hosts_run_each_slot_once_through_kill_freeze_partitions_reload_and_stop(fleet, tmp_path):
+    fleet.start()  # all three at once, on a schema nobody created yet: they race to migrate it
+    first = fleet.wait_for_leader(timeout=15)
+    fleet.wait_for_ticks(3, timeout=10)
+    assert all(host.running for host in fleet.hosts.values()), "a host failed to start on the new schema"
+    assert [change.reason for change in fleet.changes()] == ["first"]
+    windows: list[Window] = []
+
+    # SIGKILL of the leader's whole gunicorn: its lease runs out, a standby takes it within TTL + one poll.
+    window = Window("SIGKILL", fleet.db_now())
+    killed = time.monotonic()
+    first.kill()
+    second = leader_after(fleet, first, killed, window)
+    window.end = fleet.db_now()
+    windows.append(window)
+    assert window.takeover <= TAKEOVER, f"takeover after SIGKILL took {window.takeover:.2f} s"
+    first.start(wait=False)  # back as a standby, while the next phase runs
+
+    # SIGSTOP of the leader's whole host for longer than the TTL: woken, it must run and record nothing.
+    window = Window("SIGSTOP", fleet.db_now())
+    second.freeze()
+    frozen = time.monotonic()
+    third = leader_after(fleet, second, frozen, window)
+    time.sleep(max(0.0, frozen + TTL + 1 - time.monotonic()))  # the fault itself: frozen for longer than the TTL
+    second.thaw()
+    fleet.wait_for_ticks(2, timeout=5, host=third, after=fleet.db_now())  # the woken host had its chance to tick
+    window.end = fleet.db_now()
+    windows.append(window)
+    assert window.takeover <= TAKEOVER, f"takeover after SIGSTOP took {window.takeover:.2f} s"
+    assert fleet.leader() is third
+    wait_until(first.server._live, timeout=20, what="the killed host back")
+
+    # Partitions between the leader and PostgreSQL: refused, then silent. It stands down before its lease ends.
+    leader = third
+    for fault in ("cut", "freeze"):
+        window = Window(f"partition ({fault})", fleet.db_now())
+        getattr(leader.proxy, fault)()
+        began = time.monotonic()
+        new = leader_after(fleet, leader, began, window)
+        leader.proxy.restore()
+        pids = leader.pids()
+        lost = wait_until(lambda pids=pids: [c for c in fleet.changes() if c.reason == "lost" and c.from_pid in pids],
+                          timeout=TTL + 3, what="the cut-off leader to find its lease taken")
+        assert lost
+        window.end = fleet.db_now()
+        windows.append(window)
+        assert window.takeover <= TAKEOVER, f"takeover after a partition ({fault}) took {window.takeover:.2f} s"
+        leader = new
+
+    # A reload (SIGHUP) of the leader's host: today's host-local handover, no slot late by an interval.
+    window = Window("SIGHUP", fleet.db_now())
+    old_pid = fleet.lease().holder_pid
+    leader.reload()
+    began = time.monotonic()
+    wait_until(lambda: (lease := fleet.lease()).live and lease.holder_pid != old_pid, timeout=15,
+               what="a new leader after the reload")
+    window.takeover = time.monotonic() - began
+    fleet.wait_for_ticks(3, timeout=6, after=fleet.db_now())
+    window.end = fleet.db_now()
+    windows.append(window)
+    leader = fleet.wait_for_leader(timeout=5)
+
+    # A graceful stop of the leader's whole host, while its slow job runs: it offers the lease and keeps scheduling
+    # until another host took it; the new leader waits for the slow run to end before it may start the job again.
+    marks, pids = tmp_path / "slow.txt", leader.pids()
+    wait_until(lambda: (runs := slow_runs(marks)) and runs[-1][0] in pids and runs[-1][2] is None
+               and runs[-1][1] > time.time() - 0.5, timeout=8, what="a slow run starting on the leader")
+    in_flight = slow_runs(marks)[-1]
+    window = Window("graceful stop", fleet.db_now())
+    began = time.monotonic()
+    assert leader.stop() == 0
+    stopped = time.monotonic() - began
+    new = fleet.wait_for_leader(timeout=5, other_than=leader)
+    window.takeover = stopped
+    fleet.wait_for_ticks(3, timeout=6, host=new, after=window.start)
+    window.end = fleet.db_now()
+    windows.append(window)
+    assert "handover" in [change.reason for change in fleet.changes()[-3:]]
+    wait_until(lambda: any(run[1] > in_flight[1] and run[0] not in pids for run in slow_runs(marks)), timeout=8,
+               what="the slow job on the new leader")
+    after = [run for run in slow_runs(marks) if run[1] >= in_flight[1]]
+    assert after[0][2] is not None, "the stop cut the slow run off"
+    assert all(b[1] >= a[2] for a, b in zip(after, after[1:], strict=False) if a[2]), f"slow runs overlapped: {after}"
+    assert not [run for run in fleet.store.runs("slow") if run.at >= in_flight[1] and run.outcome != "success"]
+
+    ticks = fleet.ticks()
+    result = check(ticks, TICK)
+    assert not result["duplicates"], f"slots run twice: {result['duplicates']}"
+    assert not result["stale"], f"records written by a stale epoch: {result['stale']}"
+    assert not result["overlaps"], f"two leaders at once: {result['overlaps']}"
+    for window in windows:
+        longest = fault_gap(ticks, window.start, window.end)
+        if window.fault in ("SIGHUP", "graceful stop"):
+            assert longest < 2 * TICK, f"{window.fault}: a {longest:.2f} s gap between ticks"
+        else:
+            assert longest <= TAKEOVER + TICK, f"{window.fault}: a {longest:.2f} s gap between ticks"
+    assert max(slot_lateness(ticks)) < TAKEOVER + TICK  # a failover runs the due slot at once: never postponed
+    allowed = sum(TAKEOVER + TICK for w in windows if w.fault not in ("SIGHUP", "graceful stop"))
+    assert len(result["missed"]) <= allowed, f"missed slots {result['missed']}"
+    assert len({tick.host for tick in ticks}) >= 2 and len({tick.epoch for tick in ticks}) >= 6
+
+    # The check itself can fail: a record of an older epoch written now is caught by the table's trigger.
+    with admin() as db:
+        db.execute(f'INSERT INTO "{fleet.tick_schema}".ticks (slot, wall, host, pid, epoch) VALUES (0, 0, %s, 0, 1)',
+                   ("forged",))
+    assert [tick.host for tick in fleet.ticks() if tick.stale] == ["forged"]
+
+    # The built-in jobs ran on whichever host led, their cache writes fenced by the epoch of the last one.
+    sync = next(job for job in fleet.store.jobs() if job.id == "sync_accounts")
+    assert sync.success_count >= 5 and sync.error_count == 0, sync
+    fence = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    service = fleet.hosts["a"].env["SERVICE_NAME"]
+    try:
+        assert int(fence.get(f"{service}:fence:accounts")) <= fleet.lease().epoch
+    finally:
+        fence.delete(f"{service}:fence:accounts")
+
+
+def test_hosts_whose_wall_clocks_differ_by_a_minute_still_hand_over_within_the_bound(tmp_path):
+    """The lease runs on the database's clock and each host's monotonic clock: wall clocks do not matter.
+
+    b's clock is 35 s behind, a's 35 s ahead. b leads first; when it dies, a resumes b's published next run
+    (70 s overdue on a's clock) at once, as one coalesced run.
+    """
+    offsets = {"a": 35.0, "b": -35.0}
+    python_path = os.pathsep.join(p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    fleet = Fleet(tmp_path, names=offsets, ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK, PYTHONPATH=python_path)
+    for name, offset in offsets.items():
+        path = tmp_path / f"offset-{name}"
+        path.write_text(str(offset))
+        fleet.hosts[name].env[OFFSET_FILE_VARIABLE] = str(path)
+    a, b = fleet.hosts["a"], fleet.hosts["b"]
+    try:
+        fleet.start(["b"])
+        assert fleet.wait_for_leader(timeout=15) is b
+        fleet.start(["a"])
+        fleet.wait_for_ticks(2, timeout=10, host=b)
+        started = fleet.db_now()
+        b.kill()
+        killed = time.monotonic()
+        assert fleet.wait_for_leader(timeout=TAKEOVER + 2, other_than=b) is a
+        assert time.monotonic() - killed <= TAKEOVER
+        fleet.wait_for_ticks(2, timeout=5, host=a, after=started)
+        ticks = fleet.ticks()
+        result = check(ticks, TICK)
+        assert not result["duplicates"] and not result["stale"] and not result["overlaps"], result
+        skew = {tick.host: tick.wall - tick.db_time for tick in ticks}
+        assert abs(skew["a"] - skew["b"] - 70.0) < 2.0, f"the hosts' clocks were not skewed: {skew}"
+        assert max(slot_lateness([t for t in ticks if t.host == "a"])) < TAKEOVER + TICK
+    finally:
+        fleet.close()
