@@ -18,7 +18,7 @@ def init_app(app: Flask) -> None:
     if not app.config["SCHEDULER_AUTOSTART"] or os.environ.get(UNDER_GUNICORN):
         return
     owned = app.extensions["resources"]
-    leadership = SchedulerLeadership(owned.settings, owned.store, owned.election)
+    leadership = SchedulerLeadership(owned.settings, owned.store, owned.election, owned.lease)
     leadership.stand_by()
     app.extensions["scheduler"] = leadership
     atexit.register(leadership.stop, True)
