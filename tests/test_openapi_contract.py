@@ -47,7 +47,7 @@ def _scratch_app():
     (state / "jobs.toml").write_text(SCRATCH_JOBS)
     resources.reset()
     app = create_app({"WORKER_STATE_DIR": str(state), "HEALTH_CACHE_TTL": "0", "STATUS_CACHE_TTL": "0",
-                      "ADMIN_TOKEN": ADMIN, "SCHEDULER_AUTOSTART": "true", "SCHEDULER_HEARTBEAT_INTERVAL": "0.5",
+                      "ADMIN_TOKEN": ADMIN, "SCHEDULER_AUTOSTART": "true", "SCHEDULER_HEARTBEAT_INTERVAL": "2",
                       "WORKER_JOBS_FILE": str(state / "jobs.toml")})
     store = app.extensions["store"]
     wait_until(lambda: (leader := store.scheduler()) and leader.heartbeat_at > time.time() - 1 and store.job_count(),
@@ -109,7 +109,7 @@ def test_job_control_answers_validate_against_their_marshmallow_schemas():
     client = schema.app.test_client()
     admin = {"Authorization": f"Bearer {ADMIN}"}
     ran = client.post("/jobs/failing/run?wait=10", headers=admin)
-    assert ran.status_code == 200 and CommandAnswerSchema().validate(ran.json) == {}
+    assert ran.status_code == 200 and CommandAnswerSchema().validate(ran.json) == {}, ran.json
     wait_until(lambda: client.get("/jobs/failing").json["history"], timeout=5, what="the failed run recorded")
     assert JobListSchema().validate(client.get("/jobs").json) == {}
     detail = client.get("/jobs/failing").json
@@ -117,4 +117,4 @@ def test_job_control_answers_validate_against_their_marshmallow_schemas():
     polled = client.get(ran.json["poll"])
     assert polled.status_code == 200 and CommandAnswerSchema().validate(polled.json) == {}
     queued = client.post("/jobs/failing/pause?wait=0", headers=admin)
-    assert queued.status_code == 202 and CommandAnswerSchema().validate(queued.json) == {}
+    assert queued.status_code == 202 and CommandAnswerSchema().validate(queued.json) == {}, queued.json
