@@ -85,6 +85,23 @@ def test_a_last_run_that_failed_below_the_threshold_is_a_warning():
     assert (state, reason) == (JobState.WARNING, "last run failed: ValueError (1 in a row)")
 
 
+def test_a_run_lost_with_its_leader_is_a_warning_like_a_crash_with_its_own_reason():
+    """Fleet: a new leader took over from a host that may still be alive; the run's outcome is unknown."""
+    lost = dict(error_count=1, consecutive_failures=1, last_outcome="error", last_problem="lost", runs_since_problem=0,
+                last_error_type="LeaderLost")
+    assert verdict(record(**lost)) == (JobState.WARNING, "last run lost: its leader lost the scheduler while it ran;"
+                                                         " it may have finished on the old leader's host (1 in a row)")
+    crashed = dict(lost, last_problem="crashed", last_error_type="WorkerDied")
+    assert verdict(record(**crashed)) == (JobState.WARNING, "last run failed: its worker died while it ran (1 in a row)")
+    after = record(runs_since_problem=2, last_problem="lost", error_count=1)
+    assert verdict(after) == (JobState.WARNING, "a run lost with its leader (it may have finished on the old leader's"
+                                                f" host) within the last {WARNING_WINDOW_RUNS} runs")
+    in_a_row = record(**dict(lost, consecutive_failures=THRESHOLD))
+    assert verdict(in_a_row) == (JobState.UNHEALTHY, f"{THRESHOLD} consecutive failures (last: its leader lost the"
+                                                     " scheduler while it ran; it may have finished on the old leader's"
+                                                     " host)")
+
+
 def test_a_problem_within_the_warning_window_is_a_warning_that_names_it_and_then_ages_out():
     recent = record(runs_since_problem=WARNING_WINDOW_RUNS - 1, last_problem="missed", missed_count=1)
     assert verdict(recent) == (

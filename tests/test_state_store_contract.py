@@ -12,6 +12,7 @@ PostgreSQL).
 from __future__ import annotations
 
 import inspect
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import pg
-from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore
+from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore, pg_schema
 from worker_service.state.pg_pool import StatePool
-from worker_service.state.records import CrashState, JobDefinition, JobRecord, RunRecord
+from worker_service.state.records import CrashState, JobDefinition, JobRecord, OrphanedRun, RunRecord
 
 HISTORY = 5
 SLACK = 16  # a store may trim its history in batches: at most this many runs over history_size
@@ -352,6 +353,70 @@ def test_crashes_in_a_row_are_counted_until_a_run_finishes(store):
     assert (record(store, "a").crash_count, record(store, "a").consecutive_failures) == (3, 4)
 
 
+def test_each_orphan_keeps_its_host_and_the_callers_judgement_records_it_as_lost(store):
+    """In a fleet a new leader takes over when a lease ran out: the old leader may be alive, its run still going."""
+    store.publish_jobs([definition(job) for job in ("far", "frozen", "dead", "queued", "old")])
+    far = store.record_submitted("far", "host-b-session", 21, 100.0, 160.0, host="host-b")
+    store.record_started(far, 101.0)
+    frozen = store.record_submitted("frozen", "frozen-session", 22, 102.0, 162.0, host="host-a")
+    store.record_started(frozen, 103.0)
+    store.mark_stopping("frozen-session")  # lost wins over killed
+    dead = store.record_submitted("dead", "dead-session", 23, 104.0, 164.0, host="host-a")
+    store.record_started(dead, 105.0)
+    store.record_submitted("queued", "host-b-session", 21, 106.0, 166.0, host="host-b")  # never seen starting
+    old = store.record_submitted("old", "old-session", 24, 107.0, 167.0)  # no host: an older version's run
+    store.record_started(old, 108.0)
+
+    asked = []
+
+    def lost(orphan: OrphanedRun) -> bool:
+        asked.append((orphan.job_id, orphan.host, orphan.pid, orphan.started_at, orphan.stopping))
+        return orphan.host == "host-b" or orphan.pid == 22  # another host, or this host's process still alive
+
+    orphans = store.settle_orphans(SESSION, lost=lost)
+    assert asked == [("far", "host-b", 21, 101.0, False), ("frozen", "host-a", 22, 103.0, True),
+                     ("dead", "host-a", 23, 105.0, False), ("queued", "host-b", 21, None, False),
+                     ("old", None, 24, 108.0, False)]
+    assert [(o.job_id, o.host, o.lost, o.outcome) for o in orphans] == [
+        ("far", "host-b", True, "lost"), ("frozen", "host-a", True, "lost"), ("dead", "host-a", False, "crashed"),
+        ("queued", "host-b", True, "lost"), ("old", None, False, "crashed")]
+    assert store.runs("far") == [RunRecord(
+        "far", 101.0, "lost", None, started_at=101.0, error_type="LeaderLost",
+        error_message="its leader lost the scheduler while it ran on host host-b (pid 21); it may have finished there")]
+    (queued,) = store.runs("queued")
+    assert (queued.outcome, queued.at, queued.started_at, queued.error_type) == ("lost", 106.0, None, "LeaderLost")
+    assert "host host-b (pid 21); it may have run there" in queued.error_message
+    assert [(r.outcome, r.error_type) for r in store.runs("frozen")] == [("lost", "LeaderLost")]
+
+    far_job, queued_job = record(store, "far"), record(store, "queued")
+    assert (far_job.error_count, far_job.consecutive_failures, far_job.last_outcome, far_job.last_problem,
+            far_job.runs_since_problem) == (1, 1, "error", "lost", 0)
+    assert (far_job.last_error_type, far_job.last_error_at) == ("LeaderLost", 101.0)
+    assert (far_job.crash_count, far_job.consecutive_crashes, far_job.missed_count) == (0, 0, 0)
+    assert (queued_job.missed_count, queued_job.error_count, queued_job.last_problem) == (0, 1, "lost")
+    assert (record(store, "dead").crash_count, record(store, "old").crash_count) == (1, 1)
+    assert store.settle_orphans(SESSION, lost=lost) == []  # settled once
+
+
+def test_a_lost_run_neither_counts_toward_the_crashes_in_a_row_nor_ends_them(store):
+    store.publish_jobs([definition("a")])
+
+    def settle_one(host: str, session: str) -> str:
+        run_id = store.record_submitted("a", session, 1, 100.0, None, host=host)
+        store.record_started(run_id, 100.5)
+        (orphan,) = store.settle_orphans(SESSION, lost=lambda orphan: orphan.host != "host-a")
+        return orphan.outcome
+
+    assert [settle_one("host-a", f"dead-{n}") for n in range(2)] == ["crashed", "crashed"]
+    for n in range(3):  # three partitions in a row quarantine nothing, and forgive nothing
+        assert settle_one("host-b", f"cut-off-{n}") == "lost"
+        assert store.crash_state("a").consecutive == 2
+    assert settle_one("host-a", "dead-2") == "crashed"
+    assert store.crash_state("a").consecutive == 3
+    a = record(store, "a")
+    assert (a.crash_count, a.error_count, a.consecutive_failures, a.last_problem) == (3, 6, 6, "crashed")
+
+
 def test_a_crash_hold_and_a_quarantine_until_released(store):
     store.publish_jobs([definition("a"), definition("b")])
     store.set_crash_hold("a", 500.0)
@@ -406,3 +471,45 @@ def test_clearing_the_heartbeat_marks_it_stopped_only_for_the_pid_that_beats(sto
     store.clear_heartbeat(7)
     leader = store.scheduler()
     assert (leader.pid, leader.state, leader.heartbeat_at) == (7, "stopped", 0)
+
+
+# -- a store made by an older version gains each live run's host (per backend) ----
+def test_an_older_sqlite_file_gains_the_host_and_its_live_runs_settle_without_one(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE job_running (run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, session TEXT NOT NULL,
+                                  pid INTEGER NOT NULL, scheduled_at REAL NOT NULL, submitted_at REAL NOT NULL,
+                                  started_at REAL, stopping INTEGER NOT NULL DEFAULT 0,
+                                  trigger TEXT NOT NULL DEFAULT 'scheduled', requested_by TEXT, command_id INTEGER);
+        INSERT INTO job_running (job_id, session, pid, scheduled_at, submitted_at, started_at)
+            VALUES ('a', 'old-session', 9, 20.0, 20.0, 20.5);
+    """)
+    old.close()
+    upgraded = SqliteStateStore(str(path))
+    upgraded.record_submitted("a", "cut-off-session", 10, 30.0, None, host="host-b")
+    judged = []
+    orphans = upgraded.settle_orphans(SESSION, lost=lambda orphan: judged.append(orphan.host) or orphan.host is not None)
+    assert judged == [None, "host-b"] and [o.outcome for o in orphans] == ["crashed", "lost"]
+
+
+def test_a_postgresql_schema_at_version_1_is_migrated_and_its_live_runs_settle_without_a_host(monkeypatch):
+    with pg.scratch_schema() as schema:
+        with monkeypatch.context() as older:  # the service as it was before version 2
+            older.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:1])
+            older.setattr(pg_schema, "LATEST", 1)
+            before = PostgresStateStore(pg.FAST_URL, schema, timeout=5.0)
+            assert before.migrate() == 1
+            before.close()
+        with pg.admin() as db:
+            db.execute(f'INSERT INTO "{schema}".job_running (job_id, session, pid, scheduled_at, submitted_at,'
+                       " started_at) VALUES ('a', 'old-session', 9, 20.0, 20.0, 20.5)")
+        store = PostgresStateStore(pg.FAST_URL, schema, timeout=5.0)
+        try:
+            assert store.migrate() == 2
+            assert pg.rows(schema, "SELECT version FROM {s}.schema_version ORDER BY version") == [(1,), (2,)]
+            store.record_submitted("a", "cut-off-session", 10, 30.0, None, host="host-b")
+            orphans = store.settle_orphans(SESSION, lost=lambda orphan: orphan.host is not None)
+            assert [(o.host, o.outcome) for o in orphans] == [(None, "crashed"), ("host-b", "lost")]
+        finally:
+            store.close()

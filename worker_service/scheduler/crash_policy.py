@@ -13,7 +13,10 @@ left unfinished (see ``StateStore.settle_orphans``):
   and degrades the scheduler in ``/health``, until its definition changes in
   the jobs file (then the next leader releases it) — the rest of the service
   keeps working meanwhile;
-* a run that finishes (success or error) ends the streak.
+* a run that finishes (success or error) ends the streak;
+* a run ``lost`` with its leader (in a fleet, a new leader took over from a
+  host that may still be alive: cut off from the database, or frozen) is no
+  crash, and it neither adds to the streak nor ends it.
 """
 
 from __future__ import annotations

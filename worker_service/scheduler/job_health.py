@@ -15,11 +15,18 @@ unhealthy   ``JOB_FAILURE_THRESHOLD`` consecutive failures, or overdue: its
             next run time is past by more than ``JOB_OVERDUE_GRACE`` (or its
             ``misfire_grace_time``, if longer)
 pending     it has not run yet
-warning     its last run failed (fewer failures than the threshold), or an
-            error, miss, max-instances skip or crash happened in its last
+warning     its last run failed or was lost with its leader (fewer failures
+            than the threshold), or an error, miss, max-instances skip,
+            crash, kill or lost run happened in its last
             ``WARNING_WINDOW_RUNS`` runs; the reason names which
 healthy     otherwise
 =========== ==================================================================
+
+A run a new leader settled counts as a failed run: ``crashed`` (its worker
+died under it), ``killed`` (at a stop) or ``lost`` (in a fleet, its leader
+lost the scheduler while it ran: it may have finished on the old leader's
+host). None is unhealthy on its own, only by the failures in a row or a
+quarantine (crashes only).
 """
 
 from __future__ import annotations
@@ -49,10 +56,12 @@ PROBLEM_WORDS = {
     "max_instances": "a run skipped at max_instances (the previous one was still running)",
     "crashed": "a run whose worker died under it",
     "killed": "a run killed when the service stopped",
+    "lost": "a run lost with its leader (it may have finished on the old leader's host)",
 }
 LAST_RUN_WORDS = {
     "crashed": "its worker died while it ran",
     "killed": "it was killed when the service stopped",
+    "lost": "its leader lost the scheduler while it ran; it may have finished on the old leader's host",
 }
 
 
@@ -100,7 +109,8 @@ def judge(record: JobRecord, now: float, failure_threshold: int, overdue_grace: 
     if record.runs == 0 and record.missed_count == 0 and record.max_instances_count == 0:
         return JobHealth(JobState.PENDING, "not run yet")
     if record.last_outcome == "error":
-        return JobHealth(JobState.WARNING, f"last run failed: {_last_failure(record)} "
+        verb = "lost" if record.last_problem == "lost" else "failed"  # a lost run may have succeeded
+        return JobHealth(JobState.WARNING, f"last run {verb}: {_last_failure(record)} "
                                            f"({record.consecutive_failures} in a row)")
     if record.runs_since_problem is not None and record.runs_since_problem < WARNING_WINDOW_RUNS:
         problem = PROBLEM_WORDS.get(record.last_problem or "", "a failed, missed or skipped run")

@@ -26,10 +26,12 @@ import uuid
 import zoneinfo
 from typing import Any
 
+import psutil
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
 from ..state import StateStore
-from ..state.records import JobDefinition
+from ..state.faults import FencedOut
+from ..state.records import JobDefinition, OrphanedRun
 from .commands import CommandApplier, JobRoster
 from .component_check import REPLANNING
 from .crash_policy import CrashPolicy
@@ -53,7 +55,8 @@ class SchedulerService:
         self.heartbeat_interval = heartbeat_interval
         self.crash_policy = crash_policy or CrashPolicy(limit=3, backoff=10.0)
         self.session = uuid.uuid4().hex
-        self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed)
+        self.host = socket.gethostname()
+        self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed, host=self.host)
         self.executor = TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)
         self.scheduler = ReplanningScheduler(
             on_clock_jump=self._clock_jumped,
@@ -119,13 +122,17 @@ class SchedulerService:
         as killed at the stop. Without ``wait`` (gunicorn is killing a worker
         that stopped answering) they are not: a run that froze its worker must
         count as a crash, so its crash hold and quarantine apply. Commands
-        not applied yet stay pending for the next leader.
+        not applied yet stay pending for the next leader. After a lost lease
+        or a handover the store refuses both writes (:class:`FencedOut`):
+        expected, and only noted.
         """
         self.commands.stop()
         self._stopping = True
         if wait:
             try:
                 self.store.mark_stopping(self.session)
+            except FencedOut as error:
+                log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
             except Exception as error:
                 log.error("could not mark running jobs as stopping in the state store: %s", error)
         if self.scheduler.running:
@@ -133,14 +140,19 @@ class SchedulerService:
         self._stop_beating.set()
         try:
             self.store.clear_heartbeat(os.getpid())
+        except FencedOut as error:
+            log.info("scheduler not marked stopped: not recorded: another host leads now (%s)", error)
         except Exception as error:
             log.error("could not mark the scheduler stopped in the state store: %s", error)
         log.info("scheduler stopped in pid %d", os.getpid())
 
     # -- jobs -----------------------------------------------------------------
     def _settle_orphans(self) -> None:
-        for orphan in self.store.settle_orphans(self.session):
-            if orphan.outcome == "crashed":
+        for orphan in self.store.settle_orphans(self.session, lost=self._lost):
+            if orphan.outcome == "lost":
+                log.warning("job %s: its leader lost the scheduler while it ran on host %s (pid %d); recorded as lost,"
+                            " not as a crash: it may have finished there", orphan.job_id, orphan.host, orphan.pid)
+            elif orphan.outcome == "crashed":
                 log.error("job %s: its worker (pid %d) died while it ran; recorded as crashed", orphan.job_id,
                           orphan.pid)
             elif orphan.outcome == "killed":
@@ -150,6 +162,19 @@ class SchedulerService:
                 log.warning("job %s: its run at %s never started (pid %d stopped first); recorded as missed",
                             orphan.job_id, dt.datetime.fromtimestamp(orphan.scheduled_at, dt.UTC).isoformat(),
                             orphan.pid)
+
+    def _lost(self, orphan: OrphanedRun) -> bool:
+        """Whether an earlier leader's unfinished run may still be alive: its leader lost the scheduler, not its life.
+
+        In a fleet a new leader takes over when the old one's lease ran out:
+        that host may be dead, or only cut off from the database or frozen,
+        its run going on. Only a run of this host whose process is gone is
+        known to have died with it. A run recorded without its host (by an
+        older version) is judged as before: it died with its leader.
+        """
+        if orphan.host is None:
+            return False
+        return orphan.host != self.host or _process_alive(orphan.pid)
 
     def _add(self, spec: JobSpec) -> None:
         options: dict[str, Any] = dict(
@@ -343,3 +368,13 @@ class SchedulerService:
                     self._publish_changes()
             except Exception as error:
                 self._store_failed(error)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # it exists, but may not be looked at (another user's)
+        return True

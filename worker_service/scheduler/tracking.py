@@ -3,11 +3,11 @@
 The writes of one run, and why each is where it is:
 
 1. **submitted** (the scheduler thread, :class:`~.executor.TrackedThreadPoolExecutor`):
-   the run and the job's next run time, in one transaction, *before* the run
-   can start. A job that kills its own process is then known to have started,
-   and the next leader resumes after it instead of running the same slot again
-   (APScheduler only dispatches SUBMITTED after every due job was handed out,
-   which is too late). If this write fails the run is not submitted at all:
+   the run (with this host and pid) and the job's next run time, in one
+   transaction, *before* the run can start. A job that kills its own process
+   is then known to have started, and the next leader resumes after it instead
+   of running the same slot again (APScheduler only dispatches SUBMITTED after
+   every due job was handed out, which is too late). If this write fails the run is not submitted at all:
    the service never runs a job it cannot record.
 2. **started** (the pool thread, the job's wrapper): the run entered the job's
    own code. ``/status`` shows it as running since then, and a run still
@@ -104,12 +104,15 @@ class ExecutionTracker:
     :param next_run_of: ``(next_run_time epoch or None, paused)`` for a job id.
     :param on_store_failure: called with the error when a write fails (the
         service then stops submitting until the store works again).
+    :param host: this host's name, kept with each live run (a new leader on
+        another host records the run as lost with its leader, not crashed).
     """
 
     def __init__(self, store: StateStore, session: str, next_run_of: Callable[[str], tuple[float | None, bool]],
-                 on_store_failure: Callable[[BaseException], None]) -> None:
+                 on_store_failure: Callable[[BaseException], None], host: str | None = None) -> None:
         self._store = store
         self.session = session
+        self.host = host
         self._next_run_of = next_run_of
         self._on_store_failure = on_store_failure
         self._pid = os.getpid()
@@ -136,7 +139,7 @@ class ExecutionTracker:
         try:
             run_id = self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
                                                   next_fire.timestamp() if next_fire else None, trigger,
-                                                  requested_by, command_id)
+                                                  requested_by, command_id, host=self.host)
         except Exception as error:
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
             log.error("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)

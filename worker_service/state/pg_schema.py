@@ -80,9 +80,15 @@ CREATE TABLE {s}.operator_pauses (
 );
 """
 
+# The host that submitted a live run: a new leader records another host's unfinished run as lost, not crashed.
+_V2 = """
+ALTER TABLE {s}.job_running ADD COLUMN host text;
+"""
+
 # (version, what it does, DDL with {s} for the quoted schema), in order. Never edit one that shipped: add the next.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "job state, run history, heartbeat, the scheduler lease, operators' commands and pauses", _V1),
+    (2, "the host that submitted each live run", _V2),
 )
 LATEST = MIGRATIONS[-1][0]
 _LOCK_WAIT = 0.8  # of the migration's budget, the part it may wait for another host's migration

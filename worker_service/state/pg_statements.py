@@ -60,14 +60,16 @@ _SUCCESS = {
     "last_outcome": "'success'", "last_success_at": "%(at)s::float8",
     "runs_since_problem": "{o}.runs_since_problem + 1",
 }
-_FAILURE = {  # an error, or a run whose process died under it (crashed, or killed at a stop)
+_FAILURE = {  # an error, a run whose process died under it (crashed, or killed at a stop), or one lost with its leader
     "error_count": "{o}.error_count + 1", **_DURATION,
     "consecutive_failures": "{o}.consecutive_failures + 1", "last_run_at": "%(at)s::float8",
     "last_outcome": "'error'", "last_error_type": "%(error_type)s::text",
     "last_error_message": "%(error_message)s::text", "last_error_at": "%(at)s::float8",
     "runs_since_problem": "0", "last_problem": "%(outcome)s::text",
     "crash_count": "{o}.crash_count + (%(outcome)s::text = 'crashed')::int",
-    "consecutive_crashes": "CASE WHEN %(outcome)s::text = 'crashed' THEN {o}.consecutive_crashes + 1 ELSE 0 END",
+    # a lost run (its leader lost the scheduler) neither counts toward the crashes in a row nor ends them
+    "consecutive_crashes": "CASE %(outcome)s::text WHEN 'crashed' THEN {o}.consecutive_crashes + 1"
+                           " WHEN 'lost' THEN {o}.consecutive_crashes ELSE 0 END",
 }
 _SKIP = {  # missed (later than its grace time) or max_instances (still running): a problem, not a run
     "missed_count": "{o}.missed_count + (%(outcome)s::text = 'missed')::int",
@@ -114,10 +116,11 @@ _TEMPLATES = {
     # -- a run's steps ---------------------------------------------------------------------------------
     "record_submitted": f"""
 WITH {{fence}},
-run AS (INSERT INTO {{s}}.job_running (job_id, session, pid, scheduled_at, submitted_at, trigger, requested_by, command_id)
+run AS (INSERT INTO {{s}}.job_running (job_id, session, pid, scheduled_at, submitted_at, trigger, requested_by, command_id,
+                                     host)
         SELECT %(job_id)s::text, %(session)s::text, %(pid)s::int, %(scheduled_at)s::float8,
                extract(epoch FROM clock_timestamp())::float8, %(trigger)s::text, %(requested_by)s::text,
-               %(command_id)s::bigint
+               %(command_id)s::bigint, %(host)s::text
         WHERE {_ADMITTED} RETURNING run_id),
 nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id = %(job_id)s::text AND {_ADMITTED})
 SELECT {_ADMITTED}, (SELECT run_id FROM run)""",
@@ -243,7 +246,7 @@ _READS = {
             " command_id FROM {s}.job_runs WHERE job_id = %(job_id)s::text ORDER BY seq DESC LIMIT %(limit)s::bigint",
     "crash_state": "SELECT consecutive_crashes, quarantined_at, quarantine_key FROM {s}.job_stats"
                    " WHERE job_id = %(job_id)s::text",
-    "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping FROM {s}.job_running"
+    "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host FROM {s}.job_running"
                " WHERE session <> %(session)s::text ORDER BY run_id",
     "lease": "SELECT " + _LEASE_COLUMNS + " FROM {s}.lease WHERE name = 'scheduler'",
     "leadership_changes": "SELECT extract(epoch FROM at)::float8, epoch, reason, from_host, from_pid, to_host, to_pid"

@@ -133,11 +133,11 @@ class PostgresStateStore:
     # -- a run's steps: the tracker ------------------------------------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
-                         command_id: int | None = None) -> int:
-        """Note a run handed to the executor and the job's next run time, in one statement; return the run's id."""
+                         command_id: int | None = None, host: str | None = None) -> int:
+        """Note a run handed to the executor (by ``host``) and the job's next run time, in one statement; its id."""
         row = self._write("record_submitted", job_id=job_id, session=session, pid=pid, scheduled_at=scheduled_at,
                           next_run_time=next_run_time, trigger=trigger, requested_by=requested_by,
-                          command_id=command_id)
+                          command_id=command_id, host=host)
         return int(row[1])
 
     def record_started(self, run_id: int, at: float) -> None:
@@ -180,26 +180,23 @@ class PostgresStateStore:
         """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
         self._write("mark_stopping", session=session)
 
-    def settle_orphans(self, session: str) -> list[OrphanedRun]:
-        """Record (crashed, killed or missed) and forget every unfinished run of another session; return them.
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
+        """Record and forget every unfinished run of another session; return them, as recorded.
 
-        One statement per orphan, each counting its run only if it removed the
-        run's row: never a transaction held across round trips, and a run is
-        settled once even if two settlers raced.
+        ``lost`` judges each run first (see the protocol). One statement per
+        orphan, each counting its run only if it removed the run's row: never
+        a transaction held across round trips, and a run is settled once even
+        if two settlers raced.
         """
         settled = []
-        for run_id, job_id, pid, scheduled_at, started_at, stopping in self._all("orphans", session=session):
-            orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping)
-            if orphan.outcome == "missed":
+        for run_id, job_id, pid, scheduled_at, started_at, stopping, host in self._all("orphans", session=session):
+            orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping, host).judged(lost)
+            error = orphan.error
+            if error is None:
                 done = self._count("count_skip", job_id, "missed", scheduled_at, None, None, None, run_id, claim=True)
             else:
-                if orphan.outcome == "crashed":
-                    error_type, message = "WorkerDied", f"its worker (pid {pid}) died while it ran"
-                else:
-                    error_type = "KilledAtStop"
-                    message = f"still running when the service stopped; killed at the graceful timeout (pid {pid})"
-                done = self._count("count_failure", job_id, orphan.outcome, started_at or scheduled_at, None,
-                                   error_type, message, run_id, claim=True, started_at=started_at)
+                done = self._count("count_failure", job_id, orphan.outcome, started_at or scheduled_at, None, *error,
+                                   run_id, claim=True, started_at=started_at)
             if done:
                 settled.append(orphan)
         return settled

@@ -24,7 +24,7 @@ The contract every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from .records import (
@@ -87,12 +87,13 @@ class StateStore(StateReader, Protocol):
     # -- a run's steps: the tracker ------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
-                         command_id: int | None = None) -> int:
+                         command_id: int | None = None, host: str | None = None) -> int:
         """Note a run handed to the executor and the job's next run time, in one write; return the run's id.
 
         ``trigger``, ``requested_by`` and ``command_id`` (an operator's
         run-now) stay with the run and go into its history row when it is
-        recorded.
+        recorded. ``host`` (the submitting host) stays with the live run, for
+        the leader that may have to settle it (:meth:`settle_orphans`).
         """
         ...
 
@@ -146,8 +147,16 @@ class StateStore(StateReader, Protocol):
         """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
         ...
 
-    def settle_orphans(self, session: str) -> list[OrphanedRun]:
-        """Record (crashed, killed or missed) and forget every unfinished run of another session; return them."""
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
+        """Record and forget every unfinished run of another session; return them, as recorded.
+
+        ``lost`` (the caller's judgement; a store cannot look at processes or
+        hosts) says of each run whether its leader may still be alive: such a
+        run is recorded as ``lost`` (a failure with its host and pid, that
+        neither counts toward the job's crashes in a row nor ends them).
+        Every other run is ``crashed``, ``killed`` or ``missed``
+        (:attr:`OrphanedRun.outcome`); without ``lost``, every run is.
+        """
         ...
 
     def crash_state(self, job_id: str) -> CrashState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 HEARTBEATS_BEFORE_STALE = 3  # a scheduler is gone after this many missed heartbeats
 
@@ -99,20 +100,54 @@ class CrashState:
 
 @dataclasses.dataclass(frozen=True)
 class OrphanedRun:
-    """A run a previous leader submitted and never finished: its process died (or was killed at a stop)."""
+    """A run an earlier leader submitted and never finished, as a new leader finds it.
+
+    ``host`` is the host that submitted it (``None``: recorded by a version
+    that did not keep it). ``lost`` is the new leader's finding that the run's
+    leader may still be alive: it was on another host, or its process on this
+    host still exists (a host cut off from the database or frozen past its
+    lease). Such a run was not seen to die; it may have finished where it ran.
+    """
 
     job_id: str
     pid: int
     scheduled_at: float
     started_at: float | None
     stopping: bool
+    host: str | None = None
+    lost: bool = False
 
     @property
     def outcome(self) -> str:
-        """``crashed`` (it was running when its process died), ``killed`` (at a stop), or ``missed`` (never started)."""
+        """``lost`` (its leader lost the scheduler, see above), else ``missed`` (never started), ``killed`` (it
+        was running at a stop) or ``crashed`` (it was running when its process died)."""
+        if self.lost:
+            return "lost"
         if self.started_at is None:
             return "missed"
         return "killed" if self.stopping else "crashed"
+
+    def judged(self, lost: Callable[[OrphanedRun], bool] | None) -> OrphanedRun:
+        """This run, found :attr:`lost` if the caller's ``lost`` says its leader may still be alive."""
+        return dataclasses.replace(self, lost=True) if lost is not None and lost(self) else self
+
+    @property
+    def error(self) -> tuple[str, str] | None:
+        """``(error type, message)`` its history row carries; ``None`` for a missed run (a skip, not a failure)."""
+        outcome = self.outcome
+        if outcome == "lost":
+            where = f"host {self.host}" if self.host else "another host"
+            if self.started_at is None:
+                return "LeaderLost", (f"its leader lost the scheduler after handing it to its worker on {where}"
+                                      f" (pid {self.pid}); it may have run there")
+            return "LeaderLost", (f"its leader lost the scheduler while it ran on {where} (pid {self.pid});"
+                                  " it may have finished there")
+        if outcome == "crashed":
+            return "WorkerDied", f"its worker (pid {self.pid}) died while it ran"
+        if outcome == "killed":
+            return "KilledAtStop", (f"still running when the service stopped; killed at the graceful timeout"
+                                    f" (pid {self.pid})")
+        return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .recovery import SIDE_FILES
 from .sqlite_store import SqliteStateStore
 
 STATE_FILE = "worker-state.sqlite3"
+CHECK_TIMEOUT = 2.0  # seconds, at least, for the start-up check's connection: once, not per request
 _PROBE_BYTES = 4096  # one page: a full disk refuses it even when a new empty file still fits
 
 
@@ -77,13 +78,16 @@ def check_state_store(settings: Mapping[str, Any]) -> str | None:
 def check_state_database(settings: Mapping[str, Any]) -> str | None:
     """One line saying why the fleet's state database cannot work, or ``None``: it connects, then migrates.
 
-    Each step is bounded (``STATE_DATABASE_TIMEOUT`` to connect); the reason
-    never holds the URL or its password.
+    Each step is bounded: ``STATE_DATABASE_TIMEOUT`` to connect, but never
+    under :data:`CHECK_TIMEOUT` (a timeout tuned for a running service's
+    calls, 0.5 s, failed a start on a loaded machine). The reason never holds
+    the URL or its password.
     """
     from .pg_schema import SchemaTooNew
     from .pg_store import PostgresStateStore
 
-    store = build_store(settings)
+    timeout = max(float(settings.get("STATE_DATABASE_TIMEOUT", 2.0)), CHECK_TIMEOUT)
+    store = build_store({**settings, "STATE_DATABASE_TIMEOUT": timeout})
     assert isinstance(store, PostgresStateStore)
     try:
         try:

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .faults import StoreUnavailable
@@ -69,7 +69,7 @@ CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job_id, seq);
 CREATE TABLE IF NOT EXISTS job_running (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, session TEXT NOT NULL, pid INTEGER NOT NULL,
     scheduled_at REAL NOT NULL, submitted_at REAL NOT NULL, started_at REAL, stopping INTEGER NOT NULL DEFAULT 0,
-    trigger TEXT NOT NULL DEFAULT 'scheduled', requested_by TEXT, command_id INTEGER
+    trigger TEXT NOT NULL DEFAULT 'scheduled', requested_by TEXT, command_id INTEGER, host TEXT
 );
 CREATE TABLE IF NOT EXISTS job_commands (
     id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, action TEXT NOT NULL, requested_by TEXT NOT NULL,
@@ -97,7 +97,7 @@ _ADDED_COLUMNS = {
     "scheduler": ("session TEXT", "clock_jump_seconds REAL", "clock_jump_at REAL"),
     "job_runs": ("started_at REAL", "error_type TEXT", "error_message TEXT",
                  "trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
-    "job_running": ("trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
+    "job_running": ("trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER", "host TEXT"),
 }
 COMMANDS_KEPT = 100  # finished commands kept per job (pending ones are never trimmed)
 
@@ -157,19 +157,20 @@ class SqliteStateStore:
     # -- writes: the leader -----------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
-                         command_id: int | None = None) -> int:
+                         command_id: int | None = None, host: str | None = None) -> int:
         """Note a run handed to the executor and the job's next run time, before the run can start.
 
         Both in one transaction, so a job that kills its process is known to
         have started, and a new leader resumes after it instead of running the
         same slot again. ``trigger``, ``requested_by`` and ``command_id`` stay
-        on the run's row until its history row is written. Returns the run's id.
+        on the run's row until its history row is written; ``host`` until the
+        run is done (or settled by a new leader). Returns the run's id.
         """
         with self._connection() as db:
             cursor = db.execute(
                 "INSERT INTO job_running (job_id, session, pid, scheduled_at, submitted_at, trigger, requested_by,"
-                " command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, session, pid, scheduled_at, time.time(), trigger, requested_by, command_id),
+                " command_id, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, session, pid, scheduled_at, time.time(), trigger, requested_by, command_id, host),
             )
             db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
             return int(cursor.lastrowid)
@@ -246,7 +247,8 @@ class SqliteStateStore:
 
     def _count_failure(self, db: sqlite3.Connection, job_id: str, outcome: str, at: float, duration: float | None,
                        error_type: str | None, error_message: str | None, origin: _RunOrigin) -> None:
-        """An ``error``, or a run whose process died under it (``crashed``, or ``killed`` at a stop)."""
+        """An ``error``, or a run a new leader settled: ``crashed`` or ``killed`` at a stop (its process died), or
+        ``lost`` (its leader lost the scheduler: neither a crash nor the end of the crashes in a row)."""
         crashed = int(outcome == "crashed")
         db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
         db.execute(
@@ -257,10 +259,11 @@ class SqliteStateStore:
                consecutive_failures = consecutive_failures + 1, last_run_at = ?, last_outcome = 'error',
                last_error_type = ?, last_error_message = ?, last_error_at = ?, runs_since_problem = 0,
                last_problem = ?, crash_count = crash_count + ?,
-               consecutive_crashes = CASE WHEN ? THEN consecutive_crashes + 1 ELSE 0 END
+               consecutive_crashes = CASE WHEN ? THEN consecutive_crashes + 1
+                                          WHEN ? THEN consecutive_crashes ELSE 0 END
                WHERE job_id = ?""",
             (duration, duration, duration, duration, duration, at, error_type, error_message, at, outcome,
-             crashed, crashed, job_id),
+             crashed, crashed, int(outcome == "lost"), job_id),
         )
         self._append_run(db, job_id, at, outcome, duration, origin, error_type, error_message)
 
@@ -286,33 +289,31 @@ class SqliteStateStore:
         )
         self._append_run(db, job_id, at, outcome, None, origin)
 
-    def settle_orphans(self, session: str) -> list[OrphanedRun]:
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
         """Record every run an earlier leader left unfinished, forget them, and return them.
 
-        Called by a new leader before it submits anything: holding the lock
-        means every earlier leader is gone, so their runs can only have died
-        with them (``crashed``), been killed at a stop (``killed``), or never
-        started (``missed``).
+        Called by a new leader before it submits anything. On one host,
+        holding the lock means every earlier leader is gone, so their runs can
+        only have died with them (``crashed``), been killed at a stop
+        (``killed``), or never started (``missed``); a run ``lost`` says may
+        still be alive is recorded as ``lost`` (see the protocol).
         """
         with self._connection() as db:
             rows = db.execute(
-                "SELECT job_id, pid, scheduled_at, started_at, stopping, trigger, requested_by, command_id"
+                "SELECT job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by, command_id"
                 " FROM job_running WHERE session != ? ORDER BY run_id", (session,),
             ).fetchall()
-            orphans = [OrphanedRun(job_id, pid, scheduled, started, bool(stopping))
-                       for job_id, pid, scheduled, started, stopping, *_ in rows]
-            for orphan, (*_, trigger, requested_by, command_id) in zip(orphans, rows, strict=True):
+            orphans = []
+            for job_id, pid, scheduled, started, stopping, host, trigger, requested_by, command_id in rows:
+                orphan = OrphanedRun(job_id, pid, scheduled, started, bool(stopping), host).judged(lost)
                 origin = _RunOrigin(orphan.started_at, trigger, requested_by, command_id)
-                if orphan.outcome == "missed":
+                error = orphan.error
+                if error is None:
                     self._count_skip(db, orphan.job_id, orphan.scheduled_at, "missed", origin)
-                    continue
-                if orphan.outcome == "crashed":
-                    error_type, message = "WorkerDied", f"its worker (pid {orphan.pid}) died while it ran"
                 else:
-                    error_type = "KilledAtStop"
-                    message = f"still running when the service stopped; killed at the graceful timeout (pid {orphan.pid})"
-                self._count_failure(db, orphan.job_id, orphan.outcome, orphan.started_at or orphan.scheduled_at,
-                                    None, error_type, message, origin)
+                    self._count_failure(db, orphan.job_id, orphan.outcome, orphan.started_at or orphan.scheduled_at,
+                                        None, *error, origin)
+                orphans.append(orphan)
             db.execute("DELETE FROM job_running WHERE session != ?", (session,))
         return orphans
 
