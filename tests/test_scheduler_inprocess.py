@@ -228,3 +228,87 @@ def test_a_leader_being_killed_keeps_its_lock_and_its_running_job_counts_as_a_cr
     orphans = store.settle_orphans("the-next-leader")
     assert [o.outcome for o in orphans] == ["crashed"]
     election.release()
+
+
+def test_a_new_leader_records_a_run_whose_leader_may_still_be_alive_as_lost_and_holds_back_only_crashes(
+        tmp_path, store, caplog):
+    """Fleet: a lease ran out, but its host may only be cut off or frozen: another host's run, or a run of a process
+    of this host that still exists, is lost (no crash hold); only a run whose process is gone (or a zombie) crashed."""
+    import logging
+    import socket
+    import subprocess
+    import sys
+
+    here = socket.gethostname()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait(timeout=10)  # reaped: its pid is free
+    gone_pid = finished.pid
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # never waited for until the end: a zombie
+    wait_until(lambda: zombie_status(zombie.pid), timeout=5, what="the zombie")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    jobs = {"far": ("host-b", 4242), "frozen": (here, alive.pid), "dead": (here, zombie.pid), "gone": (here, gone_pid),
+            "old": (None, alive.pid)}
+    try:
+        for job_id, (host, pid) in jobs.items():
+            run_id = store.record_submitted(job_id, "earlier-leader", pid, time.time() - 5, None, host=host)
+            store.record_started(run_id, time.time() - 4)
+        specs = parse_jobs("".join(f'[jobs.{job_id}]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\n'
+                                   "seconds = 3600\n" for job_id in jobs))
+        service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
+        with caplog.at_level(logging.INFO, logger="worker_service.scheduler.service"):
+            service.start()
+            service.shutdown(wait=True)
+    finally:
+        alive.kill()
+        alive.wait(timeout=5)
+        zombie.wait(timeout=5)
+    outcomes = {job_id: store.runs(job_id)[0].outcome for job_id in jobs}
+    assert outcomes == {"far": "lost", "frozen": "lost", "dead": "crashed", "gone": "crashed", "old": "crashed"}
+    assert store.runs("far")[0].error_message == ("its leader lost the scheduler while it ran on host host-b"
+                                                  " (pid 4242); it may have finished there")
+    crashes = {job_id: store.crash_state(job_id).consecutive for job_id in jobs}
+    assert crashes == {"far": 0, "frozen": 0, "dead": 1, "gone": 1, "old": 1}
+    held = {job_id: _record(store, job_id).held_until is not None for job_id in jobs}
+    assert held == {"far": False, "frozen": False, "dead": True, "gone": True, "old": True}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "recorded as lost" in r.getMessage()]
+    assert warned == ["job far: its leader lost the scheduler while it ran on host host-b (pid 4242); recorded as "
+                      "lost, not as a crash: it may have finished there",
+                      f"job frozen: its leader lost the scheduler while it ran on host {here} (pid {alive.pid});"
+                      " recorded as lost, not as a crash: it may have finished there"]
+
+
+def zombie_status(pid: int) -> bool:
+    import psutil
+
+    return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+class FencedOutAtStop:
+    """The store after another host took the lease: the stop's two writes are refused."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def mark_stopping(self, session):
+        from worker_service.state import FencedOut
+
+        raise FencedOut("state database: fenced out: epoch 3 no longer holds the scheduler lease (epoch 4 does)")
+
+    clear_heartbeat = mark_stopping
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_stop_after_another_host_took_over_notes_the_refused_writes_without_an_error(store, caplog):
+    import logging
+
+    specs = parse_jobs('[jobs.t]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\nseconds = 3600\n')
+    service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
+    service.start()
+    service.store = FencedOutAtStop(store)
+    with caplog.at_level(logging.INFO, logger="worker_service.scheduler.service"):
+        service.shutdown(wait=True)
+    refused = [(r.levelno, r.getMessage()) for r in caplog.records if "another host leads now" in r.getMessage()]
+    assert [level for level, _ in refused] == [logging.INFO, logging.INFO]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
