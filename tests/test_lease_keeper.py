@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -35,7 +36,8 @@ class Host:
 
     def __init__(self, name: str, schema_name: str, port: int = 5432, clock=time.monotonic) -> None:
         self.store = PostgresStateStore(f"postgresql://postgres@127.0.0.1:{port}/test", schema_name, 50, TIMEOUT)
-        self.lease = FleetLease(PostgresLease(self.store, TTL), self.store, TIMING, host=name, clock=clock)
+        self.backend = PostgresLease(self.store, TTL)
+        self.lease = FleetLease(self.backend, self.store, TIMING, host=name, clock=clock)
         self.stopping = threading.Event()
         self.lost_at: float | None = None
         self.term: FleetTerm | None = None
@@ -58,6 +60,7 @@ class Host:
         self.stopping.set()
         if self.term is not None:
             self.term.end(release=True)
+        self.backend.close()
         self.store.close()
 
 
@@ -157,6 +160,60 @@ def test_a_leader_cut_off_stops_submitting_before_its_lease_runs_out_and_the_nex
         assert a.lease.fencing_token is None
         lost = [change for change in b.store.leadership_changes(5) if change.reason == "lost"]
         assert [change.epoch for change in lost] == [b.term.epoch]
+
+
+class FaultyBackend:
+    """The real PostgresLease, whose ``renew`` raises an unexpected error (a bug, not the store's fault) while told to."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.raising, self.failures = backend, True, 0
+
+    def renew(self, grant):
+        if self.raising:
+            self.failures += 1
+            raise RuntimeError("a bug in renewing")
+        return self.backend.renew(grant)
+
+    def __getattr__(self, name: str):
+        return getattr(self.backend, name)
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_an_unexpected_renewal_error_is_a_failed_renewal_logged_once_and_the_keeper_lives_on(hosts):
+    skew = [0.0]
+    a, b = hosts("a", clock=lambda: time.monotonic() + skew[0]), hosts("b")
+    term = a.take()
+    faulty = term._backend = FaultyBackend(term._backend)
+    records = Records()
+    logger = logging.getLogger("worker_service.scheduler.lease")
+    logger.addHandler(records)
+    try:
+        term._wake.set()  # renew now, and retry every retry_every after it failed
+        wait_until(lambda: faulty.failures >= 3, timeout=2, interval=0.01, what="three failed renewals")
+        assert term._keeper.is_alive() and not term.lost.is_set()
+        tracebacks = [r for r in records.records if r.exc_info and "failed unexpectedly" in r.getMessage()]
+        assert len(tracebacks) == 1 and tracebacks[0].exc_info[0] is RuntimeError
+        skew[0] = TTL  # no renewal worked since the term began: the self-fence deadline still applies
+        assert not term.valid()
+        with pytest.raises(FencedOut, match="not renewed in time"):
+            term.guard(a.store).beat(1, "a", "running", "UTC", time.time())
+
+        faulty.backend.release(term._grant)  # another host takes the lease meanwhile
+        assert b.take().epoch == term.epoch + 1
+        faulty.raising = False
+        term._wake.set()
+        wait_until(lambda: a.lost_at is not None, timeout=2, interval=0.01, what="a to find its lease taken")
+        assert term.lost.is_set() and not term.handed_over
+    finally:
+        logger.removeHandler(records)
 
 
 def test_a_leader_woken_after_a_stop_longer_than_its_lease_refuses_every_write_at_once(hosts):

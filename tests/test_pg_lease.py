@@ -31,8 +31,10 @@ def store(schema: str) -> Iterator[PostgresStateStore]:  # noqa: F811
 
 
 @pytest.fixture
-def lease(store: PostgresStateStore) -> PostgresLease:
-    return PostgresLease(store, TTL)
+def lease(store: PostgresStateStore) -> Iterator[PostgresLease]:
+    lease = PostgresLease(store, TTL)
+    yield lease
+    lease.close()
 
 
 def definition(job_id: str) -> JobDefinition:
@@ -127,6 +129,40 @@ def test_epochs_only_grow_through_every_kind_of_change(store, lease):
     assert epochs == [1, 2, 3, 4]
     assert [reason for _, reason, _, _ in reasons(store)] == ["expired", "handover", "released", "first"]
     assert [change.to_pid for change in store.leadership_changes(limit=2)] == [1, 3]
+
+
+def test_the_lease_has_a_connection_of_its_own_and_never_waits_behind_the_stores_callers(schema):  # noqa: F811
+    """Every connection of the store's pool is busy (requests, the heartbeat, job writes on a slow database): the
+    lease's statements still go at once, on the lease's own connection."""
+    store = PostgresStateStore(pg.FAST_URL, schema, timeout=1.0)
+    lease = PostgresLease(store, TTL)
+    store.migrate()
+    release, held = threading.Event(), threading.Semaphore(0)
+
+    def hold_a_connection(db: psycopg.Connection) -> None:
+        held.release()
+        release.wait(3)
+
+    holders = [threading.Thread(target=lambda: store.run(hold_a_connection)) for _ in range(store.pool.max_size)]
+    try:
+        for holder in holders:
+            holder.start()
+        for _ in holders:
+            assert held.acquire(timeout=5), "the store's connections were not all taken"
+        started = time.monotonic()
+        grant = lease.acquire("host-a", 11, "session-a")
+        assert grant is not None and lease.renew(grant).epoch == grant.epoch == 1
+        lease.offer_handover(grant)
+        lease.release(grant)
+        assert time.monotonic() - started < 0.5, "the lease waited for the store's pool"
+        release.set()
+        for holder in holders:
+            holder.join(timeout=5)
+        assert reasons(store) == [(1, "first", None, "host-a")]
+    finally:
+        release.set()
+        lease.close()
+        store.close()
 
 
 # -- exactly one winner -------------------------------------------------------------------------------------------

@@ -10,18 +10,25 @@ holder). Without ``STATE_DATABASE_URL`` there is no second level:
 
 While it leads, a :class:`FleetTerm`:
 
-* renews every TTL/3 (after a failure, sooner) and remembers, on the
+* renews every TTL/3 (after a failure, sooner), on the lease's own
+  connection (never queued behind the store's callers), and remembers, on the
   monotonic clock, when the request of each *successful* renewal was sent;
-* fences itself locally: once ``TTL - margin`` has passed since that send
-  without another success, every write of the leader's store view is refused
-  here, before it reaches the database. A run is recorded before it is handed
-  to the executor, so a refused record is a run not started, and the service
-  pauses submission (:meth:`SchedulerService._store_failed`). The monotonic
-  clock runs on while a process is stopped (SIGSTOP), so a woken leader knows
-  at once. The margin is at least ``STATE_DATABASE_TIMEOUT``: a write let
-  through just before the deadline still ends before the lease can expire;
 * writes through ``store.fenced(epoch)``: the database itself refuses a write
-  of a stale epoch in the same statement (the real fence);
+  of a stale epoch, in the same statement that makes it. This is what keeps a
+  former leader's writes out, whenever they reach the database;
+* also stops submitting early, by its own clock: once ``TTL - margin`` has
+  passed since that send without another success, every write of the
+  leader's store view is refused here, before it is sent. A run is recorded
+  before it is handed to the executor, so a refused record is a run not
+  started, and the service pauses submission
+  (:meth:`SchedulerService._store_failed`). The monotonic clock runs on while
+  a process is stopped (SIGSTOP), so a woken leader knows at once. The margin
+  is at least ``STATE_DATABASE_TIMEOUT``, so a write let through just before
+  the deadline has given up *on this host* (the watchdog closed its socket)
+  before the lease can expire; but a statement the server already received
+  may still run later, when another host may lead. Only the database's epoch
+  check makes that write harmless: the local deadline just keeps a cut-off
+  leader from starting runs it most likely cannot record;
 * on a graceful stop of the whole host, offers a handover and keeps
   scheduling until another host has taken the lease (its next poll), so no
   run is late; its in-flight runs may still record how they ended, and the new
@@ -107,7 +114,13 @@ class LeaseTiming:
 
     @property
     def margin(self) -> float:
-        """How long before the lease runs out (by this host's reckoning) the leader stops submitting."""
+        """How long before the lease runs out (by this host's reckoning) the leader stops submitting.
+
+        At least the store's timeout: a write sent before the local deadline is
+        given up on this host before the lease runs out. The server may still
+        commit it later; the epoch it carries is what the database checks then
+        (the fence), not this margin.
+        """
         return max(self.timeout, self.ttl / 10)
 
     @property
@@ -257,7 +270,8 @@ class FleetTerm:
 
     # -- the keeper ----------------------------------------------------------------------------------------------------
     def _keep(self) -> None:
-        failing = False
+        failing = False  # the last renewal failed
+        unexpected = False  # a fault other than StoreUnavailable was logged (with its traceback) since the last success
         while not self.ended.is_set():
             if self._offered:
                 pause = HANDOVER_POLL
@@ -272,23 +286,32 @@ class FleetTerm:
             sent = self._clock()
             try:
                 grant = self._backend.renew(self._grant)
-            except StoreUnavailable as error:
-                if not failing:
+                taken = grant is None or grant.epoch != self.epoch
+                if not taken:
+                    deadline = self._deadline_after(sent, grant)
+            except Exception as error:  # noqa: BLE001 - any fault is a failed renewal; the keeper must live on
+                # Not renewed: the self-fence deadline runs on as it was. A fault other than the store's is a bug:
+                # its traceback once (until a renewal works again), never one per retry.
+                if not isinstance(error, StoreUnavailable) and not unexpected:
+                    unexpected = True
+                    log.exception("renewing the scheduler lease (epoch %s) failed unexpectedly; treated as a failed "
+                                  "renewal, retrying every %.1f s", self.epoch, self._timing.retry_every)
+                elif not failing and isinstance(error, StoreUnavailable):
                     log.error("could not renew the scheduler lease (epoch %s): %s; retrying every %.1f s, job "
                               "submission stops in %.1f s", self.epoch, error, self._timing.retry_every,
                               max(self.remaining(), 0.0))
                 failing = True
                 self._log_lapse()
                 continue
-            if grant is None or grant.epoch != self.epoch:
+            if taken:
                 self._lose()
                 return
             with self._lock:
                 self._grant = grant
-                self._deadline = self._deadline_after(sent, grant)
+                self._deadline = deadline
             if failing or self._lapse_logged:
                 log.warning("the scheduler lease (epoch %s) is renewed again: this host still leads", self.epoch)
-            failing, self._lapse_logged = False, False
+            failing, unexpected, self._lapse_logged = False, False, False
 
     def _log_lapse(self) -> None:
         if not self.valid() and not self._lapse_logged:
@@ -401,10 +424,10 @@ class FencedStore:
                 log.warning("could not mark the run of job %s as stopping: %s", job_id, error)
         return run_id
 
-    def settle_orphans(self, session: str) -> Iterable[Any]:
+    def settle_orphans(self, session: str, *args: Any, **kwargs: Any) -> Iterable[Any]:
         if self._term.predecessor_draining:
             self._await_predecessor()
-        return self._write("settle_orphans", session)
+        return self._write("settle_orphans", session, *args, **kwargs)
 
     def _await_predecessor(self) -> None:
         """Wait (bounded) until the runs the previous leader had going at the handover have ended."""

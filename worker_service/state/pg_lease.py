@@ -11,12 +11,18 @@ the store's fenced writes check (:meth:`PostgresStateStore.fenced`). Each
 change is logged, in the same statement that makes it, in
 ``leadership_changes`` with its reason: ``first``, ``released``, ``handover``,
 ``expired``; and ``lost`` when a former holder notices (:meth:`record_lost`).
+
+The lease has a connection of its own (a pool of one, opened at first use):
+the store's pool is shared by request threads, the heartbeat, the leader's
+command poll and job writes, and a renewal queued behind them on a slow
+database would cost the leader its lease.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from .pg_pool import StatePool
 from .pg_schema import quoted
 from .pg_store import PostgresStateStore
 from .records import LeaseRecord
@@ -99,12 +105,26 @@ class LeaseGrant:
     expires_in: float
 
 
+APPLICATION_NAME = "worker-service-lease"  # pg_stat_activity tells the lease's connection from the store's
+
+
 class PostgresLease:
-    """The lease operations of the scheduler side; shares the store's pool and schema. Faults: StoreUnavailable."""
+    """The lease operations of the scheduler side, in the store's schema. Faults: StoreUnavailable.
+
+    Every statement goes through a pool of its own with one connection (the
+    store's URL and timeout), so a renewal never waits for a connection the
+    store's callers hold. :meth:`current` is a read like any other and uses
+    the store.
+    """
 
     def __init__(self, store: PostgresStateStore, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
+        self.pool = StatePool(store.pool.url, store.timeout, min_size=1, max_size=1,
+                              application_name=APPLICATION_NAME)
+        # The store's schema on that one connection: it is migrated (or made again if dropped) as the store's is.
+        self._db = PostgresStateStore(store.pool.url, store.schema, store.history_size, store.timeout,
+                                      pool=self.pool)
         schema = quoted(store.schema)
         self._acquire = _ACQUIRE.format(s=schema, same=_SAME)
         self._renew = _RENEW.format(s=schema)
@@ -118,30 +138,34 @@ class PostgresLease:
         ``None`` if another session holds it. One statement, which also logs the change.
         """
         params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl}
-        row = self.store.run(lambda db: db.execute(self._acquire, params).fetchone())
+        row = self._db.run(lambda db: db.execute(self._acquire, params).fetchone())
         return LeaseGrant(int(row[0]), session, self.ttl, float(row[1])) if row else None
 
     def renew(self, grant: LeaseGrant) -> LeaseGrant | None:
         """Extend the lease by the TTL; ``None`` if it is no longer this epoch and session (it was lost)."""
         params = {"epoch": grant.epoch, "session": grant.session, "ttl": self.ttl}
-        row = self.store.run(lambda db: db.execute(self._renew, params).fetchone())
+        row = self._db.run(lambda db: db.execute(self._renew, params).fetchone())
         return LeaseGrant(int(row[0]), grant.session, self.ttl, float(row[1])) if row else None
 
     def release(self, grant: LeaseGrant) -> None:
         """Give the lease up at once (a graceful stop or reload), if it is still this epoch's."""
         params = {"epoch": grant.epoch, "session": grant.session}
-        self.store.run(lambda db: db.execute(self._release, params))
+        self._db.run(lambda db: db.execute(self._release, params))
 
     def offer_handover(self, grant: LeaseGrant) -> None:
         """Let the next acquire by another session take the lease before it expires; the holder leads until then."""
         params = {"epoch": grant.epoch, "session": grant.session}
-        self.store.run(lambda db: db.execute(self._offer, params))
+        self._db.run(lambda db: db.execute(self._offer, params))
 
     def record_lost(self, grant: LeaseGrant) -> None:
         """Log that ``grant``'s holder found its lease taken (from it to the current holder); once per epoch."""
         params = {"epoch": grant.epoch, "session": grant.session}
-        self.store.run(lambda db: db.execute(self._lost, params))
+        self._db.run(lambda db: db.execute(self._lost, params))
 
     def current(self) -> LeaseRecord | None:
         """The lease as the database sees it now, or ``None`` if it was never taken."""
         return self.store.lease()
+
+    def close(self) -> None:
+        """Close the lease's connection (tests, shutdown); the next statement opens it again."""
+        self.pool.close()
