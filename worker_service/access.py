@@ -13,8 +13,15 @@ logged or echoed.
   browser prompts); one holding the status token gets 403 (authenticated,
   not allowed, as RFC 6750's ``insufficient_scope``). While ``STATUS_TOKEN``
   is set, a caller with no valid token learns nothing else: 401, even when
-  control is off. A browser's cross-site request is refused (403): a browser
-  that holds Basic credentials sends them to any page's form.
+  control is off. A browser's request from any other origin is refused (403):
+  a browser that holds Basic credentials sends them with any page's form,
+  including a page of another app on this host (another port is another
+  origin, but the same *site*). ``Sec-Fetch-Site``, when sent, must be
+  ``same-origin`` or ``none``; else ``Origin``, when sent, must be this
+  service's own origin exactly: scheme, host and port (the scheme from
+  ``X-Forwarded-Proto`` only when the peer is a proxy on this host, as
+  ``X-Forwarded-For`` is believed). A request with neither header is no
+  browser's (curl, the CLI) and passes.
 
 A view wrapped in a guard checks it when it runs, and carries the check under
 :data:`ACCESS_GUARD`. :func:`init_app` runs that check before routing too,
@@ -30,6 +37,7 @@ import binascii
 import dataclasses
 import functools
 import hmac
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,19 +125,64 @@ def refuse_without_admin_token() -> Response | None:
 
 
 def _refuse_cross_site() -> Response | None:
-    """403 for a browser's request from another site (its Origin or Sec-Fetch-Site says so); None otherwise.
-
-    Origin is compared by host name only: nginx passes ``Host`` without the
-    port it listens on.
-    """
+    """403 for a browser's request from any origin but this service's own (see the module docstring); else None."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
     origin = request.headers.get("Origin")
-    foreign = request.headers.get("Sec-Fetch-Site") == "cross-site"
-    if origin is not None and not foreign:
-        own_host = urlsplit(f"//{request.host}").hostname
-        foreign = origin == "null" or urlsplit(origin).hostname != own_host
+    if fetch_site is not None:
+        foreign = fetch_site.strip().lower() not in ("same-origin", "none")
+    elif origin is not None:
+        own = own_origin()
+        foreign = own is None or _origin_of(origin) != own
+    else:
+        foreign = False  # no browser sent it
     if foreign:
         return error_response(403, "a request from another site may not control jobs")
     return None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an origin (the default port filled in); None when it is no http(s) origin."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:  # a port that is no number, an unclosed [
+        return None
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
+
+
+def own_origin() -> tuple[str, str, int] | None:
+    """This request's own origin as the client addressed it: the Host header, and the scheme of the connection.
+
+    Behind a proxy on this host (a unix socket or loopback peer: deploy/'s
+    nginx), the scheme is the one its ``X-Forwarded-Proto`` names; another
+    peer's header is not believed.
+    """
+    scheme = request.scheme
+    if is_local_peer(request.remote_addr or ""):
+        forwarded = request.headers.get("X-Forwarded-Proto", "").rpartition(",")[2].strip().lower()
+        if forwarded in _DEFAULT_PORTS:
+            scheme = forwarded
+    return _origin_of(f"{scheme}://{request.host}")
+
+
+def is_ip(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_local_peer(peer: str) -> bool:
+    """A unix-socket peer (no IP address) or a loopback one: a proxy on this host, whose forwarded headers count."""
+    return not is_ip(peer) or ipaddress.ip_address(peer).is_loopback
 
 
 def guarded_by(refuse: Callable[[], Response | None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

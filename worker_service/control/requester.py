@@ -16,14 +16,13 @@ is a label for the log and the history, like the name.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from flask import request
 
 from common.helpers.health import redact
 
-from ..access import presented_credential
+from ..access import is_ip, is_local_peer, presented_credential
 
 REQUESTED_BY_HEADER = "X-Requested-By"
 MAX_NAME = 64
@@ -41,11 +40,11 @@ def plain_name(raw: str | None) -> str | None:
 def client_address() -> str | None:
     """The client's IP address as described in the module docstring, or None when none can be told."""
     peer = request.remote_addr or ""
-    if _is_local(peer):
+    if is_local_peer(peer):
         forwarded = request.headers.get("X-Forwarded-For", "").rpartition(",")[2].strip()
-        if _is_ip(forwarded):
+        if is_ip(forwarded):
             return forwarded
-    return peer if _is_ip(peer) else None
+    return peer if is_ip(peer) else None
 
 
 def requested_by() -> str:
@@ -56,16 +55,3 @@ def requested_by() -> str:
         return name
     address = client_address()
     return f"token@{address}" if address else "token"
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_local(peer: str) -> bool:
-    """A unix-socket peer (no IP address) or a loopback one."""
-    return not _is_ip(peer) or ipaddress.ip_address(peer).is_loopback
