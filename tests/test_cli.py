@@ -186,3 +186,49 @@ def test_check_job_max_age_says_a_success_in_the_future_is_of_unknown_age(status
     done = run_cli("check", "--url", url, "--job", "tick", "--max-age", "60")
     assert done.returncode == 1, done.stdout
     assert "3600 s in the future" in done.stdout and "0 s ago" not in done.stdout
+
+
+# -- nothing printed carries the URL's credentials or the service's control characters --------------------------------
+SECRET = "s3cretpw-in-the-url"
+
+
+@pytest.mark.parametrize("command", [["check"], ["status"], ["jobs"], ["history", "x"], ["run", "x", "--wait"],
+                                     ["pause", "x"]])
+def test_a_password_in_the_url_is_never_printed_nor_the_query(command):
+    port = free_port()
+    done = run_cli(*command, "--url", f"http://operator-x:{SECRET}@127.0.0.1:{port}", "--timeout", "2")
+    output = done.stdout + done.stderr
+    assert done.returncode == 3 and f"cannot reach http://127.0.0.1:{port}/" in output, output
+    assert SECRET not in output and "operator-x" not in output and "wait=" not in output, output
+
+
+def test_a_password_in_the_url_is_masked_in_every_answer_and_sent_as_basic(not_json_server, healthy):
+    url = not_json_server.replace("http://", f"http://operator-x:{SECRET}@")
+    done = run_cli("check", "--url", url)
+    assert done.returncode == 3 and f"{not_json_server}/health answered HTTP 502" in done.stdout, done.stdout
+    assert SECRET not in done.stdout + done.stderr
+    # user:password@ is HTTP Basic, the password the token: what a browser would send
+    job = run_cli("check", "--url", healthy.url.replace("http://", f"http://ops:{TOKEN}@"), "--job", "good")
+    assert job.returncode == 0 and TOKEN not in job.stdout + job.stderr, job.stdout
+
+
+def test_text_from_the_service_reaches_the_terminal_without_control_characters(status_server):
+    url, bodies = status_server
+    reason = "rm\x1b[2J\x1b]0;owned\x07 \x9b31mred\nsecond line\u202etxt"
+    health = {"status": "unhealthy", "reason": reason, "error_count": 3, "success_count": 0,
+              "consecutive_failures": 3, "last_success": None}
+    bodies["status"] = {"metrics": {"jobs_analysis": {"job_health": {"tick": health}}}}
+    done = run_cli("check", "--url", url, "--job", "tick")
+    assert done.returncode == 2 and len(done.stdout.splitlines()) == 1, done.stdout
+    assert "job tick is unhealthy (rm?[2J?]0;owned? ?31mred second line?txt)" in done.stdout
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", done.stdout)
+
+
+def test_shown_urls_have_no_credentials_and_no_query():
+    from worker_service.cli import shown_url
+
+    assert shown_url("http://admin:s3cret@127.0.0.1/jobs") == "http://127.0.0.1/jobs"
+    assert shown_url("https://u:p@ss:w@host:8443/a/b?wait=5#x") == "https://host:8443/a/b"
+    assert shown_url("http://admin:pa?ss@host/") == "http://host/"  # a stray '?' in the password: still hidden
+    assert shown_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000"
+    assert shown_url("http//no-scheme?token=x") == "http//no-scheme"

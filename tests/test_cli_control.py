@@ -145,3 +145,19 @@ def test_the_cli_imports_no_flask_for_its_commands():
                                                  "('flask', 'werkzeug', 'marshmallow', 'apscheduler')))"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_tables_print_no_control_character_from_the_service():
+    from worker_service.control.tables import render_history, render_jobs
+
+    evil = "boom\x1b[2J\x1b[31m\nforged line\x9b0m\u202e"
+    run = {"started_at": None, "finished_at": None, "duration_seconds": 0.5, "outcome": "error", "trigger": "manual",
+           "requested_by": "ops", "error": {"type": "RuntimeError", "message": evil}}
+    history = render_history({"id": "x", "name": "X\x1b[8m", "health": "warning", "health_reason": evil,
+                              "history": [run]}, colour=False)
+    jobs = {"jobs": [{"id": "x", "health": "warning", "health_reason": evil}]}
+    for table in (history, render_jobs(jobs, colour=False)):
+        assert not any(char in table for char in "\x1b\x9b\u202e"), repr(table)
+    assert len(history.splitlines()) == 3 and "RuntimeError: boom?[2J?[31m forged line?0m?" in history
+    coloured = render_jobs(jobs, colour=True)  # the only escapes are the table's own colour
+    assert coloured.replace("\x1b[33m", "").replace("\x1b[0m", "") == render_jobs(jobs, colour=False)

@@ -10,14 +10,21 @@ already running), 2 CRITICAL (the run failed, no scheduler leads), 3 UNKNOWN
 (unreachable, 401/403, unknown job, an answer that makes no sense). A
 success prints one line on stdout; anything else one line on stderr; never a
 traceback.
+
+Nothing printed carries a secret or a terminal's control sequence: a URL is
+shown without its user name, password and query (``--url`` may hold Basic
+credentials, sent as such), and text from the service (a job's error) has
+its control characters replaced.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import getpass
 import http.client
 import json
+import re
 import signal
 import socket
 import sys
@@ -30,6 +37,7 @@ from typing import Any
 
 import click
 
+from .control.tables import printable
 from .vocabulary import JobState, Status
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -42,8 +50,17 @@ PERF_VALUE = {Status.AVAILABLE: 1, Status.DEGRADED: 0.5, Status.UNAVAILABLE: 0}
 DEFAULT_URL = "http://127.0.0.1:8000"
 FUTURE_TOLERANCE = 2.0  # seconds a last success may seem to lie ahead (clocks of two processes) before it is news
 
+
+def _masking(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Note the credentials in ``--url``, so that no line printed from now on shows them."""
+    _mask_userinfo(value)
+    return value
+
+
 url_option = click.option("--url", envvar="WORKER_SERVICE_URL", default=DEFAULT_URL, show_default=True,
-                          help="Base URL of the service (env WORKER_SERVICE_URL).")
+                          callback=_masking,
+                          help="Base URL of the service (env WORKER_SERVICE_URL); user:password@ in it is sent as "
+                               "HTTP Basic, never printed.")
 token_option = click.option("--token", envvar="STATUS_TOKEN", default=None,
                             help="Bearer token for /status (env STATUS_TOKEN).")
 timeout_option = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
@@ -61,45 +78,104 @@ class Unknown(Exception):
     """The service's state cannot be told; the message says why."""
 
 
+# -- what may be printed ---------------------------------------------------------------------------------------------
+_MASKED: set[str] = set()  # the credentials (user:password, password) in the URLs this process was given
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//")
+
+
+def _mask_userinfo(url: str) -> None:
+    """Remember the credentials ``url`` carries (``user:password``, and the password), to mask them when printed."""
+    start = _AUTHORITY.match(url)
+    if start is None or "@" not in url[start.end():]:
+        return
+    userinfo = url[start.end():].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    pieces = {userinfo, password, urllib.parse.unquote(userinfo), urllib.parse.unquote(password)}
+    _MASKED.update(piece for piece in pieces if len(piece) >= 3)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as printed: no user name or password, no query or fragment.
+
+    Plain text work, never a parse that could fail: everything between
+    ``//`` and the last ``@`` goes, even where a parser would read a path.
+    """
+    start = _AUTHORITY.match(url)
+    head, rest = (url[:start.end()], url[start.end():]) if start else ("", url)
+    if start and "@" in rest:
+        rest = rest.rpartition("@")[2]
+    return head + re.split(r"[?#]", rest, maxsplit=1)[0]
+
+
+def _safe(text: str) -> str:
+    """A line as printed: the URLs' credentials masked, control characters replaced."""
+    for secret in sorted(_MASKED, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return printable(text)
+
+
+def _without_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` without its user name and password, and a Basic ``Authorization`` value made of them (if any)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:  # refused when the request is built, with the URL shown, not quoted
+        return url, None
+    if user is None and password is None:
+        return url, None
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if not password:  # the service reads the token from the password: a user name alone says nothing
+        return bare, None
+    pair = f"{urllib.parse.unquote(user or '')}:{urllib.parse.unquote(password)}"
+    return bare, "Basic " + base64.b64encode(pair.encode()).decode()
+
+
 def fetch(url: str, timeout: float, token: str | None = None, method: str = "GET",
           headers: Mapping[str, str] | None = None, token_name: str = "STATUS_TOKEN") -> tuple[int, Any]:
     """Send ``method`` to ``url`` and parse JSON; any failure to get a JSON object raises :class:`Unknown`.
 
     ``timeout`` bounds the whole call (name lookup included) with an interval
     timer, as monitoring plugins do: socket timeouts alone apply per operation.
-    ``token_name`` is named in the line a 401 gives.
+    ``token_name`` is named in the line a 401 gives. Basic credentials in
+    ``url`` are sent as such unless ``token`` is given; every message names
+    the URL as :func:`shown_url` shows it.
     """
+    _mask_userinfo(url)
+    shown = shown_url(url)
+    target, basic = _without_userinfo(url)
     try:
-        request = urllib.request.Request(url, method=method, headers={
+        request = urllib.request.Request(target, method=method, headers={
             "Accept": "application/json", "User-Agent": "worker-service-check", **(headers or {})})
-    except ValueError as error:
-        raise Unknown(f"bad --url {url!r}: {error}") from None
+    except ValueError:
+        raise Unknown(f"bad --url {shown!r}: not an http:// or https:// URL") from None
     if token:
         request.add_unredirected_header("Authorization", f"Bearer {token}")  # never sent on to a redirect
+    elif basic:
+        request.add_unredirected_header("Authorization", basic)
     try:
         with _deadline(timeout), urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()
     except TimeoutError:
-        raise Unknown(f"no answer from {url} within {timeout:g} s") from None
+        raise Unknown(f"no answer from {shown} within {timeout:g} s") from None
     except (http.client.HTTPException, ValueError) as error:
-        raise Unknown(f"{url} did not answer HTTP: {type(error).__name__}: {error}") from None
+        raise Unknown(f"{shown} did not answer HTTP: {type(error).__name__}: {error}") from None
     except urllib.error.URLError as error:
         reason = error.reason
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            raise Unknown(f"no answer from {url} within {timeout:g} s") from None
-        raise Unknown(f"cannot reach {url}: {getattr(reason, 'strerror', None) or reason}") from None
+            raise Unknown(f"no answer from {shown} within {timeout:g} s") from None
+        raise Unknown(f"cannot reach {shown}: {getattr(reason, 'strerror', None) or reason}") from None
     except (ConnectionError, OSError) as error:
-        raise Unknown(f"cannot reach {url}: {error}") from None
+        raise Unknown(f"cannot reach {shown}: {error}") from None
     if status == 401:
-        raise Unknown(f"{url} answered 401: a valid --token ({token_name}) is required")
+        raise Unknown(f"{shown} answered 401: a valid --token ({token_name}) is required")
     try:
         body = json.loads(raw)
     except ValueError:
-        raise Unknown(f"{url} answered HTTP {status} with a body that is not JSON") from None
+        raise Unknown(f"{shown} answered HTTP {status} with a body that is not JSON") from None
     if not isinstance(body, dict):
-        raise Unknown(f"{url} answered JSON of an unexpected shape")
+        raise Unknown(f"{shown} answered JSON of an unexpected shape")
     return status, body
 
 
@@ -120,7 +196,7 @@ def _deadline(seconds: float) -> Iterator[None]:
 
 
 def _finish(code: int, text: str, perfdata: str = "") -> None:
-    click.echo(f"WORKER-SERVICE {LABELS[code]} - {text}" + (f" | {perfdata}" if perfdata else ""))
+    click.echo(_safe(f"WORKER-SERVICE {LABELS[code]} - {text}" + (f" | {perfdata}" if perfdata else "")))
     sys.exit(code)
 
 
@@ -156,7 +232,7 @@ def _check_service(base: str, timeout: float) -> tuple[int, str, str]:
     _, body = fetch(base + "/health", timeout)
     status, components = body.get("status"), body.get("components")
     if status not in SERVICE_CODES or not isinstance(components, dict):
-        raise Unknown(f"{base}/health answered JSON without status and components")
+        raise Unknown(f"{shown_url(base)}/health answered JSON without status and components")
     code = SERVICE_CODES[status]
     summary = ", ".join(f"{name} {value}" for name, value in components.items())
     perf = " ".join(f"{name}={PERF_VALUE.get(value, 0)};;;0;1" for name, value in components.items())
@@ -168,7 +244,7 @@ def _check_job(base: str, timeout: float, token: str | None, job_id: str, max_ag
     try:
         jobs = body["metrics"]["jobs_analysis"]["job_health"]
     except (KeyError, TypeError):
-        raise Unknown(f"{base}/status answered JSON without metrics.jobs_analysis.job_health") from None
+        raise Unknown(f"{shown_url(base)}/status answered JSON without metrics.jobs_analysis.job_health") from None
     health = jobs.get(job_id)
     if not isinstance(health, dict) or health.get("status") not in JOB_CODES:
         raise Unknown(f"no job {job_id!r} on this service (jobs: {', '.join(sorted(jobs)) or 'none'})")
@@ -207,8 +283,7 @@ def status(url: str, timeout: float, token: str | None, as_json: bool) -> None:
     try:
         body = _status_body(url.rstrip("/") + "/status", timeout, token)
     except Unknown as error:
-        click.echo(f"worker-service: {error}", err=True)
-        sys.exit(UNKNOWN)
+        _fail(UNKNOWN, str(error))
     if as_json:
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return
@@ -220,7 +295,7 @@ def _status_body(url: str, timeout: float, token: str | None) -> dict[str, Any]:
     code, body = fetch(url, timeout, token)
     if not 200 <= code < 300:
         detail = body.get("message") or body.get("error")
-        raise Unknown(f"{url} answered HTTP {code}" + (f": {str(detail)[:200]}" if detail else ""))
+        raise Unknown(f"{shown_url(url)} answered HTTP {code}" + (f": {str(detail)[:200]}" if detail else ""))
     return body
 
 
@@ -244,7 +319,7 @@ POST_WAIT = 5.0  # the ?wait= of a command's POST: the server's own bound on wai
 
 def _fail(code: int, text: str) -> None:
     """One line on stderr (``worker-service: ...``) and exit ``code``."""
-    click.echo(f"worker-service: {text}", err=True)
+    click.echo(_safe(f"worker-service: {text}"), err=True)
     sys.exit(code)
 
 
@@ -253,9 +328,9 @@ def _done(code: int, text: str, body: Any = None, as_json: bool = False) -> None
     if as_json and body is not None:
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))
     elif code == OK:
-        click.echo(text)
+        click.echo(_safe(text))
     else:
-        click.echo(f"worker-service: {text}", err=True)
+        click.echo(_safe(f"worker-service: {text}"), err=True)
     sys.exit(code)
 
 
@@ -271,9 +346,9 @@ def _read(url: str, timeout: float, token: str | None) -> dict[str, Any]:
     """GET a job-control read; exits 2 on 503 (the store), 3 on anything but 2xx."""
     code, body = fetch(url, timeout, token, token_name="STATUS_TOKEN or ADMIN_TOKEN")
     if code == 503:
-        _fail(CRITICAL, f"{url} answered HTTP 503: {_message(body)}")
+        _fail(CRITICAL, f"{shown_url(url)} answered HTTP 503: {_message(body)}")
     if not 200 <= code < 300:
-        _fail(UNKNOWN, f"{url} answered HTTP {code}: {_message(body)}")
+        _fail(UNKNOWN, f"{shown_url(url)} answered HTTP {code}: {_message(body)}")
     return body
 
 
@@ -413,7 +488,7 @@ def _await_run(url: str, timeout: float, token: str | None, job_id: str, command
     while True:
         code, job = fetch(target, timeout, token, token_name="ADMIN_TOKEN")
         if code != 200:
-            return UNKNOWN, f"{target} answered HTTP {code}: {_message(job)}", None
+            return UNKNOWN, f"{shown_url(target)} answered HTTP {code}: {_message(job)}", None
         entry = next((run for run in job.get("history") or [] if run.get("command_id") == command_id), None)
         if entry is not None:
             return _run_verdict(job_id, entry)

@@ -1,14 +1,28 @@
-"""Render GET /jobs and a job's history (GET /jobs/<id>) as text tables for the CLI (no Flask here)."""
+"""Render GET /jobs and a job's history (GET /jobs/<id>) as text tables for the CLI (no Flask here).
+
+Every text from the service is printed through :func:`printable`: no control character reaches the terminal.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import click
 
 _COLOURS = {"healthy": "green", "success": "green", "warning": "yellow", "pending": "cyan", "paused": "cyan",
             "unhealthy": "red", "error": "red", "crashed": "red", "killed": "red", "missed": "yellow"}
+
+
+# C0 and C1 control characters (an ANSI escape starts with ESC or CSI), DEL, and the Unicode line separators and
+# direction overrides: a job's error text is anyone's text, and it must not move the cursor or recolour the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: a tab or line break becomes a space, any other control character ``?``."""
+    return _CONTROL.sub(lambda match: " " if match.group() in "\t\n\r" else "?", text)
 
 
 def _when(timestamp: str | None, now: dt.datetime) -> str:
@@ -27,6 +41,7 @@ def _when(timestamp: str | None, now: dt.datetime) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]], painted: set[int], colour: bool) -> str:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for row in rows:
@@ -65,6 +80,7 @@ def render_history(body: dict[str, Any], colour: bool, limit: int | None = None,
     if body.get("paused_by"):
         head += f"; paused by {body['paused_by'].get('by')} {_when(body['paused_by'].get('at'), now)}"
     head += f"; next run {_when(body.get('next_run'), now)}"
+    head = printable(head)
     runs = (body.get("history") or [])[:limit]
     rows = []
     for run in runs:
