@@ -1,7 +1,8 @@
 """Job control through a real gunicorn with 4 workers: tokens, run-now through the leader, pause, 202 and poll.
 
-Which worker took a POST is read from its log line (``job control: ... requested by <name> ... pid=<pid>``):
-the kernel picks the worker, so a test that needs a worker that does not lead asks again until one took it.
+Which worker took a POST is read from its DEBUG line (``job control: ... requested by <name> ... pid=<pid>``; the
+server logs at DEBUG): the kernel picks the worker, so a test that needs a worker that does not lead asks again until
+one took it. The one INFO line of a command is the leader's.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def server(files):
     path = jobs_file(files["workdir"] / "jobs.toml",
                      JOBS.format(once=files["once"], pair=files["pair"], tick=files["tick"]))
     env = base_env(files["workdir"] / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="4",
-                   ADMIN_TOKEN=ADMIN, STATUS_TOKEN=READER, **LEADER_SETTINGS)
+                   ADMIN_TOKEN=ADMIN, STATUS_TOKEN=READER, LOG_LEVEL="DEBUG", **LEADER_SETTINGS)
     gunicorn = Gunicorn(env, files["workdir"]).start()
     wait_until(lambda: len(gunicorn.worker_pids()) == 4 and leader_pid(gunicorn), timeout=15, what="a leader")
     yield gunicorn
@@ -256,6 +257,12 @@ def test_a_command_not_waited_for_answers_202_with_a_location_to_poll(server):
     polled = wait_until(lambda: (body := call(server, "GET", location, READER).body)["state"] != "pending" and body,
                         timeout=5, what="the leader to apply it")
     assert polled["state"] == "done" and polled["status"] == 200 and polled["run_id"] is not None
+    # Logged once at INFO, by the leader: who asked (no name given: the token and the client's address), what, how
+    command_id = answer.body["command_id"]
+    lines = [line for line in server.stderr().splitlines() if f"(command {command_id})" in line]
+    info = [line for line in lines if "level=INFO" in line or "level=WARNING" in line]
+    assert len(info) == 1 and "logger=worker_service.scheduler.commands" in info[0], lines
+    assert f"job once: run now asked by token@127.0.0.1 (command {command_id}): 200 started" in info[0], info
     assert call(server, "GET", location, ADMIN).status == 200
     assert call(server, "GET", "/jobs/once/run?wait=31", ADMIN).status == 405
     assert call(server, "POST", "/jobs/once/run?wait=31", ADMIN).status == 400
@@ -322,3 +329,17 @@ def test_no_token_ever_reaches_a_log_line(server):
     assert "job control: " in logs
     for token in (ADMIN, READER, base64.b64encode(f"bob:{ADMIN}".encode()).decode()):
         assert token not in logs
+
+
+def test_the_location_to_poll_keeps_the_apps_path_prefix(make_app):
+    """Behind a proxy that mounts the app under a prefix (SCRIPT_NAME), the poll path and Location keep it."""
+    from worker_service.control.payloads import command_answer, command_path
+    from worker_service.state.records import Command
+
+    app = make_app(ADMIN_TOKEN=ADMIN)
+    command = Command(id=7, job_id="nightly report", action="run", requested_by="ops", requested_at=time.time())
+    with app.test_request_context("/jobs/nightly%20report/run", method="POST", base_url="http://localhost/worker"):
+        assert command_path(command) == "/worker/jobs/nightly%20report/commands/7"
+        assert command_answer(command)["poll"] == command_path(command)
+    with app.test_request_context("/jobs/x/run", method="POST"):
+        assert command_path(command) == "/jobs/nightly%20report/commands/7"

@@ -8,6 +8,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from flask import url_for
+
 from common.helpers.health import format_timestamp, redact
 
 from ..scheduler.job_health import JobHealth
@@ -23,19 +25,31 @@ def paused_by(pause: OperatorPause | None, paused: bool) -> dict[str, Any] | Non
     return {"by": pause.by, "at": format_timestamp(pause.at)}
 
 
-def job_summary(record: JobRecord, verdict: JobHealth, pause: OperatorPause | None) -> dict[str, Any]:
-    """One job in GET /jobs: what it is, when it runs next, whether it is paused, its health and last run."""
+def job_fields(record: JobRecord, verdict: JobHealth, pause: OperatorPause | None, *,
+               max_instances: bool = False) -> dict[str, Any]:
+    """What GET /jobs and GET /jobs/<id> both say of a job: what it is, when it runs next, its pause and its health.
+
+    With ``max_instances`` (GET /jobs/<id>), the job's ``max_instances`` too, after ``paused_by``.
+    """
     definition = record.definition
-    return {
+    fields: dict[str, Any] = {
         "id": record.id,
         "name": definition.name,
         "trigger": definition.trigger,
         "next_run": format_timestamp(definition.next_run_time),
         "paused": definition.paused,
         "paused_by": paused_by(pause, definition.paused),
-        "critical": definition.critical,
-        "health": verdict.state.value,
-        "health_reason": verdict.reason,
+    }
+    if max_instances:
+        fields["max_instances"] = definition.max_instances
+    fields.update({"critical": definition.critical, "health": verdict.state.value, "health_reason": verdict.reason})
+    return fields
+
+
+def job_summary(record: JobRecord, verdict: JobHealth, pause: OperatorPause | None) -> dict[str, Any]:
+    """One job in GET /jobs: :func:`job_fields`, then how many runs are going and the last run's time and outcome."""
+    return {
+        **job_fields(record, verdict, pause),
         "running": record.running_count,
         "last_run_at": format_timestamp(record.last_run_at),
         "last_outcome": record.last_outcome,
@@ -75,8 +89,11 @@ def command_entry(command: Command) -> dict[str, Any]:
 
 
 def command_path(command: Command) -> str:
-    """Where a command's state is read: GET /jobs/<id>/commands/<cid>."""
-    return f"/jobs/{command.job_id}/commands/{command.id}"
+    """Where a command's state is read: GET /jobs/<id>/commands/<cid>, under the app's script root (a path prefix).
+
+    Built in a request (the root comes from it); the job id is quoted as a path segment.
+    """
+    return url_for("control.command_state", job_id=command.job_id, command_id=str(command.id))
 
 
 def answer_status(command: Command) -> int:

@@ -12,7 +12,7 @@ from ..scheduler.job_health import JobPolicy
 from ..state import StateStore
 from ..status.analysis import job_health_entry
 from ..status.schemas import JobHealthSchema
-from .payloads import command_entry, history_entry, job_summary, paused_by
+from .payloads import command_entry, history_entry, job_fields, job_summary
 
 COMMANDS_SHOWN = 20  # a job's last commands in GET /jobs/<id>
 
@@ -46,18 +46,8 @@ class JobReports:
         if record is None:
             raise UnknownJob(job_id)
         verdict = self._policy.judge(record, now)
-        definition = record.definition
         return {
-            "id": record.id,
-            "name": definition.name,
-            "trigger": definition.trigger,
-            "next_run": format_timestamp(definition.next_run_time),
-            "paused": definition.paused,
-            "paused_by": paused_by(self._store.operator_pauses().get(job_id), definition.paused),
-            "max_instances": definition.max_instances,
-            "critical": definition.critical,
-            "health": verdict.state.value,
-            "health_reason": verdict.reason,
+            **job_fields(record, verdict, self._store.operator_pauses().get(job_id), max_instances=True),
             "stats": self._stats_schema.dump(job_health_entry(record, verdict, now)),
             "history": [history_entry(run) for run in self._store.runs(job_id, self._history_size)],
             "commands": [command_entry(command) for command in self._store.commands(job_id, COMMANDS_SHOWN)],
