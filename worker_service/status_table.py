@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .control.tables import printable
 from .vocabulary import JobState, Status
 
 COLOURS = {
@@ -89,7 +90,7 @@ def render(body: dict[str, Any], colour: bool) -> str:
         detail = dependencies.get(name, {})
         latency = detail.get("latency_seconds")
         rows.append([name, status, detail.get("backend", "-"),
-                     "-" if latency is None else f"{latency * 1000:.1f}ms", detail.get("reason") or ""])
+                     "-" if latency is None else f"{latency * 1000:.1f}ms", printable(detail.get("reason") or "")])
     lines += ["", *_table(["COMPONENT", "STATUS", "BACKEND", "LATENCY", "REASON"], rows, {1}, colour)]
     scheduler = metrics.get("scheduler_status", {})
     age = scheduler.get("heartbeat_age_seconds")
@@ -104,7 +105,7 @@ def render(body: dict[str, Any], colour: bool) -> str:
         average = job.get("avg_execution_time")
         runs = job.get("success_count", 0) + job.get("error_count", 0)
         last = health.get(job["id"], {}).get("last_execution") or {}
-        rows.append([job["id"], state, _ago(last.get("timestamp"), now), _ago(job.get("next_run_time"), now),
+        rows.append([printable(job["id"]), state, _ago(last.get("timestamp"), now), _ago(job.get("next_run_time"), now),
                      "-" if average is None else f"{average:.3f}s", f"{job.get('error_count', 0)}/{runs}"])
     lines += ["", *_table(["JOB", "STATE", "LAST RUN", "NEXT RUN", "AVG", "ERRORS/RUNS"], rows, {1}, colour)]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 _COLOURS = {"healthy": "green", "success": "green", "warning": "yellow", "pending": "cyan", "paused": "cyan",
-            "unhealthy": "red", "error": "red", "crashed": "red", "killed": "red", "missed": "yellow"}
+            "unhealthy": "red", "error": "red", "crashed": "red", "killed": "red", "missed": "yellow", "lost": "yellow"}
 
 
 # C0 and C1 control characters (an ANSI escape starts with ESC or CSI), DEL, and the Unicode line separators and
