@@ -122,7 +122,7 @@ def measure(commands: int) -> dict:
     (workdir / "jobs.toml").write_text(JOBS)
     server = Gunicorn(base_env(workdir / "state", WORKER_JOBS_FILE=str(workdir / "jobs.toml"), WEB_CONCURRENCY="4",
                                GUNICORN_THREADS="4", ADMIN_TOKEN=ADMIN, SCHEDULER_HEARTBEAT_INTERVAL="1",
-                               LOG_LEVEL="INFO"), workdir)
+                               LOG_LEVEL="DEBUG"), workdir)
     server.start()
     try:
         wait_until(lambda: server.get("/health/scheduler")[0] == 200, timeout=20, what="a leader")
