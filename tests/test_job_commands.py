@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import statistics
 import threading
 import time
@@ -18,6 +19,8 @@ import pytest
 
 from tests.support import control_jobs
 from tests.support.servers import wait_until
+from worker_service.control import submission
+from worker_service.scheduler import commands
 from worker_service.scheduler.jobs_file import parse_jobs
 from worker_service.scheduler.service import SchedulerService
 from worker_service.scheduler.tracking import current_run
@@ -74,8 +77,8 @@ def finished(store: SqliteStateStore, command_id: int, timeout: float = 5.0) -> 
                       what=f"command {command_id} to be applied")
 
 
-def ask(store: SqliteStateStore, action: str, by: str = "alice", job_id: str = "sync", at: float | None = None) -> Command:
-    return finished(store, store.submit_command(job_id, action, by, time.time() if at is None else at))
+def ask(store: SqliteStateStore, action: str, by: str = "alice", job_id: str = "sync") -> Command:
+    return finished(store, store.submit_command(job_id, action, by).id)
 
 
 # -- run now -------------------------------------------------------------------------
@@ -148,7 +151,7 @@ def test_many_workers_asking_at_once_get_one_run_per_200_and_never_more_than_max
     def operator(worker: SqliteStateStore, n: int) -> None:
         start.wait(timeout=5)
         for _ in range(2):
-            ids.append(worker.submit_command("sync", "run", f"operator-{n}", time.time()))
+            ids.append(worker.submit_command("sync", "run", f"operator-{n}").id)
 
     threads = [threading.Thread(target=operator, args=(worker, n)) for n, worker in enumerate(workers)]
     for thread in threads:
@@ -209,8 +212,10 @@ def test_an_unknown_job_is_404_and_an_unknown_action_400(store, lead, key):
 
 
 def test_a_command_no_scheduler_took_within_30_s_expires_and_never_runs(store, lead, key):
-    stale = store.submit_command("sync", "run", "alice", time.time() - 31)
-    fresh = store.submit_command("sync", "run", "bob", time.time())
+    stale = store.submit_command("sync", "run", "alice").id
+    fresh = store.submit_command("sync", "run", "bob").id
+    with sqlite3.connect(store.path) as db:  # asked 31 s ago, by the store's clock
+        db.execute("UPDATE job_commands SET requested_at = requested_at - 31 WHERE id = ?", (stale,))
     lead(job(key, func="note"))
     expired = finished(store, stale)
     assert (expired.state, expired.status, expired.outcome) == ("failed", 503,
@@ -218,6 +223,33 @@ def test_a_command_no_scheduler_took_within_30_s_expires_and_never_runs(store, l
     assert finished(store, fresh).status == 200
     wait_until(lambda: store.runs("sync"), timeout=5, what="the fresh run")
     assert [s.run.requested_by for s in control_jobs.seen(key)] == ["bob"]
+
+
+class SkewedClock:
+    """The ``time`` module of a host whose wall clock is ``offset`` seconds off (its monotonic clock and sleep are real)."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+def test_a_command_asked_on_a_host_whose_clock_is_70_s_behind_the_leaders_is_applied_not_expired(
+        store, lead, key, monkeypatch):
+    """The store stamps a command and measures its age: neither the receiving host's clock nor the leader's counts."""
+    monkeypatch.setattr(submission, "time", SkewedClock(-70.0))  # the worker that takes the POST
+    monkeypatch.setattr(commands, "time", SkewedClock(+5.0))  # the leader's host, a little ahead of the store's
+    lead(job(key, func="note"))
+    control = submission.JobControl(store, {"SCHEDULER_HEARTBEAT_INTERVAL": 0.2, "JOB_FAILURE_THRESHOLD": 3,
+                                            "JOB_OVERDUE_GRACE": 60}, waiters=1, draining=lambda: False)
+    command = control.submit("sync", "run", "alice", wait=5.0)
+    assert (command.state, command.status, command.outcome) == ("done", 200, f"started (run {command.run_id})")
+    assert abs(command.requested_at - time.time()) < 5.0  # the store's clock, not the receiving host's
+    wait_until(lambda: control_jobs.seen(key), timeout=5, what="the run")
 
 
 class FinishFailsOnce(SqliteStateStore):
@@ -245,7 +277,7 @@ def test_a_command_whose_finish_fails_is_applied_and_logged_once_and_finished_la
 
 
 def test_a_new_leader_finishes_a_run_now_an_earlier_leader_started_without_running_it_again(store, lead, key):
-    command_id = store.submit_command("sync", "run", "alice", time.time())
+    command_id = store.submit_command("sync", "run", "alice").id
     run_id = store.record_submitted("sync", "dead-leader", 99, time.time(), None, trigger="manual",
                                     requested_by="alice", command_id=command_id)
     store.record_started(run_id, time.time())  # its worker died here, before the command was finished

@@ -23,6 +23,7 @@ from tests.support.servers import wait_until
 from tests.support.tcp_proxy import TcpProxy
 from worker_service import resources, runtime
 from worker_service.scheduler.lease import FleetLease, FleetTerm, HostOnlyLease, LeaseTiming
+from worker_service.scheduler.tracking import CurrentRun, ExecutionTracker
 from worker_service.state.faults import FencedOut
 from worker_service.state.pg_lease import PostgresLease
 from worker_service.state.pg_store import PostgresStateStore
@@ -96,7 +97,8 @@ def watch_validity(term: FleetTerm) -> dict[str, float]:
 def test_a_standby_takes_a_lease_nobody_renews_within_ttl_plus_one_poll_and_not_before(hosts):
     a, b, c = hosts("a"), hosts("b"), hosts("c")
     first = a.take()
-    assert first.epoch == 1 and a.lease.fencing_token == 1
+    assert a.lease.fencing_token == first.epoch
+    assert abs(first.epoch - time.time() * 1000) < 60_000  # a new lease row starts at the database clock's ms
     for host in (b, c):
         host.lease._backend = CountingBackend(host.lease._backend)
         host.take_in_background()
@@ -111,7 +113,7 @@ def test_a_standby_takes_a_lease_nobody_renews_within_ttl_plus_one_poll_and_not_
     wait_until(lambda: b.term is not None or c.term is not None, timeout=TTL + TIMING.poll_every + 1.0,
                what="a standby to take over")
     taker = b if b.term is not None else c
-    assert taker.term.epoch == 2
+    assert taker.term.epoch > first.epoch
     assert taker.got_at - gone <= TTL + TIMING.poll_every + 0.3
     assert taker.store.leadership_changes(1)[0].reason == "expired"
 
@@ -207,7 +209,7 @@ def test_an_unexpected_renewal_error_is_a_failed_renewal_logged_once_and_the_kee
             term.guard(a.store).beat(1, "a", "running", "UTC", time.time())
 
         faulty.backend.release(term._grant)  # another host takes the lease meanwhile
-        assert b.take().epoch == term.epoch + 1
+        assert b.take().epoch > term.epoch
         faulty.raising = False
         term._wake.set()
         wait_until(lambda: a.lost_at is not None, timeout=2, interval=0.01, what="a to find its lease taken")
@@ -239,7 +241,7 @@ def test_a_graceful_handover_is_taken_at_the_next_poll_and_the_old_leader_may_on
     started = time.monotonic()
     assert term.hand_over(TIMING.handover_wait)
     assert time.monotonic() - started <= TIMING.poll_every + 0.5
-    assert term.handed_over and b.term.predecessor_draining and b.term.epoch == term.epoch + 1
+    assert term.handed_over and b.term.predecessor_draining and b.term.epoch > term.epoch
     with pytest.raises(FencedOut):
         view.record_submitted("tick", "session-a", 1, time.time(), None)  # no new run from the old leader
     view.record_run("tick", "success", time.time(), 0.01, run_id=run)  # how its last run ended still counts
@@ -248,12 +250,55 @@ def test_a_graceful_handover_is_taken_at_the_next_poll_and_the_old_leader_may_on
     assert b.store.lease().epoch == b.term.epoch and b.store.leadership_changes(1)[0].reason == "handover"
 
 
+def old_leaders_tracker(view, failures: list) -> ExecutionTracker:
+    return ExecutionTracker(view, "session-a", lambda job_id: (None, False), failures.append, host="a")
+
+
+def test_after_a_handover_a_run_the_new_leader_settled_first_is_counted_once_and_a_queued_one_never_starts(hosts):
+    """The new leader's bounded wait ran out (a long run) or never waited (a run not started): it settles both."""
+    a, b = hosts("a"), hosts("b")
+    term = a.take()
+    view = term.guard(a.store)
+    now = time.time()
+    running = view.record_submitted("tick", "session-a", 1, now, None, host="a")
+    assert view.record_started(running, now) is True
+    queued = view.record_submitted("tick", "session-a", 1, now, None, host="a")  # in the pool, not started yet
+    b.take_in_background()
+    assert term.hand_over(TIMING.handover_wait)
+    settled = b.term.guard(b.store).settle_orphans("session-b", lost=lambda orphan: True)
+    assert [orphan.outcome for orphan in settled] == ["lost", "lost"]
+
+    ran, failures = [], []
+    tracker = old_leaders_tracker(view, failures)
+    with tracker.executing(CurrentRun("tick", queued, now)):
+        assert tracker.wrap("tick", lambda: ran.append("queued"))() is None
+    assert ran == [] and failures == []  # settled by the new leader: its code never ran here
+    assert view.record_run("tick", "success", time.time(), 5.0, run_id=running) is False  # it ended after all
+    assert [run.outcome for run in b.store.runs("tick")] == ["lost", "lost"]  # once each, as the new leader said
+    assert b.store.jobs() == [] and a.store.runs("tick")[0].duration is None
+
+
+def test_a_leader_past_its_lease_does_not_start_a_run_it_had_already_submitted(hosts):
+    skew = [0.0]
+    a = hosts("a", clock=lambda: time.monotonic() + skew[0])
+    term = a.take()
+    view = term.guard(a.store)
+    run_id = view.record_submitted("tick", "session-a", 1, time.time(), None, host="a")
+    skew[0] = TTL + 5  # frozen past its lease between the submission and the start: another host may lead now
+    ran, failures = [], []
+    tracker = old_leaders_tracker(view, failures)
+    with tracker.executing(CurrentRun("tick", run_id, time.time())):
+        tracker.wrap("tick", lambda: ran.append("late"))()
+    assert ran == [] and len(failures) == 1 and isinstance(failures[0], FencedOut)
+    assert a.store.runs("tick") == []  # whoever leads next settles it
+
+
 def test_a_released_lease_is_taken_by_the_next_candidate_at_once(hosts):
     a, b = hosts("a"), hosts("b")
     term = a.take()
     term.end(release=True)
     started = time.monotonic()
-    assert b.take().epoch == term.epoch + 1
+    assert b.take().epoch > term.epoch
     assert time.monotonic() - started < 0.5
     assert b.store.leadership_changes(1)[0].reason == "released"
 

@@ -18,7 +18,7 @@ from tests.support.pg import schema  # noqa: F401 - the fixture
 from tests.support.pgbouncer import PgBouncer, available
 from tests.support.servers import free_port, wait_until
 from tests.support.tcp_proxy import TcpProxy
-from worker_service.state import FencedOut, PostgresLease, PostgresStateStore, StoreUnavailable
+from worker_service.state import FencedOut, PostgresLease, PostgresStateStore, StoreUnavailable, pg_store
 from worker_service.state.pg_schema import LATEST, MIGRATIONS, SchemaTooNew
 from worker_service.state.records import JobDefinition
 from worker_service.state.setup import build_store, check_state_store
@@ -110,6 +110,34 @@ def test_a_frozen_database_times_every_call_out_within_its_bound_and_the_store_r
     wait_until(proxied_store.jobs, timeout=10, interval=0.1, what="the store to recover after the freeze")
     proxied_store.beat(1, "host", "running", "UTC", 1.0, "s")
     assert proxied_store.scheduler().state == "running"
+
+
+def test_while_the_database_hangs_no_caller_waits_behind_another_callers_migration(proxy, schema, monkeypatch):  # noqa: F811
+    """The schema is not known to be migrated yet (a new worker) and the database hangs: one caller tries to migrate,
+    every other one waits at most the store's timeout for it, and a failed migration fails each call at once for a
+    moment (as the pool does with its last connect failure), instead of each caller running its own, in turn."""
+    monkeypatch.setattr(pg_store, "_MIGRATION_TIMEOUT", 0.4)  # the migration's budget (5 s in service), short here
+    monkeypatch.setattr(pg_store, "MIGRATE_RETRY", 0.3)
+    store = PostgresStateStore(f"postgresql://postgres@127.0.0.1:{proxy.port}/test", schema, timeout=0.2)
+    try:
+        store.pool.run(lambda db: db.execute("SELECT 1"))  # a pooled connection, not yet migrated
+        proxy.freeze()
+        outcomes: list[tuple[str, float]] = []
+        callers = [threading.Thread(target=lambda: outcomes.append(failure(store.jobs))) for _ in range(7)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(timeout=5)
+        assert len(outcomes) == 7
+        assert max(took for _, took in outcomes) < 0.4 + 0.25, outcomes  # one migration's budget, not seven
+        assert "state database: timed out after 0.4 s" in [reason for reason, _ in outcomes]
+        reason, took = failure(store.jobs)  # the failed migration is reported at once, not tried again
+        assert reason == "state database: timed out after 0.4 s" and took < 0.05
+
+        proxy.restore()
+        wait_until(lambda: store.jobs() == [], timeout=5, interval=0.05, what="the store to migrate once it answers")
+    finally:
+        store.close()
 
 
 def test_a_call_never_opens_a_connection_of_its_own(proxied_store):
@@ -253,9 +281,9 @@ def test_through_pgbouncer_in_transaction_mode_the_migration_lease_and_fencing_h
         first, second, reader = hosts
         lease_a, lease_b = PostgresLease(first, 10.0), PostgresLease(second, 10.0)
         grant = lease_a.acquire("host-a", 1, "session-a")
-        assert grant.epoch == 1 and lease_b.acquire("host-b", 2, "session-b") is None
-        assert lease_a.renew(grant).epoch == 1
-        leader = first.fenced(grant.epoch)
+        assert grant is not None and lease_b.acquire("host-b", 2, "session-b") is None
+        assert lease_a.renew(grant).epoch == grant.epoch
+        leader = first.fenced(grant.epoch, grant.session)
         leader.publish_jobs([JobDefinition("a", "A", "interval[0:01:00]", 1000.0, 30.0, 1, "default", False, True,
                                            60.0)])
 
@@ -275,10 +303,10 @@ def test_through_pgbouncer_in_transaction_mode_the_migration_lease_and_fencing_h
 
         lease_a.offer_handover(grant)
         taken = lease_b.acquire("host-b", 2, "session-b")
-        assert taken.epoch == 2 and lease_a.renew(grant) is None
-        with pytest.raises(FencedOut, match="epoch 1 no longer holds the scheduler lease"):
+        assert taken.epoch > grant.epoch and lease_a.renew(grant) is None
+        with pytest.raises(FencedOut, match=f"epoch {grant.epoch} no longer holds the scheduler lease"):
             leader.record_run("a", "success", 2.0, 0.01)
-        second.fenced(taken.epoch).record_run("a", "success", 2.0, 0.01)
+        second.fenced(taken.epoch, taken.session).record_run("a", "success", 2.0, 0.01)
         lease_b.release(taken)
         assert reader.jobs()[0].success_count == 91 and not reader.lease().live
         assert [c.reason for c in reader.leadership_changes()] == ["handover", "first"]

@@ -330,6 +330,47 @@ def test_a_new_leader_settles_each_run_an_earlier_one_left_as_crashed_killed_or_
     assert record(store, "crash").running_count == 1
 
 
+def test_a_run_settled_by_a_new_leader_and_then_recorded_by_the_old_one_is_counted_once(store, open_store):
+    """A handover or a lost lease: the new leader settles what the old one left, whose own writes come later."""
+    store.publish_jobs([definition("a")])
+    running = store.record_submitted("a", "old-session", 21, 100.0, 160.0, host="host-a")
+    store.record_started(running, 101.0)
+    queued = store.record_submitted("a", "old-session", 21, 102.0, 162.0, host="host-a")  # handed over, not started
+
+    new = open_store()  # the new leader (another host: another store on the same state)
+    settled = new.settle_orphans(SESSION, lost=lambda orphan: orphan.started_at is not None)
+    assert [(o.scheduled_at, o.outcome) for o in settled] == [(100.0, "lost"), (102.0, "missed")]
+
+    ended = store.record_run("a", "success", 111.0, 10.0, run_id=running)  # the old leader's run ends after all
+    missed = store.record_missed("a", 102.0, queued)  # and APScheduler finds the queued one late
+    a = record(new, "a")
+    assert (a.success_count, a.error_count, a.missed_count, a.last_problem) == (0, 1, 1, "missed")
+    assert a.duration_sum == 0.0 and a.running_count == 0
+    assert [r.outcome for r in new.runs("a")] == ["missed", "lost"]
+    assert ended is False and missed is False  # each says it counted nothing
+    assert store.record_started(queued, 110.0) is False  # gone: the old leader must not run its job's code
+
+
+def test_a_run_is_counted_once_by_whichever_write_removes_its_live_row_first(store):
+    store.publish_jobs([definition("a")])
+    lead(store)
+    run_id = store.record_submitted("a", SESSION, 4242, 100.0, 160.0)
+    assert store.record_started(run_id, 101.0) is True
+    assert store.record_run("a", "success", 102.0, 1.0, run_id=run_id) is True
+    assert store.record_run("a", "success", 103.0, 1.0, run_id=run_id) is False  # counted once
+    assert store.record_started(run_id, 104.0) is False
+    missed = store.record_submitted("a", SESSION, 4242, 160.0, 220.0)
+    assert store.record_missed("a", 160.0, missed) is True and store.record_missed("a", 160.0, missed) is False
+    forgotten = store.record_submitted("a", SESSION, 4242, 220.0, 280.0)
+    store.forget_run(forgotten)
+    assert store.record_run("a", "error", 221.0, 1.0, "ValueError", "x", run_id=forgotten) is False
+    assert store.record_run("a", "success", 300.0, 1.0) is True  # a run recorded without its id always counts
+    assert store.record_missed("a", 310.0) is True
+    a = record(store, "a")
+    assert (a.success_count, a.error_count, a.missed_count) == (2, 0, 2)
+    assert [r.at for r in store.runs("a")] == [310.0, 300.0, 160.0, 102.0]
+
+
 def test_mark_stopping_touches_only_its_own_sessions_runs(store):
     store.publish_jobs([definition("a")])
     one = store.record_submitted("a", "one", 1, 100.0, None)

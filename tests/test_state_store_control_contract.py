@@ -9,6 +9,7 @@ file only (its upgrade from an older version, a host-local store's fencing).
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from tests import test_state_store_contract as contract
 from tests.test_state_store_contract import SESSION, definition, lead
@@ -25,22 +26,24 @@ SLACK = 16  # a store may trim them in batches: at most this many over KEPT
 
 # -- commands -------------------------------------------------------------------
 def test_a_submitted_command_is_pending_for_every_worker_until_the_leader_finishes_it(store, open_store):
-    command_id = store.submit_command("sync", "run", "alice", 100.0)
+    queued = store.submit_command("sync", "run", "alice")
+    command_id, requested_at = queued.id, queued.requested_at
     other = open_store()  # another worker on the same state
-    pending = Command(command_id, "sync", "run", "alice", 100.0)
+    pending = Command(command_id, "sync", "run", "alice", requested_at)
+    assert queued == pending and queued.state == "pending"
     assert other.command(command_id) == pending and other.command(command_id).state == "pending"
     assert other.pending_commands() == [pending]
 
     store.finish_command(command_id, "done", 200, "started", 101.5, "host-a/4242", run_id=7)
-    assert other.command(command_id) == Command(command_id, "sync", "run", "alice", 100.0, "done", 200, "started",
-                                                101.5, "host-a/4242", 7)
+    assert other.command(command_id) == Command(command_id, "sync", "run", "alice", requested_at, "done", 200,
+                                                "started", 101.5, "host-a/4242", 7)
     assert other.pending_commands() == []
     assert store.command(command_id + 1000) is None
 
 
 def test_pending_commands_come_oldest_first_across_jobs_with_growing_ids(store):
-    ids = [store.submit_command(job, action, "bob", 100.0 + n)
-           for n, (job, action) in enumerate([("a", "pause"), ("b", "run"), ("a", "resume"), ("c", "run")])]
+    ids = [store.submit_command(job, action, "bob").id
+           for job, action in (("a", "pause"), ("b", "run"), ("a", "resume"), ("c", "run"))]
     assert ids == sorted(ids) and len(set(ids)) == 4
     store.finish_command(ids[1], "failed", 409, "already running at max_instances (1)", 104.0, "h/1")
     assert [(c.id, c.job_id, c.action) for c in store.pending_commands()] == [
@@ -48,7 +51,7 @@ def test_pending_commands_come_oldest_first_across_jobs_with_growing_ids(store):
 
 
 def test_a_command_is_finished_once_and_a_second_finish_changes_nothing(store):
-    command_id = store.submit_command("a", "run", "alice", 100.0)
+    command_id = store.submit_command("a", "run", "alice").id
     store.finish_command(command_id, "failed", 503, "expired: no scheduler took it within 30 s", 140.0, "h/1")
     store.finish_command(command_id, "done", 200, "started", 141.0, "h/2", run_id=9)
     finished = store.command(command_id)
@@ -57,8 +60,8 @@ def test_a_command_is_finished_once_and_a_second_finish_changes_nothing(store):
 
 
 def test_a_jobs_commands_come_newest_first_and_only_its_own(store):
-    mine = [store.submit_command("a", action, "carol", 100.0 + n) for n, action in enumerate(["pause", "resume", "run"])]
-    store.submit_command("b", "run", "carol", 200.0)
+    mine = [store.submit_command("a", action, "carol").id for action in ("pause", "resume", "run")]
+    store.submit_command("b", "run", "carol")
     assert [c.id for c in store.commands("a")] == mine[::-1]
     assert [c.action for c in store.commands("a", limit=2)] == ["run", "resume"]
     assert store.commands("unknown") == []
@@ -67,16 +70,29 @@ def test_a_jobs_commands_come_newest_first_and_only_its_own(store):
 def test_each_job_keeps_its_last_finished_commands_and_never_drops_a_pending_one(store):
     finished = []
     for n in range(KEPT + 30):
-        command_id = store.submit_command("a", "run", "dave", float(n))
+        command_id = store.submit_command("a", "run", "dave").id
         store.finish_command(command_id, "done", 200, "started", float(n), "h/1")
         finished.append(command_id)
     kept = [c.id for c in store.commands("a", limit=1000)]
     assert KEPT <= len(kept) <= KEPT + SLACK
     assert kept == finished[::-1][:len(kept)]  # the newest, without a gap
 
-    waiting = [store.submit_command("b", "pause", "dave", float(n)) for n in range(KEPT + 20)]
+    waiting = [store.submit_command("b", "pause", "dave").id for _ in range(KEPT + 20)]
     assert [c.id for c in store.pending_commands()] == waiting
     assert len(store.commands("b", limit=1000)) == KEPT + 20
+
+
+def test_a_command_is_stamped_by_the_stores_clock_and_its_pending_age_measured_by_it(store, open_store):
+    """No host's clock: the leader judges a command's age with the clock of the store that stamped it."""
+    before = time.time()
+    queued = store.submit_command("a", "run", "alice")  # no time from the caller
+    assert before - 1.0 <= queued.requested_at <= time.time() + 1.0  # the store's clock (this host's database here)
+    assert queued.age is None and store.command(queued.id).age is None  # an age only where the leader needs it
+    time.sleep(0.05)
+    (pending,) = open_store().pending_commands()
+    assert pending == queued and 0.04 <= pending.age < 5.0
+    (later,) = store.pending_commands()
+    assert later.age >= pending.age
 
 
 # -- operators' pauses ------------------------------------------------------------
@@ -166,7 +182,7 @@ def test_a_file_from_before_job_control_keeps_its_history_and_gains_commands_and
     assert [o.outcome for o in upgraded.settle_orphans(SESSION)] == ["crashed"]
     assert upgraded.runs("a")[0] == RunRecord("a", 20.5, "crashed", None, started_at=20.5, error_type="WorkerDied",
                                            error_message="its worker (pid 9) died while it ran")
-    command_id = upgraded.submit_command("a", "pause", "alice", 30.0)
+    command_id = upgraded.submit_command("a", "pause", "alice").id
     upgraded.set_operator_pause("a", True, "alice", 30.5)
     assert [c.id for c in upgraded.pending_commands()] == [command_id]
     assert SqliteStateStore(str(path)).operator_pauses() == {"a": OperatorPause("a", True, "alice", 30.5)}

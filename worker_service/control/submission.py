@@ -81,12 +81,9 @@ class JobControl:
         problem = leader_problem(self._store, self._settings)
         if problem is not None:
             raise Refusal(503, f"no scheduler leads: {problem}; the command was not queued")
-        requested_at = time.time()
-        command_id = self._store.submit_command(job_id, action, requested_by, requested_at)
+        queued = self._store.submit_command(job_id, action, requested_by)  # stamped by the store's clock, not ours
         log.debug("job control: %s of %s requested by %s from %s (command %d)", action, job_id, requested_by,
-                  address or "an unknown address", command_id)
-        queued = Command(id=command_id, job_id=job_id, action=action, requested_by=requested_by,
-                         requested_at=requested_at)
+                  address or "an unknown address", queued.id)
         return self.await_outcome(queued, wait)
 
     def await_outcome(self, command: Command, wait: float) -> Command:

@@ -18,7 +18,11 @@ logged once, here, when it is applied: who asked, what, and how it went.
   (see :class:`JobRoster`).
 * A command older than ``EXPIRY`` when the leader first sees it is failed
   (503), never applied: a new leader must not run a stale run-now minutes
-  after it was asked for.
+  after it was asked for. Its age is the store's: the store stamped it when
+  it was queued and measures it when the leader reads it, with one clock
+  (:attr:`~worker_service.state.records.Command.age`). The receiving
+  worker's host and the leader's may disagree by any amount; neither clock
+  is used.
 
 Once only: an applied command whose finish the store could not record is
 kept here and only its finish is retried. A new leader that finds a run-now
@@ -49,7 +53,7 @@ from .executor import TrackedThreadPoolExecutor
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1  # seconds between two reads of the pending commands: most of a command's round trip
-EXPIRY = 30.0  # seconds: a command older than this when the leader first sees it is failed, not applied
+EXPIRY = 30.0  # seconds: a command older than this (by the store's clock) when the leader first sees it is failed
 ACTION_WORDS = {"run": "run now", "pause": "pause", "resume": "resume"}
 
 
@@ -176,8 +180,7 @@ class CommandApplier:
 
     # -- applying -------------------------------------------------------------------
     def _apply(self, command: Command) -> Outcome:
-        age = time.time() - command.requested_at
-        if age > self.expiry:
+        if command.age is not None and command.age > self.expiry:  # the store's clock (pending_commands)
             return Outcome(503, f"expired: no scheduler took it within {self.expiry:g} s")
         action = {"run": self._run_now, "pause": self._pause, "resume": self._resume}.get(command.action)
         if action is None:

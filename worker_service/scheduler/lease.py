@@ -13,9 +13,10 @@ While it leads, a :class:`FleetTerm`:
 * renews every TTL/3 (after a failure, sooner), on the lease's own
   connection (never queued behind the store's callers), and remembers, on the
   monotonic clock, when the request of each *successful* renewal was sent;
-* writes through ``store.fenced(epoch)``: the database itself refuses a write
-  of a stale epoch, in the same statement that makes it. This is what keeps a
-  former leader's writes out, whenever they reach the database;
+* writes through ``store.fenced(epoch, session)``: the database itself
+  refuses a write of a stale epoch (or of another holder), in the same
+  statement that makes it. This is what keeps a former leader's writes out,
+  whenever they reach the database;
 * also stops submitting early, by its own clock: once ``TTL - margin`` has
   passed since that send without another success, every write of the
   leader's store view is refused here, before it is sent. A run is recorded
@@ -32,7 +33,12 @@ While it leads, a :class:`FleetTerm`:
 * on a graceful stop of the whole host, offers a handover and keeps
   scheduling until another host has taken the lease (its next poll), so no
   run is late; its in-flight runs may still record how they ended, and the new
-  leader waits (bounded) for them before it settles what is left.
+  leader waits (bounded) for them before it settles what is left. Those
+  finishing writes carry no epoch any more (it moved on), but each names its
+  run and counts only if it removes the run's live row, so a run the new
+  leader settled first (its wait ran out, or it never started) is counted
+  once, by the new leader; and a run the new leader settled before it started
+  is not started at all (``record_started`` says it is gone).
 
 Standby candidates poll with one ``acquire`` every TTL/3, so lease traffic is
 about three statements per TTL per host, and a dead leader's lease is taken
@@ -67,7 +73,8 @@ _LEADING_WRITES = frozenset({
     "set_operator_pause",
 })
 # Writes about runs already handed to the executor: after this host handed the lease over, they still record how
-# its last runs ended (the new leader waits for them). They start nothing.
+# its last runs ended (the new leader waits for them). They start nothing, and each counts a run only if it removes
+# the run's live row: a run the new leader settled meanwhile is not counted again (see the protocol).
 _FINISHING_WRITES = frozenset({"record_started", "record_run", "record_missed", "forget_run", "forget_runs_except"})
 
 
@@ -222,6 +229,7 @@ class FleetTerm:
                  on_lost: Callable[[], None], predecessor_draining: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.epoch: int | None = grant.epoch
+        self.session = grant.session  # the lease session: fenced writes also check that it holds the lease
         self.predecessor_draining = predecessor_draining
         self._backend = backend
         self._timing = timing
@@ -380,7 +388,7 @@ class FleetTerm:
 
 
 class FencedStore:
-    """The leader's store view for one term: ``store.fenced(epoch)``, each write first checked against the term.
+    """The leader's store view for one term: ``store.fenced(epoch, session)``, each write first checked against the term.
 
     Reads go straight through. A write is refused here (:class:`FencedOut`,
     nothing sent) once the term is not valid; otherwise the fenced view sends
@@ -395,7 +403,7 @@ class FencedStore:
     def __init__(self, store: StateStore, term: FleetTerm, timing: LeaseTiming) -> None:
         assert term.epoch is not None
         self._base = store
-        self._fenced = store.fenced(term.epoch)
+        self._fenced = store.fenced(term.epoch, term.session)
         self._term = term
         self._timing = timing
 
@@ -412,8 +420,8 @@ class FencedStore:
             return getattr(self._base, name)(*args, **kwargs)
         return getattr(self._fenced, name)(*args, **kwargs)
 
-    def fenced(self, epoch: int) -> StateStore:
-        return self._base.fenced(epoch)
+    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
+        return self._base.fenced(epoch, session)
 
     def record_submitted(self, job_id: str, session: str, *args: Any, **kwargs: Any) -> int:
         run_id = self._write("record_submitted", job_id, session, *args, **kwargs)

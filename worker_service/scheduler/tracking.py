@@ -9,11 +9,19 @@ The writes of one run, and why each is where it is:
    of running the same slot again (APScheduler only dispatches SUBMITTED after
    every due job was handed out, which is too late). If this write fails the run is not submitted at all:
    the service never runs a job it cannot record.
-2. **started** (the pool thread, the job's wrapper): the run entered the job's
+2. **started** (the pool thread, the job's wrapper): the run enters the job's
    own code. ``/status`` shows it as running since then, and a run still
-   going past its ``max_runtime`` is running too long.
+   going past its ``max_runtime`` is running too long. The job's code does
+   NOT run when the store says the run is gone (``record_started`` returns
+   ``False``: a new leader on another host already settled it, as missed or
+   lost) or refuses the write as fenced out (another host holds the lease,
+   or this one's runs out before the run could be recorded): that leader
+   records it, and a run it settled must not happen after all. A store that
+   merely fails does not stop a run that was recorded as submitted.
 3. **finished** (the wrapper): success or error, with the duration measured
-   around the job's own code (APScheduler's events carry no duration).
+   around the job's own code (APScheduler's events carry no duration). It
+   counts the run only if its live row is still there (see the store's
+   protocol): a run a new leader settled meanwhile is counted once, by it.
 
 A run that never entered the wrapper (missed: later than its misfire grace)
 is recorded from the MISSED event; max-instances skips from theirs. The
@@ -43,6 +51,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from common.helpers.health import redact
 
 from ..state import StateStore
+from ..state.faults import FencedOut
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +189,8 @@ class ExecutionTracker:
             run: CurrentRun | None = getattr(_current, "run", None)
             run_id = run.run_id if run is not None else None
             started_at, started = time.time(), time.perf_counter()
-            if run_id is not None:
-                self._write(self._store.record_started, run_id, started_at)
+            if run_id is not None and not self._may_start(job_id, run_id, started_at):
+                return None
             token = _running.set(run if run is not None else CurrentRun(job_id, None, None))
             try:
                 result = func(*args, **kwargs)
@@ -197,22 +206,47 @@ class ExecutionTracker:
 
         return tracked
 
+    def _may_start(self, job_id: str, run_id: int, at: float) -> bool:
+        """Record that the run enters the job's code; whether it may (see the module docstring, step 2)."""
+        try:
+            live = self._store.record_started(run_id, at)
+        except FencedOut as error:
+            log.warning("job %s: run %d not started: %s; the leader that holds the scheduler now records it", job_id,
+                        run_id, error)
+            self._on_store_failure(error)
+            return False
+        except Exception as error:
+            log.error("state store write record_started failed: %s", error)
+            self._on_store_failure(error)
+            return True
+        if not live:
+            log.warning("job %s: run %d not started: another scheduler already settled it (recorded there as missed "
+                        "or lost)", job_id, run_id)
+            with self._lock:
+                self._settled.add(run_id)  # its live row is gone: nothing to forget
+            return False
+        return True
+
     def _finish(self, job_id: str, run: CurrentRun | None, started: float, error: BaseException | None) -> None:
         """Record the run as finished now: its history row gets its start and trigger from the run's live row."""
         duration, finished_at = time.perf_counter() - started, time.time()
         run_id = run.run_id if run is not None else None
         if error is None:
-            recorded = self._write(self._store.record_run, job_id, "success", finished_at, duration, run_id=run_id)
+            outcome = "success"
+            counted = self._count(self._store.record_run, job_id, "success", finished_at, duration, run_id=run_id)
         else:
-            message = error_message(error)
-            recorded = self._write(self._store.record_run, job_id, "error", finished_at, duration,
-                                   type(error).__name__, message, run_id=run_id)
+            outcome, message = "error", error_message(error)
+            counted = self._count(self._store.record_run, job_id, "error", finished_at, duration,
+                                  type(error).__name__, message, run_id=run_id)
             asked = f" (run now by {run.requested_by})" if run is not None and run.trigger == "manual" else ""
             log.warning("job %s failed after %.3f s%s: %s: %s", job_id, duration, asked, type(error).__name__,
                         message)
-        if recorded and run_id is not None:
+        if counted is not None and run_id is not None:
             with self._lock:
-                self._settled.add(run_id)
+                self._settled.add(run_id)  # its live row is gone, whether this write removed it or a settler did
+        if counted is False:
+            log.warning("job %s: run %s ended (%s) after another scheduler had settled it; counted once, as it "
+                        "recorded it there", job_id, run_id, outcome)
 
     # -- APScheduler's events ---------------------------------------------------
     def listener(self, event: JobEvent) -> None:
@@ -227,8 +261,8 @@ class ExecutionTracker:
         if event.code == EVENT_JOB_MISSED:
             run = getattr(_current, "run", None)  # dispatched in the pool thread that ran run_job
             run_id = run.run_id if run is not None else None
-            if self._write(self._store.record_missed, job_id, event.scheduled_run_time.timestamp(), run_id) \
-                    and run_id is not None:
+            counted = self._count(self._store.record_missed, job_id, event.scheduled_run_time.timestamp(), run_id)
+            if counted is not None and run_id is not None:
                 with self._lock:
                     self._settled.add(run_id)
             log.warning("job %s missed its run at %s (later than its misfire grace time)", job_id,
@@ -247,6 +281,15 @@ class ExecutionTracker:
             log.error("state store write %s failed: %s", method.__name__, error)
             self._on_store_failure(error)
             return False
+
+    def _count(self, method: Callable[..., bool], *args: Any, **kwargs: Any) -> bool | None:
+        """Call a write that counts a run: whether it counted it (``False``: it was settled before); ``None``: failed."""
+        try:
+            return bool(method(*args, **kwargs))
+        except Exception as error:
+            log.error("state store write %s failed: %s", method.__name__, error)
+            self._on_store_failure(error)
+            return None
 
 
 class _Executing:

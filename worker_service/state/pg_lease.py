@@ -6,8 +6,19 @@ database's ``now()`` (never a host's clock), so it works through any pooler
 (transaction mode included: no session state, no session advisory lock) and
 no frozen host can hold a lock on the row between two statements.
 
-The ``epoch`` grows by one at each change of holder: it is the fencing token
-the store's fenced writes check (:meth:`PostgresStateStore.fenced`). Each
+The ``epoch`` is the fencing token the store's fenced writes check
+(:meth:`PostgresStateStore.fenced`, with the holder's session), and the one
+jobs pass to the resources they write (the account jobs' Redis fence keeps
+the highest epoch that ever wrote). It must never be issued twice, not even
+when the lease row itself is lost: a schema dropped and made again (the store
+makes a dropped schema again on purpose), or a database restored from a
+backup or to a point in time, would otherwise start again from an epoch an old
+leader may still hold. So it is a number on the database's clock: a new lease
+row starts at the milliseconds since 1970 of ``clock_timestamp()``, and each
+change of holder takes ``greatest(epoch + 1, <that clock>)``. It only grows
+within the row, and a row made again, or restored, starts above every epoch
+issued before (short of the database's clock going back further than the time
+since). Renewals keep the epoch. Each
 change is logged, in the same statement that makes it, in
 ``leadership_changes`` with its reason: ``first``, ``released``, ``handover``,
 ``expired``; and ``lost`` when a former holder notices (:meth:`record_lost`).
@@ -28,15 +39,16 @@ from .pg_store import PostgresStateStore
 from .records import LeaseRecord
 
 # Takes the lease if free, or renews it for the session that holds it. The lease row remembers the holder it
-# replaced and why (RETURNING has only the new row), so the change is logged by the same statement.
+# replaced and why (RETURNING has only the new row), so the change is logged by the same statement. A new epoch is
+# the database clock's milliseconds, or the last epoch + 1 if that is larger (see the module docstring).
 _ACQUIRE = """
 WITH taken AS (
     INSERT INTO {s}.lease AS l (name, epoch, holder_host, holder_pid, holder_session, acquired_at, renewed_at,
                                 expires_at, released, handover, change_reason)
-    VALUES ('scheduler', 1, %(host)s::text, %(pid)s::int, %(session)s::text, now(), now(),
-            now() + %(ttl)s::float8 * interval '1 second', false, false, 'first')
+    VALUES ('scheduler', (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %(host)s::text, %(pid)s::int,
+            %(session)s::text, now(), now(), now() + %(ttl)s::float8 * interval '1 second', false, false, 'first')
     ON CONFLICT (name) DO UPDATE SET
-        epoch = CASE WHEN {same} THEN l.epoch ELSE l.epoch + 1 END,
+        epoch = CASE WHEN {same} THEN l.epoch ELSE greatest(l.epoch + 1, EXCLUDED.epoch) END,
         holder_host = EXCLUDED.holder_host, holder_pid = EXCLUDED.holder_pid,
         holder_session = EXCLUDED.holder_session,
         acquired_at = CASE WHEN {same} THEN l.acquired_at ELSE now() END,

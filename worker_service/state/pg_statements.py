@@ -6,9 +6,13 @@ between two statements holds no lock that could block another host.
 
 Fencing: a write of the leader holding lease ``epoch`` starts with
 
-    fence AS MATERIALIZED (SELECT 1 FROM lease WHERE name = 'scheduler' AND epoch = %(epoch)s FOR SHARE)
+    fence AS MATERIALIZED (SELECT 1 FROM lease WHERE name = 'scheduler' AND epoch = %(epoch)s
+                           AND (%(holder)s IS NULL OR holder_session = %(holder)s) FOR SHARE)
 
 and every change in it is conditioned on ``EXISTS (SELECT 1 FROM fence)``.
+``holder`` is the lease session the leader holds it with, when the view knows
+it: an epoch is never issued twice (:mod:`.pg_lease`), and the session makes
+the check about the holder, not only a number.
 ``FOR SHARE`` makes an acquire (an ``UPDATE`` of the lease row) wait for the
 write to commit, and a write that waited for an acquire re-reads the row and
 finds the new epoch: either the write lands before the new epoch exists, or it
@@ -25,7 +29,8 @@ from dataclasses import dataclass
 
 LEASE_NAME = "scheduler"
 
-_FENCED = "fence AS MATERIALIZED (SELECT 1 FROM {s}.lease WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint FOR SHARE)"
+_FENCED = ("fence AS MATERIALIZED (SELECT 1 FROM {s}.lease WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint"
+           " AND (%(holder)s::text IS NULL OR holder_session = %(holder)s::text) FOR SHARE)")
 _UNFENCED = "fence AS MATERIALIZED (SELECT 1)"
 _ADMITTED = "EXISTS (SELECT 1 FROM fence)"
 
@@ -83,7 +88,8 @@ def _count_run(changes: dict[str, str]) -> str:
     """One finished, missed or skipped run: forget its running row, count it, append it, trim the history.
 
     ``%(claim)s``: count it only if this statement removed its running row (a
-    new leader settling an orphan that another settler may have taken).
+    finish that names its run, or a new leader settling an orphan: whichever
+    of the run's leader and a settler writes first counts it, once).
     The trim runs every 16th run of the job and keeps ``%(keep)s`` older runs
     plus this one (the snapshot does not see the row this statement adds).
     """
@@ -126,8 +132,9 @@ nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id
 SELECT {_ADMITTED}, (SELECT run_id FROM run)""",
     "record_started": f"""
 WITH {{fence}},
-u AS (UPDATE {{s}}.job_running SET started_at = %(at)s::float8 WHERE run_id = %(run_id)s::bigint AND {_ADMITTED})
-SELECT {_ADMITTED}""",
+u AS (UPDATE {{s}}.job_running SET started_at = %(at)s::float8 WHERE run_id = %(run_id)s::bigint AND {_ADMITTED}
+      RETURNING 1)
+SELECT {_ADMITTED}, EXISTS (SELECT 1 FROM u)""",
     "forget_run": f"""
 WITH {{fence}},
 d AS (DELETE FROM {{s}}.job_running WHERE run_id = %(run_id)s::bigint AND {_ADMITTED})
@@ -254,16 +261,19 @@ _READS = {
     "command": "SELECT " + _COMMAND_COLUMNS + " FROM {s}.commands WHERE id = %(command_id)s::bigint",
     "commands": "SELECT " + _COMMAND_COLUMNS + " FROM {s}.commands WHERE job_id = %(job_id)s::text"
                 " ORDER BY id DESC LIMIT %(limit)s::bigint",
-    "pending_commands": "SELECT " + _COMMAND_COLUMNS + " FROM {s}.commands WHERE state = 'pending' ORDER BY id",
-    # Any worker queues a command (never fenced); each job keeps its last COMMANDS_KEPT (pending ones always).
-    # The snapshot does not see the new row: keep COMMANDS_KEPT - 1 older ones.
+    # Each with its age by the database's clock, the clock that stamped requested_at.
+    "pending_commands": "SELECT " + _COMMAND_COLUMNS + ", extract(epoch FROM clock_timestamp())::float8 - requested_at"
+                        " FROM {s}.commands WHERE state = 'pending' ORDER BY id",
+    # Any worker queues a command (never fenced), stamped by the database's clock; each job keeps its last
+    # COMMANDS_KEPT (pending ones always). The snapshot does not see the new row: keep COMMANDS_KEPT - 1 older ones.
     "submit_command": "WITH added AS (INSERT INTO {s}.commands (job_id, action, requested_by, requested_at)"
-                      " VALUES (%(job_id)s::text, %(action)s::text, %(requested_by)s::text, %(at)s::float8)"
-                      " RETURNING id),"
+                      " VALUES (%(job_id)s::text, %(action)s::text, %(requested_by)s::text,"
+                      " extract(epoch FROM clock_timestamp())::float8)"
+                      " RETURNING " + _COMMAND_COLUMNS + "),"
                       " trimmed AS (DELETE FROM {s}.commands WHERE job_id = %(job_id)s::text AND state <> 'pending'"
                       " AND id <= coalesce((SELECT id FROM {s}.commands WHERE job_id = %(job_id)s::text"
                       " ORDER BY id DESC OFFSET %(older_kept)s::bigint LIMIT 1), -1))"
-                      " SELECT id FROM added",
+                      " SELECT * FROM added",
     "operator_pauses": "SELECT job_id, paused, paused_by, at FROM {s}.operator_pauses ORDER BY job_id",
 }
 

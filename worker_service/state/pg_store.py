@@ -6,23 +6,30 @@ run on both), with what several hosts need on top:
 * the times the store stamps (the heartbeat, a run's submission, a
   quarantine) come from the database's clock, so no host's clock matters;
 * :meth:`fenced` gives the leader a view whose every write checks, in the same
-  statement, that its lease epoch still holds (:mod:`.pg_statements`);
+  statement, that its lease epoch (and its lease session) still holds
+  (:mod:`.pg_statements`);
 * every call is one statement on a pooled connection, bounded by the timeout
   (:mod:`.pg_pool`), and raises :class:`StoreUnavailable` when it cannot be
   served. The store never fails to build: it migrates its schema at first use
-  (or when :meth:`migrate` is called at start-up) and recovers by itself.
+  (the start-up check, ``check_state_database``, migrates it before any
+  worker starts) and recovers by itself. While the schema cannot be
+  migrated, one caller at a time tries, each waits at most the store's
+  timeout for that, and a failed migration is reported at once to every
+  caller for :data:`MIGRATE_RETRY` seconds, as the pool reports its last
+  connect failure: a hung database never queues callers behind each other.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
-from .faults import FencedOut
+from .faults import FencedOut, StoreUnavailable
 from .pg_pool import PREFIX, StatePool
 from .pg_schema import migrate, quoted
 from .pg_statements import DEFINITION_COLUMNS, STAT_COLUMNS, Statements, render
@@ -46,14 +53,23 @@ T = TypeVar("T")
 COMMANDS_KEPT = 100  # finished commands kept per job (pending ones are never trimmed), as in the SQLite store
 _RECORD_COLUMNS = STAT_COLUMNS + ("running_count", "running_since")
 _MIGRATION_TIMEOUT = 5.0  # at least: a first migration runs a few DDL statements
+MIGRATE_RETRY = 1.0  # seconds a failed migration is reported to every caller before the next one tries again
 
 
 class _SchemaState:
-    """Whether this store's schema was found up to date; shared by the store and its fenced views."""
+    """Whether this store's schema was found up to date, and its last failed migration; shared with the fenced views."""
 
     def __init__(self) -> None:
         self.ready = False
         self.lock = threading.Lock()
+        self.failure: tuple[float, str] | None = None  # (monotonic time, reason) of the last failed migration
+
+    def recent_failure(self) -> str | None:
+        """The reason the last migration failed, if it failed less than :data:`MIGRATE_RETRY` seconds ago."""
+        failure = self.failure
+        if failure is not None and time.monotonic() - failure[0] < MIGRATE_RETRY:
+            return failure[1]
+        return None
 
 
 class PostgresStateStore:
@@ -66,6 +82,7 @@ class PostgresStateStore:
         self.timeout = timeout
         self.pool = pool or StatePool(url, timeout)
         self.epoch: int | None = None  # the lease epoch this view's writes carry; None: unfenced
+        self.holder: str | None = None  # the lease session this view's writes check, if known
         self._plain = render(quoted(schema), fenced=False)
         self._fenced = render(quoted(schema), fenced=True)
         self._sql: Statements = self._plain
@@ -73,18 +90,47 @@ class PostgresStateStore:
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def migrate(self) -> int:
-        """Create or upgrade the schema now (start-up); return its version. Raises StoreUnavailable."""
-        version = migrate(self.pool, self.schema, max(self.timeout, _MIGRATION_TIMEOUT))
+        """Create or upgrade the schema now (the start-up check); return its version. Raises StoreUnavailable."""
+        try:
+            version = migrate(self.pool, self.schema, max(self.timeout, _MIGRATION_TIMEOUT))
+        except StoreUnavailable as error:
+            self._schema.failure = (time.monotonic(), error.reason)
+            raise
+        self._schema.failure = None
         self._schema.ready = True
         return version
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run ``work`` on a pooled connection of the store, its schema migrated; bounded, faults StoreUnavailable."""
         if not self._schema.ready:
-            with self._schema.lock:
-                if not self._schema.ready:
-                    self.migrate()
+            self._migrate_once()
         return self.pool.run(lambda db: self._noticing_a_dropped_schema(db, work))
+
+    def _migrate_once(self) -> None:
+        """Migrate unless another caller just did or just failed to; never wait longer than the store's timeout for it.
+
+        A caller that finds a migration under way waits for it at most
+        ``timeout`` (it could not have been served within that anyway); one
+        that finds a migration failed less than :data:`MIGRATE_RETRY` ago fails
+        at once with its reason. So however many threads call while the
+        database hangs, one of them at a time waits for it.
+        """
+        reason = self._schema.recent_failure()
+        if reason is not None:
+            raise StoreUnavailable(reason)
+        if not self._schema.lock.acquire(timeout=self.timeout):
+            reason = self._schema.recent_failure()
+            raise StoreUnavailable(reason or f"{PREFIX}timed out after {self.timeout:g} s waiting for the schema"
+                                              f" migration of {self.schema} (another call is migrating it)")
+        try:
+            if self._schema.ready:
+                return
+            reason = self._schema.recent_failure()
+            if reason is not None:
+                raise StoreUnavailable(reason)
+            self.migrate()
+        finally:
+            self._schema.lock.release()
 
     def _noticing_a_dropped_schema(self, db: psycopg.Connection, work: Callable[[psycopg.Connection], T]) -> T:
         """A schema dropped under the store (a reset by hand) is made again at the next call, as SQLite rebuilds a file."""
@@ -100,7 +146,7 @@ class PostgresStateStore:
 
     def _write(self, statement: str, /, **params: Any) -> tuple:
         """Run write ``statement`` with this view's epoch; raise FencedOut (nothing written) if the epoch lost the lease."""
-        params["epoch"] = self.epoch
+        params["epoch"], params["holder"] = self.epoch, self.holder
         sql = self._sql.writes[statement]
         row = self.run(lambda db: db.execute(sql, params).fetchone())
         if not row[0]:
@@ -110,7 +156,12 @@ class PostgresStateStore:
     def _fenced_out(self) -> FencedOut:
         try:
             lease = self.lease()
-            holder = f"epoch {lease.epoch} does" if lease else "nobody does"
+            if lease is None:
+                holder = "nobody does"
+            elif lease.epoch == self.epoch:
+                holder = f"epoch {lease.epoch} of another holder does"
+            else:
+                holder = f"epoch {lease.epoch} does"
         except Exception:  # noqa: BLE001 - the refusal is the news; who holds it now is a detail
             holder = "its holder is unknown"
         return FencedOut(f"{PREFIX}fenced out: epoch {self.epoch} no longer holds the scheduler lease ({holder})")
@@ -124,10 +175,11 @@ class PostgresStateStore:
         return self.run(lambda db: db.execute(sql, params).fetchall())
 
     # -- fencing ---------------------------------------------------------------------------------------------
-    def fenced(self, epoch: int) -> StateStore:
-        """This store as the leader holding lease ``epoch`` writes it: same pool, every write checks the epoch."""
+    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
+        """This store as the leader holding lease ``epoch`` writes it: same pool, every write checks the epoch
+        (and, given ``session``, that the lease's holder is that session)."""
         view = copy.copy(self)
-        view.epoch, view._sql = epoch, self._fenced
+        view.epoch, view.holder, view._sql = epoch, session, self._fenced
         return view
 
     # -- a run's steps: the tracker ------------------------------------------------------------------------
@@ -140,9 +192,9 @@ class PostgresStateStore:
                           command_id=command_id, host=host)
         return int(row[1])
 
-    def record_started(self, run_id: int, at: float) -> None:
-        """The submitted run entered the job's own code."""
-        self._write("record_started", run_id=run_id, at=at)
+    def record_started(self, run_id: int, at: float) -> bool:
+        """The submitted run is entering the job's own code; ``False`` (nothing written) if its live row is gone."""
+        return bool(self._write("record_started", run_id=run_id, at=at)[1])
 
     def forget_run(self, run_id: int) -> None:
         """The executor is done with a run (whatever it recorded)."""
@@ -153,14 +205,19 @@ class PostgresStateStore:
         return int(self._write("forget_runs_except", session=session, live=sorted(set(live)))[1])
 
     def record_run(self, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None = None,
-                   error_message: str | None = None, run_id: int | None = None) -> None:
-        """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``."""
-        kind = "count_success" if outcome == "success" else "count_failure"
-        self._count(kind, job_id, outcome, at, duration, error_type, error_message, run_id)
+                   error_message: str | None = None, run_id: int | None = None) -> bool:
+        """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``.
 
-    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> None:
-        """Count a run skipped for being later than its misfire grace time, and forget ``run_id``."""
-        self._count("count_skip", job_id, "missed", at, None, None, None, run_id)
+        With ``run_id``, only if this statement removed the run's live row (a
+        new leader may have settled it); whether it counted the run.
+        """
+        kind = "count_success" if outcome == "success" else "count_failure"
+        return self._count(kind, job_id, outcome, at, duration, error_type, error_message, run_id,
+                           claim=run_id is not None)
+
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
+        """Count a run skipped for being later than its misfire grace time, and forget ``run_id`` (claimed, as above)."""
+        return self._count("count_skip", job_id, "missed", at, None, None, None, run_id, claim=run_id is not None)
 
     def record_max_instances(self, job_id: str, at: float) -> None:
         """Count a run skipped because the job was still running (``max_instances`` reached)."""
@@ -236,15 +293,15 @@ class PostgresStateStore:
         self._write("clear_heartbeat", pid=pid)
 
     # -- operators' commands: any worker submits, the leader applies ----------------------------------------
-    def submit_command(self, job_id: str, action: str, requested_by: str, at: float) -> int:
-        """Queue a command for the leader (any worker, not fenced); return its id."""
-        row = self._one("submit_command", job_id=job_id, action=action, requested_by=requested_by, at=at,
+    def submit_command(self, job_id: str, action: str, requested_by: str) -> Command:
+        """Queue a command for the leader (any worker, not fenced), stamped by the database's clock; return it."""
+        row = self._one("submit_command", job_id=job_id, action=action, requested_by=requested_by,
                         older_kept=COMMANDS_KEPT - 1)
-        return int(row[0])
+        return Command(*row)
 
     def pending_commands(self) -> list[Command]:
-        """Commands not yet applied, oldest first (the leader polls this)."""
-        return [Command(*row) for row in self._all("pending_commands")]
+        """Commands not yet applied, oldest first (the leader polls this), each with its age by the database's clock."""
+        return [Command(*row[:-1], age=row[-1]) for row in self._all("pending_commands")]
 
     def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
                        applied_by: str, run_id: int | None = None) -> None:

@@ -3,23 +3,35 @@
 Two roles use a store. Every worker reads it (``/health``'s scheduler
 component, ``/status``, ``/metrics``): :class:`StateReader`. The scheduler's
 leader also writes it (the tracker records each run, the scheduler service
-publishes jobs and beats): :class:`StateStore`. ``SqliteStateStore`` is the one
-implementation today; another (PostgreSQL) slots in by implementing
-:class:`StateStore` and passing ``tests/test_state_store_contract.py``.
+publishes jobs and beats): :class:`StateStore`. Two implementations keep it:
+``SqliteStateStore`` (one host: a file in ``WORKER_STATE_DIR``) and
+``PostgresStateStore`` (a fleet of hosts: ``STATE_DATABASE_URL``). Both pass
+``tests/test_state_store_contract.py`` and
+``tests/test_state_store_control_contract.py`` unchanged; another one slots
+in by doing the same.
 
 The contract every implementation keeps:
 
 * Any call that cannot be served raises :class:`~.faults.StoreUnavailable`
   with a short reason for an operator, never a driver's own error, and none
   blocks for long.
-* Times are epoch seconds (UTC). The store stamps ``heartbeat_at`` and a run's
-  ``submitted_at`` with its own clock; every other time is the caller's.
+* Times are epoch seconds (UTC). The store stamps ``heartbeat_at``, a run's
+  ``submitted_at`` and a command's ``requested_at`` with its own clock, and
+  measures a pending command's :attr:`~.records.Command.age` with that same
+  clock; every other time is the caller's. No host's clock is ever compared
+  with a time another host stamped.
 * Each job keeps a bounded history of finished, missed and skipped runs: at
   least its ``history_size`` newest, and never more than ``history_size + 16``
   (a store may trim in batches).
 * A run is *running* from ``record_started`` until it is recorded or forgotten,
   and only runs of the session in the current heartbeat count (a run an
   earlier leader left behind is settled by ``settle_orphans``, not counted).
+* A run is counted once. A write that names a run (``run_id``: ``record_run``,
+  ``record_missed``) counts it only if that same write removed the run's live
+  row; once the row is gone (a new leader settled the run, or it was
+  forgotten) the write counts nothing and returns ``False``. So when a leader
+  that lost or handed over the scheduler finishes a run the new leader already
+  settled, whichever wrote first is the one record of it.
 """
 
 from __future__ import annotations
@@ -97,8 +109,13 @@ class StateStore(StateReader, Protocol):
         """
         ...
 
-    def record_started(self, run_id: int, at: float) -> None:
-        """The submitted run entered the job's own code."""
+    def record_started(self, run_id: int, at: float) -> bool:
+        """The submitted run is entering the job's own code; whether it may.
+
+        ``False``: the run's live row is gone (another leader settled it, or it
+        was forgotten), nothing was written, and the job's code must not run:
+        the run is already recorded (``missed`` or ``lost``) by whoever settled it.
+        """
         ...
 
     def forget_run(self, run_id: int) -> None:
@@ -118,12 +135,19 @@ class StateStore(StateReader, Protocol):
         error_type: str | None = None,
         error_message: str | None = None,
         run_id: int | None = None,
-    ) -> None:
-        """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``."""
+    ) -> bool:
+        """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``.
+
+        With ``run_id``, only if this write removed the run's live row (see the
+        module docstring); whether it counted the run.
+        """
         ...
 
-    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> None:
-        """Count a run skipped for being later than its misfire grace time, and forget ``run_id``."""
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
+        """Count a run skipped for being later than its misfire grace time, and forget ``run_id``.
+
+        With ``run_id``, only if this write removed the run's live row; whether it counted the run.
+        """
         ...
 
     def record_max_instances(self, job_id: str, at: float) -> None:
@@ -131,14 +155,14 @@ class StateStore(StateReader, Protocol):
         ...
 
     # -- fencing ----------------------------------------------------------------
-    def fenced(self, epoch: int) -> StateStore:
-        """This store as the leader holding lease ``epoch`` writes it.
+    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
+        """This store as the leader holding lease ``epoch`` (with lease session ``session``, if given) writes it.
 
         Every write of the returned view (the run steps, leading, finishing
         commands) checks in the same statement that ``epoch`` still holds the
-        fleet's lease, and raises :class:`~.faults.FencedOut` (writing nothing)
-        once a newer epoch does. A host-local store, whose election is a lock
-        the kernel frees, returns itself.
+        fleet's lease, and that ``session`` is its holder, and raises
+        :class:`~.faults.FencedOut` (writing nothing) otherwise. A host-local
+        store, whose election is a lock the kernel frees, returns itself.
         """
         ...
 
@@ -202,12 +226,21 @@ class StateStore(StateReader, Protocol):
         ...
 
     # -- operators' commands: any worker submits, the leader applies -----------
-    def submit_command(self, job_id: str, action: str, requested_by: str, at: float) -> int:
-        """Queue a command for the leader (any worker, not fenced); return its id."""
+    def submit_command(self, job_id: str, action: str, requested_by: str) -> Command:
+        """Queue a command for the leader (any worker, not fenced); return it as queued.
+
+        Its ``requested_at`` is stamped with the store's clock, never the
+        submitting host's: the leader, on another host, judges its age.
+        """
         ...
 
     def pending_commands(self) -> list[Command]:
-        """Commands not yet applied, oldest first (the leader polls this)."""
+        """Commands not yet applied, oldest first (the leader polls this), each with its :attr:`~.records.Command.age`.
+
+        The age is measured with the store's clock at this read (the clock that
+        stamped ``requested_at``), so the leader never compares its own clock
+        with another host's.
+        """
         ...
 
     def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,

@@ -183,8 +183,11 @@ class SchedulerRecord:
 class LeaseRecord:
     """The fleet's scheduler lease (PostgreSQL store only), read with the database's clock.
 
-    ``epoch`` is the fencing token: it grows by one at every change of holder.
-    ``expires_in`` is ``expires_at - now()`` on the database's clock at the
+    ``epoch`` is the fencing token: it grows at every change of holder and is
+    never issued twice, even across a schema dropped and made again or a
+    database restored from a backup: a new lease row starts at the database
+    clock's milliseconds since 1970, and a change of holder takes the larger of
+    the last epoch + 1 and that clock (:mod:`.pg_lease`). ``expires_in`` is ``expires_at - now()`` on the database's clock at the
     read (negative once expired), so no host's clock is ever compared with it.
     """
 
@@ -227,10 +230,15 @@ class LeadershipChange:
 class Command:
     """An operator's command on a job (``run``, ``pause``, ``resume``), as workers submit it and the leader applies it.
 
-    ``state`` is ``pending`` until the leader takes it, then ``done`` or
-    ``failed``; ``status`` is the HTTP status the outcome maps to (200, 404,
+    ``requested_at`` is stamped by the store's clock when the command is
+    queued. ``state`` is ``pending`` until the leader takes it, then ``done``
+    or ``failed``; ``status`` is the HTTP status the outcome maps to (200, 404,
     409, ...) and ``outcome`` a short sentence (``"started"``, ``"already
     running at max_instances (1)"``). ``run_id`` is the run a run-now started.
+    ``age`` is how old the command was at the read, by the store's clock
+    (``pending_commands`` sets it, for the leader's expiry; other reads leave
+    it ``None``). It is a fact of the read, not of the command: two reads of
+    one command compare equal.
     """
 
     id: int
@@ -244,6 +252,7 @@ class Command:
     finished_at: float | None = None
     applied_by: str | None = None
     run_id: int | None = None
+    age: float | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)

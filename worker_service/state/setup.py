@@ -26,9 +26,13 @@ def build_store(settings: Mapping[str, Any]) -> StateStore:
     """The store the settings ask for; never raises for a fault of the disk, file or database.
 
     SQLite: a store that cannot be opened now is opened again on its next use.
-    PostgreSQL: nothing is connected here; the pool connects at first use, the
-    schema is migrated then (or by :func:`prepare_store` at start), and each
-    call raises :class:`StoreUnavailable` while the database cannot serve it.
+    PostgreSQL: nothing is connected here; the pool connects at first use, and
+    each call raises :class:`StoreUnavailable` while the database cannot serve
+    it. The schema is migrated at the start, before any worker runs, by
+    :func:`check_state_database` (gunicorn's ``on_starting`` and every reload
+    run ``worker-service check-config``); each store then checks its version
+    at its first use (one read) and migrates it itself if needed (a schema
+    dropped meanwhile, or a start without gunicorn).
     """
     if settings.get("STATE_DATABASE_URL"):
         from .pg_store import PostgresStateStore  # psycopg only for the fleet
@@ -36,13 +40,6 @@ def build_store(settings: Mapping[str, Any]) -> StateStore:
         return PostgresStateStore(settings["STATE_DATABASE_URL"], settings.get("STATE_DATABASE_SCHEMA", "worker_service"),
                                   settings["JOB_HISTORY_SIZE"], settings.get("STATE_DATABASE_TIMEOUT", 2.0))
     return SqliteStateStore(os.path.join(settings["WORKER_STATE_DIR"], STATE_FILE), settings["JOB_HISTORY_SIZE"])
-
-
-def prepare_store(store: StateStore) -> None:
-    """At start-up: migrate a PostgreSQL store's schema now rather than at its first use (raises StoreUnavailable)."""
-    migrate = getattr(store, "migrate", None)  # only the PostgreSQL store has a schema to migrate
-    if migrate is not None:
-        migrate()
 
 
 def check_state_store(settings: Mapping[str, Any]) -> str | None:

@@ -175,10 +175,10 @@ class SqliteStateStore:
             db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
             return int(cursor.lastrowid)
 
-    def record_started(self, run_id: int, at: float) -> None:
-        """The submitted run entered the job's own code."""
+    def record_started(self, run_id: int, at: float) -> bool:
+        """The submitted run is entering the job's own code; ``False`` (nothing written) if its live row is gone."""
         with self._connection() as db:
-            db.execute("UPDATE job_running SET started_at = ? WHERE run_id = ?", (at, run_id))
+            return db.execute("UPDATE job_running SET started_at = ? WHERE run_id = ?", (at, run_id)).rowcount > 0
 
     def forget_run(self, run_id: int) -> None:
         """The executor is done with a run (whatever it recorded)."""
@@ -213,20 +213,23 @@ class SqliteStateStore:
         error_type: str | None = None,
         error_message: str | None = None,
         run_id: int | None = None,
-    ) -> None:
-        """Count a finished run (``success`` or ``error``) and append it to the bounded history.
+    ) -> bool:
+        """Count a finished run (``success`` or ``error``) and append it to the bounded history; whether it counted.
 
         The history row takes when the run started and who asked for it from
-        the run's live row (``run_id``), which it then deletes.
+        the run's live row (``run_id``), which it deletes in the same
+        transaction. A run whose live row is gone (a new leader settled it) is
+        not counted again.
         """
         with self._connection() as db:
-            origin = _origin(db, run_id)
+            origin = _claim(db, run_id)
+            if origin is None:
+                return False
             if outcome == "success":
                 self._count_success(db, job_id, at, duration, origin)
             else:
                 self._count_failure(db, job_id, outcome, at, duration, error_type, error_message, origin)
-            if run_id is not None:
-                db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
+            return True
 
     # A run without a duration (its process died) leaves min and max alone: SQLite's min(x, NULL) is NULL.
     def _count_success(self, db: sqlite3.Connection, job_id: str, at: float, duration: float | None,
@@ -267,12 +270,17 @@ class SqliteStateStore:
         )
         self._append_run(db, job_id, at, outcome, duration, origin, error_type, error_message)
 
-    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> None:
-        """Count a run that APScheduler skipped because it was later than its misfire grace time."""
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
+        """Count a run that APScheduler skipped for being later than its misfire grace time; whether it counted.
+
+        As :meth:`record_run`: a run whose live row is gone is not counted again.
+        """
         with self._connection() as db:
-            self._count_skip(db, job_id, at, "missed", _origin(db, run_id))
-            if run_id is not None:
-                db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
+            origin = _claim(db, run_id)
+            if origin is None:
+                return False
+            self._count_skip(db, job_id, at, "missed", origin)
+            return True
 
     def record_max_instances(self, job_id: str, at: float) -> None:
         """Count a run skipped because the job was still running (``max_instances`` reached)."""
@@ -455,7 +463,7 @@ class SqliteStateStore:
         return [RunRecord(*row) for row in rows]
 
     # -- the fleet: a host-local store has no lease --------------------------
-    def fenced(self, epoch: int) -> StateStore:
+    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
         """This store itself: its election is a lock the kernel frees, so no stale leader can write."""
         return self
 
@@ -468,26 +476,32 @@ class SqliteStateStore:
         return []
 
     # -- operators' commands: any worker submits, the leader applies -----------
-    def submit_command(self, job_id: str, action: str, requested_by: str, at: float) -> int:
-        """Queue a command for the leader; return its id. The job keeps its last ``COMMANDS_KEPT`` finished ones."""
+    def submit_command(self, job_id: str, action: str, requested_by: str) -> Command:
+        """Queue a command for the leader, stamped now; return it. The job keeps its last ``COMMANDS_KEPT`` finished ones.
+
+        The store's clock is this host's: the file serves one host, whose
+        leader judges the command's age with the same clock.
+        """
+        requested_at = time.time()
         with self._connection() as db:
             cursor = db.execute(
                 "INSERT INTO job_commands (job_id, action, requested_by, requested_at) VALUES (?, ?, ?, ?)",
-                (job_id, action, requested_by, at),
+                (job_id, action, requested_by, requested_at),
             )
             db.execute(
                 """DELETE FROM job_commands WHERE job_id = ? AND state != 'pending' AND id <= coalesce((SELECT id
                    FROM job_commands WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?), -1)""",
                 (job_id, job_id, COMMANDS_KEPT),
             )
-            return int(cursor.lastrowid)
+            return Command(int(cursor.lastrowid), job_id, action, requested_by, requested_at)
 
     def pending_commands(self) -> list[Command]:
-        """Commands not yet applied, oldest first: one read of a partial index, cheap to poll."""
+        """Commands not yet applied, oldest first, each with its age (this host's clock): one read of a partial index."""
         rows = self.file.read(lambda db: db.execute(
             f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM job_commands WHERE state = 'pending' ORDER BY id"
         ).fetchall())
-        return [Command(*row) for row in rows]
+        now = time.time()
+        return [dataclasses.replace(Command(*row), age=now - row[4]) for row in rows]
 
     def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
                        applied_by: str, run_id: int | None = None) -> None:
@@ -530,14 +544,17 @@ class SqliteStateStore:
         return {job_id: OperatorPause(job_id, bool(paused), by, at) for job_id, paused, by, at in rows}
 
 
-def _origin(db: sqlite3.Connection, run_id: int | None) -> _RunOrigin:
-    """The live row's start and trigger of ``run_id``; a run recorded without one was a scheduled run."""
+def _claim(db: sqlite3.Connection, run_id: int | None) -> _RunOrigin | None:
+    """Remove ``run_id``'s live row and return its start and trigger; ``None`` if the row is gone (already settled).
+
+    A run recorded without an id was a scheduled run, and is always counted.
+    """
     if run_id is None:
         return _SCHEDULED
-    row = db.execute(
-        "SELECT started_at, trigger, requested_by, command_id FROM job_running WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    return _RunOrigin(*row) if row else _SCHEDULED
+    rows = db.execute(  # fetchall: the statement is done before the transaction commits
+        "DELETE FROM job_running WHERE run_id = ? RETURNING started_at, trigger, requested_by, command_id", (run_id,)
+    ).fetchall()
+    return _RunOrigin(*rows[0]) if rows else None
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
