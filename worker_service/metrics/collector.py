@@ -123,7 +123,7 @@ def _scheduler(snapshot: StoreSnapshot, settings: Any) -> Iterator[Metric]:
 def _lease(fleet: FleetView) -> Iterator[Metric]:
     """The fleet's scheduler lease: empty families when it was never taken or the store cannot be read."""
     epoch = GaugeMetricFamily(f"{PREFIX}_scheduler_lease_epoch",
-                              "The scheduler lease's epoch (fencing token): it grows by one at every change of holder.")
+                              "The scheduler lease's epoch (fencing token): it grows at every change of holder (it starts from the database clock in milliseconds).")
     expires = GaugeMetricFamily(f"{PREFIX}_scheduler_lease_expires_in_seconds",
                                 "Seconds until the scheduler lease expires, on the database's clock (negative once "
                                 "expired).")
