@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import click
@@ -436,13 +436,15 @@ def _control(action: str, job_id: str, url: str, timeout: float, token: str | No
     _done(code, text, body, as_json)
 
 
-@main.command()
-@click.argument("job_id")
-@url_option
-@timeout_option
-@admin_token_option
-@json_option
-@requested_by_option
+def control_command(function: Callable[..., None]) -> click.Command:
+    """A job-control command (run, pause, resume): JOB_ID, --url, --timeout, the admin --token, --json and --as."""
+    for option in (requested_by_option, json_option, admin_token_option, timeout_option, url_option,
+                   click.argument("job_id")):
+        function = option(function)
+    return main.command()(function)
+
+
+@control_command
 @click.option("--wait", "wait_for_run", is_flag=True,
               help="Wait until the run finished, and exit by its outcome (0 success, 2 failed).")
 @click.option("--max-wait", type=click.FloatRange(min=0, min_open=True), default=3600.0, show_default=True,
@@ -508,25 +510,13 @@ def _run_verdict(job_id: str, entry: dict[str, Any]) -> tuple[int, str, dict[str
     return CRITICAL, f"{job_id}: run {entry.get('outcome')}{took}{detail}"[:500], entry
 
 
-@main.command()
-@click.argument("job_id")
-@url_option
-@timeout_option
-@admin_token_option
-@json_option
-@requested_by_option
+@control_command
 def pause(job_id: str, url: str, timeout: float, token: str | None, as_json: bool, requested_by: str | None) -> None:
     """Pause a job until it is resumed (the pause outlives reloads and restarts)."""
     _control("pause", job_id, url, timeout, token, as_json, requested_by)
 
 
-@main.command()
-@click.argument("job_id")
-@url_option
-@timeout_option
-@admin_token_option
-@json_option
-@requested_by_option
+@control_command
 def resume(job_id: str, url: str, timeout: float, token: str | None, as_json: bool, requested_by: str | None) -> None:
     """Resume a paused job."""
     _control("resume", job_id, url, timeout, token, as_json, requested_by)
