@@ -193,10 +193,10 @@ def test_an_unexpected_renewal_error_is_a_failed_renewal_logged_once_and_the_kee
     skew = [0.0]
     a, b = hosts("a", clock=lambda: time.monotonic() + skew[0]), hosts("b")
     term = a.take()
-    faulty = term._backend = FaultyBackend(term._backend)
-    records = Records()
+    records = Records()  # listening before the first faulty renewal (the keeper may renew at any moment)
     logger = logging.getLogger("worker_service.scheduler.lease")
     logger.addHandler(records)
+    faulty = term._backend = FaultyBackend(term._backend)
     try:
         term._wake.set()  # renew now, and retry every retry_every after it failed
         wait_until(lambda: faulty.failures >= 3, timeout=2, interval=0.01, what="three failed renewals")
