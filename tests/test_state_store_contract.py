@@ -80,6 +80,19 @@ def store(open_store: Callable[[], StateStore]) -> StateStore:
     return open_store()
 
 
+WIDE_HISTORY = 40
+
+
+@pytest.fixture(params=STORE_FACTORIES)
+def open_wide_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], StateStore]]:
+    """As ``open_store``, with a history of WIDE_HISTORY runs."""
+    factory: StoreFactory = request.param
+    yield lambda: factory(tmp_path, WIDE_HISTORY)
+    cleanup = getattr(factory, "cleanup", None)
+    if cleanup is not None:
+        cleanup(tmp_path)
+
+
 def definition(job_id: str, critical: bool = False, **fields) -> JobDefinition:
     values = dict(name=job_id.title(), trigger="interval[0:01:00]", next_run_time=1000.0, misfire_grace_time=30.0,
                   max_instances=1, executor="default", paused=False, critical=critical, interval_seconds=60.0,
@@ -192,6 +205,51 @@ def test_a_run_without_a_duration_leaves_the_durations_alone(store):
     store.record_run("a", "error", 40.0, None, "ValueError", "x")
     a = record(store, "a")
     assert (a.duration_sum, a.duration_min, a.duration_max, a.error_count) == (5.0, 2.0, 3.0, 2)
+
+
+def test_the_p95_duration_is_kept_over_the_timed_runs_of_the_jobs_history(store):
+    """Nearest rank (PostgreSQL's percentile_disc) over the timed runs among the job's history_size newest runs."""
+    store.publish_jobs([definition("a"), definition("b")])
+    assert record(store, "a").duration_p95 is None  # no run yet
+    for duration in (3.0, 1.0, 2.0):
+        store.record_run("a", "success", 10.0, duration)
+    assert record(store, "a").duration_p95 == 3.0
+    store.record_run("a", "error", 20.0, 10.0, "ValueError", "slow and wrong")
+    for _ in range(4):
+        store.record_run("a", "success", 30.0, 1.0)
+    assert record(store, "a").duration_p95 == 10.0  # still among the newest HISTORY (5)
+    store.record_run("a", "success", 40.0, 1.0)
+    a = record(store, "a")
+    assert (a.duration_p95, a.duration_max) == (1.0, 10.0)  # out of the window: the p95 forgets it, the max does not
+
+    # Untimed runs (an error without a duration, a miss, a crash settled by a new leader) leave it alone...
+    store.record_run("a", "error", 50.0, None, "ValueError", "x")
+    store.record_missed("a", 51.0)
+    lead(store)
+    crashed = store.record_submitted("a", "dead-session", 1, 52.0, None)
+    store.record_started(crashed, 52.5)
+    store.settle_orphans(SESSION)
+    assert record(store, "a").duration_p95 == 1.0
+    assert store.record_run("a", "success", 53.0, 99.0, run_id=crashed) is False  # settled already: not counted
+    assert record(store, "a").duration_p95 == 1.0
+    # ... and take their place in the history: the window is the newest HISTORY runs, of which the timed ones.
+    store.record_run("a", "success", 60.0, 0.5)
+    store.record_run("a", "success", 61.0, 0.25)
+    assert [run.duration for run in store.runs("a")] == [0.25, 0.5, None, None, None]
+    assert record(store, "a").duration_p95 == 0.5
+    assert record(store, "b").duration_p95 is None  # another job's runs are not its own
+
+
+def test_the_p95_duration_is_the_nearest_rank_not_an_interpolation(open_wide_store):
+    store = open_wide_store()
+    store.publish_jobs([definition("a")])
+    for i in range(WIDE_HISTORY):  # 1 .. 40 in a shuffled order
+        store.record_run("a", "success", float(i), float((i * 7) % WIDE_HISTORY + 1))
+    assert record(store, "a").duration_p95 == 38.0  # the ceil(0.95 x 40) = 38th smallest (interpolated: 38.05)
+    for i in range(WIDE_HISTORY // 2):  # the 20 newest are now 1.0: the window holds 20 of them and 20 of the first
+        store.record_run("a", "success", 100.0 + i, 1.0)
+    first_kept = sorted(float((i * 7) % WIDE_HISTORY + 1) for i in range(WIDE_HISTORY // 2, WIDE_HISTORY))
+    assert record(store, "a").duration_p95 == sorted([1.0] * 20 + first_kept)[37]
 
 
 def test_a_job_that_never_had_a_problem_has_no_runs_since_one(store):
@@ -547,10 +605,53 @@ def test_a_postgresql_schema_at_version_1_is_migrated_and_its_live_runs_settle_w
                        " started_at) VALUES ('a', 'old-session', 9, 20.0, 20.0, 20.5)")
         store = PostgresStateStore(pg.FAST_URL, schema, timeout=5.0)
         try:
-            assert store.migrate() == 2
-            assert pg.rows(schema, "SELECT version FROM {s}.schema_version ORDER BY version") == [(1,), (2,)]
+            assert store.migrate() == pg_schema.LATEST
+            assert pg.rows(schema, "SELECT version FROM {s}.schema_version ORDER BY version") == [
+                (version,) for version, _, _ in pg_schema.MIGRATIONS]
             store.record_submitted("a", "cut-off-session", 10, 30.0, None, host="host-b")
             orphans = store.settle_orphans(SESSION, lost=lambda orphan: orphan.host is not None)
             assert [(o.host, o.outcome) for o in orphans] == [(None, "crashed"), ("host-b", "lost")]
+        finally:
+            store.close()
+
+
+# -- a store made before the p95 duration gains it; the job's next timed run sets it (per backend) ----
+def test_an_older_sqlite_file_gains_the_p95_duration(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    before = SqliteStateStore(str(path), HISTORY)
+    before.publish_jobs([definition("a")])
+    before.record_run("a", "success", 10.0, 4.0)
+    old = sqlite3.connect(path)
+    old.execute("ALTER TABLE job_stats DROP COLUMN duration_p95")  # the file as the version before it left it
+    old.commit()
+    old.close()
+    upgraded = SqliteStateStore(str(path), HISTORY)
+    a = record(upgraded, "a")
+    assert (a.success_count, a.duration_max, a.duration_p95) == (1, 4.0, None)
+    upgraded.record_run("a", "success", 20.0, 2.0)
+    assert record(upgraded, "a").duration_p95 == 4.0  # over the history, the runs from before included
+
+
+def test_a_postgresql_schema_at_version_2_gains_the_p95_duration(monkeypatch):
+    with pg.scratch_schema() as schema:
+        with monkeypatch.context() as older:  # the service as it was before version 3
+            older.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:2])
+            older.setattr(pg_schema, "LATEST", 2)
+            before = PostgresStateStore(pg.FAST_URL, schema, HISTORY, timeout=5.0)
+            assert before.migrate() == 2
+            before.close()
+        with pg.admin() as db:
+            db.execute(f'INSERT INTO "{schema}".job_stats (job_id, success_count, duration_sum, duration_min,'
+                       " duration_max) VALUES ('a', 1, 4.0, 4.0, 4.0)")
+            db.execute(f'INSERT INTO "{schema}".job_runs (job_id, at, outcome, duration)'
+                       " VALUES ('a', 10.0, 'success', 4.0)")
+        store = PostgresStateStore(pg.FAST_URL, schema, HISTORY, timeout=5.0)
+        try:
+            assert store.migrate() == pg_schema.LATEST >= 3
+            store.publish_jobs([definition("a")])
+            a = record(store, "a")
+            assert (a.success_count, a.duration_max, a.duration_p95) == (1, 4.0, None)
+            store.record_run("a", "success", 20.0, 2.0)
+            assert record(store, "a").duration_p95 == 4.0
         finally:
             store.close()

@@ -36,6 +36,9 @@ def test_job_entries_follow_new_runs_and_the_clock(make_app):
     assert after["scheduled_jobs"][0]["last_error"]["type"] == "ValueError"
     assert after["jobs_analysis"]["error_rates"] == {"a": round(200 / 3, 2)}
     assert after["scheduled_jobs"][0]["max_execution_time"] == 0.3
+    job = after["scheduled_jobs"][0]
+    assert (job["avg_execution_time"], job["p95_execution_time"]) == (round(0.7 / 3, 6), 0.3)  # from the stats row
+    assert after["jobs_analysis"]["p95_execution_times"] == {"a": 0.3}
 
 
 def test_an_overdue_job_is_unhealthy_and_a_pending_one_is_pending(make_app):

@@ -162,7 +162,8 @@ def test_page_lists_every_job_with_its_state_in_words_and_colour_problems_first(
     assert "not run yet" in row(browser, "nightly").text  # pending, in words
 
     # Real table markup: a header per column, the job's name as each row's header.
-    assert len(browser.find_elements("css selector", "#jobs > thead th[scope=col]")) == 9
+    headers = browser.find_elements("css selector", "#jobs > thead th[scope=col]")
+    assert len(headers) == 9 and [h.text for h in headers[4:6]] == ["Avg", "p95"]  # p95 took Max's column
     assert all(r.find_element("css selector", "th").get_attribute("scope") == "row" for r in rows)
     components = browser.find_element("id", "components").text
     assert all(name in components for name in report["components"])

@@ -85,10 +85,16 @@ _V2 = """
 ALTER TABLE {s}.job_running ADD COLUMN host text;
 """
 
+# Each job's p95 duration over its history, kept with its stats (a job's next timed run sets it).
+_V3 = """
+ALTER TABLE {s}.job_stats ADD COLUMN duration_p95 double precision;
+"""
+
 # (version, what it does, DDL with {s} for the quoted schema), in order. Never edit one that shipped: add the next.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "job state, run history, heartbeat, the scheduler lease, operators' commands and pauses", _V1),
     (2, "the host that submitted each live run", _V2),
+    (3, "each job's p95 duration over its history", _V3),
 )
 LATEST = MIGRATIONS[-1][0]
 _LOCK_WAIT = 0.8  # of the migration's budget, the part it may wait for another host's migration

@@ -38,7 +38,7 @@ STAT_COLUMNS = (
     "success_count", "error_count", "missed_count", "max_instances_count", "duration_sum", "duration_min",
     "duration_max", "consecutive_failures", "last_run_at", "last_outcome", "last_success_at", "last_error_type",
     "last_error_message", "last_error_at", "runs_since_problem", "last_problem", "crash_count",
-    "consecutive_crashes", "quarantined_at", "held_until",
+    "consecutive_crashes", "quarantined_at", "held_until", "duration_p95",
 )
 DEFINITION_COLUMNS = (
     "id", "name", "trigger", "next_run_time", "misfire_grace_time", "max_instances", "executor", "paused",
@@ -52,12 +52,22 @@ _DEFAULTS = {
     "last_error_message": "NULL::text", "last_error_at": "NULL::float8", "runs_since_problem": "NULL::bigint",
     "last_problem": "NULL::text", "crash_count": "0::bigint", "consecutive_crashes": "0::bigint",
     "quarantined_at": "NULL::float8", "quarantine_key": "NULL::text", "held_until": "NULL::float8",
+    "duration_p95": "NULL::float8",
 }
 _DURATION = {  # least/greatest ignore NULLs: a run without a duration leaves min and max alone
     "duration_sum": "{o}.duration_sum + coalesce(%(duration)s::float8, 0)",
     "duration_min": "least({o}.duration_min, %(duration)s::float8)",
     "duration_max": "greatest({o}.duration_max, %(duration)s::float8)",
+    # a timed run: the p95 of the job's history with it (the window CTE); an untimed one leaves it alone
+    "duration_p95": "CASE WHEN %(duration)s::float8 IS NULL THEN {o}.duration_p95 ELSE (SELECT p95 FROM window_p95) END",
 }
+# The p95 duration (nearest rank: percentile_disc) over the job's history as it is after this run: its %(keep)s
+# newest runs (history_size - 1; the snapshot does not see the row this statement adds) and this one, the timed ones.
+_WINDOW_P95 = """
+window_p95 AS (SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY w.duration) AS p95
+               FROM ((SELECT duration FROM {s}.job_runs WHERE job_id = %(job_id)s::text
+                      ORDER BY seq DESC LIMIT %(keep)s::bigint)
+                     UNION ALL SELECT %(duration)s::float8) w WHERE w.duration IS NOT NULL),"""
 # How each kind of run changes a job's stats, in terms of the old row {o}.
 _SUCCESS = {
     "success_count": "{o}.success_count + 1", **_DURATION,
@@ -92,13 +102,16 @@ def _count_run(changes: dict[str, str]) -> str:
     of the run's leader and a settler writes first counts it, once).
     The trim runs every 16th run of the job and keeps ``%(keep)s`` older runs
     plus this one (the snapshot does not see the row this statement adds).
+    A finished run also sets the job's ``duration_p95`` over that same window
+    (``_WINDOW_P95``), in this statement: fenced and claimed as the rest.
     """
     columns = ", ".join(changes)
     first = ", ".join(template.format(o="d") for template in changes.values())
     update = ", ".join(f"{column} = {template.format(o='s')}" for column, template in changes.items())
     defaults = ", ".join(f"{value} AS {column}" for column, value in _DEFAULTS.items())
+    window = _WINDOW_P95 if "duration_p95" in changes else ""
     return f"""
-WITH {{fence}},
+WITH {{fence}},{window}
 gone AS (DELETE FROM {{s}}.job_running WHERE run_id = %(run_id)s::bigint AND {_ADMITTED}
          RETURNING started_at, trigger, requested_by, command_id),
 go AS MATERIALIZED (SELECT {_ADMITTED} AND (NOT %(claim)s::boolean OR EXISTS (SELECT 1 FROM gone)) AS ok),

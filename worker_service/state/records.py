@@ -37,6 +37,7 @@ class JobRecord:
     duration_sum: float = 0.0
     duration_min: float | None = None
     duration_max: float | None = None
+    duration_p95: float | None = None  # nearest rank, over the timed runs among the job's history_size newest
     consecutive_failures: int = 0
     last_run_at: float | None = None
     last_outcome: str | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -93,7 +94,7 @@ _ADDED_COLUMNS = {
     "jobs": ("max_runtime REAL",),
     "job_stats": ("last_problem TEXT", "crash_count INTEGER NOT NULL DEFAULT 0",
                   "consecutive_crashes INTEGER NOT NULL DEFAULT 0", "quarantined_at REAL", "quarantine_key TEXT",
-                  "held_until REAL"),
+                  "held_until REAL", "duration_p95 REAL"),
     "scheduler": ("session TEXT", "clock_jump_seconds REAL", "clock_jump_at REAL"),
     "job_runs": ("started_at REAL", "error_type TEXT", "error_message TEXT",
                  "trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
@@ -105,7 +106,7 @@ _STAT_COLUMNS = (
     "success_count", "error_count", "missed_count", "max_instances_count", "duration_sum", "duration_min",
     "duration_max", "consecutive_failures", "last_run_at", "last_outcome", "last_success_at", "last_error_type",
     "last_error_message", "last_error_at", "runs_since_problem", "last_problem", "crash_count",
-    "consecutive_crashes", "quarantined_at", "held_until",
+    "consecutive_crashes", "quarantined_at", "held_until", "duration_p95",
 )
 _DEFINITION_COLUMNS = (
     "id", "name", "trigger", "next_run_time", "misfire_grace_time", "max_instances", "executor", "paused",
@@ -247,6 +248,7 @@ class SqliteStateStore:
             (duration, duration, duration, duration, duration, at, at, job_id),
         )
         self._append_run(db, job_id, at, "success", duration, origin)
+        self._update_p95(db, job_id, duration)
 
     def _count_failure(self, db: sqlite3.Connection, job_id: str, outcome: str, at: float, duration: float | None,
                        error_type: str | None, error_message: str | None, origin: _RunOrigin) -> None:
@@ -269,6 +271,18 @@ class SqliteStateStore:
              crashed, crashed, int(outcome == "lost"), job_id),
         )
         self._append_run(db, job_id, at, outcome, duration, origin, error_type, error_message)
+        self._update_p95(db, job_id, duration)
+
+    def _update_p95(self, db: sqlite3.Connection, job_id: str, duration: float | None) -> None:
+        """After a timed run's history row: the job's p95 duration over its history (the newest ``history_size``
+        runs, the one just added included), in the run's transaction. An untimed run leaves it alone."""
+        if duration is None:
+            return
+        durations = [value for (value,) in db.execute(
+            "SELECT duration FROM (SELECT duration FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?)"
+            " WHERE duration IS NOT NULL", (job_id, max(self.history_size, 1)),
+        ).fetchall()]
+        db.execute("UPDATE job_stats SET duration_p95 = ? WHERE job_id = ?", (nearest_rank(durations, 0.95), job_id))
 
     def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
         """Count a run that APScheduler skipped for being later than its misfire grace time; whether it counted.
@@ -555,6 +569,18 @@ def _claim(db: sqlite3.Connection, run_id: int | None) -> _RunOrigin | None:
         "DELETE FROM job_running WHERE run_id = ? RETURNING started_at, trigger, requested_by, command_id", (run_id,)
     ).fetchall()
     return _RunOrigin(*rows[0]) if rows else None
+
+
+def nearest_rank(values: Iterable[float], fraction: float) -> float | None:
+    """The nearest-rank percentile: the smallest value with at least ``fraction`` of the values at or below it.
+
+    PostgreSQL's ``percentile_disc`` (the PostgreSQL store's p95), and the status page's p50/p95 of a job's
+    history: the ``ceil(fraction * n)``-th smallest, ``None`` for no values.
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[max(math.ceil(fraction * len(ordered)), 1) - 1]
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

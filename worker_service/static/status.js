@@ -240,7 +240,7 @@
     const nextText = job.paused ? "paused" : next ? ago(now - epoch(next)) : "—";
     setCell(entry, 3, nextText + next, () => [next && !job.paused ? time(next, nextText) : nextText]);
     setCell(entry, 4, String(job.avg_execution_time), () => [duration(job.avg_execution_time)]);
-    setCell(entry, 5, String(job.max_execution_time), () => [duration(job.max_execution_time)]);
+    setCell(entry, 5, String(job.p95_execution_time), () => [duration(job.p95_execution_time)]);
     const runs = job.success_count + job.error_count;
     const rateText = rate !== undefined ? rate + " %" : runs ? "0 %" : "—";
     setCell(entry, 6, rateText, () => [rateText]);
@@ -309,7 +309,7 @@
       ["Runs", count(job.success_count) + " succeeded, " + count(job.error_count) + " failed, " +
         count(job.missed_count) + " missed, " + count(job.max_instances_count) + " skipped at max_instances"],
       ["Duration", "min " + duration(job.min_execution_time) + " · avg " + duration(job.avg_execution_time) +
-        " · max " + duration(job.max_execution_time)],
+        " · p95 " + duration(job.p95_execution_time) + " · max " + duration(job.max_execution_time)],
       ["Max instances", String(job.max_instances)],
       ["Max runtime", job.max_runtime ? duration(job.max_runtime) : null],
       ["Crashes", job.crash_count ? count(job.crash_count) + (job.quarantined ? ", quarantined" : "") : null],

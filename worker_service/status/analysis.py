@@ -99,6 +99,7 @@ def scheduled_job_entry(record: JobRecord) -> dict[str, Any]:
         "max_instances": definition.max_instances,
         "executor": definition.executor,
         "avg_execution_time": _ms(record.avg_duration),
+        "p95_execution_time": _ms(record.duration_p95),
         "min_execution_time": _ms(record.duration_min),
         "max_execution_time": _ms(record.duration_max),
         "error_count": record.error_count,
@@ -129,6 +130,7 @@ def jobs_summary(records: list[JobRecord]) -> dict[str, Any]:
         "critical_jobs": sum(r.definition.critical for r in records),
         "jobs_with_errors": sum(r.error_count > 0 for r in records),
         "avg_execution_times": {r.id: _ms(r.avg_duration) for r in records if r.avg_duration is not None},
+        "p95_execution_times": {r.id: _ms(r.duration_p95) for r in records if r.duration_p95 is not None},
         "error_rates": {r.id: round(100.0 * r.error_count / r.runs, 2) for r in records if r.error_count},
     }
 

@@ -110,6 +110,9 @@ class JobsAnalysisSchema(Schema):
     jobs_with_errors = fields.Integer(required=True)
     avg_execution_times = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
                                       metadata={"description": "seconds, for jobs that have run"})
+    p95_execution_times = fields.Dict(keys=fields.String(), values=fields.Float(), required=True, metadata={
+        "description": "seconds: each job's p95 duration (nearest rank) over the timed runs of its history "
+                       "(its JOB_HISTORY_SIZE newest runs), for jobs that have a timed run"})
     error_rates = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
                               metadata={"description": "percent 0-100 of finished runs that failed; jobs with errors only"})
     job_health = fields.Dict(keys=fields.String(), values=fields.Nested(JobHealthSchema), required=True)
@@ -135,6 +138,9 @@ class ScheduledJobSchema(Schema):
     max_instances = fields.Integer(required=True)
     executor = fields.String(required=True)
     avg_execution_time = _seconds(allow_none=True, required=True)
+    p95_execution_time = _seconds(allow_none=True, required=True, metadata={
+        "description": "seconds: p95 duration (nearest rank) over the timed runs among the job's JOB_HISTORY_SIZE "
+                       "newest runs, as of its last timed run; null before one"})
     min_execution_time = _seconds(allow_none=True, required=True)
     max_execution_time = _seconds(allow_none=True, required=True)
     error_count = fields.Integer(required=True)
