@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 
 import pytest
@@ -20,7 +21,7 @@ from tests.conftest import REDIS_URL
 from tests.support.clock_offset import HOOK_DIR, OFFSET_FILE_VARIABLE
 from tests.support.fleet import BUILTIN_JOBS, Fleet, Host, check, fault_gap, slot_lateness
 from tests.support.pg import admin
-from tests.support.servers import wait_until
+from tests.support.servers import http_get, wait_until
 
 TTL = 3.0
 POLL = TTL / 3
@@ -232,3 +233,58 @@ def test_hosts_whose_wall_clocks_differ_by_a_minute_still_hand_over_within_the_b
         assert max(slot_lateness([t for t in ticks if t.host == "a"])) < TAKEOVER + TICK
     finally:
         fleet.close()
+
+
+MANUAL_JOB = """
+[jobs.manual]
+name = "Run by hand"
+func = "tests.support.sample_jobs:slow"
+trigger = "interval"
+hours = 1
+max_instances = 1
+kwargs = {{ seconds = 1.5, path = "{marks}" }}
+"""
+ADMIN = "fleet-admin-token-7d1c0e5a"
+
+
+def test_run_now_from_two_hosts_at_the_same_moment_runs_the_job_once_on_the_leader(tmp_path):
+    marks = tmp_path / "manual.txt"
+    made = Fleet(tmp_path, names=("a", "b"), ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK,
+                 jobs=MANUAL_JOB.format(marks=marks), ADMIN_TOKEN=ADMIN)
+    try:
+        made.start()
+        leader = made.wait_for_leader(timeout=15)
+        wait_until(lambda: made.store.definition("manual") is not None, timeout=5, what="the job published")
+        start = threading.Barrier(2)
+        answers: dict[str, tuple[int, dict]] = {}
+
+        def ask(host: Host) -> None:
+            start.wait(timeout=5)
+            status, _, body = http_get(f"{host.server.url}/jobs/manual/run?wait=10", method="POST",
+                                       headers={"Authorization": f"Bearer {ADMIN}", "X-Requested-By": host.name},
+                                       timeout=15)
+            answers[host.name] = (status, body)
+
+        threads = [threading.Thread(target=ask, args=(host,)) for host in made.hosts.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        statuses = sorted(status for status, _ in answers.values())
+        assert statuses == [200, 409], answers  # max_instances 1: one runs, the other is refused, from either host
+        wait_until(lambda: len(made.store.runs("manual")) == 1, timeout=10, what="the manual run recorded")
+        runs = slow_runs(marks)
+        assert len(runs) == 1 and runs[0][0] in leader.pids(), (runs, leader.name)  # on the leader's host only
+        recorded = made.store.runs("manual")[0]
+        winner = next(name for name, (status, _) in answers.items() if status == 200)
+        assert (recorded.trigger, recorded.requested_by, recorded.outcome) == ("manual", winner, "success")
+
+        # Once it ended, the host that does not lead asks again: a second run, on the leader again.
+        follower = next(host for host in made.hosts.values() if host is not leader)
+        status, _, body = http_get(f"{follower.server.url}/jobs/manual/run?wait=10", method="POST",
+                                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=15)
+        assert status == 200, body
+        wait_until(lambda: len(made.store.runs("manual")) == 2, timeout=10, what="the second run recorded")
+        assert [run[0] in leader.pids() for run in slow_runs(marks)] == [True, True]
+    finally:
+        made.close()
