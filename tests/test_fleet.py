@@ -9,6 +9,7 @@ a partition that goes silent, a reload, a graceful stop. TTL 3 s: a standby poll
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -21,6 +22,7 @@ from tests.conftest import REDIS_URL
 from tests.support.clock_offset import HOOK_DIR, OFFSET_FILE_VARIABLE
 from tests.support.fleet import BUILTIN_JOBS, Fleet, Host, check, fault_gap, slot_lateness
 from tests.support.pg import admin
+from tests.support.private_services import PrivatePostgres
 from tests.support.servers import http_get, wait_until
 
 TTL = 3.0
@@ -288,3 +290,39 @@ def test_run_now_from_two_hosts_at_the_same_moment_runs_the_job_once_on_the_lead
         assert [run[0] in leader.pids() for run in slow_runs(marks)] == [True, True]
     finally:
         made.close()
+
+
+def test_postgresql_restarting_under_a_running_fleet_runs_no_slot_twice(tmp_path):
+    """A private PostgreSQL (the shared one serves every other test) stops under two hosts and starts again:
+    once at once (a restart), once after more than the TTL. The leader keeps its lease if it could renew in time,
+    else stands down; either way no slot runs twice, nothing of a stale epoch is written, and ticks resume."""
+    server = PrivatePostgres().init()
+    server.start()
+    try:
+        made = Fleet(tmp_path, names=("a", "b"), ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK,
+                     database_url=server.url)
+        try:
+            made.start()
+            made.wait_for_leader(timeout=15)
+            made.wait_for_ticks(3, timeout=10)
+            for outage in (0.0, TTL + 1.0):
+                server.stop()  # fast shutdown: every connection of every host is cut
+                down = time.monotonic()
+                time.sleep(max(0.0, down + outage - time.monotonic()))  # the outage itself
+                server.start()
+                back = made.db_now()
+                made.wait_for_ticks(3, timeout=TAKEOVER + 10, after=back)
+                assert made.wait_for_leader(timeout=TAKEOVER) is not None
+            ticks = made.ticks()
+            result = check(ticks, TICK)
+            assert not result["duplicates"], f"slots run twice: {result['duplicates']}"
+            assert not result["stale"], f"records written by a stale epoch: {result['stale']}"
+            assert not result["overlaps"], f"two leaders at once: {result['overlaps']}"
+            reasons = [change.reason for change in made.changes()]
+            assert reasons[0] == "first" and set(reasons) <= {"first", "expired", "lost", "released", "handover"}
+        finally:
+            made.close()
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+        server.remove()

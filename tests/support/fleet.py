@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import signal
 import subprocess
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,13 +101,15 @@ class Tick:
 class Host:
     """One simulated host: a state directory, a TcpProxy to PostgreSQL, and a gunicorn master on them."""
 
-    def __init__(self, name: str, workdir: Path, env: dict[str, str], args: list[str]) -> None:
+    def __init__(self, name: str, workdir: Path, env: dict[str, str], args: list[str],
+                 database_url: str = DATABASE_URL) -> None:
         self.name = name
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "state").mkdir(exist_ok=True)
-        self.proxy = TcpProxy("127.0.0.1", 5432)
-        url = f"postgresql://postgres@127.0.0.1:{self.proxy.port}/test"
+        target = urllib.parse.urlsplit(database_url)
+        self.proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+        url = f"postgresql://postgres@127.0.0.1:{self.proxy.port}{target.path}"
         self.env = base_env(self.dir / "state", STATE_DATABASE_URL=url, FLEET_HOST=name, **env)
         self.args = args
         self.server: Gunicorn | None = None
@@ -169,11 +172,13 @@ class Fleet:
 
     def __init__(self, workdir: Path, names: Iterable[str] = ("a", "b", "c"), ttl: float = 3.0, timeout: float = 0.5,
                  workers: int = 2, tick: float = 1.0, jobs: str = "", args: list[str] | None = None,
-                 **env: str) -> None:
-        sweep_abandoned_schemas()
+                 database_url: str = DATABASE_URL, **env: str) -> None:
+        if database_url == DATABASE_URL:
+            sweep_abandoned_schemas()
+        self.database_url = database_url
         self.schema, self.tick_schema = new_schema_name(), new_schema_name()
         self.ttl, self.tick = ttl, tick
-        with admin() as db:
+        with admin(self.database_url) as db:
             db.execute(_TICKS_DDL.format(t=self.tick_schema, s=self.schema))
         jobs_file = workdir / "fleet-jobs.toml"
         jobs_file.write_text(TICK_JOB.format(interval=tick, table=f"{self.tick_schema}.{TICK_TABLE}") + jobs)
@@ -184,8 +189,8 @@ class Fleet:
             "WORKER_JOBS_FILE": str(jobs_file), "WEB_CONCURRENCY": str(workers), "SCHEDULER_HEARTBEAT_INTERVAL": "1",
             "HEALTH_CACHE_TTL": "0", **env,
         }
-        self.hosts = {name: Host(name, workdir, common, args or []) for name in names}
-        self.store = PostgresStateStore(DATABASE_URL, self.schema, 50, 2.0)
+        self.hosts = {name: Host(name, workdir, common, args or [], database_url) for name in names}
+        self.store = PostgresStateStore(database_url, self.schema, 50, 2.0)
 
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]
@@ -221,7 +226,7 @@ class Fleet:
 
     def ticks(self) -> list[Tick]:
         """Every recorded tick, in the order the database wrote them."""
-        with admin() as db:
+        with admin(self.database_url) as db:
             found = db.execute(f'SELECT slot, wall, host, pid, epoch, db_time, lease_epoch FROM "{self.tick_schema}".'
                                f'{TICK_TABLE} ORDER BY id').fetchall()
         return [Tick(*row) for row in found]
@@ -238,7 +243,7 @@ class Fleet:
         return wait_until(enough, timeout=timeout, interval=0.1, what=f"{count} ticks")
 
     def db_now(self) -> float:
-        with admin() as db:
+        with admin(self.database_url) as db:
             return float(db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
 
     def close(self) -> None:
@@ -258,7 +263,7 @@ class Fleet:
             host.proxy.close()
         self.store.close()
         for name in (self.schema, self.tick_schema):
-            drop_schema(name)
+            drop_schema(name, self.database_url)
 
 
 @contextlib.contextmanager

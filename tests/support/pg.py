@@ -23,17 +23,17 @@ PREFIX = "wst_"
 _swept = False
 
 
-def admin() -> psycopg.Connection:
+def admin(url: str = DATABASE_URL) -> psycopg.Connection:
     """A fresh autocommit connection for a test's own checks and set-up (close it, or use ``with``)."""
-    return psycopg.connect(DATABASE_URL, autocommit=True, connect_timeout=5)
+    return psycopg.connect(url, autocommit=True, connect_timeout=5)
 
 
 def new_schema_name() -> str:
     return f"{PREFIX}{os.getpid()}_{uuid.uuid4().hex[:10]}"
 
 
-def drop_schema(name: str) -> None:
-    with admin() as db:
+def drop_schema(name: str, url: str = DATABASE_URL) -> None:
+    with admin(url) as db:
         db.execute("SET lock_timeout = '5s'")
         db.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
