@@ -51,6 +51,7 @@ seconds = 3
 misfire_grace_time = 30
 kwargs = {{ seconds = 1.5, path = "{marks}" }}
 """
+SLOW_SECONDS = 1.5  # the slow job's run, above
 
 
 def slow_runs(marks) -> list[tuple[int, float, float | None]]:
@@ -176,8 +177,12 @@ def test_three_hosts_run_each_slot_once_through_kill_freeze_partitions_reload_an
     assert not result["overlaps"], f"two leaders at once: {result['overlaps']}"
     for window in windows:
         longest = fault_gap(ticks, window.start, window.end)
-        if window.fault in ("SIGHUP", "graceful stop"):
+        if window.fault == "SIGHUP":
             assert longest < 2 * TICK, f"{window.fault}: a {longest:.2f} s gap between ticks"
+        elif window.fault == "graceful stop":
+            # The stop comes while the slow job runs on the old host: the new leader starts scheduling once that
+            # run ended (README: it waits for the predecessor's runs, up to a TTL), so the tick may wait for it too.
+            assert longest < 2 * TICK + SLOW_SECONDS, f"{window.fault}: a {longest:.2f} s gap between ticks"
         else:
             assert longest <= TAKEOVER + TICK, f"{window.fault}: a {longest:.2f} s gap between ticks"
     assert max(slot_lateness(ticks)) < TAKEOVER + TICK  # a failover runs the due slot at once: never postponed
