@@ -33,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.append(ROOT)
 
+from status_cost import seed  # noqa: E402  (bench/ is the script's own directory)
+
 from tests.support import pg  # noqa: E402
 from tests.support.pgbouncer import PgBouncer, available  # noqa: E402
 from worker_service.state import PostgresLease, PostgresStateStore, SqliteStateStore  # noqa: E402
@@ -63,21 +65,6 @@ def tracking(store: Any, runs: int) -> dict[str, float]:
     samples = [one_run() for _ in range(runs)]
     return {"median_ms": statistics.median(samples) * 1000, "p99_ms": _pct(samples, 0.99) * 1000,
             "mean_ms": statistics.fmean(samples) * 1000}
-
-
-def seed(store: Any, count: int) -> None:
-    """``count`` jobs, each with a run or two recorded (as bench/status_cost.py seeds them)."""
-    now = time.time()
-    store.publish_jobs([
-        JobDefinition(f"job_{i}", f"Job {i}", "interval[0:01:00]", now + 60, 60, 1, "default", i % 10 == 0,
-                      i % 3 == 0, 60.0)
-        for i in range(count)
-    ])
-    for i in range(count):
-        store.record_run(f"job_{i}", "success", now - 30, 0.01 * (i % 7))
-        if i % 5 == 0:
-            store.record_run(f"job_{i}", "error", now - 20, 0.02, "RuntimeError", "boom")
-    store.beat(1, "host", "running", "UTC", now, "s")
 
 
 def timed(call: Callable[[], Any], repeats: int) -> dict[str, float]:
@@ -122,7 +109,7 @@ def measure(runs: int, jobs: int, repeats: int) -> dict[str, Any]:
 
     def fenced(store: PostgresStateStore) -> Any:
         grant = PostgresLease(store, 60.0).acquire("bench", os.getpid(), "bench-session")
-        return store.fenced(grant.epoch)
+        return store.fenced(grant.epoch, grant.session)  # as the leader writes: epoch and holder checked
 
     try:
         if bouncer is not None:
@@ -135,20 +122,20 @@ def measure(runs: int, jobs: int, repeats: int) -> dict[str, Any]:
             results["tracking"]["PgBouncer (transaction), fenced"] = tracking(fenced(postgres(bouncer.url())), runs)
 
         sqlite = SqliteStateStore(os.path.join(tempfile.mkdtemp(prefix="ws-sqlite-jobs-"), "state.sqlite3"))
-        seed(sqlite, jobs)
+        seed(sqlite, jobs, "s")
         results["jobs_read"]["SQLite"] = timed(sqlite.jobs, repeats)
         direct = postgres(pg.DATABASE_URL)
-        seed(direct, jobs)
+        seed(direct, jobs, "s")
         results["jobs_read"]["PostgreSQL"] = timed(direct.jobs, repeats)
         if bouncer is not None:
             through = PostgresStateStore(bouncer.url(), direct.schema, timeout=5.0)
             results["jobs_read"]["PgBouncer (transaction)"] = timed(through.jobs, repeats)
 
-        results["status"]["SQLite"] = status_cost({}, lambda store: seed(store, jobs), repeats)
+        results["status"]["SQLite"] = status_cost({}, lambda store: seed(store, jobs, "s"), repeats)
         schemas.append(pg.new_schema_name())
         results["status"]["PostgreSQL"] = status_cost(
             {"STATE_DATABASE_URL": pg.DATABASE_URL, "STATE_DATABASE_SCHEMA": schemas[-1]},
-            lambda store: seed(store, jobs), repeats)
+            lambda store: seed(store, jobs, "s"), repeats)
     finally:
         if bouncer is not None:
             bouncer.stop()

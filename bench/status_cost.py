@@ -14,7 +14,8 @@ from worker_service import create_app, resources
 from worker_service.state.records import JobDefinition
 
 
-def seed(store, count: int) -> None:
+def seed(store, count: int, session: str = "") -> None:
+    """``count`` published jobs, each with a run or two recorded, and a heartbeat (of ``session``)."""
     now = time.time()
     store.publish_jobs([
         JobDefinition(f"job_{i}", f"Job {i}", "interval[0:01:00]", now + 60, 60, 1, "default", i % 10 == 0,
@@ -25,7 +26,7 @@ def seed(store, count: int) -> None:
         store.record_run(f"job_{i}", "success", now - 30, 0.01 * (i % 7))
         if i % 5 == 0:
             store.record_run(f"job_{i}", "error", now - 20, 0.02, "RuntimeError", "boom")
-    store.beat(1, "host", "running", "UTC", now)
+    store.beat(1, "host", "running", "UTC", now, session)
 
 
 def measure(count: int, repeats: int = 60) -> tuple[float, float]:

@@ -38,6 +38,7 @@ from typing import Any
 from common.helpers.health import CheckError, ComponentCheck, ServiceDegraded, ServiceUnavailable
 
 from ..state import StateReader, StoreUnavailable
+from ..state.faults import reason_alone
 from ..state.records import LeaseRecord, SchedulerRecord
 from .heartbeat import (
     LEADERS,
@@ -107,7 +108,7 @@ class SchedulerCheck(ComponentCheck):
         """
         if not self.fleet:
             return ServiceUnavailable(reason)
-        cause = f"cannot reach the state database ({_bare(reason)})"
+        cause = f"cannot reach the state database ({reason_alone(reason)})"
         last = self._leaders.last(within=self._lease_ttl)
         if last is None:
             return ServiceUnavailable(f"{cause}; no live leader read in the last {self._lease_ttl:g} s")
@@ -205,14 +206,6 @@ def _ended_ago(lease: LeaseRecord) -> float:
         return -lease.expires_in
     last = lease.renewed_at if lease.renewed_at is not None else lease.acquired_at
     return max(database_now(lease) - last, 0.0) if last is not None else 0.0
-
-
-def _bare(reason: str) -> str:
-    """The store's reason without its "state store:" prefix (the sentence around it names the database)."""
-    for prefix in ("state store: ", "state database: "):
-        if reason.startswith(prefix):
-            return reason[len(prefix):]
-    return reason
 
 
 class _ReadDeadline:

@@ -28,6 +28,14 @@ class StoreUnavailable(Exception):
         super().__init__(self.reason)
 
 
+def reason_alone(reason: str) -> str:
+    """A store's reason without its "state store: " / "state database: " prefix, for a sentence that names it."""
+    for prefix in ("state store: ", "state database: "):
+        if reason.startswith(prefix):
+            return reason[len(prefix):]
+    return reason
+
+
 class FencedOut(StoreUnavailable):
     """A leader's write carried an epoch that no longer holds the fleet's lease: refused, nothing was written."""
 

@@ -27,23 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LEASE_NAME = "scheduler"
+from .columns import COMMAND_COLUMNS, DEFINITION_COLUMNS, STAT_COLUMNS
 
 _FENCED = ("fence AS MATERIALIZED (SELECT 1 FROM {s}.lease WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint"
            " AND (%(holder)s::text IS NULL OR holder_session = %(holder)s::text) FOR SHARE)")
 _UNFENCED = "fence AS MATERIALIZED (SELECT 1)"
 _ADMITTED = "EXISTS (SELECT 1 FROM fence)"
 
-STAT_COLUMNS = (
-    "success_count", "error_count", "missed_count", "max_instances_count", "duration_sum", "duration_min",
-    "duration_max", "consecutive_failures", "last_run_at", "last_outcome", "last_success_at", "last_error_type",
-    "last_error_message", "last_error_at", "runs_since_problem", "last_problem", "crash_count",
-    "consecutive_crashes", "quarantined_at", "held_until", "duration_p95",
-)
-DEFINITION_COLUMNS = (
-    "id", "name", "trigger", "next_run_time", "misfire_grace_time", "max_instances", "executor", "paused",
-    "critical", "interval_seconds", "max_runtime",
-)
 _DEFAULTS = {
     "success_count": "0::bigint", "error_count": "0::bigint", "missed_count": "0::bigint",
     "max_instances_count": "0::bigint", "duration_sum": "0::float8", "duration_min": "NULL::float8",
@@ -246,8 +236,7 @@ _JOBS = (
     + ", r.running_count, r.running_since FROM {s}.jobs j LEFT JOIN {s}.job_stats s ON s.job_id = j.id"
     " LEFT JOIN (" + _RUNNING + ") r ON r.job_id = j.id"
 )
-_COMMAND_COLUMNS = ("id, job_id, action, requested_by, requested_at, state, status, outcome, finished_at, applied_by,"
-                    " run_id")
+_COMMAND_COLUMNS = ", ".join(COMMAND_COLUMNS)
 _LEASE_COLUMNS = (
     "epoch, holder_host, holder_pid, holder_session, extract(epoch FROM acquired_at)::float8,"
     " extract(epoch FROM renewed_at)::float8, extract(epoch FROM expires_at)::float8,"

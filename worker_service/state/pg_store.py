@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
+from .columns import COMMANDS_KEPT, DEFINITION_COLUMNS, STAT_COLUMNS
 from .faults import FencedOut, StoreUnavailable
 from .pg_pool import PREFIX, StatePool
 from .pg_schema import migrate, quoted
-from .pg_statements import DEFINITION_COLUMNS, STAT_COLUMNS, Statements, render
+from .pg_statements import Statements, render
 from .records import (
     Command,
     CrashState,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from .protocol import StateStore
 
 T = TypeVar("T")
-COMMANDS_KEPT = 100  # finished commands kept per job (pending ones are never trimmed), as in the SQLite store
 _RECORD_COLUMNS = STAT_COLUMNS + ("running_count", "running_since")
 _MIGRATION_TIMEOUT = 5.0  # at least: a first migration runs a few DDL statements
 MIGRATE_RETRY = 1.0  # seconds a failed migration is reported to every caller before the next one tries again

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from .faults import StoreUnavailable, is_corrupt, reason_for
+from .faults import StoreUnavailable, is_corrupt, reason_alone, reason_for
 from .protocol import StateStore
 from .recovery import SIDE_FILES
 from .sqlite_store import SqliteStateStore
@@ -90,20 +90,16 @@ def check_state_database(settings: Mapping[str, Any]) -> str | None:
         try:
             store.pool.run(lambda db: db.execute("SELECT 1").fetchone())
         except StoreUnavailable as error:
-            return f"configuration error: STATE_DATABASE_URL: cannot connect: {_bare(error)}"
+            return f"configuration error: STATE_DATABASE_URL: cannot connect: {reason_alone(error.reason)}"
         try:
             store.migrate()
         except SchemaTooNew as error:
-            return f"configuration error: STATE_DATABASE_SCHEMA={store.schema!r}: {_bare(error)}"
+            return f"configuration error: STATE_DATABASE_SCHEMA={store.schema!r}: {reason_alone(error.reason)}"
         except StoreUnavailable as error:
-            return f"configuration error: STATE_DATABASE_URL: cannot create or migrate schema {store.schema!r}: {_bare(error)}"
+            return f"configuration error: STATE_DATABASE_URL: cannot create or migrate schema {store.schema!r}: {reason_alone(error.reason)}"
     finally:
         store.close()
     return None
-
-
-def _bare(error: StoreUnavailable) -> str:
-    return error.reason.removeprefix("state database: ")
 
 
 def _probe_directory(directory: str) -> str | None:

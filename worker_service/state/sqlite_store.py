@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from .columns import COMMAND_COLUMNS, COMMANDS_KEPT, DEFINITION_COLUMNS, RUN_COLUMNS, STAT_COLUMNS
 from .faults import StoreUnavailable
 from .records import (
     Command,
@@ -100,24 +101,6 @@ _ADDED_COLUMNS = {
                  "trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
     "job_running": ("trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER", "host TEXT"),
 }
-COMMANDS_KEPT = 100  # finished commands kept per job (pending ones are never trimmed)
-
-_STAT_COLUMNS = (
-    "success_count", "error_count", "missed_count", "max_instances_count", "duration_sum", "duration_min",
-    "duration_max", "consecutive_failures", "last_run_at", "last_outcome", "last_success_at", "last_error_type",
-    "last_error_message", "last_error_at", "runs_since_problem", "last_problem", "crash_count",
-    "consecutive_crashes", "quarantined_at", "held_until", "duration_p95",
-)
-_DEFINITION_COLUMNS = (
-    "id", "name", "trigger", "next_run_time", "misfire_grace_time", "max_instances", "executor", "paused",
-    "critical", "interval_seconds", "max_runtime",
-)
-
-
-_RUN_COLUMNS = ("job_id", "at", "outcome", "duration", "started_at", "error_type", "error_message", "trigger",
-                "requested_by", "command_id")
-_COMMAND_COLUMNS = ("id", "job_id", "action", "requested_by", "requested_at", "state", "status", "outcome",
-                    "finished_at", "applied_by", "run_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,7 +350,7 @@ class SqliteStateStore:
     def _append_run(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str, duration: float | None,
                     origin: _RunOrigin, error_type: str | None = None, error_message: str | None = None) -> None:
         db.execute(
-            f"INSERT INTO job_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
+            f"INSERT INTO job_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
             (job_id, at, outcome, duration, origin.started_at, error_type, error_message, origin.trigger,
              origin.requested_by, origin.command_id),
         )
@@ -432,18 +415,18 @@ class SqliteStateStore:
 
     def jobs(self, critical_only: bool = False) -> list[JobRecord]:
         """The published jobs (or only the critical ones), in file order, each with its stats."""
-        columns = ", ".join(f"j.{c}" for c in _DEFINITION_COLUMNS) + ", " + ", ".join(f"s.{c}" for c in _STAT_COLUMNS)
+        columns = ", ".join(f"j.{c}" for c in DEFINITION_COLUMNS) + ", " + ", ".join(f"s.{c}" for c in STAT_COLUMNS)
         where = "WHERE j.critical = 1" if critical_only else ""
         rows = self.file.read(lambda db: db.execute(
             f"SELECT {columns}, r.running_count, r.running_since FROM jobs j LEFT JOIN job_stats s ON s.job_id = j.id"
             f" LEFT JOIN ({_RUNNING}) r ON r.job_id = j.id {where} ORDER BY j.position"
         ).fetchall())
-        split = len(_DEFINITION_COLUMNS)
+        split = len(DEFINITION_COLUMNS)
         records = []
         for row in rows:
             values = list(row[:split])
             values[7], values[8] = bool(values[7]), bool(values[8])
-            stats = {name: value for name, value in zip(_STAT_COLUMNS + _RUNNING_COLUMNS, row[split:], strict=True) if value is not None}
+            stats = {name: value for name, value in zip(STAT_COLUMNS + _RUNNING_COLUMNS, row[split:], strict=True) if value is not None}
             records.append(JobRecord(definition=JobDefinition(*values), **stats))
         return records
 
@@ -460,7 +443,7 @@ class SqliteStateStore:
     def definition(self, job_id: str) -> JobDefinition | None:
         """One published job's definition."""
         row = self.file.read(lambda db: db.execute(
-            f"SELECT {', '.join(_DEFINITION_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
+            f"SELECT {', '.join(DEFINITION_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
         ).fetchone())
         if row is None:
             return None
@@ -471,7 +454,7 @@ class SqliteStateStore:
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first."""
         rows = self.file.read(lambda db: db.execute(
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
             (job_id, limit or self.history_size),
         ).fetchall())
         return [RunRecord(*row) for row in rows]
@@ -512,7 +495,7 @@ class SqliteStateStore:
     def pending_commands(self) -> list[Command]:
         """Commands not yet applied, oldest first, each with its age (this host's clock): one read of a partial index."""
         rows = self.file.read(lambda db: db.execute(
-            f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM job_commands WHERE state = 'pending' ORDER BY id"
+            f"SELECT {', '.join(COMMAND_COLUMNS)} FROM job_commands WHERE state = 'pending' ORDER BY id"
         ).fetchall())
         now = time.time()
         return [dataclasses.replace(Command(*row), age=now - row[4]) for row in rows]
@@ -530,14 +513,14 @@ class SqliteStateStore:
     def command(self, command_id: int) -> Command | None:
         """One command, or ``None``."""
         row = self.file.read(lambda db: db.execute(
-            f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM job_commands WHERE id = ?", (command_id,)
+            f"SELECT {', '.join(COMMAND_COLUMNS)} FROM job_commands WHERE id = ?", (command_id,)
         ).fetchone())
         return Command(*row) if row else None
 
     def commands(self, job_id: str, limit: int = 20) -> list[Command]:
         """The job's last commands, newest first."""
         rows = self.file.read(lambda db: db.execute(
-            f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM job_commands WHERE job_id = ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {', '.join(COMMAND_COLUMNS)} FROM job_commands WHERE job_id = ? ORDER BY id DESC LIMIT ?",
             (job_id, limit),
         ).fetchall())
         return [Command(*row) for row in rows]
