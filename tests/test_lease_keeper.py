@@ -143,7 +143,9 @@ def test_a_leader_cut_off_stops_submitting_before_its_lease_runs_out_and_the_nex
         view = term.guard(a.store)
         view.record_submitted("tick", "session-a", 1, time.time(), None)  # admitted while it leads
         b.take_in_background()
-        time.sleep(TIMING.renew_every + 0.1)  # at least one renewal went through the proxy
+        taken = b.store.lease()
+        wait_until(lambda: b.store.lease().renewed_at > taken.renewed_at, timeout=TIMING.renew_every + 2,
+                   what="a renewal through the proxy")  # renewals work before the cut
         seen = watch_validity(term)
         proxy.freeze()
         faulted = time.monotonic()
