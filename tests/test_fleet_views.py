@@ -133,6 +133,31 @@ def test_the_heartbeat_is_judged_on_the_databases_clock_not_this_hosts(fleet_app
     assert (result.status.value, result.reason) == ("available", None)
 
 
+def test_jobs_are_judged_on_the_databases_clock_not_this_hosts(fleet_app, monkeypatch):
+    import types
+
+    from worker_service.reporting import snapshot
+    from worker_service.scheduler.component_check import SchedulerCheck
+    from worker_service.scheduler.job_health import JobPolicy
+    from worker_service.state.records import JobDefinition
+
+    app = fleet_app()
+    store = app.extensions["store"]
+    _, grant = lead(store)
+    # A critical job due in a minute by the database's clock: a host an hour ahead would call it overdue.
+    store.fenced(grant.epoch, grant.session).publish_jobs([JobDefinition(
+        "sync", "Sync", "interval[0:01:00]", time.time() + 60, 30.0, 1, "default", False, True, 60.0)])
+    ahead = time.time() + 3600
+    check = SchedulerCheck(store, app.config, wall=lambda: ahead)
+    assert (check.run("scheduler").status.value, check.run("scheduler").reason) == ("available", None)
+    real = time.time
+    monkeypatch.setattr(snapshot, "time", types.SimpleNamespace(time=lambda: real() + 3600))
+    policy = JobPolicy.from_settings(app.config)
+    taken = snapshot.take_snapshot(store, policy, fleet=True)
+    assert [verdict.state.value for verdict in taken.verdicts] == ["pending"], taken.verdicts  # not run yet, on time
+    assert policy.judge_all(taken.records, ahead)[0].state.value == "unhealthy"  # what this host's clock would say
+
+
 # -- this host cannot reach the state database --------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from common.helpers.health import format_timestamp
 
+from ..scheduler.heartbeat import judging_now
 from ..scheduler.job_health import JobPolicy
 from ..state import StateStore
 from ..status.analysis import job_health_entry
@@ -28,15 +29,21 @@ class JobReports:
         self._store = store
         self._policy = JobPolicy.from_settings(settings)
         self._history_size: int = settings["JOB_HISTORY_SIZE"]
+        self._fleet = bool(settings.get("STATE_DATABASE_URL"))
         self._stats_schema = JobHealthSchema()
+
+    def _judging_now(self, wall: float) -> float:
+        """In a fleet, the database's clock (one lease read), as /status and /health judge jobs; else ``wall``."""
+        return judging_now(self._store.lease() if self._fleet else None, wall)
 
     def job_list(self) -> dict[str, Any]:
         """Every published job, short, in the order published."""
         now = time.time()
+        judged_at = self._judging_now(now)
         records = self._store.jobs()
         pauses = self._store.operator_pauses()
         jobs = [job_summary(record, verdict, pauses.get(record.id))
-                for record, verdict in zip(records, self._policy.judge_all(records, now), strict=True)]
+                for record, verdict in zip(records, self._policy.judge_all(records, judged_at), strict=True)]
         return {"jobs": jobs, "timestamp": format_timestamp(now)}
 
     def job_detail(self, job_id: str) -> dict[str, Any]:
@@ -45,7 +52,7 @@ class JobReports:
         record = next((r for r in self._store.jobs() if r.id == job_id), None)
         if record is None:
             raise UnknownJob(job_id)
-        verdict = self._policy.judge(record, now)
+        verdict = self._policy.judge(record, self._judging_now(now))
         return {
             **job_fields(record, verdict, self._store.operator_pauses().get(job_id), max_instances=True),
             "stats": self._stats_schema.dump(job_health_entry(record, verdict, now)),

@@ -35,7 +35,7 @@ from typing import Any
 from common.helpers.health import CheckResult, ServiceDegraded, Status, redact, utc_now
 
 from ..scheduler.component_check import SchedulerCheck, read_lease
-from ..scheduler.heartbeat import database_now
+from ..scheduler.heartbeat import judging_now
 from ..scheduler.job_health import JobHealth, JobPolicy
 from ..state import StateReader, StoreUnavailable
 from ..state.records import JobRecord, LeadershipChange, LeaseRecord, SchedulerRecord
@@ -60,7 +60,7 @@ class StoreSnapshot:
     @property
     def beat_now(self) -> float:
         """The clock the heartbeat's age is judged by: the database's at the lease read, else ``now``."""
-        return database_now(self.held_lease) if self.held_lease is not None else self.now
+        return judging_now(self.held_lease, self.now)
 
     def __getattr__(self, name: str) -> Any:
         """A read the snapshot does not hold, from the live store (only called for unknown attributes)."""
@@ -103,7 +103,8 @@ def take_snapshot(store: StateReader, policy: JobPolicy, fleet: bool = False, ch
         log.warning("status: the state store cannot be read: %s", reason)
         return StoreSnapshot(now=now, leader=None, records=[], verdicts=[], error=reason[:300], store=store,
                              fleet=fleet)
-    return StoreSnapshot(now=now, leader=leader, records=records, verdicts=policy.judge_all(records, now),
+    return StoreSnapshot(now=now, leader=leader, records=records,
+                         verdicts=policy.judge_all(records, judging_now(lease, now)),
                          store=store, fleet=fleet, held_lease=lease, changes=list(history))
 
 

@@ -134,7 +134,7 @@ class SchedulerCheck(ComponentCheck):
             raise ServiceDegraded("scheduler is paused")
         failing = []
         for record in self._store.jobs(critical_only=True):
-            health = self._policy.judge(record, now)
+            health = self._policy.judge(record, beat_now)  # in a fleet, the database's clock (as the heartbeat)
             if health.state is JobState.UNHEALTHY:
                 failing.append(f"{record.id}: {health.reason}")
         if failing:

@@ -134,3 +134,13 @@ def database_now(lease: LeaseRecord) -> float:
     so every host tells the same story.
     """
     return lease.expires_at - lease.expires_in
+
+
+def judging_now(lease: LeaseRecord | None, wall: float) -> float:
+    """The time jobs and heartbeats are judged at: the database's clock at the lease read in a fleet, else ``wall``.
+
+    Every host judges the fleet's jobs (overdue, running too long) against the
+    same clock the leader's writes were stamped with, so a host whose clock is
+    off tells the same story as the others.
+    """
+    return database_now(lease) if lease is not None else wall
