@@ -38,19 +38,16 @@ def duplicate_slots(runs: list[tuple[int, float]], interval: float = 1.0) -> lis
     """Slots of an interval job that ran more than once: ``[(slot, [times...])]``.
 
     Each run belongs to the latest slot at or before it. Slots are
-    ``phase + k * interval``, and the phase is read off the on-time runs
-    (those within a tenth of an interval of the median offset, taking the
-    earliest of them, since a run is never early). A run late after a
-    handover still belongs to its own slot, so only a slot run twice is
-    reported.
+    ``phase + k * interval``; since a run is never early, the phase is the
+    run offset that leaves the runs least late in total (a late run after a
+    pause or a handover, or a few runs of which half are late, cannot move it
+    the way a median could). A run late after a handover still belongs to its
+    own slot, so only a slot run twice is reported.
     """
     if len(runs) < 2:
         return []
-    offsets = sorted(at % interval for _, at in runs)
-    median = offsets[len(offsets) // 2]
-    centred = [((at - median + interval / 2) % interval) - interval / 2 for _, at in runs]
-    on_time = sorted(value for value in centred if abs(value) < interval / 10)
-    phase = median + on_time[len(on_time) // 5]
+    offsets = [at % interval for _, at in runs]
+    phase = min(offsets, key=lambda candidate: sum((offset - candidate) % interval for offset in offsets))
     slots: dict[int, list[float]] = {}
     for _, at in runs:
         slots.setdefault(int((at - phase + 0.005) // interval), []).append(at)
