@@ -49,9 +49,10 @@ class Host:
         self.lost_at = time.monotonic()
 
     def take(self) -> FleetTerm:
-        self.term = self.lease.wait_for_term(self.stopping, self._lost)
-        self.got_at = time.monotonic()
-        return self.term
+        term = self.lease.wait_for_term(self.stopping, self._lost)
+        self.got_at = time.monotonic()  # before term: a test that waits for term reads got_at at once
+        self.term = term
+        return term
 
     def take_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.take, daemon=True)
@@ -244,10 +245,13 @@ def test_a_graceful_handover_is_taken_at_the_next_poll_and_the_old_leader_may_on
     term = a.take()
     view = term.guard(a.store)
     run = view.record_submitted("tick", "session-a", 1, time.time(), None)
-    b.take_in_background()
+    taking = b.take_in_background()
     started = time.monotonic()
     assert term.hand_over(TIMING.handover_wait)
     assert time.monotonic() - started <= TIMING.poll_every + 0.5
+    # a sees the lease taken in the database as soon as b's statement commits; b's thread may still be on its way back
+    taking.join(timeout=TIMING.poll_every + 1)
+    assert not taking.is_alive(), "b took the lease but its wait_for_term never returned"
     assert term.handed_over and b.term.predecessor_draining and b.term.epoch > term.epoch
     with pytest.raises(FencedOut):
         view.record_submitted("tick", "session-a", 1, time.time(), None)  # no new run from the old leader
@@ -270,8 +274,9 @@ def test_after_a_handover_a_run_the_new_leader_settled_first_is_counted_once_and
     running = view.record_submitted("tick", "session-a", 1, now, None, host="a")
     assert view.record_started(running, now) is True
     queued = view.record_submitted("tick", "session-a", 1, now, None, host="a")  # in the pool, not started yet
-    b.take_in_background()
+    taking = b.take_in_background()
     assert term.hand_over(TIMING.handover_wait)
+    taking.join(timeout=TIMING.poll_every + 1)
     settled = b.term.guard(b.store).settle_orphans("session-b", lost=lambda orphan: True)
     assert [orphan.outcome for orphan in settled] == ["lost", "lost"]
 
