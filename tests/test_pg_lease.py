@@ -139,6 +139,21 @@ def test_epochs_only_grow_through_every_kind_of_change(store, lease):
     assert [change.to_pid for change in store.leadership_changes(limit=2)] == [1, 3]
 
 
+def test_the_leadership_log_keeps_its_newest_changes_and_renewals_trim_nothing(store):
+    lease = PostgresLease(store, TTL, changes_kept=3)
+    try:
+        for n in range(5):
+            grant = lease.acquire(f"host-{n}", n, f"s{n}")
+            lease.release(grant)
+        assert [change.to_host for change in store.leadership_changes(limit=50)] == ["host-4", "host-3", "host-2"]
+        grant = lease.acquire("host-5", 5, "s5")
+        for _ in range(3):
+            assert lease.acquire("host-5", 5, "s5").epoch == grant.epoch  # renewals: no change, nothing trimmed
+        assert [change.to_host for change in store.leadership_changes(limit=50)] == ["host-5", "host-4", "host-3"]
+    finally:
+        lease.close()
+
+
 def test_the_lease_has_a_connection_of_its_own_and_never_waits_behind_the_stores_callers(schema):  # noqa: F811
     """Every connection of the store's pool is busy (requests, the heartbeat, job writes on a slow database): the
     lease's statements still go at once, on the lease's own connection."""
@@ -258,7 +273,8 @@ def test_a_fenced_write_racing_a_new_acquire_waits_for_it_and_is_then_refused(st
 
     with pg.admin() as acquirer:
         with acquirer.transaction():
-            acquirer.execute(lease._acquire, {"host": "host-b", "pid": 22, "session": "session-b", "ttl": TTL})
+            acquirer.execute(lease._acquire, {"host": "host-b", "pid": 22, "session": "session-b", "ttl": TTL,
+                                              "kept": lease.changes_kept})
 
             def stale_write() -> None:
                 try:

@@ -21,3 +21,4 @@ RUN_COLUMNS = ("job_id", "at", "outcome", "duration", "started_at", "error_type"
 COMMAND_COLUMNS = ("id", "job_id", "action", "requested_by", "requested_at", "state", "status", "outcome",
                    "finished_at", "applied_by", "run_id")
 COMMANDS_KEPT = 100  # finished commands kept per job (pending ones are never trimmed)
+LEADERSHIP_CHANGES_KEPT = 1000  # the fleet's leadership log keeps its newest changes (a handful a day: years)

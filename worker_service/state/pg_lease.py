@@ -22,6 +22,8 @@ since). Renewals keep the epoch. Each
 change is logged, in the same statement that makes it, in
 ``leadership_changes`` with its reason: ``first``, ``released``, ``handover``,
 ``expired``; and ``lost`` when a former holder notices (:meth:`record_lost`).
+The log keeps its newest ``LEADERSHIP_CHANGES_KEPT`` changes (trimmed by the
+same statement), so years of reloads never grow it without bound.
 
 The lease has a connection of its own (a pool of one, opened at first use):
 the store's pool is shared by request threads, the heartbeat, the leader's
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .columns import LEADERSHIP_CHANGES_KEPT
 from .pg_pool import StatePool
 from .pg_schema import quoted
 from .pg_store import PostgresStateStore
@@ -72,6 +75,12 @@ logged AS (
     SELECT now(), epoch, change_reason, previous_host, previous_pid, previous_session, %(host)s::text,
            %(pid)s::int, %(session)s::text
     FROM taken WHERE changed
+),
+-- The log keeps its newest %(kept)s changes: this statement's own insert is not visible to it, so keep kept - 1.
+trimmed AS (
+    DELETE FROM {s}.leadership_changes
+    WHERE EXISTS (SELECT 1 FROM taken WHERE changed)
+      AND id < (SELECT id FROM {s}.leadership_changes ORDER BY id DESC OFFSET %(kept)s::bigint - 2 LIMIT 1)
 )
 SELECT epoch, expires_in FROM taken"""
 _SAME = "(l.holder_session = EXCLUDED.holder_session AND NOT l.released)"
@@ -129,9 +138,10 @@ class PostgresLease:
     the store.
     """
 
-    def __init__(self, store: PostgresStateStore, ttl: float) -> None:
+    def __init__(self, store: PostgresStateStore, ttl: float, changes_kept: int = LEADERSHIP_CHANGES_KEPT) -> None:
         self.store = store
         self.ttl = ttl
+        self.changes_kept = max(2, changes_kept)
         self.pool = StatePool(store.pool.url, store.timeout, min_size=1, max_size=1,
                               application_name=APPLICATION_NAME)
         # The store's schema on that one connection: it is migrated (or made again if dropped) as the store's is.
@@ -149,7 +159,7 @@ class PostgresLease:
 
         ``None`` if another session holds it. One statement, which also logs the change.
         """
-        params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl}
+        params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl, "kept": self.changes_kept}
         row = self._db.run(lambda db: db.execute(self._acquire, params).fetchone())
         return LeaseGrant(int(row[0]), session, self.ttl, float(row[1])) if row else None
 
