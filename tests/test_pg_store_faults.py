@@ -4,6 +4,7 @@ and PgBouncer in transaction mode. Every call comes back within its timeout as S
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 import time
@@ -83,6 +84,25 @@ def test_a_refused_database_fails_every_call_within_its_bound_and_the_store_reco
     assert [r.id for r in records] == ["a"]
     proxied_store.record_run("a", "success", 2.0, 0.1)
     assert proxied_store.jobs()[0].success_count == 1
+
+
+def test_a_refused_database_is_not_a_warning_per_reconnect_attempt(proxied_store, proxy, caplog):
+    """psycopg_pool retries in the background and warns at each attempt; the callers' own state-change lines say it."""
+    caplog.set_level(logging.INFO)
+    proxy.cut()
+    failure(proxied_store.jobs)
+    pool = proxied_store.pool._current()
+    wait_until(lambda: pool.get_stats().get("connections_errors", 0) >= 3, timeout=10, interval=0.05,
+               what="three failed reconnect attempts")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="psycopg.pool")  # whoever wants the detail still gets it
+    errors = pool.get_stats().get("connections_errors", 0)
+    wait_until(lambda: pool.get_stats().get("connections_errors", 0) > errors, timeout=10, interval=0.05,
+               what="one more failed attempt")
+    wait_until(lambda: any(r.getMessage().startswith("error connecting in") and r.levelno == logging.DEBUG
+                           for r in caplog.records), timeout=2, interval=0.05, what="the attempt at DEBUG")
+    proxy.restore()
 
 
 def test_a_frozen_database_times_every_call_out_within_its_bound_and_the_store_recovers(proxied_store, proxy):

@@ -219,16 +219,33 @@ def _recording_class(owner: StatePool) -> type[psycopg.Connection]:
     return RecordingConnection
 
 
-class _QuietDiscards(logging.Filter):
-    """Drop psycopg_pool's warning for a connection this module closed on purpose (broken, timed out) and returned."""
+_POOL_LOGGER = logging.getLogger("psycopg.pool")
+# psycopg_pool warns at every failed connection attempt of its background reconnect (several a second at first, then
+# every few seconds, per pool, per process, each two lines long). The store's callers already say it once, when the
+# state changes ("cannot reach the scheduler lease: ...; trying every ..."), so these are debug detail.
+_RECONNECT_CHATTER = ("error connecting in ", "reconnection attempt in pool ")
+
+
+class _QuietPool(logging.Filter):
+    """Keep psycopg_pool's log to what an operator needs: no warning per failed reconnect, none for our own discards.
+
+    A connection this module closed on purpose (broken, timed out) and returned is
+    not worth a warning; a failed reconnect attempt is kept at DEBUG for whoever
+    enables ``psycopg.pool`` at that level, and dropped otherwise.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith("discarding closed connection"):
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith("discarding closed connection"):
             return not any(getattr(arg, "state_pool", False) for arg in (record.args or ()))
+        if message.startswith(_RECONNECT_CHATTER) and record.levelno > logging.DEBUG:
+            if not _POOL_LOGGER.isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return True
 
 
-logging.getLogger("psycopg.pool").addFilter(_QuietDiscards())
+_POOL_LOGGER.addFilter(_QuietPool())
 
 
 def _input_pending(connection: psycopg.Connection) -> bool:
