@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.runs import duplicate_slots, jobs_file, read_runs
+from tests.support.runs import duplicate_slots, jobs_file, read_runs, read_scheduled
 from tests.support.servers import wait_until
 from worker_service.state import SqliteStateStore
 from worker_service.state.setup import STATE_FILE
@@ -53,7 +53,7 @@ def test_a_job_that_kills_its_worker_is_held_back_then_quarantined_while_the_oth
     # The rest of the service goes on: the healthy job keeps running, once per slot.
     count = len(read_runs(healthy_runs))
     wait_until(lambda: len(read_runs(healthy_runs)) >= count + 4, timeout=6, what="healthy runs after quarantine")
-    assert not duplicate_slots(read_runs(healthy_runs)[count:], 0.5)
+    assert not duplicate_slots(read_scheduled(healthy_runs)[count:], 0.5)
     assert len(read_runs(poison_runs)) == 3
     history = [run.outcome for run in SqliteStateStore(str(state_dir / STATE_FILE)).runs("poison")]
     assert history == ["crashed"] * 3
@@ -140,6 +140,6 @@ def test_the_leader_stops_submitting_while_the_store_is_unwritable_and_no_other_
     count = len(read_runs(runs))
     wait_until(lambda: len(read_runs(runs)) >= count + 2, timeout=10, what="runs after the store recovered")
     assert {pid for pid, _ in read_runs(runs)} == {leader}, "another worker led while the leader held on"
-    assert not duplicate_slots(read_runs(runs))
+    assert not duplicate_slots(read_scheduled(runs)) and len(read_scheduled(runs)) == len(read_runs(runs))
     wait_until(lambda: server.get("/health")[2]["components"]["scheduler"] == "available", timeout=8,
                what="the scheduler available again")

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from tests.support.runs import duplicate_slots, jobs_file, pid_job, read_runs
+from tests.support.runs import duplicate_slots, jobs_file, pid_job, read_runs, read_scheduled
 from tests.support.servers import wait_until
 from worker_service.state import SqliteStateStore
 from worker_service.state.setup import STATE_FILE
@@ -39,9 +39,11 @@ def successes(store) -> int:
     return store.jobs()[0].success_count
 
 
-def assert_no_duplicates(runs, interval=1.0):
-    """No schedule slot ran twice (a run late after a handover still belongs to its own slot)."""
-    assert not duplicate_slots(runs, interval), f"slots run twice: {duplicate_slots(runs, interval)}"
+def assert_no_duplicates(runs_file, interval=1.0):
+    """No schedule slot ran twice, by the slot each run was scheduled for (a late run keeps its own slot)."""
+    runs = read_scheduled(runs_file)
+    assert len(runs) == len(read_runs(runs_file)), "a scheduled run without its slot"
+    assert not duplicate_slots(runs, interval), f"slots run twice or shifted: {duplicate_slots(runs, interval)}"
 
 
 def assert_single_handover(runs, old_pid):
@@ -59,7 +61,7 @@ def test_runs_match_elapsed_seconds_and_come_from_exactly_one_worker(ticking):
     assert abs((len(runs) - start_count) - elapsed) <= 1.5
     assert len({pid for pid, _ in runs}) == 1
     assert runs[0][0] in server.worker_pids()
-    assert_no_duplicates(runs)
+    assert_no_duplicates(runs_file)
     for _ in range(8):  # every worker answers for the scheduler
         assert server.get("/health", headers={"Connection": "close"})[2]["components"]["scheduler"] == "available"
 
@@ -76,7 +78,7 @@ def test_sigkill_of_the_leader_hands_over_within_about_an_interval_without_dupli
     wait_until(lambda: len([r for r in read_runs(runs_file) if r[0] != old]) >= 3, timeout=8, what="3 runs")
     runs = read_runs(runs_file)
     assert_single_handover(runs, old)
-    assert_no_duplicates(runs)
+    assert_no_duplicates(runs_file)
     assert successes(store) >= before + 3  # the stats survived the change of leader
 
 
@@ -96,7 +98,7 @@ def test_sighup_reload_keeps_the_jobs_running(ticking):
     runs = read_runs(runs_file)
     assert leader_of(runs_file) in server.worker_pids()
     assert_single_handover(runs, old_leader)
-    assert_no_duplicates(runs)
+    assert_no_duplicates(runs_file)
     assert successes(store) > before
     # The old leader kept scheduling until a new worker was ready: no run was folded into the next (a gap of two
     # intervals; before the handover wait, 1.5-2.7 s here). The new leader's start may still be slow while four
@@ -115,7 +117,7 @@ def test_max_requests_recycling_keeps_the_jobs_running(ticking):
     count = len(read_runs(runs_file))
     wait_until(lambda: len(read_runs(runs_file)) >= count + 2, timeout=6, what="runs after recycling")
     assert leader_of(runs_file) in server.worker_pids()
-    assert_no_duplicates(read_runs(runs_file))
+    assert_no_duplicates(runs_file)
     assert successes(store) >= count
 
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def read_runs(path: Path) -> list[tuple[int, float]]:
+def _lines(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
-    runs = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            runs.append((int(parts[0]), float(parts[1])))
-    return runs
+    return [line.split() for line in path.read_text().splitlines() if len(line.split()) in (2, 3)]
+
+
+def read_runs(path: Path) -> list[tuple[int, float]]:
+    """``(pid, time)`` of each run."""
+    return [(int(parts[0]), float(parts[1])) for parts in _lines(path)]
+
+
+def read_scheduled(path: Path) -> list[tuple[int, float, float]]:
+    """``(pid, time, slot)`` of each scheduled run (lines with the slot the scheduler ran it for)."""
+    return [(int(parts[0]), float(parts[1]), float(parts[2])) for parts in _lines(path) if len(parts) == 3]
 
 
 def jobs_file(path: Path, text: str) -> Path:
@@ -34,21 +39,15 @@ kwargs = {{ path = "{runs_file}" }}
 """
 
 
-def duplicate_slots(runs: list[tuple[int, float]], interval: float = 1.0) -> list[tuple[int, list[float]]]:
-    """Slots of an interval job that ran more than once: ``[(slot, [times...])]``.
+def duplicate_slots(runs: list[tuple[int, float, float]], interval: float = 1.0) -> list[tuple[float, float]]:
+    """Pairs of consecutive scheduled slots closer than ``interval``: one slot run twice, or a schedule that shifted.
 
-    Each run belongs to the latest slot at or before it. Slots are
-    ``phase + k * interval``; since a run is never early, the phase is the
-    run offset that leaves the runs least late in total (a late run after a
-    pause or a handover, or a few runs of which half are late, cannot move it
-    the way a median could). A run late after a handover still belongs to its
-    own slot, so only a slot run twice is reported.
+    ``runs`` come from :func:`read_scheduled`: each carries the slot the
+    scheduler ran it for, so a run late after a handover (0.97 s late) is
+    never taken for an early run of the next slot, as guessing slots from
+    run times did. Two runs of one slot have the same slot; a leader that
+    recomputed the schedule instead of resuming the published next run time
+    shows as two slots less than an interval apart.
     """
-    if len(runs) < 2:
-        return []
-    offsets = [at % interval for _, at in runs]
-    phase = min(offsets, key=lambda candidate: sum((offset - candidate) % interval for offset in offsets))
-    slots: dict[int, list[float]] = {}
-    for _, at in runs:
-        slots.setdefault(int((at - phase + 0.005) // interval), []).append(at)
-    return [(slot, times) for slot, times in sorted(slots.items()) if len(times) > 1]
+    slots = sorted(slot for _, _, slot in runs)
+    return [(a, b) for a, b in zip(slots, slots[1:], strict=False) if b - a < interval - 0.005]

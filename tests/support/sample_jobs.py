@@ -8,9 +8,17 @@ import time
 
 
 def append_pid(path: str) -> None:
-    """Append '<pid> <epoch>' to ``path``: one line per run, from whichever process runs it."""
+    """Append '<pid> <epoch> <slot>' to ``path``: one line per run, from whichever process runs it.
+
+    ``slot`` is the scheduled time the scheduler ran it for (tracking's current
+    run), so a test can tell a late run of one slot from a second run of the next.
+    """
+    from worker_service.scheduler.tracking import current_run
+
+    run = current_run()
+    slot = f" {run.scheduled_at:.6f}" if run is not None and run.scheduled_at is not None else ""
     with open(path, "a") as handle:
-        handle.write(f"{os.getpid()} {time.time():.6f}\n")
+        handle.write(f"{os.getpid()} {time.time():.6f}{slot}\n")
 
 
 def slow(seconds: float = 0.2, path: str | None = None) -> None:
