@@ -28,12 +28,33 @@ def make_app(state_dir: Path):
     """Build an app with settings overrides; each app gets its own resources, and none leak into the next test."""
     from worker_service import create_app, resources
 
+    apps = []
+
     def factory(**overrides):
         resources.reset()
-        return create_app({"WORKER_STATE_DIR": str(state_dir), **overrides})
+        apps.append(create_app({"WORKER_STATE_DIR": str(state_dir), **overrides}))
+        return apps[-1]
 
     yield factory
+    for app in apps:
+        stop_in_process_scheduler(app)
     resources.reset()
+
+
+def stop_in_process_scheduler(app, bound: float = 5.0) -> None:
+    """Stop an app's in-process scheduler now, not at interpreter exit (atexit), when pytest has closed the streams
+    its log lines would go to ("--- Logging error ---"); bounded, so a job a test left blocked cannot hang teardown."""
+    import atexit
+    import threading
+
+    leadership = app.extensions.get("scheduler")
+    if leadership is None:
+        return
+    stopping = threading.Thread(target=leadership.stop, args=(True,), daemon=True)
+    stopping.start()
+    stopping.join(bound)
+    if not stopping.is_alive():
+        atexit.unregister(leadership.stop)
 
 
 @pytest.fixture
