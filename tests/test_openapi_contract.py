@@ -55,14 +55,27 @@ def _scratch_app():
     return app
 
 
-schema = schemathesis.openapi.from_wsgi("/openapi.json", _scratch_app())
+class ScratchApp:
+    """The WSGI app schemathesis calls: a plain app (no scheduler) while the module is collected, the scratch app with
+    its in-process leader while the module's tests run. Under xdist every worker collects this module: built at
+    import, each would run a scheduler all session and stop it at exit, after pytest closed its log stream."""
+
+    def __init__(self) -> None:
+        self.app = _app()
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+wsgi = ScratchApp()
+schema = schemathesis.openapi.from_wsgi("/openapi.json", wsgi)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _stop_the_scratch_scheduler():
-    """Stop the in-process leader while its log handler's stream is still open."""
-    yield
-    schema.app.extensions["scheduler"].stop(True)
+def scratch_app():
+    wsgi.app = _scratch_app()
+    yield wsgi.app
+    wsgi.app.extensions["scheduler"].stop(True)
 
 
 @schema.parametrize()
@@ -103,10 +116,10 @@ def test_every_route_of_the_app_is_in_the_openapi_document():
     assert routes == set(app.test_client().get("/openapi.json").json["paths"])
 
 
-def test_job_control_answers_validate_against_their_marshmallow_schemas():
+def test_job_control_answers_validate_against_their_marshmallow_schemas(scratch_app):
     from worker_service.control.schemas import CommandAnswerSchema, JobDetailSchema, JobListSchema
 
-    client = schema.app.test_client()
+    client = scratch_app.test_client()
     admin = {"Authorization": f"Bearer {ADMIN}"}
     ran = client.post("/jobs/failing/run?wait=10", headers=admin)
     assert ran.status_code == 200 and CommandAnswerSchema().validate(ran.json) == {}, ran.json
