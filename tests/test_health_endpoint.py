@@ -45,7 +45,8 @@ def test_liveness_touches_no_dependency(make_app, hung_listener):
     started = time.perf_counter()
     response = app.test_client().get("/health/live")
     assert response.status_code == 200 and response.json["status"] == "alive"
-    assert time.perf_counter() - started < 0.1
+    # A new app's first request on a loaded host, yet under the 0.5 s a check of the hung Redis would wait.
+    assert time.perf_counter() - started < 0.4
     assert hung_listener._held == []  # nothing connected to the hung Redis
 
 
@@ -63,7 +64,12 @@ def test_gunicorn_serves_health_with_every_component_available_through_redis_and
     assert body["components"] == {"cache": "available", "database": "available", "scheduler": "available"}
 
 
-def test_fifty_concurrent_probes_against_a_hung_redis_all_answer_503_within_a_second(gunicorn, hung_listener):
+def test_fifty_concurrent_probes_against_a_hung_redis_all_answer_503_within_one_deadline(gunicorn, hung_listener):
+    """Each worker's probes share one check, cut at its 0.5 s deadline (Redis was never usable: no confirmation).
+
+    1 s is left for 50 connections queueing on 3 x 4 gthread slots on a loaded host; probes that each waited a
+    deadline of their own, a slot at a time, would take ceil(50 / 12) x 0.5 = 2.5 s at least.
+    """
     server = gunicorn(REDIS_URL=f"redis://127.0.0.1:{hung_listener.port}/0", WEB_CONCURRENCY="3")
 
     def probe(_):
@@ -75,4 +81,4 @@ def test_fifty_concurrent_probes_against_a_hung_redis_all_answer_503_within_a_se
         results = list(pool.map(probe, range(50)))
     assert {(status, cache) for status, cache, _ in results} == {(503, "unavailable")}
     worst = max(elapsed for _, _, elapsed in results)
-    assert worst < 1.0, f"slowest probe took {worst:.3f} s"
+    assert worst < 0.5 + 1.0, f"slowest probe took {worst:.3f} s"

@@ -52,23 +52,25 @@ def test_concurrent_callers_share_one_in_flight_check():
 
 def test_results_are_cached_for_the_ttl_and_rechecked_after():
     check = CountingCheck()
-    engine = HealthEngine(timeout=1.0, cache_ttl=0.2)
+    # A TTL wide enough for ten cached runs on a loaded host (a stall past it would start the second check early).
+    engine = HealthEngine(timeout=1.0, cache_ttl=0.5)
     engine.register("c", check)
     for _ in range(10):
         engine.run()
     assert check.calls == 1
     first_check = time.monotonic()
-    wait_until(lambda: engine.run() and check.calls == 2, timeout=2, what="a second check after the TTL")
-    assert time.monotonic() - first_check >= 0.2
+    wait_until(lambda: engine.run() and check.calls == 2, timeout=3, what="a second check after the TTL")
+    assert time.monotonic() - first_check >= 0.5
 
 
 def test_a_hung_check_answers_unavailable_at_the_deadline_and_is_not_started_again_while_hung():
     check = CountingCheck(delay=30)
-    engine = HealthEngine(timeout=0.2, cache_ttl=0, max_abandoned=1)
+    engine = HealthEngine(timeout=0.5, cache_ttl=0, max_abandoned=1)
     engine.register("hung", check)
     started = time.perf_counter()
     result = engine.run()["hung"]
-    assert time.perf_counter() - started < 0.5
+    # One deadline (0.5 s) and overhead; never the hang (30 s), nor a confirmation's second deadline (1.0 s).
+    assert time.perf_counter() - started < 2 * 0.5
     assert result.status is Status.UNAVAILABLE and "timed out" in result.reason
     for _ in range(5):
         assert engine.run()["hung"].status is Status.UNAVAILABLE
@@ -111,8 +113,8 @@ def test_redaction_masks_url_passwords_tokens_and_registered_secrets():
 
 def test_past_the_ttl_probes_get_the_last_result_at_once_while_a_refresh_runs():
     check = CountingCheck()
-    # A grace wide enough for the refresh and its confirmation to run while probes come every 20 ms.
-    engine = HealthEngine(timeout=0.3, cache_ttl=0.1, stale_grace=1.5)
+    # A grace wide enough for the refresh and its confirmation (2 x 0.5 s) to run while probes come every 20 ms.
+    engine = HealthEngine(timeout=0.5, cache_ttl=0.1, stale_grace=2.5)
     engine.register("c", check)
     assert engine.run()["c"].status is Status.AVAILABLE
     check.delay = 30  # the dependency now hangs
@@ -125,8 +127,9 @@ def test_past_the_ttl_probes_get_the_last_result_at_once_while_a_refresh_runs():
         timings.append(time.perf_counter() - begun)
         return statuses[-1] is Status.UNAVAILABLE
 
-    wait_until(probe, timeout=3, interval=0.02, what="the hung refresh to turn the component unavailable")
-    assert max(timings) < 0.1, f"a probe waited {max(timings):.3f} s"
+    wait_until(probe, timeout=5, interval=0.02, what="the hung refresh to turn the component unavailable")
+    # Under the 0.5 s a probe waiting on the refresh or its confirmation would take (the confirmation's own deadline).
+    assert max(timings) < 0.4, f"a probe waited {max(timings):.3f} s"
     assert statuses[0] is Status.AVAILABLE  # the last result, served while the refresh hangs
     assert "timed out" in engine.run()["c"].reason
     check.release.set()
@@ -159,16 +162,17 @@ def wait_on_the_clock(seconds: float) -> None:
 
 def test_after_a_quiet_spell_the_first_probe_tells_the_state_now_for_a_failure_and_a_recovery():
     check = FlakyCheck(None, ServiceUnavailable("refused"), None)
-    engine = HealthEngine(timeout=0.2, cache_ttl=0.1)  # default grace: 2 x timeout
+    # A TTL wide enough for five cached runs on a loaded host (a stall past it would start the next check early).
+    engine = HealthEngine(timeout=0.2, cache_ttl=0.3)  # default grace: 2 x timeout
     engine.register("c", check)
     for _ in range(5):
         assert engine.run()["c"].status is Status.AVAILABLE
     assert check.calls == 1
-    wait_on_the_clock(0.1 + 2 * 0.2 + 0.05)  # longer than TTL + grace, nobody probing; the dependency goes down
+    wait_on_the_clock(0.3 + 2 * 0.2 + 0.05)  # longer than TTL + grace, nobody probing; the dependency goes down
     result = engine.run()["c"]
     assert (result.status, result.reason) == (Status.UNAVAILABLE, "refused")
-    assert result.age() < 0.1
-    wait_on_the_clock(0.1 + 2 * 0.2 + 0.05)  # and comes back
+    assert result.age() < 0.3  # checked for this probe: the last result would be over 0.75 s old
+    wait_on_the_clock(0.3 + 2 * 0.2 + 0.05)  # and comes back
     assert engine.run()["c"].status is Status.AVAILABLE
     assert check.calls == 3
 
@@ -190,32 +194,37 @@ def test_inside_ttl_plus_grace_the_last_result_is_served_and_never_past_it():
 
 
 def test_a_single_missed_deadline_of_an_available_component_is_confirmed_before_it_is_reported():
-    # The second check blocks just past its deadline (a worker that had no CPU), the retry answers at once.
-    check = FlakyCheck(None, 0.3, None)
-    engine = HealthEngine(timeout=0.2, cache_ttl=0)
+    # The second check blocks past its deadline (a worker that had no CPU), the retry answers at once.
+    # It blocks 2 x timeout: a caller late by up to 0.5 s after the deadline still finds it unfinished.
+    check = FlakyCheck(None, 1.0, None)
+    engine = HealthEngine(timeout=0.5, cache_ttl=0)
     engine.register("c", check)
     assert engine.run()["c"].status is Status.AVAILABLE
     started = time.monotonic()
     result = engine.run()["c"]
+    elapsed = time.monotonic() - started
     assert result.status is Status.AVAILABLE, result.reason
-    assert check.calls == 3 and time.monotonic() - started < 0.2 * 2 + 0.1
+    # One deadline, then the confirmation's answer: not its deadline too (2 x 0.5 s), nor the blocked check's end.
+    assert check.calls == 3 and 0.5 - 0.02 <= elapsed < 2 * 0.5, elapsed
     check.release.set()
 
 
 def test_a_real_hang_of_an_available_component_shows_once_its_confirmation_misses_too():
     check = FlakyCheck(None, 30)
-    engine = HealthEngine(timeout=0.2, cache_ttl=0, max_abandoned=3)
+    engine = HealthEngine(timeout=0.5, cache_ttl=0, max_abandoned=3)
     engine.register("c", check)
     assert engine.run()["c"].status is Status.AVAILABLE
     started = time.monotonic()
     result = engine.run()["c"]
     elapsed = time.monotonic() - started
     assert result.status is Status.UNAVAILABLE and "timed out" in result.reason
-    assert 2 * 0.2 - 0.02 <= elapsed < 2 * 0.2 + 0.15 and check.calls == 3
-    # Already unavailable: the next miss is reported at its first deadline, without a confirmation.
+    # Two deadlines (1.0 s), not three (1.5 s).
+    assert 2 * 0.5 - 0.02 <= elapsed < 2 * 0.5 + 0.4 and check.calls == 3, elapsed
+    # Already unavailable: the next miss is reported at its first deadline (0.5 s), without a confirmation (1.0 s).
     started = time.monotonic()
     assert engine.run()["c"].status is Status.UNAVAILABLE
-    assert time.monotonic() - started < 0.2 + 0.1 and check.calls == 4
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.5 + 0.4 and check.calls == 4, elapsed
     check.release.set()
 
 

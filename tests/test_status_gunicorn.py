@@ -121,7 +121,8 @@ def test_job_figures_are_true(server):
     analysis = body["metrics"]["jobs_analysis"]
     jobs = {job["id"]: job for job in body["metrics"]["scheduled_jobs"]}
     assert 0.19 <= analysis["avg_execution_times"]["slow"] <= 0.35
-    assert 0.19 <= jobs["slow"]["min_execution_time"] <= jobs["slow"]["max_execution_time"] < 0.5
+    # The slowest of every run since the module's server started, on a loaded host: under the 1 s interval.
+    assert 0.19 <= jobs["slow"]["min_execution_time"] <= jobs["slow"]["max_execution_time"] < 1.0
     assert analysis["error_rates"] == {"failing": 100.0}
     assert analysis["jobs_with_errors"] == 1
     failing = analysis["job_health"]["failing"]

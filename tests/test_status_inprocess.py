@@ -20,9 +20,11 @@ def test_job_entries_follow_new_runs_and_the_clock(make_app):
     publish(store, now)
     store.record_run("a", "success", now - 5, 0.1)
     first = client.get("/status").json["metrics"]
+    answered = time.time()
     assert first["jobs_analysis"]["job_health"]["a"]["status"] == "healthy"
     ago = first["jobs_analysis"]["job_health"]["a"]["last_execution"]["time_ago_seconds"]
-    assert 5 <= ago < 6
+    # From the run's end, in seconds: at least its 5 s, at most what had passed when /status answered (to the ms).
+    assert 5 <= ago <= answered - (now - 5) + 0.001, (ago, answered - (now - 5))
 
     later = wait_until(lambda: (m := client.get("/status").json["metrics"])["jobs_analysis"]["job_health"]["a"]
                        ["last_execution"]["time_ago_seconds"] > ago + 0.05 and m, timeout=2, what="the clock to move")
