@@ -32,8 +32,10 @@ name = "Slow"
 func = "tests.support.sample_jobs:slow"
 trigger = "interval"
 hours = 1
-kwargs = { seconds = 1.5 }
+kwargs = { seconds = 6 }
 """
+# `slow` runs long enough that a second `run slow` (a new CLI process: about 0.2 s idle, several times that on a
+# loaded machine) reaches the leader while the first one is still running; the server's stop waits out what is left.
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -86,6 +88,7 @@ def test_history_shows_manual_runs_with_who_asked_newest_first(server):
 
 
 def test_a_second_run_while_the_first_runs_exits_1_and_says_max_instances(server):
+    """The first run of `slow` lasts 6 s: the second command is applied while it still runs, however slow the CLI."""
     first = cli("run", "slow", "--url", server.url, ADMIN_TOKEN=ADMIN)
     assert first.returncode == 0 and "run: started" in first.stdout, first.stdout + first.stderr
     second = cli("run", "slow", "--url", server.url, ADMIN_TOKEN=ADMIN)

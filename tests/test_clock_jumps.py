@@ -195,12 +195,13 @@ def test_the_service_notices_a_jump_within_a_heartbeat_though_no_job_is_due_for_
     try:
         planned = store.definition("minutely").next_run_time
         watch.pending = 3600.0  # APScheduler sleeps until the job is due, a minute away
-        wait_until(lambda: service.last_clock_jump is not None, timeout=1.0, what="the jump noticed within a beat")
+        # Within a few beats (0.1 s each; 3 s on a loaded machine), not when the job is due: a minute away.
+        wait_until(lambda: service.last_clock_jump is not None, timeout=3.0, what="the jump noticed within a beat")
         assert service.last_clock_jump[0] == 3600.0
         wait_until(lambda: store.definition("minutely").next_run_time == pytest.approx(planned + 3600),
-                   timeout=1.0, what="the re-planned next run time published")
+                   timeout=3.0, what="the re-planned next run time published")
         assert "replanning" in store.states
-        wait_until(lambda: store.scheduler().state == "running", timeout=1.0, what="the heartbeat back to running")
+        wait_until(lambda: store.scheduler().state == "running", timeout=3.0, what="the heartbeat back to running")
     finally:
         service.shutdown(wait=False)
 
@@ -341,9 +342,11 @@ def jump_warnings(server) -> list[str]:
 
 
 def assert_ran_on_time(after: list[float], shifted_by: float) -> None:
+    # The bugs are gross: a burst (gaps of a few ms), or no run for an hour. A loaded machine is not: a run 0.5 s late
+    # then an on-time one is a 0.5 s gap, and the jump is noticed within a heartbeat (1 s) before the run is re-planned.
     gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
-    assert min(gaps) > 0.5, f"runs too close together (a burst or a run twice): gaps {gaps}"
-    assert max(gaps) < 2.0, f"the schedule stalled after a {shifted_by:+.0f} s jump: gaps {gaps}"
+    assert min(gaps) > 0.2, f"runs too close together (a burst or a run twice): gaps {gaps}"
+    assert max(gaps) < 3.0, f"the schedule stalled after a {shifted_by:+.0f} s jump: gaps {gaps}"
 
 
 def assert_health_recovered(samples: list[tuple[float, str]]) -> None:

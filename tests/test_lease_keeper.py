@@ -112,11 +112,14 @@ def test_a_standby_takes_a_lease_nobody_renews_within_ttl_plus_one_poll_and_not_
     assert calls <= 3 * 3.75 * 1.5 + 3, f"{calls} lease statements in {1.5 * TTL} s from three hosts"
     first.ended.set()  # a's process is gone: no more renewals, no release
     gone = time.monotonic()
-    wait_until(lambda: b.term is not None or c.term is not None, timeout=TTL + TIMING.poll_every + 1.0,
+    wait_until(lambda: b.term is not None or c.term is not None, timeout=TTL + TIMING.poll_every + 3.0,
                what="a standby to take over")
     taker = b if b.term is not None else c
     assert taker.term.epoch > first.epoch
-    assert taker.got_at - gone <= TTL + TIMING.poll_every + 0.3
+    # TTL and one poll, plus a renewal in flight at `gone`, the acquire, a query and a thread start on a loaded
+    # machine; a standby that waited a second TTL (or a poll per TTL) for a lease nobody renews is over it.
+    took_over = taker.got_at - gone
+    assert took_over <= TTL + TIMING.poll_every + 1.0, f"a standby took the lease {took_over:.2f} s after a stopped"
     assert taker.store.leadership_changes(1)[0].reason == "expired"
 
 
@@ -153,11 +156,15 @@ def test_a_leader_cut_off_stops_submitting_before_its_lease_runs_out_and_the_nex
         wait_until(lambda: b.term is not None, timeout=TTL + TIMING.poll_every + 2.0, what="b to take over")
         assert "invalid_at" in seen, "the cut-off leader never fenced itself"
         assert seen["invalid_at"] < b.got_at - 0.2, "two leaders at once"
-        assert seen["invalid_at"] - faulted <= TTL - TIMING.margin + 0.1
+        # The self-fence deadline itself, not when a 10 ms watcher thread got to see it pass (it may be late on a
+        # loaded machine): set from the last renewal sent before the cut, it is at most TTL - margin after it.
+        assert hasattr(term, "_deadline"), "FleetTerm keeps its self-fence deadline elsewhere now: update this test"
+        assert term._deadline - faulted <= TTL - TIMING.margin, (term._deadline - faulted, TTL - TIMING.margin)
         started = time.monotonic()
         with pytest.raises(FencedOut, match="not renewed in time"):
             view.record_submitted("tick", "session-a", 1, time.time(), None)
-        assert time.monotonic() - started < 0.05, "the refusal waited for the database"
+        # Asking the frozen database would take the store's timeout (0.5 s); the refusal is local.
+        assert time.monotonic() - started < TIMEOUT / 2, "the refusal waited for the database"
         proxy.restore()
         wait_until(lambda: a.lost_at is not None, timeout=TTL + 2 * TIMEOUT + 1, what="a to find its lease taken")
         with pytest.raises(FencedOut, match="held by another host"):

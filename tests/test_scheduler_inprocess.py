@@ -109,22 +109,28 @@ def test_the_scheduler_keeps_beating_as_stopping_while_a_running_job_finishes(tm
     from common.helpers.health import Status
     from worker_service.scheduler.component_check import SchedulerCheck
 
+    # Stale after 3 intervals (0.9 s): one beat late by up to 0.6 s on a loaded machine still reads fresh.
+    interval = 0.3
+    window = 4 * interval  # longer than the 3 intervals a heartbeat that stopped at shutdown would take to go stale
     marks = tmp_path / "marks.txt"
     specs = parse_jobs(f'[jobs.long]\nfunc = "tests.support.sample_jobs:slow"\ntrigger = "interval"\nseconds = 1\n'
-                       f'kwargs = {{ seconds = 1.5, path = "{marks}" }}\n')
-    service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.1)
-    check = SchedulerCheck(store, {"SCHEDULER_HEARTBEAT_INTERVAL": 0.1, "JOB_FAILURE_THRESHOLD": 3,
+                       f'kwargs = {{ seconds = 3, path = "{marks}" }}\n')
+    service = SchedulerService(specs, store, "UTC", heartbeat_interval=interval)
+    check = SchedulerCheck(store, {"SCHEDULER_HEARTBEAT_INTERVAL": interval, "JOB_FAILURE_THRESHOLD": 3,
                                    "JOB_OVERDUE_GRACE": 60})
     service.start()
     wait_until(lambda: marks.exists() and "start" in marks.read_text(), timeout=5, what="a run in progress")
     stopper = threading.Thread(target=service.shutdown, args=(True,))
     stopper.start()
-    # The job still runs for about a second: more than 3 heartbeat intervals.
+    # The job still runs for over 2 seconds: more than the window, itself more than 3 heartbeat intervals.
     wait_until(lambda: store.scheduler().state == "stopping", timeout=2, what="the stopping heartbeat")
     time_of_stopping = time.monotonic()
-    while stopper.is_alive() and time.monotonic() - time_of_stopping < 0.6:
+    while stopper.is_alive() and time.monotonic() - time_of_stopping < window:
         assert check.run("scheduler").status is Status.AVAILABLE
         time.sleep(0.05)  # sampling the component while the job finishes, not waiting for it
+    sampled_for = time.monotonic() - time_of_stopping
+    # A job that ended first would leave a heartbeat that stopped at shutdown no time to go stale: no proof.
+    assert sampled_for >= window, f"the job ended {sampled_for:.2f} s into the sampling: nothing was proven"
     stopper.join(timeout=5)
     assert "end" in marks.read_text()
     result = check.run("scheduler")
