@@ -137,6 +137,7 @@ def test_three_hosts_run_each_slot_once_through_kill_freeze_partitions_reload_an
     # A reload (SIGHUP) of the leader's host: today's host-local handover, no slot late by an interval.
     window = Window("SIGHUP", fleet.db_now())
     old_pid = fleet.lease().holder_pid
+    reloaded_pids = leader.pids()
     leader.reload()
     began = time.monotonic()
     wait_until(lambda: (lease := fleet.lease()).live and lease.holder_pid != old_pid, timeout=15,
@@ -145,6 +146,10 @@ def test_three_hosts_run_each_slot_once_through_kill_freeze_partitions_reload_an
     fleet.wait_for_ticks(3, timeout=6, after=fleet.db_now())
     window.end = fleet.db_now()
     windows.append(window)
+    # Whether the slow job was still running on the reloaded host when the window began (the fleet's hosts share
+    # this machine's clock): then the handover waited for it.
+    held_at_reload = any(pid in reloaded_pids and (end is None or end > window.start)
+                         for pid, _, end in slow_runs(tmp_path / "slow.txt"))
     leader = fleet.wait_for_leader(timeout=5)
 
     # A graceful stop of the leader's whole host, while its slow job runs: it offers the lease and keeps scheduling
@@ -177,12 +182,15 @@ def test_three_hosts_run_each_slot_once_through_kill_freeze_partitions_reload_an
     assert not result["overlaps"], f"two leaders at once: {result['overlaps']}"
     for window in windows:
         longest = fault_gap(ticks, window.start, window.end)
-        if window.fault == "SIGHUP":
+        if window.fault == "SIGHUP" and not held_at_reload:
             # The next run comes at its normal time: no slot folded into the next (a gap between ticks could be a
             # run late on a loaded machine followed by an on-time one), each run within an interval of its slot.
             inside = [tick for tick in ticks if window.start < tick.db_time <= window.end]
             assert not missed_slots(inside, TICK), f"{window.fault}: slots missed {missed_slots(inside, TICK)}"
             assert max(slot_lateness(inside)) < 2 * TICK, f"{window.fault}: a run {max(slot_lateness(inside)):.2f} s late"
+        elif window.fault == "SIGHUP":
+            # README: a run still going when the old leader hands over is let finish first, and holds the others.
+            assert longest < 2 * TICK + SLOW_SECONDS, f"{window.fault}: a {longest:.2f} s gap between ticks"
         elif window.fault == "graceful stop":
             # The stop comes while the slow job runs on the old host: the new leader starts scheduling once that
             # run ended (README: it waits for the predecessor's runs, up to a TTL), so the tick may wait for it too.
