@@ -90,7 +90,9 @@ def test_no_live_lease_is_unavailable_and_names_the_last_holder_and_how_long_ago
     assert scheduler(client)[:2] == ("unavailable", "no host has led the fleet yet (the scheduler lease was never taken)")
 
     _, record = lead(store, ttl=0.3)
-    expired = wait_until(lambda: (s := scheduler(client))[0] == "unavailable" and s, timeout=3, what="the lease to expire")
+    # Both views must have seen the expiry (the /health body is read a moment before /status).
+    expired = wait_until(lambda: (s := scheduler(client))[0] == "unavailable" and "[-]" in s[2] and s, timeout=3,
+                         what="the lease to expire")
     assert re.fullmatch(rf"no host leads the fleet: the scheduler lease of {re.escape(HOST_B)} pid 4242 "
                         rf"\(epoch {record.epoch}\) expired \d+ s ago", expired[1]), expired
     assert "[-]scheduler failed: no host leads the fleet" in expired[2]

@@ -161,6 +161,8 @@ def test_many_workers_asking_at_once_get_one_run_per_200_and_never_more_than_max
     commands = [finished(store, command_id) for command_id in ids]
     statuses = sorted(c.status for c in commands)
     assert statuses == [200, 200] + [409] * 6  # every run is held: two run, the rest are refused
+    # 200 means submitted to the executor; wait until both are in the job's code before letting them go.
+    wait_until(lambda: control_jobs.running(key) == 2, timeout=5, what="both runs in the job's code")
     control_jobs.release(key)
     wait_until(lambda: len(store.runs("sync")) == 2, timeout=5, what="the two runs")
     assert control_jobs.peak(key) == 2 and len(control_jobs.seen(key)) == 2
