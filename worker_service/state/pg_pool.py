@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PREFIX = "state database: "
+POOL_NAME = "worker-service-state"  # every pool of the state store (the lease's too): its log lines name it
 _SLICE = 0.1  # seconds between looks at the last connect failure while waiting for a pooled connection
 _INHERITED: list[Any] = []  # pools built before a fork: never collected in the child (see the module docstring)
 _POOLS: weakref.WeakSet[StatePool] = weakref.WeakSet()
@@ -132,7 +133,7 @@ class StatePool:
             if self._pool is None:
                 self._pool = ConnectionPool(
                     self.url, connection_class=_recording_class(self), kwargs=self._kwargs, min_size=self.min_size,
-                    max_size=self.max_size, open=False, name="worker-service-state", timeout=self.timeout,
+                    max_size=self.max_size, open=False, name=POOL_NAME, timeout=self.timeout,
                     reconnect_timeout=max(5.0, 2 * self.timeout), max_idle=300.0,
                 )
                 self._pool.open(wait=False)
@@ -202,7 +203,7 @@ def _recording_class(owner: StatePool) -> type[psycopg.Connection]:
     ref = weakref.ref(owner)
 
     class RecordingConnection(psycopg.Connection):
-        state_pool = True  # see _QuietDiscards
+        state_pool = True  # see _QuietPool
 
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> RecordingConnection:  # type: ignore[override]
@@ -230,15 +231,17 @@ class _QuietPool(logging.Filter):
     """Keep psycopg_pool's log to what an operator needs: no warning per failed reconnect, none for our own discards.
 
     A connection this module closed on purpose (broken, timed out) and returned is
-    not worth a warning; a failed reconnect attempt is kept at DEBUG for whoever
-    enables ``psycopg.pool`` at that level, and dropped otherwise.
+    not worth a warning; a failed reconnect attempt of our pools (a pool a job's
+    own code makes keeps its warnings) is kept at DEBUG for whoever enables
+    ``psycopg.pool`` at that level, and dropped otherwise.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.msg if isinstance(record.msg, str) else ""
         if message.startswith("discarding closed connection"):
             return not any(getattr(arg, "state_pool", False) for arg in (record.args or ()))
-        if message.startswith(_RECONNECT_CHATTER) and record.levelno > logging.DEBUG:
+        ours = bool(record.args) and isinstance(record.args, tuple) and record.args[0] == POOL_NAME
+        if ours and message.startswith(_RECONNECT_CHATTER) and record.levelno > logging.DEBUG:
             if not _POOL_LOGGER.isEnabledFor(logging.DEBUG):
                 return False
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
