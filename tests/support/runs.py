@@ -16,9 +16,16 @@ def read_runs(path: Path) -> list[tuple[int, float]]:
     return [(int(parts[0]), float(parts[1])) for parts in _lines(path)]
 
 
-def read_scheduled(path: Path) -> list[tuple[int, float, float]]:
-    """``(pid, time, slot)`` of each scheduled run (lines with the slot the scheduler ran it for)."""
-    return [(int(parts[0]), float(parts[1]), float(parts[2])) for parts in _lines(path) if len(parts) == 3]
+def read_scheduled(path: Path, every_run: bool = True) -> list[tuple[int, float, float]]:
+    """``(pid, time, slot)`` of each scheduled run (lines with the slot the scheduler ran it for).
+
+    With ``every_run``, a run written without its slot (not run by the scheduler's tracking) fails the test: the
+    slot checks would otherwise pass by not seeing it. One read of the file, so no run is half seen.
+    """
+    lines = _lines(path)
+    if every_run:
+        assert all(len(parts) == 3 for parts in lines), f"a run without its slot in {path}"
+    return [(int(parts[0]), float(parts[1]), float(parts[2])) for parts in lines if len(parts) == 3]
 
 
 def jobs_file(path: Path, text: str) -> Path:
