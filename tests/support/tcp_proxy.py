@@ -56,6 +56,7 @@ class TcpProxy:
         self._forwarding.set()
         self._closed = threading.Event()
         self._listener: socket.socket | None = None
+        self._reserved: socket.socket | None = None  # the port, bound and not listening, while cut
         self._accept_thread: threading.Thread | None = None
         self.port = 0
         self._listen()
@@ -63,9 +64,14 @@ class TcpProxy:
     # -- the controls ------------------------------------------------------------------------------------------
 
     def cut(self) -> None:
-        """Refuse: stop listening and close every connection both ways."""
+        """Refuse: stop listening and close every connection both ways.
+
+        The port stays bound, not listening (a connection to it is refused): left free, any process on the machine
+        could get it as the local port of an outgoing connection meanwhile, and :meth:`restore` could not listen on
+        it again ("address already in use", seen under a loaded CI run).
+        """
         self._forwarding.set()
-        self._stop_listening()
+        self._stop_listening(keep_port=not self._closed.is_set())
         with self._lock:
             pairs, self._pairs = list(self._pairs), set()
         for pair in pairs:
@@ -99,25 +105,34 @@ class TcpProxy:
 
     # -- the machinery -----------------------------------------------------------------------------------------
 
+    def _bound(self) -> socket.socket:
+        bound = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        bound.bind(("127.0.0.1", self.port))
+        return bound
+
     def _listen(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener, self._reserved = self._reserved or self._bound(), None
         listener.listen(128)
         self.port = listener.getsockname()[1]
         self._listener = listener
         self._accept_thread = threading.Thread(target=self._accept, args=(listener,), daemon=True, name=f"tcp-proxy-{self.port}")
         self._accept_thread.start()
 
-    def _stop_listening(self) -> None:
+    def _stop_listening(self, keep_port: bool) -> None:
         listener, self._listener = self._listener, None
         if listener is None:
+            if not keep_port and self._reserved is not None:
+                self._reserved.close()
+                self._reserved = None
             return
         try:
             listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         listener.close()
+        if keep_port:
+            self._reserved = self._bound()
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(timeout=2)
 
