@@ -18,8 +18,8 @@ class PausedBySchema(Schema):
     at = fields.String(required=True, **_time)
 
 
-class JobSummarySchema(Schema):
-    """One job in GET /jobs."""
+class _JobSchema(Schema):
+    """What GET /jobs and GET /jobs/<id> both say of a job."""
 
     id = fields.String(required=True)
     name = fields.String(required=True)
@@ -31,6 +31,11 @@ class JobSummarySchema(Schema):
     critical = fields.Boolean(required=True)
     health = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
     health_reason = fields.String(allow_none=True, required=True)
+
+
+class JobSummarySchema(_JobSchema):
+    """One job in GET /jobs."""
+
     running = fields.Integer(required=True, metadata={"description": "runs in progress now"})
     last_run_at = fields.String(allow_none=True, required=True, **_time)
     last_outcome = fields.String(allow_none=True, required=True)
@@ -61,10 +66,9 @@ class RunSchema(Schema):
     command_id = fields.Integer(allow_none=True, required=True)
 
 
-class CommandSchema(Schema):
-    """One command in a job's ``commands``."""
+class _CommandStateSchema(Schema):
+    """What a job's ``commands`` and a command's own answer both say of it."""
 
-    id = fields.Integer(required=True)
     action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
     requested_by = fields.String(required=True)
     requested_at = fields.String(required=True, **_time)
@@ -73,22 +77,19 @@ class CommandSchema(Schema):
     outcome = fields.String(allow_none=True, required=True)
     finished_at = fields.String(allow_none=True, required=True, **_time)
     applied_by = fields.String(allow_none=True, required=True)
-    run_id = fields.Integer(allow_none=True, required=True)
+    run_id = fields.Integer(allow_none=True, required=True, metadata={"description": "the run a run-now started"})
 
 
-class JobDetailSchema(Schema):
+class CommandSchema(_CommandStateSchema):
+    """One command in a job's ``commands``."""
+
+    id = fields.Integer(required=True)
+
+
+class JobDetailSchema(_JobSchema):
     """``GET /jobs/<id>``."""
 
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-    trigger = fields.String(required=True)
-    next_run = fields.String(allow_none=True, required=True, **_time)
-    paused = fields.Boolean(required=True)
-    paused_by = fields.Nested(PausedBySchema, allow_none=True, required=True)
     max_instances = fields.Integer(required=True)
-    critical = fields.Boolean(required=True)
-    health = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
-    health_reason = fields.String(allow_none=True, required=True)
     stats = fields.Nested(JobHealthSchema, required=True,
                           metadata={"description": "the job's entry in /status metrics.jobs_analysis.job_health"})
     history = fields.List(fields.Nested(RunSchema), required=True,
@@ -97,20 +98,11 @@ class JobDetailSchema(Schema):
                            metadata={"description": "the last commands, newest first"})
 
 
-class CommandAnswerSchema(Schema):
+class CommandAnswerSchema(_CommandStateSchema):
     """A command as POST /jobs/<id>/<action> and GET /jobs/<id>/commands/<cid> answer it."""
 
     command_id = fields.Integer(required=True)
     job_id = fields.String(required=True)
-    action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
-    requested_by = fields.String(required=True)
-    requested_at = fields.String(required=True, **_time)
-    state = fields.String(required=True, validate=validate.OneOf(COMMAND_STATES))
-    status = fields.Integer(allow_none=True, required=True)
-    outcome = fields.String(allow_none=True, required=True)
-    finished_at = fields.String(allow_none=True, required=True, **_time)
-    applied_by = fields.String(allow_none=True, required=True)
-    run_id = fields.Integer(allow_none=True, required=True, metadata={"description": "the run a run-now started"})
     poll = fields.String(required=True, metadata={"description": "GET this path for the command's state"})
     error = fields.String(metadata={"description": "POST answers of a refused command (4xx, 5xx) only"})
     message = fields.String(metadata={"description": "the leader's outcome, on a refused command"})
