@@ -377,8 +377,9 @@ def test_a_store_fault_while_standing_by_is_retried_not_raised(hosts):
     with TcpProxy("127.0.0.1", 5432) as proxy:
         a = hosts("a", port=proxy.port)
         proxy.cut()
+        a.lease._backend = counting = CountingBackend(a.lease._backend)
         a.take_in_background()
-        time.sleep(TIMING.poll_every + 0.2)  # at least two attempts fail meanwhile
+        wait_until(lambda: counting.calls >= 2, timeout=TIMING.poll_every * 2 + 2, what="two failed attempts")
         assert a.term is None
         proxy.restore()
         wait_until(lambda: a.term is not None, timeout=TIMING.poll_every + 2, what="a to take the lease")

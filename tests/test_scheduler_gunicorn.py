@@ -104,9 +104,10 @@ def test_sighup_reload_keeps_the_jobs_running(ticking):
     # The old leader kept scheduling until a new worker was ready: no slot was folded into the next (before the
     # handover wait, one was: slots 2 s apart). By the slots the runs were scheduled for, not the gaps between run
     # times: while four workers boot on two cores a run may come late, and the next on time.
-    slots = sorted(slot for _, _, slot in read_scheduled(runs_file))
+    scheduled = read_scheduled(runs_file)
+    slots = sorted(slot for _, _, slot in scheduled)
     assert max(b - a for a, b in zip(slots, slots[1:], strict=False)) < 1.5, "a reload folded a slot into the next"
-    assert max(at - slot for _, at, slot in read_scheduled(runs_file)) < 2.0, "a reload postponed a run"
+    assert max(at - slot for _, at, slot in scheduled) < 2.0, "a reload postponed a run"
     assert "state store is failing" not in server.stderr()
 
 
