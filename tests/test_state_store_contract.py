@@ -65,14 +65,18 @@ postgres_store = PostgresStores()
 STORE_FACTORIES = [pytest.param(sqlite_store, id="sqlite"), pytest.param(postgres_store, id="postgresql")]
 
 
-@pytest.fixture(params=STORE_FACTORIES)
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], StateStore]]:
-    """Open a store on this test's state; each call is another worker's store on the same state."""
+def _opener(request: pytest.FixtureRequest, tmp_path: Path, history: int) -> Iterator[Callable[[], StateStore]]:
     factory: StoreFactory = request.param
-    yield lambda: factory(tmp_path, HISTORY)
+    yield lambda: factory(tmp_path, history)
     cleanup = getattr(factory, "cleanup", None)
     if cleanup is not None:
         cleanup(tmp_path)
+
+
+@pytest.fixture(params=STORE_FACTORIES)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], StateStore]]:
+    """Open a store on this test's state; each call is another worker's store on the same state."""
+    yield from _opener(request, tmp_path, HISTORY)
 
 
 @pytest.fixture
@@ -86,11 +90,7 @@ WIDE_HISTORY = 40
 @pytest.fixture(params=STORE_FACTORIES)
 def open_wide_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], StateStore]]:
     """As ``open_store``, with a history of WIDE_HISTORY runs."""
-    factory: StoreFactory = request.param
-    yield lambda: factory(tmp_path, WIDE_HISTORY)
-    cleanup = getattr(factory, "cleanup", None)
-    if cleanup is not None:
-        cleanup(tmp_path)
+    yield from _opener(request, tmp_path, WIDE_HISTORY)
 
 
 def definition(job_id: str, critical: bool = False, **fields) -> JobDefinition:
