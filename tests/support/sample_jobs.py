@@ -89,46 +89,40 @@ def fork_and_linger(how: str, seconds: float, pids_path: str, runs_path: str | N
 TICK_WATCHDOG = 3.0  # seconds a tick's connection may live: a silent network path must not hang the job thread
 
 
-def fleet_tick(table: str) -> None:
+def fleet_tick(table: str, hold: float = 0.0, idle: float = 0.0, resource: str = "ticks",
+               idle_timeout: float | None = None) -> None:
     """Record this run in PostgreSQL ``table`` (``schema.table``): its slot, wall and database time, host label, pid and epoch; fenced.
 
-    The example of a job fenced by its lease epoch (``runtime.fencing_token()``),
-    on the state database: one transaction first takes ``FOR SHARE`` on the lease
-    row with this epoch, then inserts. An acquire by another host (an UPDATE of
-    that row) waits for the commit, and a tick that waited for an acquire finds
-    no row with its epoch and writes nothing. ``FLEET_HOST`` names the host.
+    The example of a job fenced by its lease epoch, as README's "Several hosts"
+    says: :func:`worker_service.fencing.fenced_transaction` claims the fence row
+    of ``resource`` for this process's epoch (refused once another epoch leads,
+    or a newer one wrote) and the insert commits in the same transaction.
+    After the insert, ``hold`` keeps the transaction working that many seconds
+    (statements of half a second: a long job), then ``idle`` keeps it open and
+    idle at the server (a job computing between statements, or cut off).
+    ``idle_timeout`` is the transaction's idle bound at the server (the TTL by
+    default). ``FLEET_HOST`` names the host.
     """
-    import socket
-    import threading
-
-    import psycopg
-
-    from worker_service import runtime
+    from worker_service.fencing import fenced_transaction
     from worker_service.scheduler.tracking import current_run
-    from worker_service.state.faults import FencedOut
 
-    settings = runtime.settings()
-    epoch = runtime.fencing_token()
-    if epoch is None:
-        raise FencedOut("not leading: no fencing token")
     run = current_run()
     slot = run.scheduled_at if run is not None and run.scheduled_at is not None else time.time()
-    schema = settings["STATE_DATABASE_SCHEMA"]
-    with psycopg.connect(settings["STATE_DATABASE_URL"], connect_timeout=2) as db:
-        def cut() -> None:  # libpq has no read timeout: shut the socket down at the deadline
-            with contextlib.suppress(OSError):
-                socket.socket(fileno=os.dup(db.fileno())).shutdown(socket.SHUT_RDWR)
+    target = ".".join(f'"{part}"' for part in table.split("."))
+    # libpq has no read timeout: a silent network path must not hang the job thread (the watchdog cuts the socket).
+    with fenced_transaction(resource, timeout=TICK_WATCHDOG + hold + idle, idle_timeout=idle_timeout) as db:
+        db.execute(f'INSERT INTO {target} (slot, wall, host, pid, epoch) VALUES (%s, %s, %s, %s, %s)',
+                   (slot, time.time(), os.environ.get("FLEET_HOST", "?"), os.getpid(), _epoch()))
+        until = time.monotonic() + hold
+        while time.monotonic() < until:  # a long job at work in its transaction
+            db.execute("SELECT pg_sleep(%s)", (min(0.5, max(until - time.monotonic(), 0.0)),))
+        if idle:
+            time.sleep(idle)  # the transaction stays open, idle at the server
 
-        watchdog = threading.Timer(TICK_WATCHDOG, cut)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            held = db.execute(f'SELECT 1 FROM "{schema}".lease WHERE name = %s AND epoch = %s FOR SHARE',
-                              ("scheduler", epoch)).fetchone()
-            if held is None:
-                raise FencedOut(f"fenced out: epoch {epoch} no longer holds the scheduler lease")
-            target = ".".join(f'"{part}"' for part in table.split("."))
-            db.execute(f'INSERT INTO {target} (slot, wall, host, pid, epoch) VALUES (%s, %s, %s, %s, %s)',
-                       (slot, time.time(), os.environ.get("FLEET_HOST", "?"), os.getpid(), epoch))
-        finally:
-            watchdog.cancel()
+
+def _epoch() -> int:
+    from worker_service import runtime
+
+    epoch = runtime.fencing_token()
+    assert epoch is not None  # fenced_transaction refused a run without one
+    return epoch

@@ -35,7 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
 from .columns import LEADERSHIP_CHANGES_KEPT
+from .pg_bounds import BOUNDS_SQL, bounds
 from .pg_pool import StatePool
 from .pg_schema import quoted
 from .pg_store import PostgresStateStore
@@ -153,6 +159,19 @@ class PostgresLease:
         self._release = _RELEASE.format(s=schema)
         self._offer = _OFFER_HANDOVER.format(s=schema)
         self._lost = _RECORD_LOST.format(s=schema)
+        # Every statement runs in a transaction of its own bounded at the server (module docstring): a lease
+        # statement never waits long for a lock, and a session cut off inside one never keeps the row locked.
+        self._bounds = bounds(idle=store.timeout, lock=store.timeout / 2, statement=store.timeout)
+
+    def _execute(self, statement: str, params: Mapping[str, Any]) -> tuple | None:
+        """Run ``statement`` in one bounded transaction, in one round trip (a pipeline); its first row, if any."""
+        def work(db: psycopg.Connection) -> tuple | None:
+            with db.pipeline(), db.transaction():
+                db.execute(BOUNDS_SQL, self._bounds)
+                cursor = db.execute(statement, params)
+            return cursor.fetchone() if cursor.description is not None else None
+
+        return self._db.run(work)
 
     def acquire(self, host: str, pid: int, session: str) -> LeaseGrant | None:
         """Take the lease if it is free (never taken, expired, released, or offered), or renew it if ``session`` holds it.
@@ -160,29 +179,29 @@ class PostgresLease:
         ``None`` if another session holds it. One statement, which also logs the change.
         """
         params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl, "kept": self.changes_kept}
-        row = self._db.run(lambda db: db.execute(self._acquire, params).fetchone())
+        row = self._execute(self._acquire, params)
         return LeaseGrant(int(row[0]), session, self.ttl, float(row[1])) if row else None
 
     def renew(self, grant: LeaseGrant) -> LeaseGrant | None:
         """Extend the lease by the TTL; ``None`` if it is no longer this epoch and session (it was lost)."""
         params = {"epoch": grant.epoch, "session": grant.session, "ttl": self.ttl}
-        row = self._db.run(lambda db: db.execute(self._renew, params).fetchone())
+        row = self._execute(self._renew, params)
         return LeaseGrant(int(row[0]), grant.session, self.ttl, float(row[1])) if row else None
 
     def release(self, grant: LeaseGrant) -> None:
         """Give the lease up at once (a graceful stop or reload), if it is still this epoch's."""
         params = {"epoch": grant.epoch, "session": grant.session}
-        self._db.run(lambda db: db.execute(self._release, params))
+        self._execute(self._release, params)
 
     def offer_handover(self, grant: LeaseGrant) -> None:
         """Let the next acquire by another session take the lease before it expires; the holder leads until then."""
         params = {"epoch": grant.epoch, "session": grant.session}
-        self._db.run(lambda db: db.execute(self._offer, params))
+        self._execute(self._offer, params)
 
     def record_lost(self, grant: LeaseGrant) -> None:
         """Log that ``grant``'s holder found its lease taken (from it to the current holder); once per epoch."""
         params = {"epoch": grant.epoch, "session": grant.session}
-        self._db.run(lambda db: db.execute(self._lost, params))
+        self._execute(self._lost, params)
 
     def current(self) -> LeaseRecord | None:
         """The lease as the database sees it now, or ``None`` if it was never taken."""

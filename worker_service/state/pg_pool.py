@@ -285,6 +285,8 @@ def describe(error: BaseException, target: str) -> str:
     on_socket = _SERVER_ON_SOCKET.search(text)
     where = f"{at.group(1)}:{at.group(2)}" if at else on_socket.group(1) if on_socket else target
     lowered = text.lower()
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        return f"waited too long for a row another transaction holds locked (lock_timeout; {where})"
     if isinstance(error, psycopg.errors.ConnectionTimeout) or "timeout expired" in lowered:
         return f"timed out connecting ({where})"
     if "connection refused" in lowered:

@@ -90,11 +90,20 @@ _V3 = """
 ALTER TABLE {s}.job_stats ADD COLUMN duration_p95 double precision;
 """
 
+# Jobs fence their own writes on a row per resource (worker_service.fencing), never on the lease row: a job's
+# transaction, however long or cut off, then never holds a lock that a renewal or a takeover waits for.
+_V4 = """
+CREATE TABLE {s}.fences (
+    resource text PRIMARY KEY, epoch bigint NOT NULL, written_at timestamptz NOT NULL
+);
+"""
+
 # (version, what it does, DDL with {s} for the quoted schema), in order. Never edit one that shipped: add the next.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "job state, run history, heartbeat, the scheduler lease, operators' commands and pauses", _V1),
     (2, "the host that submitted each live run", _V2),
     (3, "each job's p95 duration over its history", _V3),
+    (4, "the fence rows jobs write through (worker_service.fencing)", _V4),
 )
 LATEST = MIGRATIONS[-1][0]
 _LOCK_WAIT = 0.8  # of the migration's budget, the part it may wait for another host's migration
