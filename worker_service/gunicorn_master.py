@@ -98,21 +98,32 @@ def logconfig() -> dict[str, Any]:
     }
 
 
-def configuration_problem() -> str | None:
-    """Run ``worker-service check-config`` in a child process; return its one-line complaint, if any."""
-    done = subprocess.run([sys.executable, "-m", "worker_service.cli", "check-config"],
+def configuration_problem(*options: str) -> str | None:
+    """Run ``worker-service check-config`` in a child process; return its one-line complaint, if any.
+
+    Warnings it prints on success (a state database that does not answer yet,
+    with ``--at-start``) go to stderr as they are.
+    """
+    done = subprocess.run([sys.executable, "-m", "worker_service.cli", "check-config", *options],
                           capture_output=True, text=True, timeout=CHECK_CONFIG_TIMEOUT)
     if done.returncode == 0:
+        for line in done.stderr.splitlines():
+            if line.strip():
+                print(line, file=sys.stderr, flush=True)
         return None
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     return lines[-1] if lines else f"worker-service: check-config failed with exit code {done.returncode}"
 
 
 def on_starting(server: Any) -> None:
-    """Master, before binding: a bad setting or jobs file exits 78 with one line; record the start time."""
+    """Master, before binding: a bad setting or jobs file exits 78 with one line; record the start time.
+
+    A state database that does not answer yet is a warning, not exit 78: the
+    host starts and joins the fleet once it answers.
+    """
     os.environ.setdefault(STARTED_AT, repr(time.time()))
     os.environ.setdefault(STARTED_MONOTONIC, repr(time.monotonic()))
-    problem = configuration_problem()
+    problem = configuration_problem("--at-start")
     if problem:
         print(problem, file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from .. import readiness
@@ -31,8 +32,12 @@ _leadership: Any = None
 _aborting = False
 
 
-def validate_configuration() -> str | None:
-    """Return one line describing what is wrong with the settings or jobs file, or ``None``."""
+def validate_configuration(at_start: Callable[[str], None] | None = None) -> str | None:
+    """Return one line describing what is wrong with the settings or jobs file, or ``None``.
+
+    ``at_start``: the service's own start, where a state database that does not
+    answer yet is a warning passed to it, not a problem (a VM may boot first).
+    """
     from ..config import ConfigError, load_settings
     from ..state.setup import check_state_store
     from .jobs_file import JobsFileError, load_jobs_file
@@ -44,7 +49,7 @@ def validate_configuration() -> str | None:
         from common.helpers.health import redact
 
         return redact(str(error))  # an import error of a job module may quote anything
-    return check_state_store(settings)
+    return check_state_store(settings, at_start)
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -64,6 +64,10 @@ from ..state.faults import FencedOut
 log = logging.getLogger(__name__)
 
 HANDOVER_POLL = 0.1  # seconds between renewals while a handover is offered (only during a stop)
+# While the state database cannot be reached (a host that booted before it, an outage), a candidate retries after
+# 0.5 s, then twice as long each time, at most this long (and never less often than it polls when the database
+# answers): it joins within this many seconds of the database answering again, whatever the TTL.
+UNREACHABLE_RETRY_CAP = 5.0
 DRAIN_POLL = 0.05  # seconds between looks at the previous leader's running runs after a handover
 
 # The writes of the leader's store view, each refused once the term is not valid.
@@ -486,19 +490,23 @@ class FleetLease:
 
     def wait_for_term(self, stopping: threading.Event, on_lost: Callable[[], None]) -> LeaseTerm | None:
         failing = False
+        retry = 0.5  # the next pause while the database cannot be reached
         while not stopping.is_set():
             sent = self._clock()
             try:
                 grant = self._backend.acquire(self.host, os.getpid(), self._session_id())
             except StoreUnavailable as error:
                 if not failing:
-                    log.error("pid %d cannot reach the scheduler lease: %s; trying every %.1f s", os.getpid(), error,
-                              self.timing.poll_every)
+                    log.error("pid %d cannot reach the scheduler lease: %s; trying again with a backoff of at most "
+                              "%.1f s", os.getpid(), error, min(self.timing.poll_every, UNREACHABLE_RETRY_CAP))
                 failing = True
+                stopping.wait(min(retry, self.timing.poll_every) * random.uniform(0.8, 1.0))
+                retry = min(retry * 2, UNREACHABLE_RETRY_CAP)
+                continue
             else:
                 if failing:
                     log.warning("pid %d reaches the scheduler lease again", os.getpid())
-                failing = False
+                failing, retry = False, 0.5
                 if grant is not None:
                     return self._begin(grant, sent, on_lost)
             stopping.wait(self.timing.poll_every * random.uniform(0.8, 1.0))  # spread the hosts' polls

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .faults import StoreUnavailable, is_corrupt, reason_alone, reason_for
@@ -42,14 +42,18 @@ def build_store(settings: Mapping[str, Any]) -> StateStore:
     return SqliteStateStore(os.path.join(settings["WORKER_STATE_DIR"], STATE_FILE), settings["JOB_HISTORY_SIZE"])
 
 
-def check_state_store(settings: Mapping[str, Any]) -> str | None:
+Warn = Callable[[str], None]
+
+
+def check_state_store(settings: Mapping[str, Any], at_start: Warn | None = None) -> str | None:
     """One line saying why the state store cannot work in ``WORKER_STATE_DIR``, or ``None``.
 
     For ``check-config`` and the start (exit 78), never for a running worker,
     which degrades instead. It really makes, syncs and removes a file in the
     directory (``os.access`` says yes to root even on ``/proc`` or a full
     disk), and opens the store file for writing. A corrupt store file is no
-    problem here: the start moves it aside and rebuilds it.
+    problem here: the start moves it aside and rebuilds it. ``at_start``: see
+    :func:`check_state_database`.
     """
     directory = settings["WORKER_STATE_DIR"]
     name = f"WORKER_STATE_DIR={directory!r}"
@@ -68,17 +72,25 @@ def check_state_store(settings: Mapping[str, Any]) -> str | None:
     if disk and not os.path.exists(disk):  # at the start only: a path that goes away later is reported in /status
         return f"configuration error: STATUS_DISK_PATH={disk!r} does not exist"
     if settings.get("STATE_DATABASE_URL"):
-        return check_state_database(settings)
+        return check_state_database(settings, at_start)
     return None
 
 
-def check_state_database(settings: Mapping[str, Any]) -> str | None:
+def check_state_database(settings: Mapping[str, Any], at_start: Warn | None = None) -> str | None:
     """One line saying why the fleet's state database cannot work, or ``None``: it connects, then migrates.
 
     Each step is bounded: ``STATE_DATABASE_TIMEOUT`` to connect, but never
     under :data:`CHECK_TIMEOUT` (a timeout tuned for a running service's
     calls, 0.5 s, failed a start on a loaded machine). The reason never holds
     the URL or its password.
+
+    ``at_start`` (the service's own start, not ``check-config``): a database
+    that cannot be reached *now* (refused, timed out, unknown host, a password
+    being rotated) is no configuration error: a VM may boot before its
+    database. It is passed to ``at_start`` as a warning and the start goes on;
+    the host joins the fleet once the database answers. Only what can never
+    work stops the start: a URL that cannot be parsed or has another scheme
+    (refused by the settings already) and a schema newer than this code.
     """
     from .pg_schema import SchemaTooNew
     from .pg_store import PostgresStateStore
@@ -90,15 +102,25 @@ def check_state_database(settings: Mapping[str, Any]) -> str | None:
         try:
             store.pool.run(lambda db: db.execute("SELECT 1").fetchone())
         except StoreUnavailable as error:
-            return f"configuration error: STATE_DATABASE_URL: cannot connect: {reason_alone(error.reason)}"
+            return _unreachable(f"cannot connect: {reason_alone(error.reason)}", at_start)
         try:
             store.migrate()
         except SchemaTooNew as error:
             return f"configuration error: STATE_DATABASE_SCHEMA={store.schema!r}: {reason_alone(error.reason)}"
         except StoreUnavailable as error:
-            return f"configuration error: STATE_DATABASE_URL: cannot create or migrate schema {store.schema!r}: {reason_alone(error.reason)}"
+            return _unreachable(f"cannot create or migrate schema {store.schema!r}: {reason_alone(error.reason)}",
+                                at_start)
     finally:
         store.close()
+    return None
+
+
+def _unreachable(reason: str, at_start: Warn | None) -> str | None:
+    """The line for a state database that does not serve now: a problem for ``check-config``, a warning at start."""
+    if at_start is None:
+        return f"configuration error: STATE_DATABASE_URL: {reason}"
+    at_start(f"warning: STATE_DATABASE_URL: {reason}; starting anyway: the scheduler is unavailable on this host "
+             "until the state database answers, then the host joins the fleet by itself")
     return None
 
 
