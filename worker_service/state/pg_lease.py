@@ -34,7 +34,6 @@ database would cost the leader its lease.
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Mapping
 from typing import Any
 
