@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -20,6 +19,7 @@ import pytest
 from tests.support.pg import DATABASE_URL, FAST_URL, scratch_schema
 from tests.support.servers import wait_until
 from tests.support.tcp_proxy import TcpProxy
+from worker_service.host_identity import host_id
 from worker_service.scheduler.heartbeat import LEADERS
 from worker_service.status_table import render
 
@@ -130,10 +130,12 @@ def test_the_heartbeat_is_judged_on_the_databases_clock_not_this_hosts(fleet_app
 
     app = fleet_app()
     lead(app.extensions["store"])
-    # This host's wall clock an hour ahead (a broken NTP): the leader still beats by the database's clock.
+    # This host's wall clock an hour ahead (a broken NTP): the leader still beats by the database's clock, so the
+    # scheduler is not called stale; the host only says its own clock keeps it from leading (degraded).
     check = SchedulerCheck(app.extensions["store"], app.config, wall=lambda: time.time() + 3600)
     result = check.run("scheduler")
-    assert (result.status.value, result.reason) == ("available", None)
+    assert result.status.value == "degraded" and "clock is 3600" in result.reason and "ahead" in result.reason
+    assert SchedulerCheck(app.extensions["store"], app.config).run("scheduler").status.value == "available"
 
 
 def test_jobs_are_judged_on_the_databases_clock_not_this_hosts(fleet_app, monkeypatch):
@@ -152,7 +154,8 @@ def test_jobs_are_judged_on_the_databases_clock_not_this_hosts(fleet_app, monkey
         "sync", "Sync", "interval[0:01:00]", time.time() + 60, 30.0, 1, "default", False, True, 60.0)])
     ahead = time.time() + 3600
     check = SchedulerCheck(store, app.config, wall=lambda: ahead)
-    assert (check.run("scheduler").status.value, check.run("scheduler").reason) == ("available", None)
+    result = check.run("scheduler")  # not overdue: degraded only for this host's own clock
+    assert result.status.value == "degraded" and "overdue" not in result.reason and "SCHEDULER_MAX_CLOCK_SKEW" in result.reason
     real = time.time
     monkeypatch.setattr(snapshot, "time", types.SimpleNamespace(time=lambda: real() + 3600))
     policy = JobPolicy.from_settings(app.config)
@@ -222,7 +225,7 @@ def test_an_unreachable_database_is_degraded_while_another_host_led_a_moment_ago
 
 def test_an_unreachable_database_is_unavailable_when_the_leader_was_on_this_host(fleet_app, proxy):
     app = fleet_app(url=through(proxy))
-    lead(fleet_app().extensions["store"], host=socket.gethostname(), pid=os.getpid())
+    lead(fleet_app().extensions["store"], host=host_id(), pid=os.getpid())
     client = app.test_client()
     assert scheduler(client)[0] == "available"
     proxy.cut()

@@ -288,7 +288,7 @@ def test_a_fenced_write_racing_a_new_acquire_waits_for_it_and_is_then_refused(st
     with pg.admin() as acquirer:
         with acquirer.transaction():
             acquirer.execute(lease._acquire, {"host": "host-b", "pid": 22, "session": "session-b", "ttl": TTL,
-                                              "kept": lease.changes_kept})
+                                              "kept": lease.changes_kept, "host_now": time.time(), "max_skew": None})
 
             def stale_write() -> None:
                 try:

@@ -245,7 +245,9 @@ def test_a_new_leader_records_a_run_whose_leader_may_still_be_alive_as_lost_and_
     import subprocess
     import sys
 
-    here = socket.gethostname()
+    from worker_service.host_identity import host_id
+
+    here = host_id()  # this running service; another service on a host of the same name is another host
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait(timeout=10)  # reaped: its pid is free
     gone_pid = finished.pid
@@ -279,7 +281,7 @@ def test_a_new_leader_records_a_run_whose_leader_may_still_be_alive_as_lost_and_
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "recorded as lost" in r.getMessage()]
     assert warned == ["job far: its leader lost the scheduler while it ran on host host-b (pid 4242); recorded as "
                       "lost, not as a crash: it may have finished there",
-                      f"job frozen: its leader lost the scheduler while it ran on host {here} (pid {alive.pid});"
+                      f"job frozen: its leader lost the scheduler while it ran on host {socket.gethostname()} (pid {alive.pid});"
                       " recorded as lost, not as a crash: it may have finished there"]
 
 

@@ -109,6 +109,9 @@ class SettingsSchema(Schema):
     SCHEDULER_LEASE_TTL = fields.Float(
         load_default=10.0, validate=validate.Range(min=2, max=300, error="must be between 2 and 300"),
         metadata={"help": "Seconds the fleet's scheduler lease lasts without a renewal; renewed every third of it."})
+    SCHEDULER_MAX_CLOCK_SKEW = fields.Float(
+        load_default=2.0, validate=validate.Range(min=0.1, max=3600, error="must be between 0.1 and 3600"),
+        metadata={"help": "Seconds a fleet host's wall clock may differ from the state database's and still lead."})
 
     REDIS_URL = fields.String(load_default=None, allow_none=True, validate=_url("redis", "rediss", "unix"),
                               metadata=_secret(help="Redis for the cache. Unset: an in-process cache."))

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 UNDER_GUNICORN = "WORKER_SERVICE_UNDER_GUNICORN"  # set in the master: post_fork runs the election, never create_app
 STARTED_AT = "WORKER_SERVICE_STARTED_AT"  # the master's wall-clock start, epoch seconds
 STARTED_MONOTONIC = "WORKER_SERVICE_STARTED_MONOTONIC"  # the master's time.monotonic() at start
+INSTANCE = "WORKER_SERVICE_INSTANCE"  # worker_service.host_identity.INSTANCE_VARIABLE (this file imports no package)
 EX_CONFIG = 78  # sysexits.h: configuration error
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -123,6 +125,7 @@ def on_starting(server: Any) -> None:
     """
     os.environ.setdefault(STARTED_AT, repr(time.time()))
     os.environ.setdefault(STARTED_MONOTONIC, repr(time.monotonic()))
+    os.environ.setdefault(INSTANCE, uuid.uuid4().hex[:12])  # worker_service.host_identity: one per running master
     problem = configuration_problem("--at-start")
     if problem:
         print(problem, file=sys.stderr, flush=True)

@@ -68,7 +68,8 @@ def coordination(settings: Mapping[str, Any]) -> tuple[StateStore, LeaderElectio
     from .state.pg_lease import PostgresLease
 
     timing = LeaseTiming.from_settings(dict(settings))
-    return store, election, FleetLease(PostgresLease(store, timing.ttl), store, timing)  # type: ignore[arg-type]
+    backend = PostgresLease(store, timing.ttl, max_skew=float(settings["SCHEDULER_MAX_CLOCK_SKEW"]))
+    return store, election, FleetLease(backend, store, timing)  # type: ignore[arg-type]
 
 
 def build(settings: dict[str, Any]) -> Resources:

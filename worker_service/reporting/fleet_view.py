@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..host_identity import host_label
 from ..state.records import LeadershipChange, LeaseRecord
 from .scheduler_view import SchedulerView
 from .snapshot import StoreSnapshot
@@ -48,7 +49,7 @@ def view_fleet(snapshot: StoreSnapshot, scheduler: SchedulerView | None) -> Flee
         return FleetView(SINGLE_HOST, _heartbeat_leader(scheduler), None, [])
     lease, leader = snapshot.held_lease, None
     if lease is not None and lease.live:
-        leader = FleetLeader(lease.holder_host, lease.holder_pid, lease.acquired_at, lease.epoch, lease.expires_at,
+        leader = FleetLeader(host_label(lease.holder_host), lease.holder_pid, lease.acquired_at, lease.epoch, lease.expires_at,
                              lease.expires_in)
     return FleetView(FLEET, leader, lease, list(snapshot.changes))
 

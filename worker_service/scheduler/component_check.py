@@ -27,7 +27,6 @@ longer), and a read that misses it counts as "cannot reach".
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,8 +36,9 @@ from typing import Any
 
 from common.helpers.health import CheckError, ComponentCheck, ServiceDegraded, ServiceUnavailable
 
+from ..host_identity import host_id, host_label
 from ..state import StateReader, StoreUnavailable
-from ..state.faults import reason_alone
+from ..state.faults import clock_skew, clock_skew_reason, reason_alone
 from ..state.records import LeaseRecord, SchedulerRecord
 from .heartbeat import (
     LEADERS,
@@ -86,7 +86,9 @@ class SchedulerCheck(ComponentCheck):
         self.fleet = fleet_mode(settings)
         self._lease_ttl = float(settings.get("SCHEDULER_LEASE_TTL") or 10.0)
         self._leaders = leaders or LEADERS
-        self._hostname = hostname or socket.gethostname()
+        self._hostname = hostname or host_id()  # compared with the lease holder's identity, whole
+        self._max_skew = float(settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0)
+        self._skew: float | None = None  # this host's clock skew past the bound, at the last read of the lease
         budget = READ_SHARE * float(settings.get("HEALTH_CHECK_TIMEOUT") or 0.5)
         self._deadline = _ReadDeadline(budget) if self.fleet and bounded else None
 
@@ -113,7 +115,7 @@ class SchedulerCheck(ComponentCheck):
         if last is None:
             return ServiceUnavailable(f"{cause}; no live leader read in the last {self._lease_ttl:g} s")
         seen, ago = last
-        who = f"{seen.host} pid {seen.pid} (epoch {seen.epoch})"
+        who = f"{host_label(seen.host)} pid {seen.pid} (epoch {seen.epoch})"
         if seen.host == self._hostname:
             return ServiceUnavailable(f"{cause}; the fleet's leader was {who} on this host, "
                                       f"which cannot renew its lease either ({ago:.0f} s ago)")
@@ -143,6 +145,8 @@ class SchedulerCheck(ComponentCheck):
         quarantined = self._store.quarantined_jobs()
         if quarantined:
             raise ServiceDegraded("job quarantined for killing its worker: " + ", ".join(quarantined[:3]))
+        if self.fleet and self._skew is not None:  # the fleet runs its jobs; this host could not lead it
+            raise ServiceDegraded(clock_skew_reason(self._skew, self._max_skew))
 
     def _host_leader(self, now: float) -> SchedulerRecord:
         """One host: the heartbeat, if fresh; the reasons are the ones this service always gave."""
@@ -157,15 +161,25 @@ class SchedulerCheck(ComponentCheck):
         return leader
 
     def _fleet_leader(self) -> tuple[SchedulerRecord, float]:
-        """The fleet: a live lease and a fresh heartbeat, judged on the database's clock (returned with the leader)."""
+        """The fleet: a live lease and a fresh heartbeat, judged on the database's clock (returned with the leader).
+
+        Also notes this host's clock skew (:attr:`_skew`), from the database's
+        clock at the lease read: a host past ``SCHEDULER_MAX_CLOCK_SKEW`` does
+        not lead, and says so.
+        """
+        before = self._wall()
         lease = read_lease(self._store)
+        self._skew = self._skew_past_bound(lease, before)
         leader = self._store.scheduler()
         self._leaders.note(lease)
         if lease is None or not lease.live:
-            raise ServiceUnavailable(no_leader_reason(lease, leader))
+            reason = no_leader_reason(lease, leader)
+            if self._skew is not None:
+                reason += "; " + clock_skew_reason(self._skew, self._max_skew)
+            raise ServiceUnavailable(reason)
         beat_now = database_now(lease)
         if leader is None or not heartbeat_is_fresh(leader, self._heartbeat_interval, beat_now, self._sightings):
-            holder = f"{lease.holder_host} pid {lease.holder_pid} (epoch {lease.epoch}) holds the scheduler lease"
+            holder = f"{host_label(lease.holder_host)} pid {lease.holder_pid} (epoch {lease.epoch}) holds the scheduler lease"
             if leader is None or leader.heartbeat_at <= 0:
                 raise ServiceUnavailable(f"{holder}, but no scheduler heartbeat was written")
             if leader.state == "stopped":
@@ -175,6 +189,14 @@ class SchedulerCheck(ComponentCheck):
             raise ServiceUnavailable(f"{holder}, but no scheduler heartbeat for {age:.0f} s "
                                      f"(last from {leader.hostname} pid {leader.pid})")
         return leader, beat_now
+
+
+    def _skew_past_bound(self, lease: LeaseRecord | None, before: float) -> float | None:
+        """This host's clock minus the database's, if further apart than the bound (``None`` if within it)."""
+        if lease is None:
+            return None
+        skew = clock_skew(before, self._wall(), database_now(lease))
+        return skew if abs(skew) > self._max_skew else None
 
 
 def fleet_mode(settings: Mapping[str, Any]) -> bool:
@@ -194,7 +216,7 @@ def no_leader_reason(lease: LeaseRecord | None, leader: SchedulerRecord | None) 
         if leader is None:
             return "no host has led the fleet yet (the scheduler lease was never taken)"
         return f"no host holds the scheduler lease (the last heartbeat was from {leader.hostname} pid {leader.pid})"
-    holder = f"{lease.holder_host} pid {lease.holder_pid} (epoch {lease.epoch})"
+    holder = f"{host_label(lease.holder_host)} pid {lease.holder_pid} (epoch {lease.epoch})"
     if lease.released:
         return f"no host leads the fleet: {holder} released the scheduler lease {_ended_ago(lease):.0f} s ago"
     return f"no host leads the fleet: the scheduler lease of {holder} expired {_ended_ago(lease):.0f} s ago"

@@ -51,15 +51,15 @@ import dataclasses
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
-from ..state.faults import FencedOut
+from ..state.faults import ClockSkewed, FencedOut, clock_skew_reason
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ class LeaseGrant(Protocol):
 
 class LeaseBackend(Protocol):
     """The database side of the lease: :class:`worker_service.state.pg_lease.PostgresLease`."""
+
+    max_skew: float | None  # how far this host's wall clock may be from the database's while it leads
 
     def acquire(self, host: str, pid: int, session: str) -> Any: ...
     def renew(self, grant: Any) -> Any: ...
@@ -248,6 +250,7 @@ class FleetTerm:
         self._offered = False  # a handover was offered (set before the offer is sent)
         self.handed_over = False  # lost to the host this process offered it to
         self._lapse_logged = False
+        self._skew_offered_at: float | None = None  # when a handover was offered because of this host's clock
         self._keeper = threading.Thread(target=self._keep, name="scheduler-lease", daemon=True)
 
     def start(self) -> FleetTerm:
@@ -324,6 +327,46 @@ class FleetTerm:
             if failing or self._lapse_logged:
                 log.warning("the scheduler lease (epoch %s) is renewed again: this host still leads", self.epoch)
             failing, unexpected, self._lapse_logged = False, False, False
+            if self._skewed(grant) and self._resign_for_skew(grant):
+                return
+
+    def _skewed(self, grant: LeaseGrant) -> bool:
+        bound = getattr(self._backend, "max_skew", None)
+        return bound is not None and abs(getattr(grant, "clock_skew", 0.0)) > bound
+
+    def _resign_for_skew(self, grant: LeaseGrant) -> bool:
+        """This host's clock drifted past the bound while it leads: hand over, or give the lease up; True once done.
+
+        A leader runs jobs at its own wall clock's times, so a skewed one runs
+        them early, late or never. It offers the lease to the other hosts and
+        keeps leading until one takes it (at their next poll, as at a graceful
+        stop); if none does within the handover wait, it releases the lease:
+        a fleet with no leader says so, where a leader with a wrong clock would
+        silently run nothing on time.
+        """
+        if self._skew_offered_at is not None:
+            if self._clock() - self._skew_offered_at < self._timing.handover_wait:
+                return False
+            log.error("no other host took the scheduler over within %.1f s: releasing the lease (epoch %s) because %s",
+                      self._timing.handover_wait, self.epoch, clock_skew_reason(grant.clock_skew,
+                                                                                self._backend.max_skew or 0.0))
+            try:
+                self._backend.release(self._grant)
+            except StoreUnavailable as error:
+                log.error("could not release the scheduler lease (epoch %s): %s; it runs out by itself", self.epoch,
+                          error)
+            self._offered = True
+            self._lose()
+            return True
+        log.error("the scheduler lease (epoch %s): %s; handing the scheduler over to another host", self.epoch,
+                  clock_skew_reason(grant.clock_skew, self._backend.max_skew or 0.0))
+        self._offered = True
+        self._skew_offered_at = self._clock()
+        try:
+            self._backend.offer_handover(self._grant)
+        except StoreUnavailable as error:
+            log.error("could not offer the scheduler to another host: %s", error)
+        return False
 
     def _log_lapse(self) -> None:
         if not self.valid() and not self._lapse_logged:
@@ -468,10 +511,11 @@ class FleetLease:
         self._backend = backend
         self._store = store
         self.timing = timing
-        self.host = host or socket.gethostname()
+        self.host = host or host_id()  # compared whole: two hosts may share a host name
         self._clock = clock
         self._term: FleetTerm | None = None
         self._session: tuple[int, str] | None = None
+        self.clock_skew: float | None = None  # set while this host may not lead because of its clock (seconds ahead)
 
     @property
     def handover_wait(self) -> float:
@@ -495,6 +539,12 @@ class FleetLease:
             sent = self._clock()
             try:
                 grant = self._backend.acquire(self.host, os.getpid(), self._session_id())
+            except ClockSkewed as skewed:
+                if self.clock_skew is None:
+                    log.error("pid %d stays a standby: %s", os.getpid(), skewed)
+                self.clock_skew = skewed.skew
+                stopping.wait(self.timing.poll_every * random.uniform(0.8, 1.0))
+                continue
             except StoreUnavailable as error:
                 if not failing:
                     log.error("pid %d cannot reach the scheduler lease: %s; trying again with a backoff of at most "
@@ -506,6 +556,10 @@ class FleetLease:
             else:
                 if failing:
                     log.warning("pid %d reaches the scheduler lease again", os.getpid())
+                if self.clock_skew is not None:
+                    log.warning("pid %d: this host's clock is within SCHEDULER_MAX_CLOCK_SKEW of the state database's"
+                                " again; it may lead", os.getpid())
+                    self.clock_skew = None
                 failing, retry = False, 0.5
                 if grant is not None:
                     return self._begin(grant, sent, on_lost)
@@ -517,7 +571,7 @@ class FleetLease:
         term = FleetTerm(self._backend, grant, self.timing, sent, on_lost, predecessor_draining=reason == "handover",
                          clock=self._clock)
         self._term = term.start()
-        log.info("pid %d on %s leads the fleet's scheduler: lease epoch %d (%s)", os.getpid(), self.host,
+        log.info("pid %d on %s leads the fleet's scheduler: lease epoch %d (%s)", os.getpid(), host_label(self.host),
                  grant.epoch, reason or "taken")
         return term
 

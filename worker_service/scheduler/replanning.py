@@ -66,6 +66,21 @@ def replanned(trigger: BaseTrigger, next_run_time: dt.datetime, jump: float,
     return (trigger, upcoming) if upcoming is not None else None
 
 
+def latest_next_run(trigger: BaseTrigger, now: dt.datetime) -> dt.datetime | None:
+    """The latest next run time a leader with a right clock could have published for ``trigger`` at ``now``.
+
+    An interval job's grid is anchored where its leader started it, so its next
+    run is at most one interval away; any other trigger's is at most its first
+    fire time after ``now``. A published time later than this came from a clock
+    that was ahead. ``None``: no bound (a date trigger, or nothing ahead).
+    """
+    if isinstance(trigger, DateTrigger):
+        return None
+    if isinstance(trigger, IntervalTrigger):
+        return _shifted(now, trigger.interval_length, now.tzinfo or dt.UTC)
+    return trigger.get_next_fire_time(None, now)
+
+
 class ReplanningScheduler(BackgroundScheduler):
     """``BackgroundScheduler`` that re-plans every job after a wall-clock jump, before running due jobs.
 

@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
+from ..host_identity import host_id, host_label
 from ..state import StateStore
 from ..state.faults import FencedOut
 from ..state.records import JobDefinition, OrphanedRun
@@ -38,10 +39,12 @@ from .crash_policy import CrashPolicy
 from .executor import TrackedThreadPoolExecutor
 from .jobs_file import JobSpec
 from .replanning import ReplanningScheduler
+from .replanning import latest_next_run as _latest_next_run
 from .tracking import TRACKED_EVENTS, ExecutionTracker
 
 log = logging.getLogger(__name__)
 STATE_NAMES = {STATE_RUNNING: "running", STATE_PAUSED: "paused"}
+LATE_PUBLISHED_SLACK = 1.0  # seconds a published next run may lie past what the schedule allows (clocks, rounding)
 
 
 class SchedulerService:
@@ -55,7 +58,7 @@ class SchedulerService:
         self.heartbeat_interval = heartbeat_interval
         self.crash_policy = crash_policy or CrashPolicy(limit=3, backoff=10.0)
         self.session = uuid.uuid4().hex
-        self.host = socket.gethostname()
+        self.host = host_id()  # compared whole: two hosts may share a host name
         self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed, host=self.host)
         self.executor = TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)
         self.scheduler = ReplanningScheduler(
@@ -151,7 +154,7 @@ class SchedulerService:
         for orphan in self.store.settle_orphans(self.session, lost=self._lost):
             if orphan.outcome == "lost":
                 log.warning("job %s: its leader lost the scheduler while it ran on host %s (pid %d); recorded as lost,"
-                            " not as a crash: it may have finished there", orphan.job_id, orphan.host, orphan.pid)
+                            " not as a crash: it may have finished there", orphan.job_id, host_label(orphan.host), orphan.pid)
             elif orphan.outcome == "crashed":
                 log.error("job %s: its worker (pid %d) died while it ran; recorded as crashed", orphan.job_id,
                           orphan.pid)
@@ -259,7 +262,17 @@ class SchedulerService:
             return None
         if published.trigger != str(spec.trigger):
             return None
-        return dt.datetime.fromtimestamp(published.next_run_time, zoneinfo.ZoneInfo(self.timezone))
+        zone = zoneinfo.ZoneInfo(self.timezone)
+        now = dt.datetime.fromtimestamp(time.time(), zone)
+        latest = _latest_next_run(spec.trigger, now)
+        if latest is not None and published.next_run_time > latest.timestamp() + LATE_PUBLISHED_SLACK:
+            # Published by a leader whose clock ran ahead (it leads no more): waiting for it would stop the job
+            # for as long as that clock was ahead. Planned from this leader's time instead.
+            log.warning("job %s: the previous leader published its next run %.0f s later than its schedule allows "
+                        "(that host's clock was ahead?); planned from now", spec.id,
+                        published.next_run_time - latest.timestamp())
+            return spec.trigger.get_next_fire_time(None, now)
+        return dt.datetime.fromtimestamp(published.next_run_time, zone)
 
     def _next_run_of(self, job_id: str) -> tuple[float | None, bool]:
         """``(next run time, paused)``; a job APScheduler removed (its trigger is done) has neither."""

@@ -28,6 +28,35 @@ class StoreUnavailable(Exception):
         super().__init__(self.reason)
 
 
+class ClockSkewed(Exception):
+    """This host's wall clock is further from the state database's than ``SCHEDULER_MAX_CLOCK_SKEW``: it may not lead."""
+
+    def __init__(self, skew: float, bound: float) -> None:
+        self.skew, self.bound = skew, bound  # skew: this host's clock minus the database's, seconds
+        super().__init__(clock_skew_reason(skew, bound))
+
+
+def clock_skew(sent: float, answered: float, db_now: float) -> float:
+    """This host's wall clock minus the database's, as far as a round trip can prove it (0 if it cannot).
+
+    The database read its clock somewhere between ``sent`` and ``answered``
+    (this host's clock): a reading inside that window proves no skew at all.
+    """
+    db_now = float(db_now)
+    if db_now < sent:
+        return sent - db_now
+    if db_now > answered:
+        return answered - db_now
+    return 0.0
+
+
+def clock_skew_reason(skew: float, bound: float) -> str:
+    """One phrase for a skewed clock: how far, which way, and the bound."""
+    way = "ahead of" if skew > 0 else "behind"
+    return (f"this host's clock is {abs(skew):.1f} s {way} the state database's (more than SCHEDULER_MAX_CLOCK_SKEW "
+            f"{bound:g} s): it does not lead the fleet's scheduler; fix its time (NTP)")
+
+
 def reason_alone(reason: str) -> str:
     """A store's reason without its "state store: " / "state database: " prefix, for a sentence that names it."""
     for prefix in ("state store: ", "state database: "):

@@ -34,27 +34,37 @@ database would cost the leader its lease.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
 
 from .columns import LEADERSHIP_CHANGES_KEPT
+from .faults import ClockSkewed, clock_skew
 from .pg_bounds import BOUNDS_SQL, bounds
 from .pg_pool import StatePool
 from .pg_schema import quoted
 from .pg_store import PostgresStateStore
 from .records import LeaseRecord
 
-# Takes the lease if free, or renews it for the session that holds it. The lease row remembers the holder it
+# Takes the lease if free, or renews it for the session that holds it, unless the caller's wall clock (sent as
+# host_now) is further than max_skew from the database's: a host with a wrong clock would run every job at its own
+# wrong times (an hour behind, none at all). The one row says what the database's clock read and whether it was taken. The lease row remembers the holder it
 # replaced and why (RETURNING has only the new row), so the change is logged by the same statement. A new epoch is
 # the database clock's milliseconds, or the last epoch + 1 if that is larger (see the module docstring).
 _ACQUIRE = """
-WITH taken AS (
+WITH clock AS (
+    SELECT extract(epoch FROM clock_timestamp())::float8 AS now,
+           %(max_skew)s::float8 IS NULL
+           OR abs(%(host_now)s::float8 - extract(epoch FROM clock_timestamp())) <= %(max_skew)s::float8 AS in_bound
+),
+taken AS (
     INSERT INTO {s}.lease AS l (name, epoch, holder_host, holder_pid, holder_session, acquired_at, renewed_at,
                                 expires_at, released, handover, change_reason)
-    VALUES ('scheduler', (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %(host)s::text, %(pid)s::int,
-            %(session)s::text, now(), now(), now() + %(ttl)s::float8 * interval '1 second', false, false, 'first')
+    SELECT 'scheduler', (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %(host)s::text, %(pid)s::int,
+           %(session)s::text, now(), now(), now() + %(ttl)s::float8 * interval '1 second', false, false, 'first'
+    FROM clock WHERE clock.in_bound
     ON CONFLICT (name) DO UPDATE SET
         epoch = CASE WHEN {same} THEN l.epoch ELSE greatest(l.epoch + 1, EXCLUDED.epoch) END,
         holder_host = EXCLUDED.holder_host, holder_pid = EXCLUDED.holder_pid,
@@ -86,14 +96,21 @@ trimmed AS (
     DELETE FROM {s}.leadership_changes
     WHERE EXISTS (SELECT 1 FROM taken WHERE changed)
       AND id < (SELECT id FROM {s}.leadership_changes ORDER BY id DESC OFFSET %(kept)s::bigint - 2 LIMIT 1)
+),
+-- A host refused for its clock leaves a lease row nobody holds if there was none, so that every host reads the
+-- database's clock with the lease (and can tell its own skew) even before any host led.
+unheld AS (
+    INSERT INTO {s}.lease (name, epoch, expires_at)
+    SELECT 'scheduler', (extract(epoch FROM clock_timestamp()) * 1000)::bigint, now() FROM clock WHERE NOT clock.in_bound
+    ON CONFLICT (name) DO NOTHING
 )
-SELECT epoch, expires_in FROM taken"""
+SELECT (SELECT epoch FROM taken), (SELECT expires_in FROM taken), clock.now, clock.in_bound FROM clock"""
 _SAME = "(l.holder_session = EXCLUDED.holder_session AND NOT l.released)"
 
 _RENEW = """
 UPDATE {s}.lease SET renewed_at = now(), expires_at = now() + %(ttl)s::float8 * interval '1 second'
 WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint AND holder_session = %(session)s::text AND NOT released
-RETURNING epoch, extract(epoch FROM expires_at - clock_timestamp())::float8"""
+RETURNING epoch, extract(epoch FROM expires_at - clock_timestamp())::float8, extract(epoch FROM clock_timestamp())::float8"""
 
 _RELEASE = """
 UPDATE {s}.lease SET released = true, expires_at = least(expires_at, now())
@@ -129,6 +146,7 @@ class LeaseGrant:
     session: str
     ttl: float
     expires_in: float
+    clock_skew: float = 0.0  # this host's wall clock minus the database's at the statement, seconds
 
 
 APPLICATION_NAME = "worker-service-lease"  # pg_stat_activity tells the lease's connection from the store's
@@ -143,9 +161,12 @@ class PostgresLease:
     the store.
     """
 
-    def __init__(self, store: PostgresStateStore, ttl: float, changes_kept: int = LEADERSHIP_CHANGES_KEPT) -> None:
+    def __init__(self, store: PostgresStateStore, ttl: float, changes_kept: int = LEADERSHIP_CHANGES_KEPT,
+                 max_skew: float | None = None, wall: Callable[[], float] = time.time) -> None:
         self.store = store
         self.ttl = ttl
+        self.max_skew = max_skew  # None: no bound on this host's clock (tests of the lease alone)
+        self._wall = wall
         self.changes_kept = max(2, changes_kept)
         self.pool = StatePool(store.pool.url, store.timeout, min_size=1, max_size=1,
                               application_name=APPLICATION_NAME)
@@ -164,11 +185,22 @@ class PostgresLease:
 
     def _execute(self, statement: str, params: Mapping[str, Any]) -> tuple | None:
         """Run ``statement`` in one bounded transaction, in one round trip (a pipeline); its first row, if any."""
-        def work(db: psycopg.Connection) -> tuple | None:
+        return self._timed(statement, params)[0]
+
+    def _timed(self, statement: str, params: Mapping[str, Any]) -> tuple[tuple | None, float, float]:
+        """:meth:`_execute`, with this host's wall clock just before the statement is sent and just after its answer.
+
+        ``host_now`` in ``params`` is that first reading, taken once the
+        connection is checked out (and the schema migrated), so the statement's
+        clock check is not thrown off by a slow connect.
+        """
+        def work(db: psycopg.Connection) -> tuple[tuple | None, float, float]:
+            sent = self._wall()
             with db.pipeline(), db.transaction():
                 db.execute(BOUNDS_SQL, self._bounds)
-                cursor = db.execute(statement, params)
-            return cursor.fetchone() if cursor.description is not None else None
+                cursor = db.execute(statement, {**params, "host_now": sent})
+            row = cursor.fetchone() if cursor.description is not None else None
+            return row, sent, self._wall()
 
         return self._db.run(work)
 
@@ -177,15 +209,23 @@ class PostgresLease:
 
         ``None`` if another session holds it. One statement, which also logs the change.
         """
-        params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl, "kept": self.changes_kept}
-        row = self._execute(self._acquire, params)
-        return LeaseGrant(int(row[0]), session, self.ttl, float(row[1])) if row else None
+        params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl, "kept": self.changes_kept,
+                  "max_skew": self.max_skew}
+        row, sent, answered = self._timed(self._acquire, params)
+        epoch, expires_in, db_now, in_bound = row
+        skew = clock_skew(sent, answered, db_now)
+        if not in_bound:
+            raise ClockSkewed(skew, self.max_skew or 0.0)
+        return LeaseGrant(int(epoch), session, self.ttl, float(expires_in), skew) if epoch is not None else None
+
 
     def renew(self, grant: LeaseGrant) -> LeaseGrant | None:
         """Extend the lease by the TTL; ``None`` if it is no longer this epoch and session (it was lost)."""
         params = {"epoch": grant.epoch, "session": grant.session, "ttl": self.ttl}
-        row = self._execute(self._renew, params)
-        return LeaseGrant(int(row[0]), grant.session, self.ttl, float(row[1])) if row else None
+        row, sent, answered = self._timed(self._renew, params)
+        if row is None:
+            return None
+        return LeaseGrant(int(row[0]), grant.session, self.ttl, float(row[1]), clock_skew(sent, answered, row[2]))
 
     def release(self, grant: LeaseGrant) -> None:
         """Give the lease up at once (a graceful stop or reload), if it is still this epoch's."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from ..host_identity import host_label
+
 HEARTBEATS_BEFORE_STALE = 3  # a scheduler is gone after this many missed heartbeats
 
 
@@ -137,7 +139,7 @@ class OrphanedRun:
         """``(error type, message)`` its history row carries; ``None`` for a missed run (a skip, not a failure)."""
         outcome = self.outcome
         if outcome == "lost":
-            where = f"host {self.host}" if self.host else "another host"
+            where = f"host {host_label(self.host)}" if self.host else "another host"
             if self.started_at is None:
                 return "LeaderLost", (f"its leader lost the scheduler after handing it to its worker on {where}"
                                       f" (pid {self.pid}); it may have run there")

@@ -6,6 +6,7 @@ from typing import Any
 
 from common.helpers.health import format_timestamp
 
+from ..host_identity import host_label
 from ..reporting.fleet_view import FleetView
 from ..reporting.scheduler_view import SchedulerView
 from ..scheduler.job_health import JobHealth
@@ -52,8 +53,8 @@ def fleet_status(view: FleetView) -> dict[str, Any]:
             "at": format_timestamp(change.at),
             "epoch": change.epoch,
             "reason": change.reason,
-            "from": None if change.from_host is None else {"host": change.from_host, "pid": change.from_pid},
-            "to": None if change.to_host is None else {"host": change.to_host, "pid": change.to_pid},
+            "from": None if change.from_host is None else {"host": host_label(change.from_host), "pid": change.from_pid},
+            "to": None if change.to_host is None else {"host": host_label(change.to_host), "pid": change.to_pid},
         } for change in view.changes],
         "error": view.error,
     }

@@ -1,0 +1,73 @@
+"""Two fleet hosts with the same host name (cloned VMs, containers) are two hosts, not one.
+
+Every simulated host here runs on this machine, so every pair of them shares one host name: exactly the clones'
+case. The identity a record carries is the host name plus an instance id made by each gunicorn master
+(worker_service.host_identity); people still read the host name.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from tests.support.fleet import Fleet
+from tests.support.servers import wait_until
+from worker_service.host_identity import host_label
+
+TTL = 3.0
+TAKEOVER = TTL + TTL / 3 + 1.5
+
+SLOW_JOB = """
+[jobs.slow]
+name = "Slow"
+func = "tests.support.sample_jobs:slow"
+trigger = "interval"
+seconds = 2
+misfire_grace_time = 30
+kwargs = {{ seconds = 30, path = "{marks}" }}
+"""
+
+
+def _scheduler_line(host) -> str:
+    text = str(host.server.get("/health?verbose=1", timeout=5)[2])
+    return next((line for line in text.splitlines() if "scheduler" in line), "")
+
+
+def test_a_cut_off_standby_does_not_call_a_twins_leader_its_own(tmp_path):
+    fleet = Fleet(tmp_path, names=("a", "b"), ttl=TTL, timeout=TTL / 4, workers=2, tick=1.0)
+    a, b = fleet.hosts["a"], fleet.hosts["b"]
+    try:
+        fleet.start(["a"])
+        assert fleet.wait_for_leader(timeout=15) is a
+        fleet.start(["b"])
+        wait_until(lambda: b.server.get("/health")[0] == 200, timeout=10, what="b reading a's leadership")
+        lease = fleet.lease()
+        assert host_label(lease.holder_host) == socket.gethostname() and lease.holder_host != socket.gethostname()
+        b.proxy.cut()  # b cannot reach the database; a, on another host of the same name, still leads
+        line = wait_until(lambda: (found := _scheduler_line(b)) and "cannot reach" in found and found, timeout=10,
+                          what="b's scheduler line after the cut")
+        assert "on this host" not in line, line
+        assert b.server.get("/health")[0] == 200 and f"leader was {socket.gethostname()} pid" in line, line
+        assert "#" not in line  # people read the host name
+    finally:
+        fleet.close()
+
+
+def test_a_run_lost_with_a_whole_twin_host_is_lost_not_crashed(tmp_path):
+    marks = tmp_path / "slow.txt"
+    fleet = Fleet(tmp_path, names=("a", "b"), ttl=TTL, timeout=TTL / 4, workers=2, tick=1.0,
+                  jobs=SLOW_JOB.format(marks=marks))
+    a, b = fleet.hosts["a"], fleet.hosts["b"]
+    try:
+        fleet.start(["a"])
+        assert fleet.wait_for_leader(timeout=15) is a
+        fleet.start(["b"])
+        wait_until(lambda: marks.exists() and "start" in marks.read_text(), timeout=10, what="the slow run going")
+        a.kill()  # the whole host, mid-run: its processes are gone, but it was another host than b
+        assert fleet.wait_for_leader(timeout=TAKEOVER + 5, other_than=a) is b
+        run = wait_until(lambda: next((r for r in fleet.store.runs("slow") if r.outcome in ("lost", "crashed")), None),
+                         timeout=10, what="the killed run settled")
+        assert run.outcome == "lost", run
+        assert f"on host {socket.gethostname()} (pid" in run.error_message and "#" not in run.error_message
+        assert fleet.store.crash_state("slow").consecutive == 0  # no crash hold, no step towards quarantine
+    finally:
+        fleet.close()
