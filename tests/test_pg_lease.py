@@ -123,7 +123,7 @@ def test_a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing(s
     assert reasons(store)[0] == (new.epoch, "released", "host-a", "host-b")
 
 
-def test_a_handover_lets_another_host_take_it_before_expiry_and_the_old_holder_logs_it_lost_once(store, lease):
+def test_a_handover_lets_another_host_take_it_before_expiry_and_is_logged_once(store, lease):
     old = lease.acquire("host-a", 11, "session-a")
     lease.offer_handover(old)
     assert lease.acquire("host-a", 11, "session-a").epoch == old.epoch  # its own holder just renews
@@ -131,10 +131,21 @@ def test_a_handover_lets_another_host_take_it_before_expiry_and_the_old_holder_l
     new = lease.acquire("host-b", 22, "session-b")
     assert new.epoch > old.epoch and lease.current().expires_in > 0.5 * TTL
     assert lease.renew(old) is None and lease.renew(new).epoch == new.epoch
+    lease.record_lost(old)  # the handover's row already says it: one change, one row
+    lease.record_lost(old)
+    assert reasons(store)[:2] == [(new.epoch, "handover", "host-a", "host-b"), (old.epoch, "first", None, "host-a")]
+
+
+def test_a_takeover_the_old_holder_finds_is_one_row_marked_lost(store):
+    """The taker logs "expired"; the old holder, alive after all, marks that same row "lost" (it was two rows)."""
+    lease = PostgresLease(store, 0.5)
+    old = lease.acquire("host-a", 11, "session-a")
+    new = wait_until(lambda: lease.acquire("host-b", 22, "session-b"), timeout=5, what="the lease to expire")
+    assert reasons(store)[0] == (new.epoch, "expired", "host-a", "host-b")
     lease.record_lost(old)
     lease.record_lost(old)
-    assert reasons(store)[:3] == [(new.epoch, "lost", "host-a", "host-b"), (new.epoch, "handover", "host-a", "host-b"),
-                                  (old.epoch, "first", None, "host-a")]
+    assert reasons(store)[:2] == [(new.epoch, "lost", "host-a", "host-b"), (old.epoch, "first", None, "host-a")]
+    assert [change.epoch for change in store.leadership_changes(10)].count(new.epoch) == 1
 
 
 def test_epochs_only_grow_through_every_kind_of_change(store, lease):

@@ -120,8 +120,18 @@ _OFFER_HANDOVER = """
 UPDATE {s}.lease SET handover = true
 WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint AND holder_session = %(session)s::text AND NOT released"""
 
-# From the lost holder (as the change that gave it its epoch names it) to whoever holds the lease now; once.
+# One change of leader is one row: the change that took the lease from this session was logged by its taker (as
+# "expired" when the lease ran out); the old holder, alive after all (cut off, frozen), marks that row "lost". Only
+# if no such row is left (trimmed) is one added, from the lost holder to whoever holds the lease now; once either way.
 _RECORD_LOST = """
+WITH marked AS (
+    UPDATE {s}.leadership_changes SET reason = 'lost', lost_epoch = %(epoch)s::bigint
+    WHERE id = (SELECT id FROM {s}.leadership_changes
+                WHERE from_session = %(session)s::text AND epoch > %(epoch)s::bigint ORDER BY id LIMIT 1)
+      AND reason = 'expired'
+      AND NOT EXISTS (SELECT 1 FROM {s}.leadership_changes WHERE lost_epoch = %(epoch)s::bigint AND reason = 'lost')
+    RETURNING id
+)
 INSERT INTO {s}.leadership_changes (at, epoch, reason, from_host, from_pid, from_session, to_host, to_pid, to_session,
                                     lost_epoch)
 SELECT now(), l.epoch, 'lost', given.to_host, given.to_pid, %(session)s::text, l.holder_host, l.holder_pid,
@@ -131,6 +141,9 @@ LEFT JOIN LATERAL (SELECT to_host, to_pid FROM {s}.leadership_changes
                    WHERE epoch = %(epoch)s::bigint AND to_session = %(session)s::text AND reason <> 'lost'
                    ORDER BY id DESC LIMIT 1) given ON true
 WHERE l.name = 'scheduler' AND l.epoch <> %(epoch)s::bigint
+  AND NOT EXISTS (SELECT 1 FROM marked)
+  AND NOT EXISTS (SELECT 1 FROM {s}.leadership_changes
+                  WHERE from_session = %(session)s::text AND epoch > %(epoch)s::bigint)
 ON CONFLICT (lost_epoch) WHERE reason = 'lost' DO NOTHING"""
 
 
