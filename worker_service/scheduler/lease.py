@@ -523,8 +523,9 @@ class FleetLease:
 
     @property
     def fencing_token(self) -> int | None:
+        """The epoch while this process's term may still submit (not lost, not past its self-fence deadline)."""
         term = self._term
-        return term.epoch if term is not None and not term.ended.is_set() else None
+        return term.epoch if term is not None and not term.ended.is_set() and term.valid() else None
 
     def _session_id(self) -> str:
         """This process's lease session: one per process (a fork gets its own)."""
