@@ -68,7 +68,7 @@ def coordination(settings: Mapping[str, Any]) -> tuple[StateStore, LeaderElectio
     from .state.pg_lease import PostgresLease
 
     timing = LeaseTiming.from_settings(dict(settings))
-    backend = PostgresLease(store, timing.ttl, max_skew=float(settings["SCHEDULER_MAX_CLOCK_SKEW"]))
+    backend = PostgresLease(store, timing.ttl, max_skew=timing.max_skew)
     return store, election, FleetLease(backend, store, timing)  # type: ignore[arg-type]
 
 

@@ -94,8 +94,6 @@ class LeaseGrant(Protocol):
 class LeaseBackend(Protocol):
     """The database side of the lease: :class:`worker_service.state.pg_lease.PostgresLease`."""
 
-    max_skew: float | None  # how far this host's wall clock may be from the database's while it leads
-
     def acquire(self, host: str, pid: int, session: str) -> Any: ...
     def renew(self, grant: Any) -> Any: ...
     def release(self, grant: Any) -> None: ...
@@ -109,6 +107,7 @@ class LeaseTiming:
 
     ttl: float
     timeout: float
+    max_skew: float | None = None  # SCHEDULER_MAX_CLOCK_SKEW: a leader whose clock drifts further hands over
 
     @property
     def renew_every(self) -> float:
@@ -149,7 +148,8 @@ class LeaseTiming:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> LeaseTiming:
         """The timing the settings ask for."""
-        return cls(ttl=float(settings["SCHEDULER_LEASE_TTL"]), timeout=float(settings["STATE_DATABASE_TIMEOUT"]))
+        return cls(ttl=float(settings["SCHEDULER_LEASE_TTL"]), timeout=float(settings["STATE_DATABASE_TIMEOUT"]),
+                   max_skew=float(settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0))
 
 
 class LeaseTerm(Protocol):
@@ -327,11 +327,14 @@ class FleetTerm:
             if failing or self._lapse_logged:
                 log.warning("the scheduler lease (epoch %s) is renewed again: this host still leads", self.epoch)
             failing, unexpected, self._lapse_logged = False, False, False
-            if self._skewed(grant) and self._resign_for_skew(grant):
-                return
+            try:
+                if self._skewed(grant) and self._resign_for_skew(grant):
+                    return
+            except Exception:  # noqa: BLE001 - the keeper must live on: a dead keeper loses the lease
+                log.exception("checking this host's clock against the state database's failed")
 
     def _skewed(self, grant: LeaseGrant) -> bool:
-        bound = getattr(self._backend, "max_skew", None)
+        bound = self._timing.max_skew
         return bound is not None and abs(getattr(grant, "clock_skew", 0.0)) > bound
 
     def _resign_for_skew(self, grant: LeaseGrant) -> bool:
@@ -349,7 +352,7 @@ class FleetTerm:
                 return False
             log.error("no other host took the scheduler over within %.1f s: releasing the lease (epoch %s) because %s",
                       self._timing.handover_wait, self.epoch, clock_skew_reason(grant.clock_skew,
-                                                                                self._backend.max_skew or 0.0))
+                                                                                self._timing.max_skew or 0.0))
             try:
                 self._backend.release(self._grant)
             except StoreUnavailable as error:
@@ -359,7 +362,7 @@ class FleetTerm:
             self._lose()
             return True
         log.error("the scheduler lease (epoch %s): %s; handing the scheduler over to another host", self.epoch,
-                  clock_skew_reason(grant.clock_skew, self._backend.max_skew or 0.0))
+                  clock_skew_reason(grant.clock_skew, self._timing.max_skew or 0.0))
         self._offered = True
         self._skew_offered_at = self._clock()
         try:

@@ -194,7 +194,7 @@ class PostgresLease:
         self._lost = _RECORD_LOST.format(s=schema)
         # Every statement runs in a transaction of its own bounded at the server (module docstring): a lease
         # statement never waits long for a lock, and a session cut off inside one never keeps the row locked.
-        self._bounds = bounds(idle=store.timeout, lock=store.timeout / 2, statement=store.timeout)
+        self._bounds = bounds(idle=store.timeout, lock=store.timeout, statement=store.timeout)
 
     def _execute(self, statement: str, params: Mapping[str, Any]) -> tuple | None:
         """Run ``statement`` in one bounded transaction, in one round trip (a pipeline); its first row, if any."""
