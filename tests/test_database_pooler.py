@@ -9,14 +9,18 @@ outlive it on the shared server connection. Real PgBouncer, real PostgreSQL, a r
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from common.helpers.health import ServiceUnavailable
 from common.helpers.health.checks.postgres import PostgresCheck
+from tests.support import pg
 from tests.support.pgbouncer import PgBouncer, available
+from worker_service.database import PostgresDatabase
 
 pytestmark = pytest.mark.skipif(not available(), reason="pgbouncer (Debian package pgbouncer) is not installed")
 
@@ -32,6 +36,23 @@ def bouncer(tmp_path: Path) -> Iterator[PgBouncer]:
         assert REFUSED not in bouncer.log(), bouncer.log()[-2000:]
 
 
+@pytest.fixture
+def accounts_table() -> Iterator[str]:
+    table = f"accounts_{uuid.uuid4().hex[:8]}"
+    with pg.admin() as db:
+        db.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, email text)")
+        db.execute(f"INSERT INTO {table} VALUES ('a1', 'a@example.org'), ('a2', 'b@example.org')")
+    yield table
+    with pg.admin() as db:
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def settings_seen_by_the_next_client(bouncer: PgBouncer) -> tuple[str, str]:
+    """statement_timeout and the backend's pid, as the next client of the pooler's one server connection sees them."""
+    with psycopg.connect(bouncer.url(), autocommit=True, prepare_threshold=None) as other:
+        return other.execute("SELECT current_setting('statement_timeout'), pg_backend_pid()::text").fetchone()
+
+
 # -- what a user sees -------------------------------------------------------------------------------------------
 def test_health_is_available_with_database_url_on_a_stock_pgbouncer(make_app, bouncer):
     app = make_app(DATABASE_URL=bouncer.url(), HEALTH_CACHE_TTL="0", **NO_SCHEDULER)
@@ -42,12 +63,38 @@ def test_health_is_available_with_database_url_on_a_stock_pgbouncer(make_app, bo
         assert response.json["components"]["database"] == "available"
 
 
+def test_the_accounts_jobs_read_their_table_through_a_stock_pgbouncer(make_app, bouncer, accounts_table):
+    make_app(DATABASE_URL=bouncer.url(), ACCOUNTS_TABLE=accounts_table, **NO_SCHEDULER)
+    from worker_service.jobs.accounts import reconcile_database, sync_accounts
+
+    assert sync_accounts() == 2
+    assert reconcile_database() == 0
+
+
 # -- the bounds hold, and stay inside their transaction --------------------------------------------------------
+def test_the_statement_timeout_the_check_and_a_job_set_never_reaches_the_next_client(bouncer, accounts_table):
+    database = PostgresDatabase(bouncer.url(), timeout=4.0, check_timeout=0.5)
+    database.health_check().check()
+    assert len(database.select(accounts_table)) == 2
+    before = settings_seen_by_the_next_client(bouncer)
+    database.health_check().check()  # again, on its reused client connection
+    after = settings_seen_by_the_next_client(bouncer)
+    assert before[0] == after[0] == "0"  # the server's default: nothing leaked out of SET LOCAL
+    assert before[1] == after[1]  # one server connection for everyone: the check's was the one looked at
+
+
 def test_the_check_is_still_cancelled_by_its_statement_timeout_through_the_pooler(bouncer):
     class SlowCheck(PostgresCheck):
         query = "SELECT pg_sleep(30)"
 
     with pytest.raises(ServiceUnavailable, match="canceling statement due to statement timeout"):
         SlowCheck(bouncer.url(), statement_timeout=0.2).check()
+
+
+def test_a_jobs_query_is_still_cancelled_by_its_statement_timeout_through_the_pooler(bouncer, accounts_table):
+    with pg.admin() as holder, holder.transaction():
+        holder.execute(f"LOCK TABLE {accounts_table} IN ACCESS EXCLUSIVE MODE")  # the job's SELECT waits on it
+        with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+            PostgresDatabase(bouncer.url(), timeout=0.2, check_timeout=0.5).select(accounts_table)
 
 

@@ -80,7 +80,20 @@ class SupabaseDatabase:
 
 
 class PostgresDatabase:
-    """psycopg 3 connections with connect and statement timeouts, prepared statements off."""
+    """psycopg 3 connections for the jobs and the health check, each bound set in a way a transaction pooler accepts.
+
+    A job's query is bounded by libpq's ``connect_timeout`` (client side) and
+    by ``statement_timeout``, set by ``SET LOCAL`` inside the query's own
+    transaction and gone with it (never as a startup parameter: a stock
+    PgBouncer refuses ``options`` for the whole connection, and a session
+    setting would follow the pooled server connection to another client).
+    An explicit transaction, not the health check's single message: a job's
+    query is the one that may run long, and this way the timeout bounds it on
+    any server version (before PostgreSQL 13 a multi-statement message kept the
+    timeout it arrived with); three more round trips are nothing for a job.
+    No startup parameter but ``application_name`` (the health check's)
+    is sent. Prepared statements are off (a transaction pooler has none).
+    """
 
     backend = "postgresql"
 
@@ -95,12 +108,12 @@ class PostgresDatabase:
         from psycopg import sql
         from psycopg.rows import dict_row
 
-        with psycopg.connect(
-            self._url, autocommit=True, prepare_threshold=None, connect_timeout=max(int(self._timeout), 2),
-            options=f"-c statement_timeout={int(self._timeout * 1000)}", row_factory=dict_row,
-        ) as connection:
-            query = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(table))
-            return connection.execute(query, (limit,)).fetchall()
+        query = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(table))
+        with psycopg.connect(self._url, autocommit=True, prepare_threshold=None,
+                             connect_timeout=max(int(self._timeout), 2), row_factory=dict_row) as connection:
+            with connection.transaction():
+                connection.execute(f"SET LOCAL statement_timeout = {max(int(self._timeout * 1000), 1)}")
+                return connection.execute(query, (limit,)).fetchall()
 
     def health_check(self) -> ComponentCheck:
         return self._check
