@@ -9,6 +9,7 @@ outlive it on the shared server connection. Real PgBouncer, real PostgreSQL, a r
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,11 @@ import pytest
 
 from common.helpers.health import ServiceUnavailable
 from common.helpers.health.checks.postgres import PostgresCheck
+from tests.conftest import DATABASE_URL
 from tests.support import pg
 from tests.support.pgbouncer import PgBouncer, available
+from tests.support.servers import wait_until
+from tests.support.tcp_proxy import TcpProxy
 from worker_service.database import PostgresDatabase
 
 pytestmark = pytest.mark.skipif(not available(), reason="pgbouncer (Debian package pgbouncer) is not installed")
@@ -98,3 +102,28 @@ def test_a_jobs_query_is_still_cancelled_by_its_statement_timeout_through_the_po
             PostgresDatabase(bouncer.url(), timeout=0.2, check_timeout=0.5).select(accounts_table)
 
 
+def test_a_jobs_query_to_a_server_that_stops_answering_ends_at_its_bound(accounts_table):
+    """No byte comes back once the query is sent: the server's timeout cannot help, the client's own deadline does."""
+    outcome: list[BaseException | None] = []
+    with TcpProxy("127.0.0.1", 5432) as proxy, pg.admin() as holder, holder.transaction():
+        holder.execute(f"LOCK TABLE {accounts_table} IN ACCESS EXCLUSIVE MODE")
+        database = PostgresDatabase(DATABASE_URL.replace(":5432/", f":{proxy.port}/"), timeout=2.0, check_timeout=0.5)
+
+        def job() -> None:
+            try:
+                database.select(accounts_table)
+                outcome.append(None)
+            except BaseException as error:  # noqa: BLE001 - the test reads it
+                outcome.append(error)
+
+        runner = threading.Thread(target=job, daemon=True)
+        runner.start()
+        with pg.admin() as watcher:  # not the holder: a transaction sees one snapshot of pg_stat_activity
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
+            wait_until(lambda: watcher.execute(waiting, (f'SELECT * FROM "{accounts_table}"%',)).fetchone()[0] == 1,
+                       timeout=10, interval=0.02, what="the job's query to wait on the lock")
+        proxy.freeze()  # the server's own cancel (at 2 s) will never reach the client
+        runner.join(timeout=15)
+        assert not runner.is_alive(), "the job's query is still waiting for a server that never answers"
+    assert isinstance(outcome[0], psycopg.OperationalError), outcome
+    assert "no answer from the database within" in str(outcome[0])
