@@ -9,6 +9,7 @@ outlive it on the shared server connection. Real PgBouncer, real PostgreSQL, a r
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,8 +22,9 @@ from common.helpers.health import ServiceUnavailable
 from common.helpers.health.checks.postgres import PostgresCheck
 from tests.conftest import DATABASE_URL
 from tests.support import pg
+from tests.support.pg import schema  # noqa: F401 - the fixture
 from tests.support.pgbouncer import PgBouncer, available
-from tests.support.servers import wait_until
+from tests.support.servers import BIN, base_env, wait_until
 from tests.support.tcp_proxy import TcpProxy
 from worker_service.database import PostgresDatabase
 
@@ -73,6 +75,22 @@ def test_the_accounts_jobs_read_their_table_through_a_stock_pgbouncer(make_app, 
 
     assert sync_accounts() == 2
     assert reconcile_database() == 0
+
+
+def test_check_config_and_the_state_store_work_through_a_stock_pgbouncer(bouncer, state_dir, schema):  # noqa: F811
+    """check-config opens the fleet's state store (its pool sends application_name only) and migrates it there."""
+    done = subprocess.run([str(BIN / "worker-service"), "check-config"], capture_output=True, text=True, timeout=60,
+                          env=base_env(state_dir, STATE_DATABASE_URL=bouncer.url(), STATE_DATABASE_SCHEMA=schema,
+                                       DATABASE_URL=bouncer.url()))
+    assert done.returncode == 0, done.stderr
+    assert pg.rows(schema, "SELECT count(*) FROM {s}.schema_version")[0][0] > 0
+
+
+def test_the_checks_application_name_is_a_parameter_pgbouncer_tracks(bouncer):
+    """The one startup parameter the service sends: a stock PgBouncer takes it and sets it on the server connection."""
+    check = PostgresDatabase(bouncer.url(), timeout=4.0, check_timeout=0.5).health_check()
+    with check.connect() as connection:
+        assert connection.execute("SHOW application_name").fetchone()[0] == "worker-service-health"
 
 
 # -- the bounds hold, and stay inside their transaction --------------------------------------------------------
