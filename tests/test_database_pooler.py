@@ -125,7 +125,7 @@ def test_a_jobs_query_to_a_server_that_stops_answering_ends_at_its_bound(account
     outcome: list[BaseException | None] = []
     with TcpProxy("127.0.0.1", 5432) as proxy, pg.admin() as holder, holder.transaction():
         holder.execute(f"LOCK TABLE {accounts_table} IN ACCESS EXCLUSIVE MODE")
-        database = PostgresDatabase(DATABASE_URL.replace(":5432/", f":{proxy.port}/"), timeout=2.0, check_timeout=0.5)
+        database = PostgresDatabase(DATABASE_URL.replace(":5432/", f":{proxy.port}/"), timeout=3.0, check_timeout=0.5)
 
         def job() -> None:
             try:
@@ -140,7 +140,7 @@ def test_a_jobs_query_to_a_server_that_stops_answering_ends_at_its_bound(account
             waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
             wait_until(lambda: watcher.execute(waiting, (f'SELECT * FROM "{accounts_table}"%',)).fetchone()[0] == 1,
                        timeout=10, interval=0.02, what="the job's query to wait on the lock")
-        proxy.freeze()  # the server's own cancel (at 2 s) will never reach the client
+        proxy.freeze()  # the server's own cancel (at 3 s) will never reach the client
         runner.join(timeout=15)
         assert not runner.is_alive(), "the job's query is still waiting for a server that never answers"
     assert isinstance(outcome[0], psycopg.OperationalError), outcome
