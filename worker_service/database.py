@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from common.helpers.health.checks.supabase import SupabaseCheck
 from .state.sqlite_wal import connect_wal
 
 SQLITE_FILE = "worker-data.sqlite3"
+NO_ANSWER_GRACE = 1.0  # seconds past a job's statement timeout before a silent server is given up (its cancel first)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,23 @@ class SupabaseDatabase:
 
 
 class PostgresDatabase:
-    """psycopg 3 connections with connect and statement timeouts, prepared statements off."""
+    """psycopg 3 connections for the jobs and the health check, each bound set in a way a transaction pooler accepts.
+
+    A job's query is bounded three ways, whatever the server does: libpq's
+    ``connect_timeout`` (client side); ``statement_timeout``, set by ``SET
+    LOCAL`` inside the query's own transaction and gone with it (never as a
+    startup parameter: a stock PgBouncer refuses ``options`` for the whole
+    connection, and a session setting would follow the pooled server connection
+    to another client); and, for a server that stops answering altogether
+    (whose cancel would never arrive), the state store's watchdog, which shuts
+    the socket down :data:`NO_ANSWER_GRACE` seconds after the statement timeout.
+    An explicit transaction, not the health check's single message: a job's
+    query is the one that may run long, and this way the timeout bounds it on
+    any server version (before PostgreSQL 13 a multi-statement message kept the
+    timeout it arrived with); three more round trips are nothing for a job.
+    No startup parameter but ``application_name`` (the health check's)
+    is sent. Prepared statements are off (a transaction pooler has none).
+    """
 
     backend = "postgresql"
 
@@ -95,12 +113,23 @@ class PostgresDatabase:
         from psycopg import sql
         from psycopg.rows import dict_row
 
-        with psycopg.connect(
-            self._url, autocommit=True, prepare_threshold=None, connect_timeout=max(int(self._timeout), 2),
-            options=f"-c statement_timeout={int(self._timeout * 1000)}", row_factory=dict_row,
-        ) as connection:
-            query = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(table))
-            return connection.execute(query, (limit,)).fetchall()
+        from .state.pg_pool import shut_down_at
+
+        query = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(table))
+        bound = self._timeout + NO_ANSWER_GRACE
+        with psycopg.connect(self._url, autocommit=True, prepare_threshold=None,
+                             connect_timeout=max(int(self._timeout), 2), row_factory=dict_row) as connection:
+            armed = shut_down_at(connection, time.monotonic() + bound)
+            try:
+                with connection.transaction():
+                    connection.execute(f"SET LOCAL statement_timeout = {max(int(self._timeout * 1000), 1)}")
+                    return connection.execute(query, (limit,)).fetchall()
+            except psycopg.Error:
+                if armed.disarm():
+                    raise psycopg.OperationalError(f"no answer from the database within {bound:g} s") from None
+                raise
+            finally:
+                armed.disarm()
 
     def health_check(self) -> ComponentCheck:
         return self._check

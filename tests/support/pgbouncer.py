@@ -5,6 +5,10 @@ port and sends every client of database ``test`` to 127.0.0.1:5432 as user
 ``postgres`` (trust there). ``auth_type="plain"`` with ``users={"app": "s3cret"}``
 makes PgBouncer itself check passwords: a real "password authentication
 failed" while the server trusts everyone. Start and stop are bounded.
+
+What a client may send is PgBouncer's default: no ``ignore_startup_parameters``,
+so a startup parameter it does not track (``options``, ``extra_float_digits``)
+is refused as a stock install refuses it ("unsupported startup parameter").
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ class PgBouncer:
             f"default_pool_size = {self.pool_size}",
             "max_client_conn = 200",
             "server_reset_query =",
-            "ignore_startup_parameters = extra_float_digits",
             "server_connect_timeout = 5",
         ]
         if os.geteuid() == 0:  # pgbouncer refuses to run as root

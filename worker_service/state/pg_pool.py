@@ -392,6 +392,16 @@ def _watchdog() -> _Watchdog:
     return watchdog
 
 
+def shut_down_at(connection: psycopg.Connection, deadline: float) -> _Armed:
+    """Shut ``connection``'s socket down at ``deadline`` (``time.monotonic()``) unless the result is disarmed first.
+
+    The watchdog of the store's calls, for a connection outside any pool (a
+    job's query). ``disarm()`` says whether it fired: the connection is then
+    broken, the blocked call has returned with an error, and it must be closed.
+    """
+    return _watchdog().arm(connection, deadline)
+
+
 def _after_fork_in_child() -> None:
     global _WATCHDOG, _WATCHDOG_LOCK
     _WATCHDOG, _WATCHDOG_LOCK = None, threading.Lock()
