@@ -157,7 +157,6 @@ def check(url: str, timeout: float, token: str | None, job_id: str | None, max_a
     """Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL (also: refused, timeout, a proxy's 5xx), 3 UNKNOWN."""
     if max_age is not None and job_id is None:
         _finish(UNKNOWN, "--max-age needs --job")
-    started = time.monotonic()
     try:
         service = Service.parse(url)
         if job_id is None:
@@ -168,7 +167,7 @@ def check(url: str, timeout: float, token: str | None, job_id: str | None, max_a
         _finish(CRITICAL, str(error))
     except Unknown as error:
         _finish(UNKNOWN, str(error))
-    _finish(code, text, f"{perf} time={time.monotonic() - started:.3f}s;;;0".strip())
+    _finish(code, text, perf)
 
 
 def _check_service(service: Service, timeout: float) -> tuple[int, str, str]:
@@ -176,11 +175,17 @@ def _check_service(service: Service, timeout: float) -> tuple[int, str, str]:
     body = answer.body or {}
     status, components = body.get("status"), body.get("components")
     if status not in SERVICE_CODES or not isinstance(components, dict):
-        return (*_not_a_report(answer, "status and components", None), "")
+        return (*_not_a_report(answer, "status and components", None), _time(answer))
     code = SERVICE_CODES[status]
     summary = ", ".join(f"{name} {value}" for name, value in components.items())
-    perf = " ".join(f"{name}={PERF_VALUE.get(value, 0)};;;0;1" for name, value in components.items())
+    perf = " ".join([*(f"{name}={PERF_VALUE.get(value, 0)};;;0;1" for name, value in components.items()),
+                     _time(answer)])
     return code, f"{body.get('service', 'service')} is {status}: {summary}", perf
+
+
+def _time(answer: Answer) -> str:
+    """The ``time`` performance datum: how long the service (or what answered for it) took, as check_http's."""
+    return f"time={answer.elapsed:.3f}s;;;0"
 
 
 def _not_a_report(answer: Answer, expected: str, token_name: str | None) -> tuple[int, str]:
@@ -219,7 +224,7 @@ def _check_job(service: Service, timeout: float, token: str | None, job_id: str,
     if answer.status != 200 or answer.body is None:
         if answer.status == 200 and answer.is_json:
             raise Unknown(f"{answer.shown} answered JSON of an unexpected shape")
-        return (*_not_a_report(answer, "metrics.jobs_analysis.job_health", READ_TOKENS), "")
+        return (*_not_a_report(answer, "metrics.jobs_analysis.job_health", READ_TOKENS), _time(answer))
     try:
         jobs = answer.body["metrics"]["jobs_analysis"]["job_health"]
     except (KeyError, TypeError):
@@ -255,7 +260,7 @@ def _check_job(service: Service, timeout: float, token: str | None, job_id: str,
             f"consecutive_failures={health.get('consecutive_failures', 0)};;;0")
     if age is not None:
         perf += f" last_success_age={age:.3f}s;;{max_age if max_age is not None else ''};0"
-    return code, text, perf
+    return code, text, f"{perf} {_time(answer)}"
 
 
 @main.command()

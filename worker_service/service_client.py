@@ -30,6 +30,7 @@ import re
 import signal
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -74,6 +75,7 @@ class Answer:
     reason: str
     data: Any  # the parsed JSON, or _NOT_JSON
     text: str  # the body as text, for a message
+    elapsed: float = 0.0  # seconds from the request's start (connection included) to the answer's last byte
 
     @property
     def is_json(self) -> bool:
@@ -165,9 +167,13 @@ class Service:
         elif self.basic:
             sent["Authorization"] = self.basic
         transport = httpx.HTTPTransport(uds=self.socket_path) if self.socket_path else None
+        # The system's CA store, as urllib (and curl) use it, not certifi's: an internal CA stays trusted (and httpx
+        # builds a context even for http://, a redirect may lead to https://; this one is the cheaper to load).
+        verify = ssl.create_default_context()
+        started = time.monotonic()
         try:
             with _deadline(timeout), httpx.Client(transport=transport, timeout=timeout, follow_redirects=True,
-                                                  verify=ssl.create_default_context()) as client:
+                                                  verify=verify) as client:
                 response = client.request(method, self.base + path, headers=sent)
         except (TimeoutError, httpx.TimeoutException):
             raise Unreachable(f"no answer from {shown} within {timeout:g} s") from None
@@ -182,7 +188,7 @@ class Service:
         except ValueError:
             data = _NOT_JSON
         return Answer(shown, response.status_code, response.reason_phrase, data,
-                      response.content.decode("utf-8", "replace"))
+                      response.content.decode("utf-8", "replace"), time.monotonic() - started)
 
 
 def _basic(parts: urllib.parse.SplitResult) -> str | None:
