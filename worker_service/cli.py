@@ -40,7 +40,7 @@ from typing import Any
 import click
 
 from .control.tables import printable
-from .service_client import Answer, Service, Unknown, Unreachable, shown_url
+from .service_client import AUTHORITY, Answer, Service, Unknown, Unreachable, shown_url
 from .vocabulary import JobState, Status
 
 __all__ = ["Unknown", "Unreachable", "fetch", "main", "shown_url"]
@@ -79,12 +79,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the an
 
 # -- what may be printed ---------------------------------------------------------------------------------------------
 _MASKED: set[str] = set()  # the credentials (user:password, password) in the URLs this process was given
-_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//")  # as service_client's: a scheme, then //
 
 
 def _mask_userinfo(url: str) -> None:
     """Remember the credentials ``url`` carries (``user:password``, and the password), to mask them when printed."""
-    start = _AUTHORITY.match(url)
+    start = AUTHORITY.match(url)
     if start is None or "@" not in url[start.end():]:
         return
     userinfo = url[start.end():].rpartition("@")[0]

@@ -35,12 +35,12 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["Answer", "Service", "Unknown", "Unreachable", "shown_url"]
+__all__ = ["AUTHORITY", "Answer", "Service", "Unknown", "Unreachable", "shown_url"]
 
 UNIX_PREFIX = "unix:"
 UNIX_HOST = "http://localhost"  # the Host a request over the socket names (the app reads no Host but a POST's Origin check)
 MESSAGE_CHARS = 200  # at most this much of a proxy's message is repeated
-_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//")
+AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//")  # a scheme (if any), then //: where credentials may follow
 _TAG = re.compile(r"<[^>]*>")
 _NOT_JSON = object()
 
@@ -59,7 +59,7 @@ def shown_url(url: str) -> str:
     Plain text work, never a parse that could fail: everything between
     ``//`` and the last ``@`` goes, even where a parser would read a path.
     """
-    start = _AUTHORITY.match(url)
+    start = AUTHORITY.match(url)
     head, rest = (url[:start.end()], url[start.end():]) if start else ("", url)
     if start and "@" in rest:
         rest = rest.rpartition("@")[2]
@@ -156,7 +156,7 @@ class Service:
         ``timeout`` bounds the whole call (name lookup included) with an
         interval timer, as monitoring plugins do: httpx's timeouts alone apply
         per operation. A bearer ``token`` wins over Basic credentials from
-        ``--url``; neither is sent on to another origin by a redirect.
+        ``--url``; httpx drops either when a redirect leads to another origin (but http:// to https:// on the same host).
         """
         import httpx  # deferred: see the module docstring
 
