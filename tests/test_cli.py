@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -309,6 +311,29 @@ def test_check_job_max_age_says_a_success_in_the_future_is_of_unknown_age(status
     done = run_cli("check", "--url", url, "--job", "tick", "--max-age", "60")
     assert done.returncode == 1, done.stdout
     assert "3600 s in the future" in done.stdout and "0 s ago" not in done.stdout
+
+
+def test_a_socket_the_check_may_not_open_is_unknown_not_critical(tmp_path):
+    """Permission denied is the plugin's own limit (run as the wrong user), not the service's state."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    path = directory / "gunicorn.sock"
+    command = [str(BIN / "worker-service"), "check", "--url", f"unix:{path}"]
+    if os.geteuid() == 0:  # root passes any permission: drop the capabilities that let it
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("setpriv (util-linux) is needed to run the check as root without CAP_DAC_OVERRIDE")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *command]
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        directory.chmod(0)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=base_env(Path("/tmp")))
+        finally:
+            directory.chmod(0o700)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith(f"WORKER-SERVICE UNKNOWN - cannot reach /health via unix:{path}: permission denied")
 
 
 # -- nothing printed carries the URL's credentials or the service's control characters --------------------------------

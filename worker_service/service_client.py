@@ -156,7 +156,8 @@ class Service:
         ``timeout`` bounds the whole call (name lookup included) with an
         interval timer, as monitoring plugins do: httpx's timeouts alone apply
         per operation. A bearer ``token`` wins over Basic credentials from
-        ``--url``; httpx drops either when a redirect leads to another origin (but http:// to https:// on the same host).
+        ``--url``; httpx drops either when a redirect leads to another origin
+        (but http:// to https:// on the same host).
         """
         import httpx  # deferred: see the module docstring
 
@@ -211,8 +212,8 @@ def _transport_failure(shown: str, error: Exception) -> Unknown:
             return Unreachable(f"{shown} closed the connection without an answer")
         return Unknown(f"{shown} did not answer HTTP: {error}")
     if isinstance(cause, PermissionError):  # the plugin's own limit, not the service's state
-        return Unknown(f"cannot reach {shown}: permission denied (the socket is the service user's and nginx's "
-                       "group's only: run the check as one of them)")
+        return Unknown(f"cannot reach {shown}: permission denied; run it as the service's user or a member of "
+                       "the socket's group (nginx's)")
     if isinstance(cause, FileNotFoundError):  # only a unix socket's path is looked up in the file system
         return Unreachable(f"cannot reach {shown}: no such socket; is the service running?")
     if isinstance(cause, ConnectionRefusedError):
