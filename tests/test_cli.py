@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.runs import jobs_file
 from tests.support.servers import BIN, CannedHTTPServer, Gunicorn, base_env, free_port, wait_until
+from tests.support.tcp_proxy import TcpProxy
 
 PLUGIN_LINE = re.compile(r"^WORKER-SERVICE (OK|WARNING|CRITICAL|UNKNOWN) - .+$")
 TOKEN = "cli-test-token-123"
@@ -99,6 +100,14 @@ def test_check_is_critical_on_timeout(hung_listener):
     """check_http's socket_timeout_state."""
     done = run_cli("check", "--url", f"http://127.0.0.1:{hung_listener.port}", "--timeout", "0.5", timeout=10)
     assert done.returncode == 2 and done.stdout.startswith("WORKER-SERVICE CRITICAL") and "within 0.5 s" in done.stdout
+
+
+def test_check_is_critical_when_a_tcp_proxy_accepts_and_closes_without_an_answer():
+    """A TCP balancer in front of a dead server takes the connection, then closes it: no answer is no service."""
+    with TcpProxy("127.0.0.1", free_port()) as proxy:
+        done = run_cli("check", "--url", f"http://127.0.0.1:{proxy.port}", "--timeout", "5")
+    assert done.returncode == 2 and done.stdout.startswith("WORKER-SERVICE CRITICAL - "), done.stdout
+    assert f"http://127.0.0.1:{proxy.port}/health" in done.stdout and "Traceback" not in done.stderr
 
 
 @pytest.fixture
