@@ -31,6 +31,12 @@ name = "Bad"
 func = "tests.support.sample_jobs:always_fail"
 trigger = "interval"
 seconds = 1
+
+[jobs.hourly]
+name = "Hourly (run, paused and resumed by hand here)"
+func = "tests.support.sample_jobs:noop"
+trigger = "interval"
+hours = 1
 """
 
 
@@ -204,14 +210,14 @@ def test_every_command_talks_to_gunicorns_unix_socket(healthy):
     status = run_cli("status", "--url", f"unix://{healthy.socket}", "--json", STATUS_TOKEN=TOKEN)  # gunicorn's unix://
     assert status.returncode == 0 and "good" in json.loads(status.stdout)["metrics"]["jobs_analysis"]["job_health"]
     jobs = run_cli("jobs", "--url", url, "--json", STATUS_TOKEN=TOKEN)
-    assert jobs.returncode == 0 and {job["id"] for job in json.loads(jobs.stdout)["jobs"]} == {"good", "bad"}
-    ran = run_cli("run", "good", "--wait", "--url", url, "--as", "alice", ADMIN_TOKEN=ADMIN)
-    assert ran.returncode == 0 and ran.stdout.startswith("good: run succeeded in "), ran.stdout + ran.stderr
-    history = run_cli("history", "good", "--url", url, "--json", STATUS_TOKEN=TOKEN)
-    assert history.returncode == 0 and "alice" in {run["requested_by"] for run in json.loads(history.stdout)["history"]}
-    paused = run_cli("pause", "good", "--url", url, ADMIN_TOKEN=ADMIN)
+    assert jobs.returncode == 0 and {job["id"] for job in json.loads(jobs.stdout)["jobs"]} == {"good", "bad", "hourly"}
+    ran = run_cli("run", "hourly", "--wait", "--url", url, "--as", "alice", ADMIN_TOKEN=ADMIN)
+    assert ran.returncode == 0 and ran.stdout.startswith("hourly: run succeeded in "), ran.stdout + ran.stderr
+    history = run_cli("history", "hourly", "--url", url, "--json", STATUS_TOKEN=TOKEN)
+    assert history.returncode == 0 and json.loads(history.stdout)["history"][0]["requested_by"] == "alice"
+    paused = run_cli("pause", "hourly", "--url", url, ADMIN_TOKEN=ADMIN)
     assert paused.returncode == 0 and "pause: paused" in paused.stdout, paused.stdout + paused.stderr
-    resumed = run_cli("resume", "good", "--url", url, ADMIN_TOKEN=ADMIN)
+    resumed = run_cli("resume", "hourly", "--url", url, ADMIN_TOKEN=ADMIN)
     assert resumed.returncode == 0 and "resume: resumed" in resumed.stdout, resumed.stdout + resumed.stderr
     refused = run_cli("jobs", "--url", url)
     assert refused.returncode == 3 and f"/jobs via unix:{healthy.socket} answered 401" in refused.stderr
