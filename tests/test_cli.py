@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.support.runs import jobs_file
 from tests.support.servers import BIN, CannedHTTPServer, Gunicorn, base_env, free_port, wait_until
+from tests.support.tcp_proxy import TcpProxy
 
 PLUGIN_LINE = re.compile(r"^WORKER-SERVICE (OK|WARNING|CRITICAL|UNKNOWN) - .+$")
 TOKEN = "cli-test-token-123"
+ADMIN = "cli-test-admin-token-4567"
 JOBS = """
 [jobs.good]
 name = "Good"
@@ -25,24 +31,35 @@ name = "Bad"
 func = "tests.support.sample_jobs:always_fail"
 trigger = "interval"
 seconds = 1
+
+[jobs.hourly]
+name = "Hourly (run, paused and resumed by hand here)"
+func = "tests.support.sample_jobs:noop"
+trigger = "interval"
+hours = 1
 """
 
 
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    env = base_env(__import__("pathlib").Path("/tmp"))
-    return subprocess.run([str(BIN / "worker-service"), *args], capture_output=True, text=True, timeout=timeout, env=env)
+def run_cli(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess:
+    """Run the installed command with no token in its environment unless given."""
+    return subprocess.run([str(BIN / "worker-service"), *args], capture_output=True, text=True, timeout=timeout,
+                          env=base_env(Path("/tmp"), **env))
 
 
-def start(workdir, **env):
+def start(workdir, args=None, **env):
     return Gunicorn(base_env(workdir / "state", HEALTH_CACHE_TTL="0", STATUS_CACHE_TTL="0",
-                             SCHEDULER_HEARTBEAT_INTERVAL="1", **env), workdir).start()
+                             SCHEDULER_HEARTBEAT_INTERVAL="1", **env), workdir, args=args).start()
 
 
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory):
+    """gunicorn on a TCP port and, as on a VM, on a unix socket too (``healthy.socket``)."""
     workdir = tmp_path_factory.mktemp("cli-ok")
     path = jobs_file(workdir / "jobs.toml", JOBS)
-    server = start(workdir, WORKER_JOBS_FILE=str(path), STATUS_TOKEN=TOKEN, JOB_FAILURE_THRESHOLD="2")
+    sock = workdir / "gunicorn.sock"
+    server = start(workdir, ["-b", f"unix:{sock}"], WORKER_JOBS_FILE=str(path), STATUS_TOKEN=TOKEN,
+                   ADMIN_TOKEN=ADMIN, JOB_FAILURE_THRESHOLD="2")
+    server.socket = sock
 
     def ran():
         status, _, body = server.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -76,33 +93,156 @@ def test_check_is_warning_when_degraded_and_critical_when_unavailable(tmp_path, 
         server.stop()
 
 
-def test_check_is_unknown_when_refused():
+# -- check speaks check_http's language: nothing answering is CRITICAL, what it cannot judge UNKNOWN -------------------
+
+def test_check_is_critical_when_refused():
+    """check_http's econn_refuse_state: a service that is down is what a monitor is for."""
     done = run_cli("check", "--url", f"http://127.0.0.1:{free_port()}")
-    assert done.returncode == 3 and done.stdout.startswith("WORKER-SERVICE UNKNOWN") and "refused" in done.stdout
+    assert done.returncode == 2, done.stdout
+    assert done.stdout.startswith("WORKER-SERVICE CRITICAL - cannot reach") and "connection refused" in done.stdout
 
 
-def test_check_is_unknown_on_timeout(hung_listener):
+def test_check_is_critical_on_timeout(hung_listener):
+    """check_http's socket_timeout_state."""
     done = run_cli("check", "--url", f"http://127.0.0.1:{hung_listener.port}", "--timeout", "0.5", timeout=10)
-    assert done.returncode == 3 and "within 0.5 s" in done.stdout
+    assert done.returncode == 2 and done.stdout.startswith("WORKER-SERVICE CRITICAL") and "within 0.5 s" in done.stdout
+
+
+def test_check_is_critical_when_a_tcp_proxy_accepts_and_closes_without_an_answer():
+    """A TCP balancer in front of a dead server takes the connection, then closes it: no answer is no service."""
+    with TcpProxy("127.0.0.1", free_port()) as proxy:
+        done = run_cli("check", "--url", f"http://127.0.0.1:{proxy.port}", "--timeout", "5")
+    assert done.returncode == 2 and done.stdout.startswith("WORKER-SERVICE CRITICAL - "), done.stdout
+    assert f"http://127.0.0.1:{proxy.port}/health" in done.stdout and "Traceback" not in done.stderr
 
 
 @pytest.fixture
-def not_json_server():
-    def respond(path: str) -> tuple[int, str, bytes]:
-        if path.startswith("/health"):
-            return 502, "", b"<html>502 Bad Gateway</html>"
-        return 200, "", b'["a", "list"]'
-
-    server = CannedHTTPServer(respond)
-    yield server.url
+def front():
+    """A real HTTP server standing for whatever sits in front of the service: ``front.answers[path] = (status,
+    content type, body)``; a path it has no answer for gets a JSON list (no report at all)."""
+    answers: dict[str, tuple[int, str, bytes]] = {}
+    server = CannedHTTPServer(lambda path: answers.get(path.partition("?")[0], (200, "", b'["a", "list"]')))
+    server.answers = answers
+    yield server
     server.close()
 
 
-def test_check_is_unknown_when_the_answer_is_not_json_or_has_the_wrong_shape(not_json_server):
-    done = run_cli("check", "--url", not_json_server)
-    assert done.returncode == 3 and "not JSON" in done.stdout
-    done = run_cli("check", "--url", not_json_server, "--job", "x")
-    assert done.returncode == 3 and "unexpected shape" in done.stdout
+NGINX_502_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+                  b"</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+HAPROXY_503_PAGE = (b"<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n"
+                    b"</body></html>\n")
+SHIPPED_504 = b'{"error":"Gateway Timeout","message":"worker-service did not answer in time"}'
+
+
+@pytest.mark.parametrize(("answer", "needle"), [
+    ((502, "text/html", NGINX_502_PAGE), "/health answered HTTP 502 Bad Gateway: nginx"),
+    ((503, "text/html", HAPROXY_503_PAGE), "answered HTTP 503 Service Unavailable: No server is available to handle"),
+    ((504, "application/json", SHIPPED_504), "answered HTTP 504 Gateway Timeout: worker-service did not answer in time"),
+    ((503, "application/json", b'{"error": "Service Unavailable"}'), "answered HTTP 503 Service Unavailable: Service"),
+    ((500, "text/plain", b"upstream \x1b[31mdown\r\nsecond line"), "answered HTTP 500 Internal Server Error: upstream ?[31mdown"),
+])
+def test_check_is_critical_with_the_proxys_message_when_a_proxy_answers_5xx(front, answer, needle):
+    front.answers["/health"] = answer
+    done = run_cli("check", "--url", front.url)
+    assert done.returncode == 2 and done.stdout.startswith("WORKER-SERVICE CRITICAL - "), done.stdout
+    assert needle in done.stdout and len(done.stdout.splitlines()) == 1, done.stdout
+    assert "second line" not in done.stdout and "\x1b" not in done.stdout
+
+
+def test_check_is_critical_with_the_proxys_message_for_a_job_too(front):
+    front.answers["/status"] = (502, "text/html", NGINX_502_PAGE)
+    done = run_cli("check", "--url", front.url, "--job", "x", "--token", TOKEN)
+    assert done.returncode == 2 and "/status answered HTTP 502 Bad Gateway: nginx" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(("args", "answer", "needle"), [
+    ([], (404, "application/json", b'{"error":"Not Found","message":"no such endpoint"}'),
+     "answered HTTP 404 Not Found (no such endpoint): is --url the service's base URL?"),
+    ([], (401, "text/html", b"<h1>401 Authorization Required</h1>"), "/health needs no token"),
+    ([], (403, "application/json", b'{"error":"Forbidden","message":"internal networks only"}'),
+     "(internal networks only): /health needs no token"),
+    ([], (200, "text/html", b"<html>a welcome page</html>"), "with a body that is not JSON: is --url the service's"),
+    ([], (200, "application/json", b'{"a": 1}'), "/health answered JSON without status and components"),
+    (["--job", "x"], (401, "application/json", b'{"error":"Unauthorized"}'),
+     "a valid --token (STATUS_TOKEN or ADMIN_TOKEN) is required"),
+    (["--job", "x"], (403, "application/json", b'{"message":"internal networks only"}'),
+     "(internal networks only): reading it takes --token with STATUS_TOKEN or ADMIN_TOKEN"),
+    (["--job", "x"], (200, "application/json", b'["a", "list"]'), "/status answered JSON of an unexpected shape"),
+])
+def test_check_is_unknown_for_what_it_cannot_judge_and_says_why(front, args, answer, needle):
+    front.answers["/status" if args else "/health"] = answer
+    done = run_cli("check", "--url", front.url, *args)
+    assert done.returncode == 3 and done.stdout.startswith("WORKER-SERVICE UNKNOWN - "), done.stdout
+    assert needle in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("args", [["--timeout", "abc"], ["--max-age", "-1", "--job", "x"], ["--nope"],
+                                  ["--url", "unix:"], ["--url", "ftp://host/"]])
+def test_a_bad_argument_is_unknown_in_the_plugins_one_line_never_clicks_exit_2(args):
+    done = run_cli("check", *args)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert PLUGIN_LINE.match(done.stdout.strip()) and done.stdout.startswith("WORKER-SERVICE UNKNOWN - bad ")
+    assert len(done.stdout.splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("suffix", ["/health", "/health/", "/"])
+def test_check_takes_the_health_url_itself_as_well_as_the_base_url(healthy, suffix):
+    done = run_cli("check", "--url", healthy.url + suffix)
+    assert done.returncode == 0 and done.stdout.startswith("WORKER-SERVICE OK"), done.stdout
+
+
+def test_check_job_and_status_read_with_the_admin_token_like_jobs_and_history(healthy):
+    job = run_cli("check", "--url", healthy.url, "--job", "good", ADMIN_TOKEN=ADMIN)
+    assert job.returncode == 0 and job.stdout.startswith("WORKER-SERVICE OK - job good is "), job.stdout
+    table = run_cli("status", "--url", healthy.url, ADMIN_TOKEN=ADMIN)
+    assert table.returncode == 0 and "good" in table.stdout, table.stderr
+    assert ADMIN not in job.stdout + table.stdout + table.stderr
+
+
+# -- --url unix:/path/to/gunicorn.sock: the VM layout, past nginx ----------------------------------------------------
+
+def test_every_command_talks_to_gunicorns_unix_socket(healthy):
+    url = f"unix:{healthy.socket}"
+    check = run_cli("check", "--url", url)
+    assert check.returncode == 0 and check.stdout.startswith("WORKER-SERVICE OK - worker-service is "), check.stdout
+    job = run_cli("check", "--url", url, "--job", "good", "--max-age", "60", STATUS_TOKEN=TOKEN)
+    assert job.returncode == 0 and "last success" in job.stdout, job.stdout
+    status = run_cli("status", "--url", f"unix://{healthy.socket}", "--json", STATUS_TOKEN=TOKEN)  # gunicorn's unix://
+    assert status.returncode == 0 and "good" in json.loads(status.stdout)["metrics"]["jobs_analysis"]["job_health"]
+    jobs = run_cli("jobs", "--url", url, "--json", STATUS_TOKEN=TOKEN)
+    assert jobs.returncode == 0 and {job["id"] for job in json.loads(jobs.stdout)["jobs"]} == {"good", "bad", "hourly"}
+    ran = run_cli("run", "hourly", "--wait", "--url", url, "--as", "alice", ADMIN_TOKEN=ADMIN)
+    assert ran.returncode == 0 and ran.stdout.startswith("hourly: run succeeded in "), ran.stdout + ran.stderr
+    history = run_cli("history", "hourly", "--url", url, "--json", STATUS_TOKEN=TOKEN)
+    assert history.returncode == 0 and json.loads(history.stdout)["history"][0]["requested_by"] == "alice"
+    paused = run_cli("pause", "hourly", "--url", url, ADMIN_TOKEN=ADMIN)
+    assert paused.returncode == 0 and "pause: paused" in paused.stdout, paused.stdout + paused.stderr
+    resumed = run_cli("resume", "hourly", "--url", url, ADMIN_TOKEN=ADMIN)
+    assert resumed.returncode == 0 and "resume: resumed" in resumed.stdout, resumed.stdout + resumed.stderr
+    refused = run_cli("jobs", "--url", url)
+    assert refused.returncode == 3 and f"/jobs via unix:{healthy.socket} answered 401" in refused.stderr
+
+
+@pytest.fixture
+def stale_socket(tmp_path):
+    """A socket file nothing listens on, as a killed gunicorn leaves it."""
+    path = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+    return path
+
+
+def test_a_missing_or_dead_socket_is_critical_for_check_and_a_clear_line_for_the_rest(tmp_path, stale_socket):
+    missing = tmp_path / "gone.sock"
+    done = run_cli("check", "--url", f"unix:{missing}")
+    assert done.returncode == 2, done.stdout
+    assert done.stdout.strip() == f"WORKER-SERVICE CRITICAL - cannot reach /health via unix:{missing}: no such " \
+                                  "socket; is the service running?"
+    dead = run_cli("check", "--url", f"unix:{stale_socket}", "--job", "x")
+    assert dead.returncode == 2 and f"/status via unix:{stale_socket}: connection refused" in dead.stdout, dead.stdout
+    jobs = run_cli("jobs", "--url", f"unix:{missing}")
+    assert jobs.returncode == 3 and "no such socket; is the service running?" in jobs.stderr, jobs.stderr
+    assert "Traceback" not in done.stderr + dead.stderr + jobs.stderr
 
 
 def test_check_job_reports_each_jobs_health_and_needs_the_token(healthy):
@@ -188,6 +328,29 @@ def test_check_job_max_age_says_a_success_in_the_future_is_of_unknown_age(status
     assert "3600 s in the future" in done.stdout and "0 s ago" not in done.stdout
 
 
+def test_a_socket_the_check_may_not_open_is_unknown_not_critical(tmp_path):
+    """Permission denied is the plugin's own limit (run as the wrong user), not the service's state."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    path = directory / "gunicorn.sock"
+    command = [str(BIN / "worker-service"), "check", "--url", f"unix:{path}"]
+    if os.geteuid() == 0:  # root passes any permission: drop the capabilities that let it
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("setpriv (util-linux) is needed to run the check as root without CAP_DAC_OVERRIDE")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *command]
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        directory.chmod(0)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=base_env(Path("/tmp")))
+        finally:
+            directory.chmod(0o700)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith(f"WORKER-SERVICE UNKNOWN - cannot reach /health via unix:{path}: permission denied")
+
+
 # -- nothing printed carries the URL's credentials or the service's control characters --------------------------------
 SECRET = "s3cretpw-in-the-url"
 
@@ -198,14 +361,15 @@ def test_a_password_in_the_url_is_never_printed_nor_the_query(command):
     port = free_port()
     done = run_cli(*command, "--url", f"http://operator-x:{SECRET}@127.0.0.1:{port}", "--timeout", "2")
     output = done.stdout + done.stderr
-    assert done.returncode == 3 and f"cannot reach http://127.0.0.1:{port}/" in output, output
+    assert done.returncode == (2 if command == ["check"] else 3), output  # check: refused is CRITICAL
+    assert f"cannot reach http://127.0.0.1:{port}/" in output, output
     assert SECRET not in output and "operator-x" not in output and "wait=" not in output, output
 
 
-def test_a_password_in_the_url_is_masked_in_every_answer_and_sent_as_basic(not_json_server, healthy):
-    url = not_json_server.replace("http://", f"http://operator-x:{SECRET}@")
-    done = run_cli("check", "--url", url)
-    assert done.returncode == 3 and f"{not_json_server}/health answered HTTP 502" in done.stdout, done.stdout
+def test_a_password_in_the_url_is_masked_in_every_answer_and_sent_as_basic(front, healthy):
+    front.answers["/health"] = (502, "text/plain", f"no upstream for operator-x:{SECRET}".encode())
+    done = run_cli("check", "--url", front.url.replace("http://", f"http://operator-x:{SECRET}@"))
+    assert done.returncode == 2 and f"{front.url}/health answered HTTP 502 Bad Gateway" in done.stdout, done.stdout
     assert SECRET not in done.stdout + done.stderr
     # user:password@ is HTTP Basic, the password the token: what a browser would send
     job = run_cli("check", "--url", healthy.url.replace("http://", f"http://ops:{TOKEN}@"), "--job", "good")

@@ -78,6 +78,37 @@ def test_every_nagios_service_is_ok_against_a_healthy_service(server):
         assert PLUGIN_LINE.match(done.stdout.strip()) and " OK - " in done.stdout
 
 
+FIRST_RUN_IN_30_MINUTES = """
+[jobs.sync_accounts]
+name = "Sync (every 30 minutes, as shipped)"
+func = "tests.support.sample_jobs:noop"
+trigger = "interval"
+minutes = 30
+critical = true
+"""
+
+
+def test_the_nagios_job_line_does_not_page_before_the_jobs_first_run_is_due(tmp_path):
+    """After an install the job has never run; until its first run is due (plus grace) that is no failure."""
+    (tmp_path / "state").mkdir()
+    path = jobs_file(tmp_path / "jobs.toml", FIRST_RUN_IN_30_MINUTES)
+    fresh = Gunicorn(base_env(tmp_path / "state", WORKER_JOBS_FILE=str(path), STATUS_TOKEN=TOKEN,
+                              SCHEDULER_HEARTBEAT_INTERVAL="1"), tmp_path).start()
+    try:
+        def published() -> bool:
+            _, _, body = fresh.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
+            return body["metrics"]["jobs_analysis"]["job_health"]["sync_accounts"]["next_execution"] is not None
+
+        wait_until(published, timeout=15, what="the leader to publish sync_accounts")
+        (service,) = [s for s in nagios_objects("service") if s["check_command"].startswith("check_worker_service_job!")]
+        done = run_nagios(service["check_command"], fresh)
+    finally:
+        fresh.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.match(r"^WORKER-SERVICE OK - job sync_accounts is pending, first run due at "
+                    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(max age 3600 s applies from its first run\) \| ", done.stdout), done.stdout
+
+
 def cron_line() -> tuple[list[str], str, str]:
     """The shipped cron.d entry: (five time fields, user, command)."""
     lines = [line for line in (DEPLOY / "cron" / "worker-service").read_text().splitlines()
@@ -97,7 +128,8 @@ def test_the_cron_line_is_silent_when_ok_and_prints_one_line_when_the_service_is
     assert (healthy.returncode, healthy.stdout, healthy.stderr) == (0, "", "")
     down = subprocess.run(["/bin/sh", "-c", command.replace("--url http://127.0.0.1 ", "--url http://127.0.0.1:1 ")],
                           capture_output=True, text=True, timeout=30)
-    assert down.returncode == 0 and PLUGIN_LINE.match(down.stdout.strip()) and "UNKNOWN" in down.stdout
+    assert down.returncode == 0 and PLUGIN_LINE.match(down.stdout.strip()), down.stdout
+    assert down.stdout.startswith("WORKER-SERVICE CRITICAL - ") and "connection refused" in down.stdout
 
 
 def test_the_prometheus_scrape_config_passes_promtool_and_scrapes_the_service(server, tmp_path):

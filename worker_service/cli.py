@@ -3,6 +3,14 @@
 ``check`` follows the Monitoring Plugins development guidelines: one line of
 output with performance data after ``|``, and exit codes 0 OK, 1 WARNING,
 2 CRITICAL, 3 UNKNOWN (https://www.monitoring-plugins.org/doc/guidelines.html).
+Like ``check_http``, it is CRITICAL when nothing answers (refused, no socket,
+timeout) and when a proxy answers 5xx for the service (nginx's 502 while
+gunicorn is down); UNKNOWN is what it cannot judge: a bad argument, a 404
+(a wrong ``--url``), a 401/403 (a token).
+
+Every command takes ``--url`` as ``http(s)://host[:port]`` or gunicorn's
+socket, ``unix:/run/worker-service/gunicorn.sock`` (see
+:mod:`.service_client`, which sends the requests).
 
 The job-control commands (``jobs``, ``history``, ``run``, ``pause``,
 ``resume``) exit with the same codes: 0 done, 1 WARNING (still pending, or
@@ -19,26 +27,23 @@ its control characters replaced.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import getpass
-import http.client
 import json
 import re
-import signal
 import socket
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
 from .control.tables import printable
+from .service_client import AUTHORITY, Answer, Service, Unknown, Unreachable, shown_url
 from .vocabulary import JobState, Status
+
+__all__ = ["Unknown", "Unreachable", "fetch", "main", "shown_url"]
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -59,52 +64,32 @@ def _masking(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 url_option = click.option("--url", envvar="WORKER_SERVICE_URL", default=DEFAULT_URL, show_default=True,
                           callback=_masking,
-                          help="Base URL of the service (env WORKER_SERVICE_URL); user:password@ in it is sent as "
-                               "HTTP Basic, never printed.")
-token_option = click.option("--token", envvar="STATUS_TOKEN", default=None,
-                            help="Bearer token for /status (env STATUS_TOKEN).")
+                          help="The service: http(s)://host[:port] (a /health at the end is ignored), or gunicorn's "
+                               "socket, unix:/run/worker-service/gunicorn.sock (env WORKER_SERVICE_URL); "
+                               "user:password@ in it is sent as HTTP Basic, never printed.")
 timeout_option = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
-                              show_default=True, help="Seconds before giving up (then UNKNOWN).")
-
-
+                              show_default=True, help="Seconds before giving up.")
 read_token_option = click.option("--token", envvar=["STATUS_TOKEN", "ADMIN_TOKEN"], default=None,
-                                 help="Token that reads /jobs (env STATUS_TOKEN, else ADMIN_TOKEN).")
+                                 help="Token that reads /status and /jobs (env STATUS_TOKEN, else ADMIN_TOKEN).")
+READ_TOKENS = "STATUS_TOKEN or ADMIN_TOKEN"  # the names a 401 on a read gives
 admin_token_option = click.option("--token", envvar="ADMIN_TOKEN", default=None,
                                   help="The admin token, for job control (env ADMIN_TOKEN).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer's JSON.")
 
 
-class Unknown(Exception):
-    """The service's state cannot be told; the message says why."""
-
-
 # -- what may be printed ---------------------------------------------------------------------------------------------
 _MASKED: set[str] = set()  # the credentials (user:password, password) in the URLs this process was given
-_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//")
 
 
 def _mask_userinfo(url: str) -> None:
     """Remember the credentials ``url`` carries (``user:password``, and the password), to mask them when printed."""
-    start = _AUTHORITY.match(url)
+    start = AUTHORITY.match(url)
     if start is None or "@" not in url[start.end():]:
         return
     userinfo = url[start.end():].rpartition("@")[0]
     password = userinfo.partition(":")[2]
     pieces = {userinfo, password, urllib.parse.unquote(userinfo), urllib.parse.unquote(password)}
     _MASKED.update(piece for piece in pieces if len(piece) >= 3)
-
-
-def shown_url(url: str) -> str:
-    """``url`` as printed: no user name or password, no query or fragment.
-
-    Plain text work, never a parse that could fail: everything between
-    ``//`` and the last ``@`` goes, even where a parser would read a path.
-    """
-    start = _AUTHORITY.match(url)
-    head, rest = (url[:start.end()], url[start.end():]) if start else ("", url)
-    if start and "@" in rest:
-        rest = rest.rpartition("@")[2]
-    return head + re.split(r"[?#]", rest, maxsplit=1)[0]
 
 
 def _safe(text: str) -> str:
@@ -114,85 +99,26 @@ def _safe(text: str) -> str:
     return printable(text)
 
 
-def _without_userinfo(url: str) -> tuple[str, str | None]:
-    """``url`` without its user name and password, and a Basic ``Authorization`` value made of them (if any)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        user, password = parts.username, parts.password
-    except ValueError:  # refused when the request is built, with the URL shown, not quoted
-        return url, None
-    if user is None and password is None:
-        return url, None
-    bare = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    if not password:  # the service reads the token from the password: a user name alone says nothing
-        return bare, None
-    pair = f"{urllib.parse.unquote(user or '')}:{urllib.parse.unquote(password)}"
-    return bare, "Basic " + base64.b64encode(pair.encode()).decode()
+def fetch(service: Service, path: str, timeout: float, token: str | None = None, method: str = "GET",
+          headers: Mapping[str, str] | None = None, token_name: str = "STATUS_TOKEN") -> tuple[int, dict[str, Any]]:
+    """Send ``method`` to the service's ``path`` and return its status and JSON object.
 
-
-def fetch(url: str, timeout: float, token: str | None = None, method: str = "GET",
-          headers: Mapping[str, str] | None = None, token_name: str = "STATUS_TOKEN") -> tuple[int, Any]:
-    """Send ``method`` to ``url`` and parse JSON; any failure to get a JSON object raises :class:`Unknown`.
-
-    ``timeout`` bounds the whole call (name lookup included) with an interval
-    timer, as monitoring plugins do: socket timeouts alone apply per operation.
-    ``token_name`` is named in the line a 401 gives. Basic credentials in
-    ``url`` are sent as such unless ``token`` is given; every message names
-    the URL as :func:`shown_url` shows it.
+    Raises :class:`Unknown` (:class:`Unreachable` if nothing answered) for a
+    401 (naming ``token_name``), a 2xx that is not a JSON object, or any
+    failure to get an answer. An error answer that is not JSON (a proxy's
+    page) reads as the service's error shape, ``{"error", "message"}``, its
+    message the page's first line, so every command can say what it was.
     """
-    _mask_userinfo(url)
-    shown = shown_url(url)
-    target, basic = _without_userinfo(url)
-    try:
-        request = urllib.request.Request(target, method=method, headers={
-            "Accept": "application/json", "User-Agent": "worker-service-check", **(headers or {})})
-    except ValueError:
-        raise Unknown(f"bad --url {shown!r}: not an http:// or https:// URL") from None
-    if token:
-        request.add_unredirected_header("Authorization", f"Bearer {token}")  # never sent on to a redirect
-    elif basic:
-        request.add_unredirected_header("Authorization", basic)
-    try:
-        with _deadline(timeout), urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    except TimeoutError:
-        raise Unknown(f"no answer from {shown} within {timeout:g} s") from None
-    except (http.client.HTTPException, ValueError) as error:
-        raise Unknown(f"{shown} did not answer HTTP: {type(error).__name__}: {error}") from None
-    except urllib.error.URLError as error:
-        reason = error.reason
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            raise Unknown(f"no answer from {shown} within {timeout:g} s") from None
-        raise Unknown(f"cannot reach {shown}: {getattr(reason, 'strerror', None) or reason}") from None
-    except (ConnectionError, OSError) as error:
-        raise Unknown(f"cannot reach {shown}: {error}") from None
-    if status == 401:
-        raise Unknown(f"{shown} answered 401: a valid --token ({token_name}) is required")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise Unknown(f"{shown} answered HTTP {status} with a body that is not JSON") from None
-    if not isinstance(body, dict):
-        raise Unknown(f"{shown} answered JSON of an unexpected shape")
-    return status, body
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Raise TimeoutError in the main thread after ``seconds``."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    answer = service.request(path, timeout, token, method, headers)
+    if answer.status == 401:
+        raise Unknown(f"{answer.shown} answered 401: a valid --token ({token_name}) is required")
+    if answer.body is not None:
+        return answer.status, answer.body
+    if answer.status >= 400 and not answer.is_json:
+        return answer.status, {"error": answer.reason, "message": answer.message}
+    if not answer.is_json:
+        raise Unknown(f"{answer.shown} answered {answer.status_line} with a body that is not JSON")
+    raise Unknown(f"{answer.shown} answered JSON of an unexpected shape")
 
 
 def _finish(code: int, text: str, perfdata: str = "") -> None:
@@ -205,57 +131,122 @@ def main() -> None:
     """worker-service: scheduled jobs with health and status endpoints."""
 
 
-@main.command()
+class PluginCommand(click.Command):
+    """A command whose bad arguments exit 3 UNKNOWN with the plugin's one line, not click's usage error (exit 2,
+    which a monitor reads as CRITICAL)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            _finish(UNKNOWN, f"bad argument: {error.format_message()} (see --help)")
+            raise  # not reached: _finish exits
+
+
+@main.command(cls=PluginCommand)
 @url_option
 @timeout_option
-@token_option
+@read_token_option
 @click.option("--job", "job_id", default=None, help="Check one job's health instead of the service (needs /status).")
 @click.option("--max-age", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="With --job: CRITICAL unless the job's last success is at most this many seconds old.")
+              help="With --job: CRITICAL unless the job's last success is at most this many seconds old "
+                   "(a job that has not run yet and is not due yet is OK).")
 def check(url: str, timeout: float, token: str | None, job_id: str | None, max_age: float | None) -> None:
-    """Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    """Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL (also: refused, timeout, a proxy's 5xx), 3 UNKNOWN."""
     if max_age is not None and job_id is None:
         _finish(UNKNOWN, "--max-age needs --job")
-    started = time.monotonic()
-    base = url.rstrip("/")
     try:
+        service = Service.parse(url)
         if job_id is None:
-            code, text, perf = _check_service(base, timeout)
+            code, text, perf = _check_service(service, timeout)
         else:
-            code, text, perf = _check_job(base, timeout, token, job_id, max_age)
+            code, text, perf = _check_job(service, timeout, token, job_id, max_age)
+    except Unreachable as error:  # refused, no socket, timeout: check_http's CRITICAL
+        _finish(CRITICAL, str(error))
     except Unknown as error:
         _finish(UNKNOWN, str(error))
-    _finish(code, text, f"{perf} time={time.monotonic() - started:.3f}s;;;0".strip())
+    _finish(code, text, perf)
 
 
-def _check_service(base: str, timeout: float) -> tuple[int, str, str]:
-    _, body = fetch(base + "/health", timeout)
+def _check_service(service: Service, timeout: float) -> tuple[int, str, str]:
+    answer = service.request("/health", timeout)
+    body = answer.body or {}
     status, components = body.get("status"), body.get("components")
     if status not in SERVICE_CODES or not isinstance(components, dict):
-        raise Unknown(f"{shown_url(base)}/health answered JSON without status and components")
+        return (*_not_a_report(answer, "status and components", None), _time(answer))
     code = SERVICE_CODES[status]
     summary = ", ".join(f"{name} {value}" for name, value in components.items())
-    perf = " ".join(f"{name}={PERF_VALUE.get(value, 0)};;;0;1" for name, value in components.items())
+    perf = " ".join([*(f"{name}={PERF_VALUE.get(value, 0)};;;0;1" for name, value in components.items()),
+                     _time(answer)])
     return code, f"{body.get('service', 'service')} is {status}: {summary}", perf
 
 
-def _check_job(base: str, timeout: float, token: str | None, job_id: str, max_age: float | None) -> tuple[int, str, str]:
-    _, body = fetch(base + "/status", timeout, token)
+def _time(answer: Answer) -> str:
+    """The ``time`` performance datum: how long the service (or what answered for it) took, as check_http's."""
+    return f"time={answer.elapsed:.3f}s;;;0"
+
+
+def _not_a_report(answer: Answer, expected: str, token_name: str | None) -> tuple[int, str]:
+    """The verdict on an answer that is not the service's report, in check_http's terms.
+
+    A 5xx is CRITICAL with what the proxy (or the service) said: nginx's 502
+    when gunicorn is down, a load balancer's 503 with no server left. What
+    the plugin cannot judge is UNKNOWN: a 404 (most likely a wrong --url),
+    a 401/403 (a token; ``token_name`` names which, None for /health, which
+    needs none), any other answer that is not the report.
+    """
+    said = f"{answer.shown} answered {answer.status_line}"
+    if answer.status >= 500:
+        return CRITICAL, f"{said}: {answer.message}"
+    if answer.status == 404:
+        return UNKNOWN, (f"{said} ({answer.message}): is --url the service's base URL? (http://host[:port], "
+                         "or unix:/run/worker-service/gunicorn.sock)")
+    if answer.status in (401, 403):
+        if token_name is None:
+            return UNKNOWN, (f"{said} ({answer.message}): /health needs no token, so something in front of the "
+                             "service refused this client")
+        if answer.status == 401:
+            return UNKNOWN, f"{said}: a valid --token ({token_name}) is required"
+        return UNKNOWN, f"{said} ({answer.message}): reading it takes --token with {token_name}, from an address " \
+                        "the proxy lets in"
+    if 200 <= answer.status < 300 and not answer.is_json:
+        return UNKNOWN, f"{said} with a body that is not JSON: is --url the service's base URL?"
+    if 200 <= answer.status < 300:
+        return UNKNOWN, f"{answer.shown} answered JSON without {expected}"
+    return UNKNOWN, f"{said}: {answer.message}"
+
+
+def _check_job(service: Service, timeout: float, token: str | None, job_id: str,
+               max_age: float | None) -> tuple[int, str, str]:
+    answer = service.request("/status", timeout, token)
+    if answer.status != 200 or answer.body is None:
+        if answer.status == 200 and answer.is_json:
+            raise Unknown(f"{answer.shown} answered JSON of an unexpected shape")
+        return (*_not_a_report(answer, "metrics.jobs_analysis.job_health", READ_TOKENS), _time(answer))
     try:
-        jobs = body["metrics"]["jobs_analysis"]["job_health"]
+        jobs = answer.body["metrics"]["jobs_analysis"]["job_health"]
     except (KeyError, TypeError):
-        raise Unknown(f"{shown_url(base)}/status answered JSON without metrics.jobs_analysis.job_health") from None
+        raise Unknown(f"{answer.shown} answered JSON without metrics.jobs_analysis.job_health") from None
     health = jobs.get(job_id)
     if not isinstance(health, dict) or health.get("status") not in JOB_CODES:
         raise Unknown(f"no job {job_id!r} on this service (jobs: {', '.join(sorted(jobs)) or 'none'})")
     code = JOB_CODES[health["status"]]
     text = f"job {job_id} is {health['status']}"
-    if health.get("reason"):
+    due = health.get("next_execution")
+    # `pending` is the service's word for a job that has not run yet and whose first run is not overdue (its next
+    # run time plus the grace has not passed): a fresh install, not a job that fails to succeed.
+    first_run_due = health["status"] == JobState.PENDING and due is not None
+    if first_run_due:
+        text += f", first run due at {re.sub(r'[.][0-9]+Z$', 'Z', str(due))}"
+    elif health.get("reason"):
         text += f" ({health['reason']})"
     last_success = health.get("last_success")
     age = last_success.get("time_ago_seconds") if isinstance(last_success, dict) else None
     if max_age is not None:
-        if age is None:
+        if age is None and first_run_due:
+            text += f" (max age {max_age:g} s applies from its first run)"
+        elif age is None:
             code, text = CRITICAL, f"{text}; it has never succeeded (max age {max_age:g} s)"
         elif age < -FUTURE_TOLERANCE:
             code = max(code, WARNING)
@@ -268,20 +259,20 @@ def _check_job(base: str, timeout: float, token: str | None, job_id: str, max_ag
             f"consecutive_failures={health.get('consecutive_failures', 0)};;;0")
     if age is not None:
         perf += f" last_success_age={age:.3f}s;;{max_age if max_age is not None else ''};0"
-    return code, text, perf
+    return code, text, f"{perf} {_time(answer)}"
 
 
 @main.command()
 @url_option
 @timeout_option
-@token_option
+@read_token_option
 @click.option("--json", "as_json", is_flag=True, help="Print the raw /status JSON.")
 def status(url: str, timeout: float, token: str | None, as_json: bool) -> None:
     """Print components and jobs as a table (colour on a terminal). Exit 3 if the service cannot be read."""
     from .status_table import render
 
     try:
-        body = _status_body(url.rstrip("/") + "/status", timeout, token)
+        body = _status_body(Service.parse(url), timeout, token)
     except Unknown as error:
         _fail(UNKNOWN, str(error))
     if as_json:
@@ -290,12 +281,12 @@ def status(url: str, timeout: float, token: str | None, as_json: bool) -> None:
     click.echo(render(body, colour=sys.stdout.isatty()))
 
 
-def _status_body(url: str, timeout: float, token: str | None) -> dict[str, Any]:
+def _status_body(service: Service, timeout: float, token: str | None) -> dict[str, Any]:
     """The /status body; :class:`Unknown` unless the service answered 2xx (an error body is no report to print)."""
-    code, body = fetch(url, timeout, token)
+    code, body = fetch(service, "/status", timeout, token, token_name=READ_TOKENS)
     if not 200 <= code < 300:
         detail = body.get("message") or body.get("error")
-        raise Unknown(f"{shown_url(url)} answered HTTP {code}" + (f": {str(detail)[:200]}" if detail else ""))
+        raise Unknown(f"{service.shown('/status')} answered HTTP {code}" + (f": {str(detail)[:200]}" if detail else ""))
     return body
 
 
@@ -337,21 +328,22 @@ def _done(code: int, text: str, body: Any = None, as_json: bool = False) -> None
     sys.exit(code)
 
 
-def _job_url(base: str, job_id: str, *rest: str) -> str:
-    return "/".join([base.rstrip("/"), "jobs", urllib.parse.quote(job_id, safe=""), *rest])
+def _job_path(job_id: str, *rest: str) -> str:
+    return "/".join(["", "jobs", urllib.parse.quote(job_id, safe=""), *rest])
 
 
 def _message(body: Mapping[str, Any]) -> str:
     return str(body.get("message") or body.get("outcome") or body.get("error") or "no message")[:300]
 
 
-def _read(url: str, timeout: float, token: str | None) -> dict[str, Any]:
+def _read(url: str, path: str, timeout: float, token: str | None) -> dict[str, Any]:
     """GET a job-control read; exits 2 on 503 (the store), 3 on anything but 2xx."""
-    code, body = fetch(url, timeout, token, token_name="STATUS_TOKEN or ADMIN_TOKEN")
+    service = Service.parse(url)
+    code, body = fetch(service, path, timeout, token, token_name=READ_TOKENS)
     if code == 503:
-        _fail(CRITICAL, f"{shown_url(url)} answered HTTP 503: {_message(body)}")
+        _fail(CRITICAL, f"{service.shown(path)} answered HTTP 503: {_message(body)}")
     if not 200 <= code < 300:
-        _fail(UNKNOWN, f"{shown_url(url)} answered HTTP {code}: {_message(body)}")
+        _fail(UNKNOWN, f"{service.shown(path)} answered HTTP {code}: {_message(body)}")
     return body
 
 
@@ -365,7 +357,7 @@ def jobs(url: str, timeout: float, token: str | None, as_json: bool) -> None:
     from .control.tables import render_jobs
 
     try:
-        body = _read(url.rstrip("/") + "/jobs", timeout, token)
+        body = _read(url, "/jobs", timeout, token)
     except Unknown as error:
         _fail(UNKNOWN, str(error))
     click.echo(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render_jobs(body, sys.stdout.isatty()))
@@ -383,7 +375,7 @@ def history(job_id: str, url: str, timeout: float, token: str | None, as_json: b
     from .control.tables import render_history
 
     try:
-        body = _read(_job_url(url, job_id), timeout, token)
+        body = _read(url, _job_path(job_id), timeout, token)
     except Unknown as error:
         _fail(UNKNOWN, str(error))
     if as_json:
@@ -422,17 +414,17 @@ def _command_verdict(job_id: str, action: str, status: int, body: Mapping[str, A
     return UNKNOWN, f"{job_id}: {action} answered HTTP {status}: {_message(body)}"
 
 
-def _send_command(url: str, timeout: float, token: str | None, job_id: str, action: str,
+def _send_command(service: Service, timeout: float, token: str | None, job_id: str, action: str,
                   requested_by: str | None, wait: float = POST_WAIT) -> tuple[int, dict[str, Any]]:
-    target = _job_url(url, job_id, action) + f"?wait={wait:g}"
-    return fetch(target, timeout + wait, token, "POST", {"X-Requested-By": requested_by or _default_requester()},
-                 token_name="ADMIN_TOKEN")
+    target = _job_path(job_id, action) + f"?wait={wait:g}"
+    return fetch(service, target, timeout + wait, token, "POST",
+                 {"X-Requested-By": requested_by or _default_requester()}, token_name="ADMIN_TOKEN")
 
 
 def _control(action: str, job_id: str, url: str, timeout: float, token: str | None, as_json: bool,
              requested_by: str | None) -> None:
     try:
-        status, body = _send_command(url, timeout, token, job_id, action, requested_by)
+        status, body = _send_command(Service.parse(url), timeout, token, job_id, action, requested_by)
     except Unknown as error:
         _fail(UNKNOWN, str(error))
     code, text = _command_verdict(job_id, action, status, body)
@@ -459,25 +451,26 @@ def run(job_id: str, url: str, timeout: float, token: str | None, as_json: bool,
         _control("run", job_id, url, timeout, token, as_json, requested_by)
     deadline = time.monotonic() + max_wait
     try:
-        status, body = _send_command(url, timeout, token, job_id, "run", requested_by, min(POST_WAIT, max_wait))
+        service = Service.parse(url)
+        status, body = _send_command(service, timeout, token, job_id, "run", requested_by, min(POST_WAIT, max_wait))
         if status == 202:
-            status, body = _await_command(url, timeout, token, job_id, body, deadline)
+            status, body = _await_command(service, timeout, token, job_id, body, deadline)
         code, text = _command_verdict(job_id, "run", status, body)
         if code != OK or body.get("command_id") is None:
             _done(code, text, body, as_json)
-        code, text, entry = _await_run(url, timeout, token, job_id, body, deadline)
+        code, text, entry = _await_run(service, timeout, token, job_id, body, deadline)
     except Unknown as error:
         _fail(UNKNOWN, str(error))
     _done(code, text, {"command": body, "run": entry}, as_json)
 
 
-def _await_command(url: str, timeout: float, token: str | None, job_id: str, body: dict[str, Any],
+def _await_command(service: Service, timeout: float, token: str | None, job_id: str, body: dict[str, Any],
                    deadline: float) -> tuple[int, dict[str, Any]]:
     """Poll a queued command until the leader finished it (its status) or ``deadline`` (202)."""
-    target = _job_url(url, job_id, "commands", str(body.get("command_id")))
+    target = _job_path(job_id, "commands", str(body.get("command_id")))
     while time.monotonic() < deadline:
         time.sleep(min(POLL_COMMAND, max(deadline - time.monotonic(), 0)))
-        code, polled = fetch(target, timeout, token, token_name="ADMIN_TOKEN")
+        code, polled = fetch(service, target, timeout, token, token_name="ADMIN_TOKEN")
         if code != 200:
             return code, polled
         if polled.get("state") != "pending":
@@ -486,14 +479,14 @@ def _await_command(url: str, timeout: float, token: str | None, job_id: str, bod
     return 202, body
 
 
-def _await_run(url: str, timeout: float, token: str | None, job_id: str, command: dict[str, Any],
+def _await_run(service: Service, timeout: float, token: str | None, job_id: str, command: dict[str, Any],
                deadline: float) -> tuple[int, str, dict[str, Any] | None]:
     """Poll the job's history until the run this command started is there; its verdict, line and entry."""
-    target, command_id = _job_url(url, job_id), command["command_id"]
+    target, command_id = _job_path(job_id), command["command_id"]
     while True:
-        code, job = fetch(target, timeout, token, token_name="ADMIN_TOKEN")
+        code, job = fetch(service, target, timeout, token, token_name="ADMIN_TOKEN")
         if code != 200:
-            return UNKNOWN, f"{shown_url(target)} answered HTTP {code}: {_message(job)}", None
+            return UNKNOWN, f"{service.shown(target)} answered HTTP {code}: {_message(job)}", None
         entry = next((run for run in job.get("history") or [] if run.get("command_id") == command_id), None)
         if entry is not None:
             return _run_verdict(job_id, entry)
