@@ -37,6 +37,7 @@ from tests.support.nginx import (
     socket_group_args,
 )
 from tests.support.servers import BIN, ROOT, wait_until
+from worker_service.gunicorn_master import SERVER_NUMBERS
 
 TOKEN = "nginx-test-token-5f3a9c"
 OUTSIDE = "127.0.0.2"  # not in the shipped allow list; nginx also listens here
@@ -375,7 +376,7 @@ def unit_values(key: str) -> list[str]:
     return re.findall(rf"^{key}=(.*)$", UNIT_FILE.read_text(), flags=re.MULTILINE)
 
 
-GUNICORN_DEFAULTS = dict(re.findall(r'_int_env\("(\w+)", (\d+)\)', (ROOT / "gunicorn.conf.py").read_text()))
+GUNICORN_DEFAULTS = {name: str(default) for name, (_, default) in SERVER_NUMBERS.items()}
 EXAMPLES_NOT_DEFAULTS = {"REDIS_URL", "SUPABASE_URL", "DATABASE_URL", "STATE_DATABASE_URL", "WORKER_JOBS_FILE"}
 
 
