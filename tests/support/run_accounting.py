@@ -47,7 +47,8 @@ class RunAccounting:
         self.collected = list(ids)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "teardown":
+        # "???": xdist's report for a test whose worker died under it (it has no teardown report).
+        if report.when in ("teardown", "???"):
             self.ran += 1
 
     @pytest.hookimpl(trylast=True)
