@@ -18,6 +18,8 @@ _WORKER_OUTPUT_KEY = "worker_service_leftover_processes"
 
 
 class LeftoverCheck:
+    """Stops and names this process's leftovers at the end; on the xdist controller, also every worker's."""
+
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.lines: list[str] = []
