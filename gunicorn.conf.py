@@ -22,7 +22,8 @@ def _load_by_path(relative):
 
 
 master = _load_by_path("worker_service/gunicorn_master.py")
-_int_env = master.int_env
+# The variables below, validated (empty = unset; a bad value: one line, exit 78), as check-config does.
+_server = master.server_settings_or_exit()
 
 # Before the app can be loaded (--preload loads it in the master before any hook runs).
 master.mark_under_gunicorn()
@@ -30,19 +31,19 @@ master.mark_under_gunicorn()
 # gthread: a slow dependency holds one thread, never the whole worker, and the
 # worker keeps telling the master it is alive, so it is not killed on timeout.
 worker_class = "gthread"
-workers = _int_env("WEB_CONCURRENCY", 2)
-threads = _int_env("GUNICORN_THREADS", 4)
+workers = _server["workers"]
+threads = _server["threads"]
 # Loopback only by default (`make run`). gthread reads requests in its worker threads,
 # so slow clients can hold them all: never expose gunicorn itself; nginx goes in
 # front (deploy/: a unix socket, nginx buffers every request before passing it on).
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
+bind = _server["bind"]
 # Applied by gunicorn around the bind of a unix socket only (not systemd's UMask=, which
 # it overrides there; not the files workers write): srwxrwx---, the service's user and
 # group. The shipped unit makes that group nginx's (Group=www-data), so nginx can connect
 # and no other local user can.
 umask = 0o007
-timeout = _int_env("GUNICORN_TIMEOUT", 30)
-graceful_timeout = _int_env("GUNICORN_GRACEFUL_TIMEOUT", 30)
+timeout = _server["timeout"]
+graceful_timeout = _server["graceful_timeout"]
 keepalive = 5
 # gunicorn 24+ opens a control socket at one fixed path per user; two services
 # on a host would fight over it, and nothing here uses it.

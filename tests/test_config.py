@@ -107,3 +107,41 @@ def test_check_config_refuses_proc_as_state_dir_even_as_root_with_one_line_and_7
     assert done.returncode == 78 and "Traceback" not in done.stderr, done.stderr
     [line] = done.stderr.splitlines()
     assert "WORKER_STATE_DIR='/proc' is not usable: cannot write a file in it" in line
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_check_config_refuses_a_cleanup_dir_that_is_not_a_directory(state_dir, tmp_path, kind):
+    """The README says CLEANUP_DIR must exist if set; it was accepted, and the cleanup job failed every hour."""
+    path = tmp_path / "cleanup"
+    if kind == "a file":
+        path.write_text("")
+    done = check_config(state_dir, CLEANUP_DIR=str(path))
+    assert done.returncode == 78 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.splitlines()
+    expected = "is not a directory" if kind == "a file" else "does not exist"
+    assert line.startswith(f"worker-service: configuration error: CLEANUP_DIR={str(path)!r} {expected}"), line
+
+
+def test_an_existing_cleanup_dir_and_the_default_one_pass_the_check(state_dir, tmp_path):
+    (tmp_path / "cleanup").mkdir()
+    assert check_config(state_dir, CLEANUP_DIR=str(tmp_path / "cleanup")).returncode == 0
+    assert check_config(state_dir).returncode == 0  # <state dir>/tmp need not exist: the job creates it
+    assert not (state_dir / "tmp").exists()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"GUNICORN_BIND": ":8000"}, "GUNICORN_BIND=':8000': ':8000' has no host"),
+    ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS='many' must be a whole number of at least 1"),
+    ({"GUNICORN_TIMEOUT": "0"}, "GUNICORN_TIMEOUT='0' must be a whole number of at least 1"),
+])
+def test_check_config_refuses_what_gunicorn_conf_refuses(state_dir, env, expected):
+    done = check_config(state_dir, **env)
+    assert done.returncode == 78, done.stdout
+    [line] = done.stderr.splitlines()
+    assert expected in line, line
+
+
+def test_empty_gunicorn_variables_count_as_unset_for_check_config(state_dir):
+    done = check_config(state_dir, GUNICORN_BIND="", WEB_CONCURRENCY="", GUNICORN_THREADS="", GUNICORN_TIMEOUT="",
+                        GUNICORN_GRACEFUL_TIMEOUT="", CLEANUP_DIR="")
+    assert done.returncode == 0 and "configuration OK" in done.stdout, done.stderr

@@ -37,6 +37,7 @@ from tests.support.nginx import (
     socket_group_args,
 )
 from tests.support.servers import BIN, ROOT, wait_until
+from worker_service.gunicorn_master import SERVER_NUMBERS
 
 TOKEN = "nginx-test-token-5f3a9c"
 OUTSIDE = "127.0.0.2"  # not in the shipped allow list; nginx also listens here
@@ -134,6 +135,23 @@ def test_health_answers_through_nginx_with_the_apps_json(stack):
 
     live = nginx.request("/health/live")
     assert live.status == 200 and live.json()["status"] == "alive"
+
+
+def test_each_component_answers_through_nginx_as_the_readme_offers(stack):
+    app, nginx = stack
+    for component in ("cache", "database", "scheduler"):
+        response = nginx.request(f"/health/{component}")
+        assert response.status in (200, 503), (component, response)  # the app's own answer, not nginx's 404
+        body = response.json()
+        assert list(body) == ["status", "component", "timestamp", "service"] and body["component"] == component, body
+        assert response.headers["Cache-Control"] == "no-store"
+        assert REQUEST_ID.match(response.headers["X-Request-ID"])
+    assert nginx.request("/health/database").status == 200  # SQLite: nothing here can make it unavailable
+
+    unknown = nginx.request("/health/queue")  # the app's 404, which names the components it knows
+    assert unknown.status == 404 and "known components: cache, database, scheduler" in unknown.json()["message"], unknown
+    wait_until(lambda: app_saw(app, "/health/queue"), timeout=5, what="the app's access line for /health/queue")
+    assert nginx.request("/health/cache", via=OUTSIDE, source=OUTSIDE).status in (200, 503)  # public, as /health is
 
 
 def test_a_503_from_the_app_passes_through_with_its_own_body(run_dir, gunicorn, front):
@@ -322,8 +340,8 @@ def test_proxy_headers_and_upstream_keepalive(echo, front, run_dir):
 
 def test_everything_else_is_a_json_404_that_never_reaches_the_app(echo, front, run_dir):
     nginx = front(run_dir / "echo.sock")
-    for path in ["/", "/admin", "/index.html", "/health/", "/healthz", "/health/live/x", "/status/x", "/STATUS",
-                 "/metrics.json"]:
+    for path in ["/", "/admin", "/index.html", "/health/", "/healthz", "/health/live/x", "/health/cache/x",
+                 "/health/cache.json", "/status/x", "/STATUS", "/metrics.json"]:
         response = nginx.request(path)
         assert response.status == 404, (path, response)
         assert response.json()["error"] == "Not Found"
@@ -358,7 +376,7 @@ def unit_values(key: str) -> list[str]:
     return re.findall(rf"^{key}=(.*)$", UNIT_FILE.read_text(), flags=re.MULTILINE)
 
 
-GUNICORN_DEFAULTS = dict(re.findall(r'_int_env\("(\w+)", (\d+)\)', (ROOT / "gunicorn.conf.py").read_text()))
+GUNICORN_DEFAULTS = {name: str(default) for name, (_, default) in SERVER_NUMBERS.items()}
 EXAMPLES_NOT_DEFAULTS = {"REDIS_URL", "SUPABASE_URL", "DATABASE_URL", "STATE_DATABASE_URL", "WORKER_JOBS_FILE"}
 
 

@@ -37,13 +37,77 @@ def test_reading_the_config_file_imports_nothing_of_the_package_and_marks_gunico
 
 
 @pytest.mark.parametrize(("name", "value"), [("GUNICORN_TIMEOUT", "soon"), ("GUNICORN_THREADS", "0"),
-                                           ("GUNICORN_GRACEFUL_TIMEOUT", "-1"), ("WEB_CONCURRENCY", "1.5")])
+                                           ("GUNICORN_GRACEFUL_TIMEOUT", "-1"), ("WEB_CONCURRENCY", "1.5"),
+                                           ("GUNICORN_THREADS", " ")])
 def test_a_bad_gunicorn_number_is_one_line_and_exit_78(name, value):
     done = read_config(**{name: value})
     assert done.returncode == 78
     assert done.stderr.strip().splitlines() == [
         f"worker-service: configuration error: {name}={value!r} must be a whole number of at least 1"]
 
+
+
+def test_an_empty_gunicorn_bind_is_the_loopback_default_never_every_interface():
+    """``"".split(",")`` made ``[""]``, which gunicorn binds as 0.0.0.0:8000; empty counts as unset."""
+    from gunicorn.util import parse_address
+
+    for env in ({}, {"GUNICORN_BIND": ""}):
+        done = subprocess.run([sys.executable, "-c", "import json, runpy, sys; print(json.dumps(runpy.run_path(sys.argv[1])['bind']))",
+                               str(ROOT / "gunicorn.conf.py")], env={"PATH": "/usr/bin:/bin", **env},
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        bind = json.loads(done.stdout)
+        assert bind == ["127.0.0.1:8000"] and [parse_address(a) for a in bind] == [("127.0.0.1", 8000)], env
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("unix:/run/worker-service/gunicorn.sock", ["unix:/run/worker-service/gunicorn.sock"]),
+    ("127.0.0.1:8000, unix:/tmp/ws.sock", ["127.0.0.1:8000", "unix:/tmp/ws.sock"]),
+    ("127.0.0.1:8000,", ["127.0.0.1:8000"]),
+    ("[::1]:8000", ["[::1]:8000"]),
+    ("0.0.0.0:8000", ["0.0.0.0:8000"]),  # every interface, when written out
+    ("localhost", ["localhost"]),
+])
+def test_gunicorn_bind_accepts_addresses_gunicorn_reads(value, expected):
+    from worker_service.gunicorn_master import bind_addresses
+
+    assert bind_addresses({"GUNICORN_BIND": value}) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (",", "GUNICORN_BIND=',' names no address"),
+    ("  ", "GUNICORN_BIND='  ' names no address"),
+    (":8000", "':8000' has no host: gunicorn would listen on every interface"),
+    ("127.0.0.1:http", "'127.0.0.1:http' has no valid port"),
+    ("127.0.0.1:70000", "'127.0.0.1:70000' has no valid port"),
+    ("unix:", "'unix:' has no socket path"),
+    ("::1:8000", "'::1:8000' is an IPv6 address without brackets"),
+])
+def test_a_bad_gunicorn_bind_is_one_line_and_exit_78(value, expected):
+    done = read_config(GUNICORN_BIND=value)
+    assert done.returncode == 78, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("worker-service: configuration error: GUNICORN_BIND=") and expected in line, line
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5"])
+def test_gunicorn_itself_run_as_a_module_gets_one_line_and_78_for_a_web_concurrency_it_cannot_read(value):
+    """gunicorn reads WEB_CONCURRENCY with int() as it imports its config, before gunicorn.conf.py runs; the guard
+    (worker_service_gunicorn_guard.py, imported by its .pth file at start) answers first. The script is tested
+    through real gunicorn in tests/test_startup_errors.py."""
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "--version"], env={"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": value},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 78, done.stderr
+    assert done.stderr.splitlines() == [
+        f"worker-service: configuration error: WEB_CONCURRENCY={value!r} must be a whole number of at least 1"]
+
+
+def test_the_guard_leaves_every_other_python_process_alone():
+    for value in ("abc", ""):
+        done = subprocess.run([sys.executable, "-c", "import os, sys; print(repr(os.environ['WEB_CONCURRENCY']))"],
+                              env={"PATH": "/usr/bin:/bin", "WEB_CONCURRENCY": value}, capture_output=True, text=True,
+                              timeout=30)
+        assert (done.returncode, done.stdout.strip(), done.stderr) == (0, repr(value), "")
 
 
 def test_the_package_reads_the_names_the_master_writes():

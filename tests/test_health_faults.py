@@ -57,17 +57,30 @@ def test_health_is_503_within_a_second_when_postgresql_hangs(make_app, hung_list
     assert "s3cr3t-pw" not in response.get_data(as_text=True)
 
 
-def test_redis_with_a_wrong_password_is_unavailable_and_the_password_is_never_shown(make_app, tmp_path, caplog):
-    server = PrivateRedis(tmp_path, password="the-right-one").start()
-    try:
-        app = make_app(REDIS_URL=f"redis://:Wr0ngPassw0rd@127.0.0.1:{server.port}/0", **NO_SCHEDULER)
-        response = app.test_client().get("/health")
-        assert response.status_code == 503
-        reason = app.extensions["health"].run()["cache"].reason
-        assert "authentication" in reason.lower() or "auth" in reason.lower()
-        assert "Wr0ngPassw0rd" not in reason and "Wr0ngPassw0rd" not in response.get_data(as_text=True)
-    finally:
+@pytest.fixture
+def private_redis(tmp_path):
+    """``private_redis(password=None)`` starts a redis-server; every one is stopped after the test, however it ends
+    (a test may stop and start it again: the last process started is the one stopped)."""
+    servers: list[PrivateRedis] = []
+
+    def start(password: str | None = None) -> PrivateRedis:
+        server = PrivateRedis(tmp_path, password=password)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
         server.stop()
+
+
+def test_redis_with_a_wrong_password_is_unavailable_and_the_password_is_never_shown(make_app, private_redis):
+    server = private_redis(password="the-right-one")
+    app = make_app(REDIS_URL=f"redis://:Wr0ngPassw0rd@127.0.0.1:{server.port}/0", **NO_SCHEDULER)
+    response = app.test_client().get("/health")
+    assert response.status_code == 503
+    reason = app.extensions["health"].run()["cache"].reason
+    assert "authentication" in reason.lower() or "auth" in reason.lower()
+    assert "Wr0ngPassw0rd" not in reason and "Wr0ngPassw0rd" not in response.get_data(as_text=True)
 
 
 def test_postgresql_with_an_unknown_role_is_unavailable(make_app):
@@ -106,8 +119,8 @@ def test_postgresql_stopped_then_started_goes_unavailable_then_available_again(m
     assert time.monotonic() - came_back <= ttl + timeout + 3
 
 
-def test_redis_that_comes_back_is_available_within_ttl_plus_timeout(make_app, tmp_path):
-    server = PrivateRedis(tmp_path).start()
+def test_redis_that_comes_back_is_available_within_ttl_plus_timeout(make_app, private_redis):
+    server = private_redis()
     port = server.port
     app = make_app(REDIS_URL=f"redis://127.0.0.1:{port}/0", HEALTH_CACHE_TTL=0.5, **NO_SCHEDULER)
     client = app.test_client()

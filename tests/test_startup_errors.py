@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from tests.support.runs import jobs_file
-from tests.support.servers import BIN, base_env, run_gunicorn_expecting_exit
+from tests.support.servers import BIN, base_env, run_gunicorn_expecting_exit, wait_until
 
 CANARY = "canary-Pa55word-9"
 
@@ -30,6 +30,14 @@ def our_lines(stderr: str) -> list[str]:
                      id="a bad URL holding a password"),
         pytest.param({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY='0' must be a whole number of at least 1",
                      id="a bad gunicorn setting"),
+        # gunicorn itself reads WEB_CONCURRENCY with int() on import, before gunicorn.conf.py: a traceback, exit 1
+        # (worker_service_gunicorn_guard.py)
+        pytest.param({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY='abc' must be a whole number of at least 1",
+                     id="a gunicorn setting gunicorn cannot read"),
+        pytest.param({"GUNICORN_BIND": ":8000"}, "GUNICORN_BIND=':8000': ':8000' has no host",
+                     id="a bind on every interface by mistake"),
+        pytest.param({"CLEANUP_DIR": "/nonexistent"}, "CLEANUP_DIR='/nonexistent' does not exist",
+                     id="a cleanup directory that is not there"),
     ],
 )
 def test_bad_setting_stops_gunicorn_with_one_clear_line(tmp_path, state_dir, env, expected):
@@ -66,3 +74,22 @@ def test_create_app_rejects_a_bad_setting_with_config_error(state_dir):
 
     with pytest.raises(ConfigError, match="HEALTH_CACHE_TTL='-3' must be 0 or more"):
         create_app({"WORKER_STATE_DIR": str(state_dir), "HEALTH_CACHE_TTL": "-3"})
+
+
+def test_an_empty_web_concurrency_counts_as_unset(gunicorn):
+    """gunicorn's own int("") crashed it with a traceback; empty means the default, 2 workers."""
+    server = gunicorn(WEB_CONCURRENCY="")
+    wait_until(lambda: len(server.worker_pids()) == 2, timeout=10, what="the default 2 workers")
+    assert "Traceback" not in server.stderr()
+
+
+@pytest.mark.parametrize("value", ["abc", "", "1.5"])
+def test_check_config_judges_web_concurrency_as_gunicorn_does(state_dir, value):
+    done = subprocess.run([str(BIN / "worker-service"), "check-config"], env=base_env(state_dir, WEB_CONCURRENCY=value),
+                          capture_output=True, text=True, timeout=30)
+    if value == "":
+        assert done.returncode == 0 and "configuration OK" in done.stdout, done.stderr
+    else:
+        assert done.returncode == 78, done.stdout
+        assert done.stderr.splitlines() == [
+            f"worker-service: configuration error: WEB_CONCURRENCY={value!r} must be a whole number of at least 1"]

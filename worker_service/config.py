@@ -195,6 +195,21 @@ class SettingsSchema(Schema):
         return data
 
 
+def check_cleanup_dir(settings: Mapping[str, Any]) -> str | None:
+    """One line if ``CLEANUP_DIR`` names a directory that is not there, else ``None``.
+
+    At the start only (``check-config``, gunicorn's ``on_starting``), like the
+    state directory's check: a directory that goes away later fails the
+    cleanup job's runs, never a worker. The default, ``<state dir>/tmp``, is the
+    service's own and is created by the job.
+    """
+    directory = settings["CLEANUP_DIR"]
+    if directory == os.path.join(settings["WORKER_STATE_DIR"], "tmp") or os.path.isdir(directory):
+        return None
+    problem = "is not a directory" if os.path.exists(directory) else "does not exist (create it, or leave CLEANUP_DIR unset)"
+    return f"configuration error: CLEANUP_DIR={directory!r} {problem}"
+
+
 SECRET_VARIABLES = tuple(name for name, field in SettingsSchema().fields.items() if field.metadata.get("secret"))
 
 

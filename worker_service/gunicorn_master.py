@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,13 +49,24 @@ def mark_under_gunicorn() -> None:
     os.environ[UNDER_GUNICORN] = "1"
 
 
-def int_env(name: str, default: int, minimum: int = 1) -> int:
-    """The whole number in environment variable ``name`` (``default`` if unset or empty).
+# gunicorn's own variables, read by gunicorn.conf.py and checked by ``check-config``. An empty value counts as
+# unset, as for every other variable (the env example says so).
+DEFAULT_BIND = "127.0.0.1:8000"
+SERVER_NUMBERS = {  # variable -> (gunicorn setting, default); each a whole number of at least 1
+    "WEB_CONCURRENCY": ("workers", 2),
+    "GUNICORN_THREADS": ("threads", 4),
+    "GUNICORN_TIMEOUT": ("timeout", 30),
+    "GUNICORN_GRACEFUL_TIMEOUT": ("graceful_timeout", 30),
+}
 
-    A value that is not a whole number of at least ``minimum`` prints one line
-    and exits ``EX_CONFIG``, as every other bad setting does.
-    """
-    raw = os.environ.get(name, "")
+
+class ServerConfigError(ValueError):
+    """A bad gunicorn variable; ``str(error)`` is one line, ``configuration error: NAME='value' ...``."""
+
+
+def whole_number(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """The whole number in variable ``name``: ``default`` if unset or empty, else at least ``minimum``."""
+    raw = environ.get(name, "")
     if raw == "":
         return default
     try:
@@ -62,10 +74,72 @@ def int_env(name: str, default: int, minimum: int = 1) -> int:
     except ValueError:
         value = minimum - 1
     if value < minimum:
-        print(f"worker-service: configuration error: {name}={raw!r} must be a whole number of at least {minimum}",
-              file=sys.stderr)
-        raise SystemExit(EX_CONFIG)
+        raise ServerConfigError(f"configuration error: {name}={raw!r} must be a whole number of at least {minimum}")
     return value
+
+
+def bind_addresses(environ: Mapping[str, str], name: str = "GUNICORN_BIND") -> list[str]:
+    """The comma-separated addresses in ``name``: :data:`DEFAULT_BIND` if unset or empty.
+
+    gunicorn reads an empty address (``"".split(",")`` is ``[""]``) or one with
+    no host (``:8000``) as every interface, 0.0.0.0: both are refused, as is a
+    port that is not one, so a slip never exposes gunicorn.
+    """
+    raw = environ.get(name, "")
+    if raw == "":
+        return [DEFAULT_BIND]
+    addresses = [address.strip() for address in raw.split(",") if address.strip()]
+    if not addresses:
+        raise ServerConfigError(f"configuration error: {name}={raw!r} names no address "
+                                f"(e.g. {DEFAULT_BIND} or unix:/run/worker-service/gunicorn.sock)")
+    for address in addresses:
+        problem = _address_problem(address)
+        if problem:
+            raise ServerConfigError(f"configuration error: {name}={raw!r}: {address!r} {problem}")
+    return addresses
+
+
+def _address_problem(address: str) -> str | None:
+    """What is wrong with one gunicorn address (``unix:PATH``, ``fd://N``, ``HOST[:PORT]``, ``[IPv6][:PORT]``)."""
+    if address.startswith("unix:"):
+        return None if address.removeprefix("unix:").removeprefix("//") else "has no socket path"
+    if address.startswith("fd://"):
+        return None if address[5:].isdigit() else "is not a file descriptor number"
+    netloc = address.removeprefix("tcp://")
+    if netloc.startswith("["):
+        host, _, rest = netloc[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else (None if not rest else "")
+    elif netloc.count(":") > 1:
+        return "is an IPv6 address without brackets (e.g. [::1]:8000)"
+    else:
+        host, colon, port = netloc.partition(":")
+        port = port if colon else None
+    if not host:
+        return "has no host: gunicorn would listen on every interface (write 0.0.0.0 if that is meant)"
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return "has no valid port (1-65535)"
+    return None
+
+
+def server_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """gunicorn's settings from its variables: ``workers``, ``threads``, ``timeout``, ``graceful_timeout``, ``bind``.
+
+    Raises :class:`ServerConfigError` (one line) on a bad value.
+    """
+    environ = os.environ if environ is None else environ
+    settings: dict[str, Any] = {setting: whole_number(environ, name, default)
+                                for name, (setting, default) in SERVER_NUMBERS.items()}
+    settings["bind"] = bind_addresses(environ)
+    return settings
+
+
+def server_settings_or_exit() -> dict[str, Any]:
+    """:func:`server_settings` for gunicorn.conf.py: a bad value prints one line and exits ``EX_CONFIG``."""
+    try:
+        return server_settings()
+    except ServerConfigError as error:
+        print(f"worker-service: {error}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
 
 
 def load_sibling(name: str) -> ModuleType:

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.support.leftovers import track
 from tests.support.servers import ROOT, free_port, wait_until
 
 CONFIG_FILE = ROOT / "deploy" / "haproxy" / "worker-service.cfg"
@@ -69,6 +70,7 @@ class HAProxy:
         assert checked.returncode == 0, checked.stdout + checked.stderr
         self.process = subprocess.Popen([self.binary, "-db", "-f", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=open(self.base / "stderr", "wb"))
+        track(self.process, f"haproxy on 127.0.0.1:{self.port}")
         wait_until(self._listening, timeout=10, what="haproxy to listen")
         return self
 

