@@ -33,6 +33,8 @@ _aborting = False
 
 def validate_configuration() -> str | None:
     """Return one line describing what is wrong with the settings or jobs file, or ``None``."""
+    from common.helpers.health import redact
+
     from ..config import ConfigError, load_settings
     from ..state.setup import check_state_store
     from .jobs_file import JobsFileError, load_jobs_file
@@ -41,10 +43,9 @@ def validate_configuration() -> str | None:
         settings = load_settings()
         load_jobs_file(settings["WORKER_JOBS_FILE"], settings["SCHEDULER_TIMEZONE"])
     except (ConfigError, JobsFileError) as error:
-        from common.helpers.health import redact
-
         return redact(str(error))  # an import error of a job module may quote anything
-    return check_state_store(settings)
+    problem = check_state_store(settings)
+    return redact(problem) if problem else None  # a driver's reason may quote a host or a URL
 
 
 def post_fork(server: Any, worker: Any) -> None:
