@@ -132,3 +132,8 @@ def fleet_tick(table: str) -> None:
                        (slot, time.time(), os.environ.get("FLEET_HOST", "?"), os.getpid(), epoch))
         finally:
             watchdog.cancel()
+
+
+def raise_control_characters() -> None:
+    """Fail with a message holding a terminal escape, BEL, CR, NUL, a direction override and a forged log line."""
+    raise RuntimeError("red \x1b[31mALERT\x07 back\rover nul\x00 rtl\u202eevil\nts=forged level=CRITICAL msg=\"forged\"")
