@@ -1,7 +1,7 @@
-"""Log lines: one logfmt line each, one ISO timestamp format, no raw control character.
+"""Log lines: one logfmt line per event, one ISO timestamp format, no raw control character, no echoes.
 
-Real gunicorn for the access and error logs (a job failing with terminal escapes in its error, a request whose
-path decodes to control characters).
+Real gunicorn for the access and error logs (a job failing with terminal escapes in its error, a job that keeps
+hitting max_instances); the scheduler in-process for a state store that fails under 200 jobs a second.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ import pytest
 from tests.support.runs import jobs_file
 from tests.support.servers import Gunicorn, base_env, wait_until
 from worker_service.logfmt import LogfmtFormatter
+from worker_service.scheduler.jobs_file import parse_jobs
+from worker_service.scheduler.service import SchedulerService
+from worker_service.state import SqliteStateStore
 
 # One logfmt pair: key=bare or key="quoted with \-escapes"; a line is nothing but such pairs.
 _PAIR = r'[a-z_]+=(?:"(?:[^"\\\x00-\x1f\x7f]|\\.)*"|[^\s"=\x00-\x1f\x7f]+)'
@@ -109,3 +113,111 @@ def test_access_and_application_lines_carry_the_same_iso_timestamp(server):
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", value), (kind, value)
             moment = dt.datetime.fromisoformat(value)
             assert abs(moment.timestamp() - time.time()) < 120, (kind, value)
+
+
+def test_a_job_failure_is_one_line_with_its_traceback_only_the_first_time(server):
+    lines = server.stderr().splitlines()
+    failures = [line for line in lines if "job hostile failed" in line]
+    assert len(failures) >= 3
+    assert "exc=" in failures[0] and "Traceback" in failures[0]
+    assert not [line for line in failures[1:] if "exc=" in line]
+    # APScheduler's "Job ... raised an exception" ERROR with its traceback was a second line for every failure.
+    assert not [line for line in lines if "raised an exception" in line or "level=ERROR" in line]
+
+
+def test_a_max_instances_skip_is_one_line(server):
+    lines = server.stderr().splitlines()
+    assert len([line for line in lines if "job long skipped a run" in line]) >= 2
+    assert not [line for line in lines if "maximum number of running instances" in line]
+
+
+# -- a failing state store under many jobs -----------------------------------------------------------------
+
+
+class FlakyStore:
+    """A real store whose writes fail, as a full disk fails them, from the first submission after ``down`` is set.
+
+    The first write refused is always a run's submission (as when a job comes due), then every write is refused
+    (heartbeats included) until ``down`` is cleared.
+    """
+
+    WRITES = ("record_", "beat", "update_next_run", "forget_run", "publish_jobs")
+
+    def __init__(self, store: SqliteStateStore) -> None:
+        self._store = store
+        self.down = threading.Event()
+        self.tripped = False
+        self.refused: list[str] = []
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._store, name)
+        if not name.startswith(self.WRITES):
+            return attribute
+
+        def call(*args, **kwargs):
+            if self.down.is_set() and (self.tripped or name == "record_submitted"):
+                self.tripped = True
+                self.refused.append(name)
+                raise OSError(28, "No space left on device")
+            self.tripped = False
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self, level: int = logging.INFO) -> list[str]:
+        return [f"{r.levelname} {r.name} {r.getMessage()}" + (" +traceback" if r.exc_info or r.exc_text else "")
+                for r in list(self.records) if r.levelno >= level]
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[Captured]:
+    handler = Captured()
+    loggers = [logging.getLogger(name) for name in ("worker_service", "apscheduler")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # the levels configure_logging gives them at LOG_LEVEL=INFO
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if logger.name == "worker_service" else logging.WARNING)
+    try:
+        yield handler
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def test_a_failing_store_under_200_jobs_is_one_line_per_change_of_state(tmp_path):
+    jobs = "".join(f'[jobs.j{n}]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\nseconds = 1\n\n'
+                   for n in range(200))
+    store = FlakyStore(SqliteStateStore(str(tmp_path / "state.sqlite3")))
+    service = SchedulerService(parse_jobs(jobs), store, "UTC", heartbeat_interval=0.3)
+    with captured() as log:
+        service.start()
+        try:
+            wait_until(lambda: sum(job.success_count for job in store.jobs()) >= 200, timeout=10, what="runs")
+            for _ in range(2):  # fails (a submission first, then a heartbeat too), recovers; again
+                store.down.set()
+                wait_until(lambda: "beat" in store.refused, timeout=10, what="a submission and a heartbeat refused")
+                assert service._store_down is not None
+                store.down.clear()
+                wait_until(lambda: service._store_down is None, timeout=10, what="the store recovered")
+                store.refused.clear()
+        finally:
+            service.shutdown(wait=True)
+    lines = log.lines()
+    failing = [line for line in lines if "the state store is failing" in line]
+    recovered = [line for line in lines if "the state store records again" in line]
+    assert len(failing) == 2 and len(recovered) == 2, "\n".join(lines)
+    assert not [line for line in lines if "+traceback" in line or "Error submitting job" in line], "\n".join(lines)
+    # Nothing per job or per slot: the changes of state, and what each recovery says it forgot.
+    per_job = [line for line in lines if re.search(r"\bj\d+\b", line)]
+    assert not per_job, "\n".join(per_job[:10])
+    assert len(lines) <= 8, "\n".join(lines)
