@@ -42,7 +42,7 @@ func = "tests.support.sample_jobs:slow"
 trigger = "interval"
 seconds = 1
 max_instances = 1
-kwargs = { seconds = 30 }
+kwargs = { seconds = 5 }
 """
 
 
@@ -75,7 +75,8 @@ def test_a_backslash_before_a_quote_cannot_close_the_value():
 def server(tmp_path_factory) -> Iterator[Gunicorn]:
     workdir = tmp_path_factory.mktemp("logs")
     path = jobs_file(workdir / "jobs.toml", JOBS)
-    gunicorn = Gunicorn(base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="1"), workdir).start()
+    gunicorn = Gunicorn(base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="1",
+                                 GUNICORN_GRACEFUL_TIMEOUT="5"), workdir).start()
     # A path that decodes to ESC, CR and LF, and a user agent ending in a backslash (it escaped the closing quote).
     request = urllib.request.Request(gunicorn.url + "/health%1b%5b31m%0d%0aforged%07%00%E2%80%AE",
                                      headers={"User-Agent": 'probe\\'})
@@ -221,3 +222,20 @@ def test_a_failing_store_under_200_jobs_is_one_line_per_change_of_state(tmp_path
     per_job = [line for line in lines if re.search(r"\bj\d+\b", line)]
     assert not per_job, "\n".join(per_job[:10])
     assert len(lines) <= 8, "\n".join(lines)
+
+
+def test_the_echoes_dropped_are_apschedulers_own_words():
+    """The filter matches APScheduler's message templates verbatim: an upgrade that rewords one must fail here."""
+    import ast
+    import inspect
+
+    import apscheduler.executors.base
+    import apscheduler.schedulers.base
+
+    from worker_service.scheduler import log_noise
+
+    strings = {node.value for module in (apscheduler.executors.base, apscheduler.schedulers.base)
+               for node in ast.walk(ast.parse(inspect.getsource(module)))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)}  # adjacent literals joined
+    for template in (*log_noise._ALWAYS_ECHOED, *log_noise._REPORTED_ONCE):
+        assert template in strings, template
