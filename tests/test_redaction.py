@@ -77,6 +77,8 @@ SECRET_SHAPES = [
     ("stripe.error.AuthenticationError: Invalid API Key provided: sk_live_hunter51aaaaaaaa", "hunter51"),
     ("rk_test_hunter52aaaaaaaa", "hunter52"),
     ("whsec_hunter53aaaaaaaaaa", "hunter53"),
+    ("POST https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/hunter57aaaaaaaaaaaaaaaa: 404", "hunter57"),
+    ("Max retries exceeded with url: /services/T0ABCDEF1/B0ABCDEF2/hunter58aaaaaaaaaaaaaaaa", "hunter58"),
     # A password with an unencoded "@": libpq reads the host from its first "@" and echoes the rest as a host.
     ("failed to resolve host 'Canary_54@db.internal': [Errno -2] Name or service not known", "Canary_54"),
     ('could not translate host name "Canary_55@db" to address: Name or service not known', "Canary_55"),
@@ -105,6 +107,7 @@ READABLE = [
     "failed to resolve host 'db.internal': [Errno -2] Name or service not known",
     'connection to server at "10.0.0.6", port 5432 failed',
     "ops@example.org was paged",
+    "GET /services/status HTTP/1.1",
 ]
 
 
@@ -191,6 +194,7 @@ ADVERSARIAL = {
     "github-prefix": "ghp_",
     "github-pat": "github_pat_",
     "slack-prefix": "xoxb-",
+    "slack-webhook": "/services/TAAAAAAA/BAAAAAAA/",
     "host-quote": "host '",
     "host-userinfo": "host 'a@",
 }

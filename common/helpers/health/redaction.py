@@ -5,7 +5,7 @@ registered once at start-up; :func:`redact` also masks anything that looks
 like a secret: a URL password, a ``key=value`` / ``"key": "value"`` / header
 pair whose key names a credential, a bearer token, a JWT, a PEM private key, a
 token whose prefix names its issuer (AWS access key ids, GitHub, GitLab, Slack,
-Stripe), or the user part of a host name a client quotes ("failed to resolve
+Stripe) or a Slack webhook's path, or the user part of a host name a client quotes ("failed to resolve
 host 'pa55@db'": libpq reads the host after a password's first unencoded ``@``).
 An error message from a client library that echoes its connection string is
 then safe to show.
@@ -62,6 +62,8 @@ _PREFIXED_TOKEN = re.compile(
     r"|(?:sk|rk)_(?:live|test)_|whsec_"  # Stripe: secret and restricted keys, webhook signing secrets
     r")(?P<value>[A-Za-z0-9_-]{8,}+)"
 )
+# A Slack incoming-webhook URL's secret is its path's last part: ".../services/T0123/B0456/<secret>".
+_SLACK_WEBHOOK = re.compile(r"(?P<head>/services/T[A-Z0-9]{6,20}+/B[A-Z0-9]{6,20}+/)(?P<value>[A-Za-z0-9]{8,}+)")
 # The user part of a quoted host name: psycopg's "failed to resolve host 'u@h'", libpq's 'host name "u@h"' and
 # 'connection to server at "u@h"'. Everything up to the last "@" inside the quotes goes.
 _HOST_USERINFO = re.compile(r"(?P<head>(?:host|host name|server at) [\"'])(?P<userinfo>(?:[^\"'\s@]{0,256}+@)++)")
@@ -149,6 +151,7 @@ def mask_patterns(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
     text = _JWT.sub(MASK, text)
     text = _PREFIXED_TOKEN.sub(lambda m: f"{m['prefix']}{MASK}", text)
+    text = _SLACK_WEBHOOK.sub(lambda m: f"{m['head']}{MASK}", text)
     text = _HOST_USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
     text = _COOKIE_HEADER.sub(lambda m: f"{m['head']}{MASK}", text)
     text = _mask_key_values(text)
