@@ -64,7 +64,7 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_no_secret(state_dir, en
         # libpq ends the user part at the first "@" and would resolve "c4n4ry@db" as the host, echoing it.
         (f"postgresql://app:Db@{CANARY}@db:5432/x", "has an unencoded @ in its password"),
         (f"postgres://app:Db@{CANARY}@db/x?sslmode=require", "has an unencoded @ in its password"),
-        (f"postgresql://app@{CANARY}:Db@db/x", "has an unencoded @ in its password"),
+        (f"postgresql://app@{CANARY}:Db@db/x", "has an unencoded @ in its user name"),
         # and at the first "/": the password's tail would be the database name
         (f"postgresql://app:12/{CANARY}@db/x", "has an unencoded / or @ in its password"),
     ],

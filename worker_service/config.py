@@ -71,6 +71,10 @@ def _postgres_url(value: str) -> None:
     # libpq's user part and hosts end at the first "/": a password's "/" puts its tail and the host in the path.
     authority, _, path = value.partition("://")[2].split("?", 1)[0].partition("/")
     if authority.count("@") > 1 or "@" in str(params.get("host") or ""):
+        user = authority.rpartition("@")[0].partition(":")[0]
+        if "@" in user:  # "user@server:password@host", as Azure spells its user names
+            raise ValidationError("has an unencoded @ in its user name (PostgreSQL clients take the host from the "
+                                  "first @): percent-encode the password and the user name (@ as %40)")
         raise ValidationError("has an unencoded @ in its password (PostgreSQL clients take the host from the "
                               "first @): percent-encode the password (@ as %40)")
     if "@" in path:
