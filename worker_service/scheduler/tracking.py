@@ -161,7 +161,8 @@ class ExecutionTracker:
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
             log.debug("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
             self._on_store_failure(error)
-            log_noise.reported(error)
+            if request is None:  # APScheduler's _process_jobs logs it next (a run-now's caller answers it instead)
+                log_noise.reported(error)
             raise
         with self._lock:
             self._live.add(run_id)
