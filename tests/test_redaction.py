@@ -83,6 +83,7 @@ SECRET_SHAPES = [
     ("failed to resolve host 'Canary_54@db.internal': [Errno -2] Name or service not known", "Canary_54"),
     ('could not translate host name "Canary_55@db" to address: Name or service not known', "Canary_55"),
     ('connection to server at "pa@Canary_56@db" (10.0.0.6), port 5432 failed: refused', "Canary_56"),
+    ("dsn: host=Canary_59@db port=5432 dbname=app", "Canary_59"),
 ]
 
 # Text that holds no secret must stay readable.
@@ -197,6 +198,7 @@ ADVERSARIAL = {
     "slack-webhook": "/services/TAAAAAAA/BAAAAAAA/",
     "host-quote": "host '",
     "host-userinfo": "host 'a@",
+    "conninfo-host": "host=a@",
 }
 
 

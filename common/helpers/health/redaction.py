@@ -65,8 +65,10 @@ _PREFIXED_TOKEN = re.compile(
 # A Slack incoming-webhook URL's secret is its path's last part: ".../services/T0123/B0456/<secret>".
 _SLACK_WEBHOOK = re.compile(r"(?P<head>/services/T[A-Z0-9]{6,20}+/B[A-Z0-9]{6,20}+/)(?P<value>[A-Za-z0-9]{8,}+)")
 # The user part of a quoted host name: psycopg's "failed to resolve host 'u@h'", libpq's 'host name "u@h"' and
-# 'connection to server at "u@h"'. Everything up to the last "@" inside the quotes goes.
-_HOST_USERINFO = re.compile(r"(?P<head>(?:host|host name|server at) [\"'])(?P<userinfo>(?:[^\"'\s@]{0,256}+@)++)")
+# 'connection to server at "u@h"', and a conninfo's "host=u@h". Everything up to the last "@" of the host goes.
+_HOST_USERINFO = re.compile(
+    r"(?P<head>(?:host|host name|server at) [\"']|host=[\"']?+)(?P<userinfo>(?:[^\"'\s@]{0,256}+@)++)"
+)
 _COOKIE_HEADER = re.compile(r"(?i)(?P<head>cookie[ \t]*+:[ \t]*+)(?P<value>[^\r\n'\"]++)")
 
 # Keys whose value is a credential: a key ending in one of these words, right before its separator, so
