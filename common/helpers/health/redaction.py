@@ -5,8 +5,9 @@ registered once at start-up; :func:`redact` also masks anything that looks
 like a secret: a URL password, a ``key=value`` / ``"key": "value"`` / header
 pair whose key names a credential, a bearer token, a JWT, a PEM private key, a
 token whose prefix names its issuer (AWS access key ids, GitHub, GitLab, Slack,
-Stripe) or a Slack webhook's path, or the user part of a host name a client quotes ("failed to resolve
-host 'pa55@db'": libpq reads the host after a password's first unencoded ``@``).
+Stripe), a Slack webhook's path, or the user part of a host name a client
+quotes ("failed to resolve host 'pa55@db'": libpq reads the host after a
+password's first unencoded ``@``).
 An error message from a client library that echoes its connection string is
 then safe to show.
 
