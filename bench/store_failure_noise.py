@@ -37,5 +37,6 @@ with captured() as log:
     service.shutdown(wait=True)
 records = [r for r in log.records[before:] if r.levelno >= logging.INFO]
 tb = sum(1 for r in records if r.exc_info or r.exc_text)
-for r in records: print(" ", r.levelname, r.name, r.getMessage()[:150])
+for record in records:
+    print(" ", record.levelname, record.name, record.getMessage()[:150])
 print(f"{n} jobs: {len(records)} lines at INFO and above ({tb} with a traceback) over one failing spell")
