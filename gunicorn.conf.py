@@ -51,12 +51,14 @@ control_socket_disable = True
 
 # Logs: access lines on stdout, everything else on stderr, as key=value pairs.
 # %(U)s is the path without its query string, so no token in a URL is logged.
+# The logger class (worker_service/logfmt.py) writes %(t)s as ISO 8601 and escapes every value.
 accesslog = "-"
 errorlog = "-"
 access_log_format = (
     'ts=%(t)s level=INFO logger=gunicorn.access remote=%(h)s method=%(m)s path="%(U)s" '
     'status=%(s)s bytes=%(B)s duration_ms=%(M)s agent="%(a)s"'
 )
+logger_class = master.logger_class()
 logconfig_dict = master.logconfig()
 
 # Hooks: the master checks the configuration in a child process (exit 78 on a bad one);

@@ -57,6 +57,42 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_no_secret(state_dir, en
     assert expected in message and CANARY not in message
 
 
+@pytest.mark.parametrize("name", ["DATABASE_URL", "STATE_DATABASE_URL"])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # libpq ends the user part at the first "@" and would resolve "c4n4ry@db" as the host, echoing it.
+        (f"postgresql://app:Db@{CANARY}@db:5432/x", "has an unencoded @ in its password"),
+        (f"postgres://app:Db@{CANARY}@db/x?sslmode=require", "has an unencoded @ in its password"),
+        (f"postgresql://app@{CANARY}:Db@db/x", "has an unencoded @ in its user name"),
+        # and at the first "/": the password's tail would be the database name
+        (f"postgresql://app:12/{CANARY}@db/x", "has an unencoded / or @ in its password"),
+    ],
+)
+def test_a_postgres_url_libpq_reads_otherwise_is_refused_with_percent_encode_the_password(state_dir, name, url,
+                                                                                           expected):
+    message = settings_error(state_dir, **{name: url})
+    assert f"{name} {expected}" in message and "percent-encode the password" in message
+    assert CANARY not in message
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "STATE_DATABASE_URL"])
+def test_a_percent_encoded_password_is_accepted_and_masked_as_libpq_sends_it(state_dir, name):
+    from common.helpers.health import redact
+
+    settings = load_settings({"WORKER_STATE_DIR": str(state_dir), name: "postgresql://app:Db%40Pa55-c4n4ry@db:5432/x"})
+    assert settings[name].endswith("@db:5432/x")
+    assert redact("auth failed for Db@Pa55-c4n4ry and Db%40Pa55-c4n4ry") == "auth failed for *** and ***"
+
+
+def test_the_password_libpq_sends_is_masked_where_a_url_parser_finds_none(state_dir):
+    """"12#w" is no password to urlsplit (it reads host "app", port 12) but is the one libpq sends."""
+    from common.helpers.health import redact
+
+    load_settings({"WORKER_STATE_DIR": str(state_dir), "DATABASE_URL": "postgresql://app:1234#Pa55c4n4ry@db/x"})
+    assert "Pa55c4n4ry" not in redact("psql: password 1234#Pa55c4n4ry rejected")
+
+
 def test_a_read_only_state_dir_never_fails_loading_the_settings_but_fails_the_check(state_dir, tmp_path):
     done = subprocess.run(["chattr", "+i", str(state_dir)], capture_output=True)
     if done.returncode != 0:

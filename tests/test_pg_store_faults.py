@@ -189,6 +189,15 @@ def test_bad_credentials_give_a_clear_reason_without_the_password(tmp_path, sche
     assert reason == 'state database: role "nobody" does not exist (127.0.0.1:5432)' and PASSWORD not in reason
 
 
+def test_a_password_with_an_unencoded_at_never_shows_its_tail_in_a_reason(tmp_path, schema):  # noqa: F811
+    """libpq takes the host from the password's first "@": a store built past the settings' check never quotes it."""
+    store = PostgresStateStore("postgresql://app:Db@Canary_22@127.0.0.1:5432/test", schema, timeout=TIMEOUT)
+    reason, took = failure(store.jobs)
+    store.close()
+    assert reason == "state database: unknown host (127.0.0.1:5432)"
+    assert took < BOUND
+
+
 def test_check_config_names_a_refused_database_in_one_line_and_migrates_a_good_one(tmp_path, schema):  # noqa: F811
     port = free_port()
     problem = check_state_store(settings(tmp_path, f"postgresql://app:{PASSWORD}@127.0.0.1:{port}/test"))

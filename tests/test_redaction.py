@@ -61,6 +61,29 @@ SECRET_SHAPES = [
     ("session_id=hunter36", "hunter36"),
     ("X-Auth-Token: hunter37", "hunter37"),
     ("credentials=hunter38", "hunter38"),
+    # Tokens known by their issuer's prefix, wherever they stand (no key names them).
+    ("aws configure set aws_access_key_id AKIAIOSFODNN7HUNTR39", "IOSFODNN7HUNTR39"),
+    ("temporary credentials ASIAY34FZKBOKHUNTR40 expired", "Y34FZKBOKHUNTR40"),
+    ("(AKIAIOSFODNN7HUNTR41)", "IOSFODNN7HUNTR41"),
+    ("git clone https://ghp_hunter42abcdefghijklmnopqrstuvwxyz0123@github.com/o/r", "hunter42"),
+    ("GITHUB=gho_hunter43abcdefghijklmnopqrstuvwxyz01234", "hunter43"),
+    ("ghs_hunter44abcdefghijklmnopqrstuvwxyz01234 in header", "hunter44"),
+    ("github_pat_11AAAAAAA0hunter45_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "hunter45"),
+    ("curl -H 'PRIVATE-TOKEN: glpat-hunter46aaaaaaaaaaaa' ...", "hunter46"),
+    ("runner registered with glrt-hunter47aaaaaaaaaaaa", "hunter47"),
+    ("slack said invalid_auth for xoxb-123456789012-1234567890123-hunter48aaaaaa", "hunter48"),
+    ("xoxp-123456789012-hunter49", "hunter49"),
+    ("xapp-1-A0123-hunter50aaaa", "hunter50"),
+    ("stripe.error.AuthenticationError: Invalid API Key provided: sk_live_hunter51aaaaaaaa", "hunter51"),
+    ("rk_test_hunter52aaaaaaaa", "hunter52"),
+    ("whsec_hunter53aaaaaaaaaa", "hunter53"),
+    ("POST https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/hunter57aaaaaaaaaaaaaaaa: 404", "hunter57"),
+    ("Max retries exceeded with url: /services/T0ABCDEF1/B0ABCDEF2/hunter58aaaaaaaaaaaaaaaa", "hunter58"),
+    # A password with an unencoded "@": libpq reads the host from its first "@" and echoes the rest as a host.
+    ("failed to resolve host 'Canary_54@db.internal': [Errno -2] Name or service not known", "Canary_54"),
+    ('could not translate host name "Canary_55@db" to address: Name or service not known', "Canary_55"),
+    ('connection to server at "pa@Canary_56@db" (10.0.0.6), port 5432 failed: refused', "Canary_56"),
+    ("dsn: host=Canary_59@db port=5432 dbname=app", "Canary_59"),
 ]
 
 # Text that holds no secret must stay readable.
@@ -80,6 +103,12 @@ READABLE = [
     "auth: ok, author=Ann",
     "a bearer token is required",
     'FATAL:  password authentication failed for user "u"',
+    "AKIA starts an access key id; AKIA1234 is too short",
+    "ask_live_session_ok, mask_test_value, the ghp_ prefix",
+    "failed to resolve host 'db.internal': [Errno -2] Name or service not known",
+    'connection to server at "10.0.0.6", port 5432 failed',
+    "ops@example.org was paged",
+    "GET /services/status HTTP/1.1",
 ]
 
 
@@ -134,6 +163,9 @@ def test_text_without_secrets_stays_readable(text):
 
 def test_masking_keeps_the_key_and_the_scheme_readable():
     assert redact("postgresql://u:hun/ter10@h/db") == f"postgresql://u:{MASK}@h/db"
+    assert redact("key AKIAIOSFODNN7EXAMPLE") == f"key AKIA{MASK}"
+    assert redact("token ghp_abcdefghijklmnopqrstuvwxyz0123456789") == f"token ghp_{MASK}"
+    assert redact("failed to resolve host 'Canary_22@db'") == f"failed to resolve host '{MASK}@db'"
     assert redact('{"password": "hunter5", "user": "ann"}') == f'{{"password": "{MASK}", "user": "ann"}}'
     assert redact("Authorization: Basic dXNlcjpw") == f"Authorization: Basic {MASK}"
     assert redact("?token=abcdef&page=2") == f"?token={MASK}&page=2"
@@ -159,6 +191,14 @@ ADVERSARIAL = {
     "pem": "-----BEGIN PRIVATE KEY-----",
     "escaped": '\\"token\\":\\"',
     "ampersand-query": "?token&sig",
+    "aws-prefix": "AKIA",
+    "github-prefix": "ghp_",
+    "github-pat": "github_pat_",
+    "slack-prefix": "xoxb-",
+    "slack-webhook": "/services/TAAAAAAA/BAAAAAAA/",
+    "host-quote": "host '",
+    "host-userinfo": "host 'a@",
+    "conninfo-host": "host=a@",
 }
 
 
@@ -225,6 +265,14 @@ TRIGGERS = [
     "Authorization: ",
     "-----BEGIN PRIVATE KEY-----",
     "u:p",
+    "AKIA",
+    "ghp_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "sk_live_",
+    "host '",
+    "server at \"",
 ]
 
 
@@ -264,6 +312,11 @@ RECOGNISABLE = [
     "Authorization: Bearer {}",
     "X-Api-Key: {}",
     "GET /x?access_token={}&page=2",
+    "ghp_{}",
+    "glpat-{}",
+    "xoxb-{}",
+    "sk_live_{}",
+    "failed to resolve host '{}@db'",
 ]
 
 

@@ -28,6 +28,8 @@ def our_lines(stderr: str) -> list[str]:
                      id="a bad setting"),
         pytest.param({"DATABASE_URL": f"postgresql://app:{CANARY}#x@db:5432/x"}, "DATABASE_URL is not a valid URL",
                      id="a bad URL holding a password"),
+        pytest.param({"DATABASE_URL": f"postgresql://app:Db@{CANARY}@127.0.0.1:5432/x"},
+                     "DATABASE_URL has an unencoded @ in its password", id="a password with an unencoded @"),
         pytest.param({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY='0' must be a whole number of at least 1",
                      id="a bad gunicorn setting"),
         # gunicorn itself reads WEB_CONCURRENCY with int() on import, before gunicorn.conf.py: a traceback, exit 1
@@ -66,6 +68,19 @@ def test_check_config_command_validates_without_starting_anything(tmp_path, stat
     bad = subprocess.run([str(BIN / "worker-service"), "check-config"],
                          env=base_env(state_dir, WORKER_JOBS_FILE=str(path)), capture_output=True, text=True, timeout=30)
     assert bad.returncode == 78 and "unknown trigger 'weekly'" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "STATE_DATABASE_URL"])
+def test_check_config_refuses_a_password_with_an_unencoded_at_without_echoing_it(state_dir, name):
+    """libpq would resolve "<password tail>@127.0.0.1" and every reason would quote it: refused first, in one line."""
+    done = subprocess.run([str(BIN / "worker-service"), "check-config"],
+                          env=base_env(state_dir, **{name: f"postgresql://app:Db@{CANARY}@127.0.0.1:5432/test"}),
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 78, done.stdout + done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"worker-service: configuration error: {name} has an unencoded @")
+    assert "percent-encode the password" in lines[0]
+    assert CANARY not in done.stderr + done.stdout
 
 
 def test_create_app_rejects_a_bad_setting_with_config_error(state_dir):

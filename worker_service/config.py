@@ -41,7 +41,7 @@ def _url(*schemes: str):
         except ValueError:
             # The parser's own message can quote part of a password: never show it.
             raise ValidationError(
-                "is not a valid URL (a bad port, or a password with an unencoded @ / # ? : percent-encode it)"
+                "is not a valid URL (a bad port, or a password with an unencoded @ / # ?: percent-encode the password)"
             ) from None
         if parts.scheme not in schemes:
             raise ValidationError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
@@ -49,6 +49,50 @@ def _url(*schemes: str):
             raise ValidationError("has no host name")
 
     return check
+
+
+def _postgres_url(value: str) -> None:
+    """A PostgreSQL URL that libpq reads as a URL parser does: the same password, no user part in the host.
+
+    libpq ends the user part at the *first* ``@`` (Python's parser, and so the
+    redactor, at the last): with ``u:Db@Canary_22@host`` it sends ``Db`` as the
+    password and resolves ``Canary_22@host``, and every "failed to resolve
+    host" reason, log line and job error then shows the password's tail. Such
+    a URL is refused here, before anything connects, without echoing it.
+    """
+    _url("postgres", "postgresql")(value)
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(value)
+    except Error:  # libpq's message may quote the password
+        raise ValidationError("is not a valid PostgreSQL URL") from None
+    # libpq's user part and hosts end at the first "/": a password's "/" puts its tail and the host in the path.
+    authority, _, path = value.partition("://")[2].split("?", 1)[0].partition("/")
+    if authority.count("@") > 1 or "@" in str(params.get("host") or ""):
+        user = authority.rpartition("@")[0].partition(":")[0]
+        if "@" in user:  # "user@server:password@host", as Azure spells its user names
+            raise ValidationError("has an unencoded @ in its user name (PostgreSQL clients take the host from the "
+                                  "first @): percent-encode the password and the user name (@ as %40)")
+        raise ValidationError("has an unencoded @ in its password (PostgreSQL clients take the host from the "
+                              "first @): percent-encode the password (@ as %40)")
+    if "@" in path:
+        raise ValidationError("has an unencoded / or @ in its password or database name: percent-encode the "
+                              "password (/ as %2F, @ as %40)")
+
+
+def _postgres_password(url: str | None) -> str | None:
+    """The password libpq sends for ``url`` (decoded), whatever a URL parser makes of it; ``None`` if none."""
+    if not url:
+        return None
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(url).get("password") or None
+    except Error:
+        return None
 
 
 def _timezone(value: str) -> None:
@@ -96,7 +140,7 @@ class SettingsSchema(Schema):
     WORKER_STATE_DIR = fields.String(load_default="./var", validate=validate.Length(min=1),
                                      metadata={"help": "Local state: SQLite files, the scheduler lock. Created if missing."})
     STATE_DATABASE_URL = fields.String(
-        load_default=None, allow_none=True, validate=_url("postgres", "postgresql"),
+        load_default=None, allow_none=True, validate=_postgres_url,
         metadata=_secret(help="PostgreSQL shared by several hosts for the state store and the scheduler lease "
                               "(fleet mode). Unset: SQLite in WORKER_STATE_DIR, one host."))
     STATE_DATABASE_SCHEMA = fields.String(
@@ -124,7 +168,7 @@ class SettingsSchema(Schema):
                                  metadata=_secret(help="Supabase API key (anon or service role)."))
     SUPABASE_HEALTH_TABLE = fields.String(load_default="accounts", validate=validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="must be a table name"),
                                           metadata={"help": "Small table the Supabase check sends HEAD ... limit=1 to."})
-    DATABASE_URL = fields.String(load_default=None, allow_none=True, validate=_url("postgres", "postgresql"),
+    DATABASE_URL = fields.String(load_default=None, allow_none=True, validate=_postgres_url,
                                  metadata=_secret(help="PostgreSQL connection URL (psycopg 3)."))
     DATABASE_TIMEOUT = fields.Float(load_default=5.0, validate=_positive,
                                     metadata={"help": "Seconds a database call of a job may take."})
@@ -210,6 +254,7 @@ def check_cleanup_dir(settings: Mapping[str, Any]) -> str | None:
     return f"configuration error: CLEANUP_DIR={directory!r} {problem}"
 
 
+_POSTGRES_URLS = ("DATABASE_URL", "STATE_DATABASE_URL")
 SECRET_VARIABLES = tuple(name for name, field in SettingsSchema().fields.items() if field.metadata.get("secret"))
 
 
@@ -236,6 +281,8 @@ def _register_secrets(settings: Mapping[str, Any]) -> None:
         value = settings.get(name)
         if name.endswith("_URL"):
             register_url_secrets(value)
+            if name in _POSTGRES_URLS:  # what libpq sends, where a URL parser reads it otherwise ("p#w@h")
+                register_secret(_postgres_password(value))
         elif value:
             register_secret(value)
 

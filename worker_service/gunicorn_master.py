@@ -13,6 +13,7 @@ each is defined once.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -142,8 +143,9 @@ def server_settings_or_exit() -> dict[str, Any]:
         raise SystemExit(EX_CONFIG) from None
 
 
+@functools.cache
 def load_sibling(name: str) -> ModuleType:
-    """This directory's ``<name>.py``, loaded by path (never through the package)."""
+    """This directory's ``<name>.py``, loaded by path (never through the package), once per process."""
     spec = importlib.util.spec_from_file_location(f"_worker_service_{name}", _HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -172,6 +174,11 @@ def logconfig() -> dict[str, Any]:
             "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
         },
     }
+
+
+def logger_class() -> type:
+    """gunicorn's ``logger_class``: its own Logger, with logfmt access lines (an ISO ``ts``, escaped values)."""
+    return load_sibling("logfmt").gunicorn_logger_class()
 
 
 def configuration_problem(*options: str) -> str | None:

@@ -125,3 +125,8 @@ def _epoch() -> int:
     epoch = runtime.fencing_token()
     assert epoch is not None  # fenced_transaction refused a run without one
     return epoch
+
+
+def raise_control_characters() -> None:
+    """Fail with a message holding a terminal escape, BEL, CR, NUL, a direction override and a forged log line."""
+    raise RuntimeError("red \x1b[31mALERT\x07 back\rover nul\x00 rtl\u202eevil\nts=forged level=CRITICAL msg=\"forged\"")

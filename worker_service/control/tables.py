@@ -6,23 +6,23 @@ Every text from the service is printed through :func:`printable`: no control cha
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 import click
+
+from ..logfmt import CONTROL_CHARACTERS
 
 _COLOURS = {"healthy": "green", "success": "green", "warning": "yellow", "pending": "cyan", "paused": "cyan",
             "unhealthy": "red", "error": "red", "crashed": "red", "killed": "red", "missed": "yellow", "lost": "yellow"}
 
 
-# C0 and C1 control characters (an ANSI escape starts with ESC or CSI), DEL, and the Unicode line separators and
-# direction overrides: a job's error text is anyone's text, and it must not move the cursor or recolour the terminal.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
 def printable(text: str) -> str:
-    """``text`` safe to print on a terminal: a tab or line break becomes a space, any other control character ``?``."""
-    return _CONTROL.sub(lambda match: " " if match.group() in "\t\n\r" else "?", text)
+    """``text`` safe to print on a terminal: a tab or line break becomes a space, any other control character ``?``.
+
+    A job's error text is anyone's text: it must not move the cursor or recolour the terminal. The characters are
+    those the log lines escape (:data:`~worker_service.logfmt.CONTROL_CHARACTERS`).
+    """
+    return CONTROL_CHARACTERS.sub(lambda match: " " if match.group() in "\t\n\r" else "?", text)
 
 
 def _when(timestamp: str | None, now: dt.datetime) -> str:

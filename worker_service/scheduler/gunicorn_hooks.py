@@ -38,6 +38,8 @@ def validate_configuration(at_start: Callable[[str], None] | None = None) -> str
     ``at_start``: the service's own start, where a state database that does not
     answer yet is a warning passed to it, not a problem (a VM may boot first).
     """
+    from common.helpers.health import redact
+
     from ..config import ConfigError, check_cleanup_dir, load_settings
     from ..gunicorn_master import ServerConfigError, server_settings
     from ..state.setup import check_state_store
@@ -48,10 +50,9 @@ def validate_configuration(at_start: Callable[[str], None] | None = None) -> str
         server_settings()  # gunicorn.conf.py reads them in the master; check-config must refuse what it refuses
         load_jobs_file(settings["WORKER_JOBS_FILE"], settings["SCHEDULER_TIMEZONE"])
     except (ConfigError, ServerConfigError, JobsFileError) as error:
-        from common.helpers.health import redact
-
         return redact(str(error))  # an import error of a job module may quote anything
-    return check_state_store(settings, at_start) or check_cleanup_dir(settings)
+    problem = check_state_store(settings, at_start) or check_cleanup_dir(settings)
+    return redact(problem) if problem else None  # a driver's reason may quote a host or a URL
 
 
 def post_fork(server: Any, worker: Any) -> None:

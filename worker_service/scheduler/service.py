@@ -33,6 +33,7 @@ from ..host_identity import host_id, host_label
 from ..state import StateStore
 from ..state.faults import FencedOut
 from ..state.records import JobDefinition, OrphanedRun
+from . import log_noise
 from .commands import CommandApplier, JobRoster
 from .component_check import REPLANNING
 from .crash_policy import CrashPolicy
@@ -59,6 +60,7 @@ class SchedulerService:
         self.crash_policy = crash_policy or CrashPolicy(limit=3, backoff=10.0)
         self.session = uuid.uuid4().hex
         self.host = host_id()  # compared whole: two hosts may share a host name
+        log_noise.install()  # APScheduler's echoes of the events the tracker logs
         self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed, host=self.host)
         self.executor = TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)
         self.scheduler = ReplanningScheduler(

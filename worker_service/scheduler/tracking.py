@@ -28,6 +28,12 @@ is recorded from the MISSED event; max-instances skips from theirs. The
 executor forgets the run when APScheduler is done with it. Listeners are
 wrapped, because APScheduler only logs what a listener raises.
 
+Each event is one log line (APScheduler's own lines about the same events
+are dropped, see :mod:`.log_noise`): a failed run is one WARNING, with its
+traceback on the first failure in a row (on every one at DEBUG); a write the
+store refused is a DEBUG line, because the service logs the failing store once
+per change of state, not once per job and slot.
+
 An operator's run-now (:mod:`.commands`) takes the same path with a
 :class:`ManualRequest`: its run is ``manual``, says who asked and which
 command, and leaves the job's next run time as it is. While a job's code runs,
@@ -52,6 +58,7 @@ from common.helpers.health import redact
 
 from ..state import StateStore
 from ..state.faults import FencedOut
+from . import log_noise
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +134,7 @@ class ExecutionTracker:
         self._pid = os.getpid()
         self._settled: set[int] = set()
         self._live: set[int] = set()  # submitted runs APScheduler is not done with
+        self._failing: set[str] = set()  # jobs whose last run here failed: their next failure has no traceback
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
@@ -151,8 +159,10 @@ class ExecutionTracker:
                                                   requested_by, command_id, host=self.host)
         except Exception as error:
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
-            log.error("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
+            log.debug("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
             self._on_store_failure(error)
+            if request is None:  # APScheduler's _process_jobs logs it next (a run-now's caller answers it instead)
+                log_noise.reported(error)
             raise
         with self._lock:
             self._live.add(run_id)
@@ -172,7 +182,7 @@ class ExecutionTracker:
         try:
             self._store.forget_run(run_id)
         except Exception as error:
-            log.error("could not clear run %d from the state store: %s", run_id, error)
+            log.debug("could not clear run %d from the state store: %s", run_id, error)
             self._on_store_failure(error)
 
     def live_runs(self) -> set[int]:
@@ -197,6 +207,7 @@ class ExecutionTracker:
             except BaseException as error:
                 _exit_if_forked_child(self._pid, 1)
                 self._finish(job_id, run, started, error)
+                log_noise.reported(error)
                 raise
             finally:
                 _running.reset(token)
@@ -216,7 +227,7 @@ class ExecutionTracker:
             self._on_store_failure(error)
             return False
         except Exception as error:
-            log.error("state store write record_started failed: %s", error)
+            log.debug("state store write record_started failed: %s", error)
             self._on_store_failure(error)
             return True
         if not live:
@@ -234,13 +245,16 @@ class ExecutionTracker:
         if error is None:
             outcome = "success"
             counted = self._count(self._store.record_run, job_id, "success", finished_at, duration, run_id=run_id)
+            self._failing.discard(job_id)
         else:
             outcome, message = "error", error_message(error)
             counted = self._count(self._store.record_run, job_id, "error", finished_at, duration,
                                   type(error).__name__, message, run_id=run_id)
             asked = f" (run now by {run.requested_by})" if run is not None and run.trigger == "manual" else ""
+            first = job_id not in self._failing
+            self._failing.add(job_id)
             log.warning("job %s failed after %.3f s%s: %s: %s", job_id, duration, asked, type(error).__name__,
-                        message)
+                        message, exc_info=error if first or log.isEnabledFor(logging.DEBUG) else None)
         if counted is not None and run_id is not None:
             with self._lock:
                 self._settled.add(run_id)  # its live row is gone, whether this write removed it or a settler did
@@ -278,7 +292,7 @@ class ExecutionTracker:
             method(*args, **kwargs)
             return True
         except Exception as error:
-            log.error("state store write %s failed: %s", method.__name__, error)
+            log.debug("state store write %s failed: %s", method.__name__, error)
             self._on_store_failure(error)
             return False
 
@@ -287,7 +301,7 @@ class ExecutionTracker:
         try:
             return bool(method(*args, **kwargs))
         except Exception as error:
-            log.error("state store write %s failed: %s", method.__name__, error)
+            log.debug("state store write %s failed: %s", method.__name__, error)
             self._on_store_failure(error)
             return None
 

@@ -273,9 +273,14 @@ def _target(url: str) -> str:
         params = conninfo_to_dict(url)
     except psycopg.Error:
         return "?"
-    host = str(params.get("host") or "localhost").split(",")[0]
+    host = _without_userinfo(str(params.get("host") or "localhost").split(",")[0])
     port = str(params.get("port") or "5432").split(",")[0]
     return f"{host}:{port}"
+
+
+def _without_userinfo(host: str) -> str:
+    """``host`` up to its last ``@`` dropped: libpq takes a password's tail after an unencoded ``@`` as the host."""
+    return host.rpartition("@")[2]
 
 
 def describe(error: BaseException, target: str) -> str:
@@ -283,7 +288,7 @@ def describe(error: BaseException, target: str) -> str:
     text = str(error)
     at = _SERVER_AT.search(text)
     on_socket = _SERVER_ON_SOCKET.search(text)
-    where = f"{at.group(1)}:{at.group(2)}" if at else on_socket.group(1) if on_socket else target
+    where = f"{_without_userinfo(at.group(1))}:{at.group(2)}" if at else on_socket.group(1) if on_socket else target
     lowered = text.lower()
     if isinstance(error, psycopg.errors.LockNotAvailable):
         return f"waited too long for a row another transaction holds locked (lock_timeout; {where})"
@@ -291,7 +296,8 @@ def describe(error: BaseException, target: str) -> str:
         return f"timed out connecting ({where})"
     if "connection refused" in lowered:
         return f"connection refused ({where})"
-    if "could not translate host name" in lowered or "name or service not known" in lowered:
+    if ("could not translate host name" in lowered or "name or service not known" in lowered
+            or "failed to resolve host" in lowered):  # psycopg's own resolution; its message quotes the host
         return f"unknown host ({where})"
     fatal = _QUOTED_FATAL.search(text)
     if fatal and ("authentication failed" in lowered or "does not exist" in lowered or "no password" in lowered

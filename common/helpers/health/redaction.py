@@ -3,7 +3,11 @@
 Known secret values (API keys, tokens, passwords taken from URLs) are
 registered once at start-up; :func:`redact` also masks anything that looks
 like a secret: a URL password, a ``key=value`` / ``"key": "value"`` / header
-pair whose key names a credential, a bearer token, a JWT or a PEM private key.
+pair whose key names a credential, a bearer token, a JWT, a PEM private key, a
+token whose prefix names its issuer (AWS access key ids, GitHub, GitLab, Slack,
+Stripe), a Slack webhook's path, or the user part of a host name a client
+quotes ("failed to resolve host 'pa55@db'": libpq reads the host after a
+password's first unencoded ``@``).
 An error message from a client library that echoes its connection string is
 then safe to show.
 
@@ -48,6 +52,24 @@ _PEM_PRIVATE_KEY = re.compile(
 # RFC 6750 b64token of 8+ characters: "token_type=bearer expires_in=3600" (an "=" is only trailing) and
 # "bearer token required" keep their words.
 _BEARER = re.compile(r"(?i)(?P<head>bearer(?<![\w-]bearer)[ \t]++)(?P<value>[\w.~+/-]{8,}+=*+)(?![\w=%])")
+# Tokens that say who issued them, by prefix. The prefix stays readable (``AKIA***`` says which key leaked);
+# the left boundary keeps the scans of two attempts from overlapping inside one word.
+_PREFIXED_TOKEN = re.compile(
+    r"(?<![\w-])(?P<prefix>"
+    r"(?:AKIA|ASIA|ABIA|ACCA)(?=[A-Z0-9]{16}(?![A-Za-z0-9]))"  # AWS access key id (long-lived, STS)
+    r"|gh[pousr]_|github_pat_"  # GitHub: personal, OAuth, user-to-server, server-to-server, refresh; fine-grained
+    r"|gl(?:pat|dt|rt|ptt|ft|imt|oas|soat|cbt|agent)-"  # GitLab: personal, deploy, runner, trigger, feed, ... tokens
+    r"|xox[abeoprs]-|xapp-"  # Slack: bot, user, app-level, refresh, ... tokens
+    r"|(?:sk|rk)_(?:live|test)_|whsec_"  # Stripe: secret and restricted keys, webhook signing secrets
+    r")(?P<value>[A-Za-z0-9_-]{8,}+)"
+)
+# A Slack incoming-webhook URL's secret is its path's last part: ".../services/T0123/B0456/<secret>".
+_SLACK_WEBHOOK = re.compile(r"(?P<head>/services/T[A-Z0-9]{6,20}+/B[A-Z0-9]{6,20}+/)(?P<value>[A-Za-z0-9]{8,}+)")
+# The user part of a quoted host name: psycopg's "failed to resolve host 'u@h'", libpq's 'host name "u@h"' and
+# 'connection to server at "u@h"', and a conninfo's "host=u@h". Everything up to the last "@" of the host goes.
+_HOST_USERINFO = re.compile(
+    r"(?P<head>(?:host|host name|server at) [\"']|host=[\"']?+)(?P<userinfo>(?:[^\"'\s@]{0,256}+@)++)"
+)
 _COOKIE_HEADER = re.compile(r"(?i)(?P<head>cookie[ \t]*+:[ \t]*+)(?P<value>[^\r\n'\"]++)")
 
 # Keys whose value is a credential: a key ending in one of these words, right before its separator, so
@@ -131,6 +153,9 @@ def mask_patterns(text: str) -> str:
     text = _PEM_PRIVATE_KEY.sub(lambda m: f"{m['begin']}{MASK}{m['end']}", text)
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
     text = _JWT.sub(MASK, text)
+    text = _PREFIXED_TOKEN.sub(lambda m: f"{m['prefix']}{MASK}", text)
+    text = _SLACK_WEBHOOK.sub(lambda m: f"{m['head']}{MASK}", text)
+    text = _HOST_USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
     text = _COOKIE_HEADER.sub(lambda m: f"{m['head']}{MASK}", text)
     text = _mask_key_values(text)
     return _BEARER.sub(lambda m: f"{m['head']}{MASK}", text)
