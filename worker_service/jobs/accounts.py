@@ -8,7 +8,11 @@ in ONE atomic step that carries the job's fencing token
 if a newer epoch has already written there: Redis keeps the highest epoch
 that wrote (``<service>:fence:accounts``) and a Lua script compares, writes
 and moves it up in one go. The check happens at the resource, not in the
-job, so no pause between a check and a write can let a stale write in.
+job, so no pause between a check and a write can let a stale write in. It is
+the rule :mod:`worker_service.fencing` applies in PostgreSQL (highest epoch
+wins at the data), and like it never touches the lease: no cache call can
+delay a renewal or block a takeover. A leader past its self-fence deadline
+gets no token (``None``) and writes nothing.
 """
 
 from __future__ import annotations
