@@ -262,7 +262,7 @@ def test_a_new_leader_records_a_run_whose_leader_may_still_be_alive_as_lost_and_
             store.record_started(run_id, time.time() - 4)
         specs = parse_jobs("".join(f'[jobs.{job_id}]\nfunc = "tests.support.sample_jobs:noop"\ntrigger = "interval"\n'
                                    "seconds = 3600\n" for job_id in jobs))
-        service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2)
+        service = SchedulerService(specs, store, "UTC", heartbeat_interval=0.2, fleet=True)
         with caplog.at_level(logging.INFO, logger="worker_service.scheduler.service"):
             service.start()
             service.shutdown(wait=True)

@@ -125,7 +125,7 @@ class SchedulerLeadership:
             service = SchedulerService(
                 specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
-                CrashPolicy.from_settings(self._settings),
+                CrashPolicy.from_settings(self._settings), fleet=term.can_be_lost,
             )
             service.start()
             self._service = service

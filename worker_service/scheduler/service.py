@@ -52,8 +52,9 @@ class SchedulerService:
     """Build, start and stop the BackgroundScheduler for a list of :class:`JobSpec`."""
 
     def __init__(self, specs: list[JobSpec], store: StateStore, timezone: str, heartbeat_interval: float,
-                 crash_policy: CrashPolicy | None = None, executor_threads: int = 10) -> None:
+                 crash_policy: CrashPolicy | None = None, executor_threads: int = 10, fleet: bool = False) -> None:
         self.specs = specs
+        self.fleet = fleet  # the store is shared by several hosts (another host's runs are in it)
         self.store = store
         self.timezone = timezone
         self.heartbeat_interval = heartbeat_interval
@@ -176,10 +177,15 @@ class SchedulerService:
         its run going on. Only a run of this host whose process is gone is
         known to have died with it. A run recorded without its host (by an
         older version) is judged as before: it died with its leader.
+
+        On one host (no fleet) every run in the store is this host's, whichever
+        master of it (a restart makes a new host identity) recorded it.
         """
         if orphan.host is None:
             return False
-        return orphan.host != self.host or _process_alive(orphan.pid)
+        if orphan.host == self.host or not self.fleet:
+            return _process_alive(orphan.pid)
+        return True
 
     def _add(self, spec: JobSpec) -> None:
         options: dict[str, Any] = dict(
