@@ -37,7 +37,7 @@ from tests.support.nginx import (
     socket_group_args,
 )
 from tests.support.servers import BIN, ROOT, wait_until
-from worker_service.gunicorn_master import SERVER_NUMBERS
+from worker_service.gunicorn.master import SERVER_NUMBERS
 
 TOKEN = "nginx-test-token-5f3a9c"
 OUTSIDE = "127.0.0.2"  # not in the shipped allow list; nginx also listens here

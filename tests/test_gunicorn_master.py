@@ -69,7 +69,7 @@ def test_an_empty_gunicorn_bind_is_the_loopback_default_never_every_interface():
     ("localhost", ["localhost"]),
 ])
 def test_gunicorn_bind_accepts_addresses_gunicorn_reads(value, expected):
-    from worker_service.gunicorn_master import bind_addresses
+    from worker_service.gunicorn.master import bind_addresses
 
     assert bind_addresses({"GUNICORN_BIND": value}) == expected
 
@@ -111,8 +111,9 @@ def test_the_guard_leaves_every_other_python_process_alone():
 
 
 def test_the_package_reads_the_names_the_master_writes():
-    from worker_service import gunicorn_master
-    from worker_service.scheduler import UNDER_GUNICORN, gunicorn_hooks
+    from worker_service.gunicorn import hooks as gunicorn_hooks
+    from worker_service.gunicorn import master as gunicorn_master
+    from worker_service.scheduler import UNDER_GUNICORN
 
     assert UNDER_GUNICORN is gunicorn_master.UNDER_GUNICORN
     assert (gunicorn_hooks.EX_CONFIG, gunicorn_hooks.STARTED_AT) == (gunicorn_master.EX_CONFIG,
