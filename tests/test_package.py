@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,6 +131,10 @@ def test_build_gives_an_sdist_and_a_wheel_with_the_service_and_nothing_of_tests_
     assert installed.sdist.name.endswith(f"-{__version__}.tar.gz")
     names = zipfile.ZipFile(installed.wheel).namelist()
     assert not [name for name in names if name.split("/")[0] in ("tests", "bench", "deploy", "scripts")]
+    with tarfile.open(installed.sdist) as sdist:  # the sdist: sources and deploy/ files, no tests or benchmarks
+        tops = {member.name.split("/")[1] for member in sdist.getmembers() if member.name.count("/")}
+    assert {"worker_service", "common", "deploy", "setup.cfg", "worker_service_gunicorn_guard.pth"} <= tops
+    assert not tops & {"tests", "bench"}
     for needed in ("worker_service/gunicorn/conf.py", "worker_service/gunicorn/master.py", "worker_service/wsgi.py",
                    "worker_service/templates/status.html", "worker_service/jobs/builtin.toml",
                    "worker_service_gunicorn_guard.pth", "worker_service_gunicorn_guard.py"):
