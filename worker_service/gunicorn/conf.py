@@ -21,9 +21,11 @@ gunicorn may load this file by path, outside the package.
 import importlib
 import importlib.util
 import os
+from types import ModuleType
+from typing import Any
 
 
-def _load_master():
+def _load_master() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "_worker_service_gunicorn_master", os.path.join(os.path.dirname(os.path.abspath(__file__)), "master.py"))
     module = importlib.util.module_from_spec(spec)
@@ -77,28 +79,28 @@ on_starting = master.on_starting
 on_reload = master.on_reload
 
 
-def _worker_hooks():
+def _worker_hooks() -> ModuleType:
     """``worker_service.gunicorn.hooks``: imported in a worker, after fork, never in the master."""
     return importlib.import_module("worker_service.gunicorn.hooks")
 
 
-def post_fork(server, worker):
+def post_fork(server: Any, worker: Any) -> None:
     """New worker: capture early stops, then stand by for the scheduler lock (worker_service's hook)."""
     master.capture_early_stops()
     _worker_hooks().post_fork(server, worker)
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Any) -> None:
     """New worker, gunicorn's handlers in place: deliver the first early stop, if any."""
     _worker_hooks().post_worker_init(worker, master.early_stops())
 
 
-def worker_abort(worker):
+def worker_abort(worker: Any) -> None:
     """The worker is being killed (timeout): its scheduler stops without waiting for jobs."""
     _worker_hooks().worker_abort(worker)
 
 
-def worker_exit(server, worker):
+def worker_exit(server: Any, worker: Any) -> None:
     """The worker is leaving: stop the scheduler and free the lock."""
     if os.getpid() != worker.pid:  # gunicorn also calls it in the master for a worker already gone
         return
