@@ -1,17 +1,19 @@
 """Before gunicorn reads its own settings: a WEB_CONCURRENCY it cannot read is one line and exit 78.
 
 gunicorn takes ``int(WEB_CONCURRENCY)`` as its default number of workers when it
-imports ``gunicorn.config``, before it reads gunicorn.conf.py: ``abc``, ``1.5`` or
+imports ``gunicorn.config``, before it reads its configuration: ``abc``, ``1.5`` or
 an empty value (which the env example says counts as unset) crashed it with a
 traceback and exit 1, so systemd restarted it again and again. No config file
 runs early enough, so worker_service_gunicorn_guard.pth imports this module at
 interpreter start. In any process but gunicorn it does nothing; in gunicorn an
-empty value is removed (unset: gunicorn.conf.py's default applies) and a bad one
-gets the line gunicorn.conf.py would print, then exit 78 (EX_CONFIG).
+empty value is removed (unset: the configuration's default applies) and a bad one
+gets the line the configuration would print, then exit 78 (EX_CONFIG). Any
+gunicorn of the interpreter: ``worker-service serve`` (``python -m gunicorn``), the
+venv's ``gunicorn`` script. A wheel puts the .pth file in site-packages (setup.py).
 
 Standard library only, and it never imports the ``worker_service`` package (the
 master must not: a reload brings new code); the check is
-``worker_service/gunicorn_master.py``'s, loaded by path as gunicorn.conf.py does.
+``worker_service/gunicorn/master.py``'s, loaded by path as the configuration does.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _refuse_unreadable_workers() -> None:
     package = importlib.util.find_spec("worker_service")  # finds it without importing it
     if package is None or not package.submodule_search_locations:
         return
-    path = os.path.join(list(package.submodule_search_locations)[0], "gunicorn_master.py")
+    path = os.path.join(list(package.submodule_search_locations)[0], "gunicorn", "master.py")
     spec = importlib.util.spec_from_file_location("_worker_service_gunicorn_master", path)
     if spec is None or spec.loader is None:
         return
@@ -55,7 +57,7 @@ def guard() -> None:
         del os.environ[NAME]  # empty counts as unset; gunicorn's int("") would crash
         return
     try:
-        int(os.environ[NAME])  # what gunicorn does; a number it reads is judged by gunicorn.conf.py (one line, 78)
+        int(os.environ[NAME])  # what gunicorn does; a number it reads is judged by the configuration (one line, 78)
     except ValueError:
         _refuse_unreadable_workers()
 

@@ -1,5 +1,8 @@
-"""The WSGI entry point gunicorn serves: ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+"""The source tree's WSGI entry point (``make run``): ``gunicorn -c gunicorn.conf.py wsgi:app``.
 
-from worker_service import create_app
+The installed service serves :mod:`worker_service.wsgi` (``worker-service serve``); this is the same app.
+"""
 
-app = create_app()
+from worker_service.wsgi import app
+
+__all__ = ["app"]

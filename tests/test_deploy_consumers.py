@@ -17,7 +17,7 @@ from tests.support.servers import BIN, ROOT, Gunicorn, base_env, wait_until
 
 DEPLOY = ROOT / "deploy"
 TOKEN = "consumers-test-token-7c1e"
-SHIPPED_BIN = "/opt/worker-service/.venv/bin/worker-service"
+SHIPPED_BIN = "/opt/worker-service/bin/worker-service"
 PLUGIN_LINE = re.compile(r"^WORKER-SERVICE (OK|WARNING|CRITICAL|UNKNOWN) - .+$")
 JOBS = """
 [jobs.sync_accounts]

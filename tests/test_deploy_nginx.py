@@ -37,7 +37,7 @@ from tests.support.nginx import (
     socket_group_args,
 )
 from tests.support.servers import BIN, ROOT, wait_until
-from worker_service.gunicorn_master import SERVER_NUMBERS
+from worker_service.gunicorn.master import SERVER_NUMBERS
 
 TOKEN = "nginx-test-token-5f3a9c"
 OUTSIDE = "127.0.0.2"  # not in the shipped allow list; nginx also listens here
@@ -409,7 +409,7 @@ def test_socket_state_dir_and_stop_timeout_agree_across_the_files():
 
 
 def test_only_nginx_can_reach_the_socket_and_only_the_service_its_state():
-    # gunicorn.conf.py's umask makes the socket srwxrwx--- (tests/test_edge_socket.py); its group is the
+    # The gunicorn configuration's umask makes the socket srwxrwx--- (tests/test_edge_socket.py); its group is the
     # service's primary group, which the unit makes nginx's. The service keeps its own group as a
     # supplementary one, for /etc/worker-service.
     assert unit_values("User") == ["worker-service"]
@@ -419,15 +419,39 @@ def test_only_nginx_can_reach_the_socket_and_only_the_service_its_state():
     # nginx's group must not read the job history, the embedded database or the lock: the state is private.
     assert unit_values("StateDirectoryMode") == ["0700"]
     assert unit_values("UMask") == ["0077"]
-    assert re.search(r"^umask = 0o007$", (ROOT / "gunicorn.conf.py").read_text(), flags=re.MULTILINE)
+    assert re.search(r"^umask = 0o007$", (ROOT / "worker_service" / "gunicorn" / "conf.py").read_text(),
+                     flags=re.MULTILINE)
 
 
-def test_the_unit_passes_systemd_analyze_verify(tmp_path):
+def local_unit(tmp_path: Path) -> tuple[str, Path]:
+    """systemd-analyze and the shipped unit, its executables this checkout's (the installed package's are not here)."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    unit = tmp_path / UNIT_FILE.name  # the same unit, pointing at this checkout's executables
-    unit.write_text(UNIT_FILE.read_text().replace("/opt/worker-service/.venv/bin/", f"{BIN}/"))
+    unit = tmp_path / UNIT_FILE.name
+    unit.write_text(UNIT_FILE.read_text().replace("/opt/worker-service/bin/", f"{BIN}/"))
+    return analyze, unit
+
+
+def test_the_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze, unit = local_unit(tmp_path)
     done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=30)
     complaints = [line for line in done.stderr.splitlines() if unit.name in line]
     assert done.returncode == 0 and not complaints, done.stderr
+
+
+def test_the_unit_runs_the_installed_package_with_a_state_directory_from_systemd():
+    assert unit_values("ExecStart") == ["/opt/worker-service/bin/worker-service serve"]
+    assert unit_values("ExecReload")[0] == "/opt/worker-service/bin/worker-service check-config"
+    assert unit_values("StateDirectory") == ["worker-service"]  # $STATE_DIRECTORY: WORKER_STATE_DIR's default
+    assert unit_values("WorkingDirectory") == []  # nothing of the service lives in a source tree any more
+
+
+def test_the_unit_keeps_its_systemd_analyze_security_exposure_at_most_2(tmp_path):
+    """1.9 ("OK") when the unit ran gunicorn from the source tree; the packaged unit must not weaken it."""
+    analyze, unit = local_unit(tmp_path)
+    done = subprocess.run([analyze, "security", "--offline=true", "--threshold=20", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(rf"Overall exposure level for {re.escape(unit.name)}: (\d+\.\d)", done.stdout)
+    assert found, done.stdout[-1000:] + done.stderr
+    assert float(found.group(1)) <= 2.0 and done.returncode == 0, done.stdout[-1500:]

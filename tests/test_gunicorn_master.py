@@ -69,7 +69,7 @@ def test_an_empty_gunicorn_bind_is_the_loopback_default_never_every_interface():
     ("localhost", ["localhost"]),
 ])
 def test_gunicorn_bind_accepts_addresses_gunicorn_reads(value, expected):
-    from worker_service.gunicorn_master import bind_addresses
+    from worker_service.gunicorn.master import bind_addresses
 
     assert bind_addresses({"GUNICORN_BIND": value}) == expected
 
@@ -111,9 +111,33 @@ def test_the_guard_leaves_every_other_python_process_alone():
 
 
 def test_the_package_reads_the_names_the_master_writes():
-    from worker_service import gunicorn_master
-    from worker_service.scheduler import UNDER_GUNICORN, gunicorn_hooks
+    from worker_service.gunicorn import hooks as gunicorn_hooks
+    from worker_service.gunicorn import master as gunicorn_master
+    from worker_service.scheduler import UNDER_GUNICORN
 
     assert UNDER_GUNICORN is gunicorn_master.UNDER_GUNICORN
     assert (gunicorn_hooks.EX_CONFIG, gunicorn_hooks.STARTED_AT) == (gunicorn_master.EX_CONFIG,
                                                                      gunicorn_master.STARTED_AT)
+
+
+IMPORT_PACKAGED = """
+import importlib, json, sys, types
+conf = importlib.import_module("worker_service.gunicorn.conf")  # what gunicorn does with -c python:...
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("worker_service", "common", "flask"))
+conf.master.forget_package(types.SimpleNamespace(cfg=types.SimpleNamespace(preload_app=sys.argv[1] == "preload")))
+print(json.dumps({"loaded": loaded, "kept": sorted(name for name in sys.modules if name.split(".")[0] == "worker_service")}))
+"""
+
+
+@pytest.mark.parametrize("preload", ["", "preload"])
+def test_the_packaged_config_brings_only_the_light_package_into_the_master_and_drops_it_before_forking(preload):
+    """``-c python:worker_service.gunicorn.conf`` (``worker-service serve``) must import the package's __init__; no Flask,
+    no app module, and the master drops even those before any worker is forked (a reload then brings new code), unless
+    --preload put the app itself in the master. The reload itself: tests/test_package.py."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_PACKAGED, preload], env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["loaded"] == ["worker_service", "worker_service.gunicorn", "worker_service.gunicorn.conf",
+                              "worker_service.version"]
+    assert seen["kept"] == (seen["loaded"] if preload else [])

@@ -9,7 +9,8 @@ import pytest
 
 from tests.support.servers import wait_until
 from worker_service import create_app, resources, runtime
-from worker_service.scheduler import UNDER_GUNICORN, gunicorn_hooks
+from worker_service.gunicorn import hooks as gunicorn_hooks
+from worker_service.scheduler import UNDER_GUNICORN
 
 
 @pytest.fixture

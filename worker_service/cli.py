@@ -41,6 +41,7 @@ import click
 
 from .control.tables import printable
 from .service_client import AUTHORITY, Answer, Service, Unknown, Unreachable, shown_url
+from .version import __version__
 from .vocabulary import JobState, Status
 
 __all__ = ["Unknown", "Unreachable", "fetch", "main", "shown_url"]
@@ -53,6 +54,7 @@ JOB_CODES = {JobState.HEALTHY: OK, JobState.PENDING: OK, JobState.WARNING: WARNI
              JobState.UNHEALTHY: CRITICAL}
 PERF_VALUE = {Status.AVAILABLE: 1, Status.DEGRADED: 0.5, Status.UNAVAILABLE: 0}
 DEFAULT_URL = "http://127.0.0.1:8000"
+EX_SOFTWARE = 70  # sysexits.h: gunicorn could not be started at all
 FUTURE_TOLERANCE = 2.0  # seconds a last success may seem to lie ahead (clocks of two processes) before it is news
 
 
@@ -127,6 +129,7 @@ def _finish(code: int, text: str, perfdata: str = "") -> None:
 
 
 @click.group()
+@click.version_option(__version__, "--version", prog_name="worker-service", message="%(prog)s %(version)s")
 def main() -> None:
     """worker-service: scheduled jobs with health and status endpoints."""
 
@@ -295,7 +298,7 @@ def _status_body(service: Service, timeout: float, token: str | None) -> dict[st
               help="As the service's start runs it: a state database that does not answer yet is only a warning.")
 def check_config(at_start: bool) -> None:
     """Validate the environment and the jobs file; exit 0 if usable, 78 if not (like `nginx -t`)."""
-    from .scheduler.gunicorn_hooks import EX_CONFIG, validate_configuration
+    from .gunicorn.hooks import EX_CONFIG, validate_configuration
 
     warn = (lambda line: click.echo(f"worker-service: {line}", err=True)) if at_start else None
     problem = validate_configuration(warn)
@@ -303,6 +306,27 @@ def check_config(at_start: bool) -> None:
         click.echo(f"worker-service: {problem}", err=True)
         sys.exit(EX_CONFIG)
     click.echo("worker-service: configuration OK")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--bind", "-b", multiple=True, metavar="ADDRESS",
+              help="Where gunicorn listens (repeatable): host:port, [IPv6]:port or unix:/path; sets GUNICORN_BIND "
+                   "(default 127.0.0.1:8000).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None,
+              help="Worker processes; sets WEB_CONCURRENCY (default 2).")
+@click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- GUNICORN_OPTIONS]")
+def serve(bind: tuple[str, ...], workers: int | None, gunicorn_args: tuple[str, ...]) -> None:
+    """Run the service: exec gunicorn with the packaged configuration, from any directory.
+
+    Every GUNICORN_* and WEB_CONCURRENCY variable applies as documented; other
+    gunicorn options go after `--`. A bad setting or jobs file: one line, exit 78.
+    """
+    from .serve import serve as exec_gunicorn
+
+    try:
+        exec_gunicorn(bind, workers, gunicorn_args)
+    except OSError as error:
+        _fail(EX_SOFTWARE, f"cannot start gunicorn: {error.strerror or error}")
 
 
 # -- job control ---------------------------------------------------------------
@@ -518,5 +542,5 @@ def resume(job_id: str, url: str, timeout: float, token: str | None, as_json: bo
     _control("resume", job_id, url, timeout, token, as_json, requested_by)
 
 
-if __name__ == "__main__":  # `python -m worker_service.cli`, as gunicorn.conf.py's on_starting runs it
+if __name__ == "__main__":  # `python -m worker_service.cli`, as the gunicorn master's on_starting runs it
     main()

@@ -29,6 +29,33 @@ _positive = validate.Range(min=0, min_inclusive=False, error="must be greater th
 _not_negative = validate.Range(min=0, error="must be 0 or more")
 
 
+def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
+    """``WORKER_STATE_DIR`` when it is unset: never "``./var`` wherever the service happens to be started".
+
+    1. ``$STATE_DIRECTORY``, which systemd sets from the unit's ``StateDirectory=``
+       (the first one, if it names several, colon-separated);
+    2. ``./var`` when the package runs from its source checkout (``make run``,
+       the tests: the layout developers know);
+    3. otherwise, an installed package: ``$XDG_STATE_HOME/worker-service``, by
+       default ``~/.local/state/worker-service`` (the XDG base directory for state).
+    """
+    environ = os.environ if environ is None else environ
+    systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return systemd
+    if _in_source_checkout():
+        return "./var"
+    home = environ.get("HOME", "") or os.path.expanduser("~")
+    state_home = environ.get("XDG_STATE_HOME", "") or os.path.join(home, ".local", "state")
+    return os.path.join(state_home, "worker-service")
+
+
+def _in_source_checkout() -> bool:
+    """True when this package is the one in the repository (editable install, tests), not an installed copy."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return all(os.path.isfile(os.path.join(root, name)) for name in ("setup.cfg", "gunicorn.conf.py"))
+
+
 class ConfigError(Exception):
     """The configuration is unusable; ``str(error)`` is one line meant for an operator."""
 
@@ -137,8 +164,10 @@ class SettingsSchema(Schema):
                               validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                                       error="must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
                               metadata={"help": "Log level of the application's loggers."})
-    WORKER_STATE_DIR = fields.String(load_default="./var", validate=validate.Length(min=1),
-                                     metadata={"help": "Local state: SQLite files, the scheduler lock. Created if missing."})
+    WORKER_STATE_DIR = fields.String(load_default=default_state_dir, validate=validate.Length(min=1),
+                                     metadata={"help": "Local state: SQLite files, the scheduler lock. Created if missing. "
+                                                       "Unset: systemd's $STATE_DIRECTORY, else ./var in a source "
+                                                       "checkout, else ~/.local/state/worker-service."})
     STATE_DATABASE_URL = fields.String(
         load_default=None, allow_none=True, validate=_postgres_url,
         metadata=_secret(help="PostgreSQL shared by several hosts for the state store and the scheduler lease "
@@ -267,6 +296,7 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
     names = SettingsSchema().fields
     raw: dict[str, Any] = {name: environ[name] for name in names if environ.get(name, "") != ""}
     raw.update({key: value for key, value in (overrides or {}).items() if key in names and value is not None})
+    raw.setdefault("WORKER_STATE_DIR", default_state_dir(environ))  # from the environment given, as the rest
     try:
         settings = SettingsSchema().load(raw)
     except ValidationError as error:

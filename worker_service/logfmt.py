@@ -1,6 +1,6 @@
 """The ``key=value`` log line format. Standard library only (gunicorn's logger class is built on demand).
 
-worker_service/gunicorn_master.py loads this file by path for the master's log lines and its access
+worker_service/gunicorn/master.py loads this file by path for the master's log lines and its access
 lines, so the master never imports the ``worker_service`` package (new workers then import new code
 on reload).
 

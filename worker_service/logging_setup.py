@@ -1,6 +1,6 @@
 """Log lines as ``key=value`` pairs on stderr, with every secret redacted.
 
-The same format is used by gunicorn's error log (see ``gunicorn.conf.py``) so
+The same format is used by gunicorn's error log (see ``worker_service/gunicorn/conf.py``) so
 a log shipper parses one format.
 """
 

@@ -87,12 +87,18 @@ REGISTRY = Registry()
 
 
 def access_log_format() -> str:
-    """The access-log format of gunicorn.conf.py (read, not run), so floor and peer log the same line per request."""
-    tree = ast.parse((SOURCE.root / "gunicorn.conf.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "access_log_format" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise RuntimeError("gunicorn.conf.py has no access_log_format")
+    """The access-log format of the gunicorn configuration (read, not run), so floor and peer log the same line.
+
+    The packaged configuration, worker_service/gunicorn/conf.py; gunicorn.conf.py itself in a source tree from
+    before it (an older --ref), where the top-level file was the configuration rather than a shim over it.
+    """
+    for path in (SOURCE.root / "worker_service" / "gunicorn" / "conf.py", SOURCE.root / "gunicorn.conf.py"):
+        if not path.is_file():
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "access_log_format" for t in node.targets):
+                return ast.literal_eval(node.value)
+    raise RuntimeError("the gunicorn configuration has no access_log_format")
 
 
 class Server:

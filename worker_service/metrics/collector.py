@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from common.helpers.health import Status
 
-from ..gunicorn_master import UNDER_GUNICORN
+from ..gunicorn.master import UNDER_GUNICORN
 from ..health.bounded_cache import BoundedCache
 from ..health.report import HealthReport, build_health_report
 from ..reporting.fleet_view import FleetView, view_fleet

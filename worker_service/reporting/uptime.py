@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-from ..gunicorn_master import STARTED_AT, STARTED_MONOTONIC
+from ..gunicorn.master import STARTED_AT, STARTED_MONOTONIC
 
 
 def service_started_at() -> float:

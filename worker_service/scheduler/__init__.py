@@ -9,7 +9,7 @@ from flask import Flask
 
 # Set in the gunicorn master: under gunicorn, post_fork runs the election,
 # never create_app (which under --preload runs in the master).
-from ..gunicorn_master import UNDER_GUNICORN
+from ..gunicorn.master import UNDER_GUNICORN
 from .leadership import SchedulerLeadership
 
 

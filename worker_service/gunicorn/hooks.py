@@ -1,9 +1,9 @@
-"""What ``gunicorn.conf.py``'s worker-side hooks do, once a new worker hands over to the package.
+"""What the gunicorn configuration's worker-side hooks do, once a new worker hands over to the package.
 
-The master-side hooks (``on_starting``, ``on_reload``) live in
-:mod:`worker_service.gunicorn_master`, loaded by path, and run
-``worker-service check-config`` in a child process, so the master never
-imports this package and a reload brings new code.
+The configuration is :mod:`worker_service.gunicorn.conf`. The master-side hooks
+(``on_starting``, ``on_reload``) live in :mod:`worker_service.gunicorn.master`,
+loaded by path, and run ``worker-service check-config`` in a child process, so
+the master never keeps this package and a reload brings new code.
 
 * ``post_fork`` (each worker): keep the listening sockets out of children that
   jobs fork, and stand by for the scheduler lock (and, in a fleet, the lease).
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import readiness
-from ..gunicorn_master import EX_CONFIG, STARTED_AT  # noqa: F401 (cli and the uptime import them from here)
+from .master import EX_CONFIG, STARTED_AT  # noqa: F401 (cli and the uptime import them from here)
 
 SUCCESSOR_WAIT = 5.0  # seconds a leader stopping in a reload waits for a new worker ready to lead
 
@@ -41,13 +41,13 @@ def validate_configuration(at_start: Callable[[str], None] | None = None) -> str
     from common.helpers.health import redact
 
     from ..config import ConfigError, check_cleanup_dir, load_settings
-    from ..gunicorn_master import ServerConfigError, server_settings
+    from ..scheduler.jobs_file import JobsFileError, load_jobs_file
     from ..state.setup import check_state_store
-    from .jobs_file import JobsFileError, load_jobs_file
+    from .master import ServerConfigError, server_settings
 
     try:
         settings = load_settings()
-        server_settings()  # gunicorn.conf.py reads them in the master; check-config must refuse what it refuses
+        server_settings()  # conf.py reads them in the master; check-config must refuse what it refuses
         load_jobs_file(settings["WORKER_JOBS_FILE"], settings["SCHEDULER_TIMEZONE"])
     except (ConfigError, ServerConfigError, JobsFileError) as error:
         return redact(str(error))  # an import error of a job module may quote anything
@@ -60,7 +60,7 @@ def post_fork(server: Any, worker: Any) -> None:
     global _leadership
     from .. import resources
     from ..fork_safety import protect_listeners
-    from .leadership import SchedulerLeadership
+    from ..scheduler.leadership import SchedulerLeadership
 
     protect_listeners(getattr(worker, "sockets", ()))
     owned = resources.current()  # the app this worker loads next takes this same set (create_app)
@@ -74,7 +74,7 @@ def post_worker_init(worker: Any, early_stop: list[int]) -> None:
     gunicorn installs a worker's own signal handlers only after ``post_fork``;
     until then the master's handlers, inherited through fork, would swallow a
     SIGTERM (a stop during a reload then waited out the whole graceful
-    timeout). gunicorn.conf.py notes such a signal (``early_stop``); it is
+    timeout). conf.py notes such a signal (``early_stop``); it is
     delivered again here.
     """
     original = signal.getsignal(signal.SIGTERM)

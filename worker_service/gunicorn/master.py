@@ -1,20 +1,20 @@
-"""What gunicorn.conf.py runs before the package may be imported. Standard library only.
+"""What the gunicorn master runs before the package may be imported. Standard library only.
 
-gunicorn.conf.py loads this file by path (:func:`importlib.util.spec_from_file_location`),
-because the gunicorn master must never import the ``worker_service`` package:
-every worker then imports the code and the job modules afresh after fork, so
-``kill -HUP`` (``systemctl reload``) brings new code. Nothing here imports
-``worker_service`` at module level; the worker-side hooks hand over to
-:mod:`worker_service.scheduler.gunicorn_hooks` inside the new worker only.
+:mod:`worker_service.gunicorn.conf` (gunicorn's configuration) loads this file
+by path (:func:`importlib.util.spec_from_file_location`), because the gunicorn
+master must never hold the ``worker_service`` package: every worker then
+imports the code and the job modules afresh after fork, so ``kill -HUP``
+(``systemctl reload``) brings new code. Nothing here imports ``worker_service``;
+the worker-side hooks hand over to :mod:`worker_service.gunicorn.hooks` inside
+the new worker only (conf.py does that, so this module knows nothing above it).
 
-The package imports the names below (``worker_service.gunicorn_master``), so
+The package imports the names below (``worker_service.gunicorn.master``), so
 each is defined once.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import importlib.util
 import os
 import signal
@@ -36,7 +36,7 @@ EX_CONFIG = 78  # sysexits.h: configuration error
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 CHECK_CONFIG_TIMEOUT = 120.0  # seconds; a jobs file imports job modules, which may be slow
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # worker_service/
 _early_stops: list[int] = []
 
 
@@ -50,7 +50,7 @@ def mark_under_gunicorn() -> None:
     os.environ[UNDER_GUNICORN] = "1"
 
 
-# gunicorn's own variables, read by gunicorn.conf.py and checked by ``check-config``. An empty value counts as
+# gunicorn's own variables, read by worker_service/gunicorn/conf.py and checked by ``check-config``. An empty value counts as
 # unset, as for every other variable (the env example says so).
 DEFAULT_BIND = "127.0.0.1:8000"
 SERVER_NUMBERS = {  # variable -> (gunicorn setting, default); each a whole number of at least 1
@@ -135,7 +135,7 @@ def server_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def server_settings_or_exit() -> dict[str, Any]:
-    """:func:`server_settings` for gunicorn.conf.py: a bad value prints one line and exits ``EX_CONFIG``."""
+    """:func:`server_settings` for the gunicorn configuration: a bad value prints one line and exits ``EX_CONFIG``."""
     try:
         return server_settings()
     except ServerConfigError as error:
@@ -145,8 +145,8 @@ def server_settings_or_exit() -> dict[str, Any]:
 
 @functools.cache
 def load_sibling(name: str) -> ModuleType:
-    """This directory's ``<name>.py``, loaded by path (never through the package), once per process."""
-    spec = importlib.util.spec_from_file_location(f"_worker_service_{name}", _HERE / f"{name}.py")
+    """The package's ``worker_service/<name>.py``, loaded by path (never through the package), once per process."""
+    spec = importlib.util.spec_from_file_location(f"_worker_service_{name}", _PACKAGE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -211,10 +211,12 @@ def on_starting(server: Any) -> None:
     if problem:
         print(problem, file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG)
+    forget_package(server)  # before the first worker is forked
 
 
 def on_reload(server: Any) -> None:
     """Master, SIGHUP: new workers will read the jobs file again; say loudly if it is now broken."""
+    forget_package(server)  # gunicorn has just read its configuration again; the new workers are forked next
     problem = configuration_problem()
     if problem:
         server.log.error("reload: %s; the new workers will run NO scheduler until this is fixed",
@@ -233,29 +235,25 @@ def capture_early_stops() -> None:
         signal.signal(signum, lambda number, frame: _early_stops.append(number))
 
 
-def post_fork(server: Any, worker: Any) -> None:
-    """New worker: capture early stops, then stand by for the scheduler lock (worker_service's hook)."""
-    capture_early_stops()
-    _worker_hooks().post_fork(server, worker)
+def early_stops() -> list[int]:
+    """The first stop signal :func:`capture_early_stops` noted in this worker, if any (a list of at most one)."""
+    return _early_stops[:1]
 
 
-def post_worker_init(worker: Any) -> None:
-    """New worker, gunicorn's handlers in place: deliver the first early stop, if any."""
-    _worker_hooks().post_worker_init(worker, _early_stops[:1])
+def forget_package(server: Any) -> None:
+    """Drop every ``worker_service`` module from the master's ``sys.modules``, so the next workers import it afresh.
 
-
-def worker_abort(worker: Any) -> None:
-    """The worker is being killed (timeout): its scheduler stops without waiting for jobs."""
-    _worker_hooks().worker_abort(worker)
-
-
-def worker_exit(server: Any, worker: Any) -> None:
-    """The worker is leaving: stop the scheduler and free the lock."""
-    if os.getpid() != worker.pid:  # gunicorn also calls it in the master for a worker already gone
+    ``gunicorn -c python:worker_service.gunicorn.conf`` (``worker-service
+    serve``) imports the package's ``__init__`` and version to reach the
+    configuration: a worker forked with them in ``sys.modules`` would keep the
+    old ``create_app`` and the old version after an upgrade and a reload. The
+    configuration module goes too, so that a reload, which imports it again,
+    reads the new one. Loaded by path (the top-level gunicorn.conf.py), there
+    is nothing to drop. With ``--preload`` the master holds the app itself,
+    whose modules must stay the ones its workers use: then nothing is dropped
+    (and, as gunicorn documents, a reload does not bring new code).
+    """
+    if getattr(getattr(server, "cfg", None), "preload_app", False):
         return
-    _worker_hooks().worker_exit(server, worker)
-
-
-def _worker_hooks() -> ModuleType:
-    """``worker_service.scheduler.gunicorn_hooks``: imported in a worker, after fork, never in the master."""
-    return importlib.import_module("worker_service.scheduler.gunicorn_hooks")
+    for name in [name for name in sys.modules if name == "worker_service" or name.startswith("worker_service.")]:
+        del sys.modules[name]
