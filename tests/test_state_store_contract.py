@@ -22,6 +22,7 @@ import pytest
 from tests.support import pg
 from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore, pg_schema
 from worker_service.state.pg_pool import StatePool
+from worker_service.state.protocol import CommandQueue, FleetLedger, LeaderWriter
 from worker_service.state.records import CrashState, JobDefinition, JobRecord, OrphanedRun, RunRecord
 
 HISTORY = 5
@@ -109,9 +110,15 @@ def lead(store: StateStore, session: str = SESSION, pid: int = 4242) -> None:
 
 
 # -- the interface --------------------------------------------------------------
+ROLES = (StateReader, CommandQueue, LeaderWriter, StateStore)
+
+
+def methods(cls: type) -> set[str]:
+    return {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_")}
+
+
 def protocol_methods() -> set[str]:
-    return {name for cls in (StateReader, StateStore) for name, value in vars(cls).items()
-            if callable(value) and not name.startswith("_")}
+    return set().union(*(methods(cls) for cls in ROLES))
 
 
 def test_every_store_implements_the_protocol_with_its_exact_signatures(store):
@@ -121,18 +128,23 @@ def test_every_store_implements_the_protocol_with_its_exact_signatures(store):
         assert inspect.signature(getattr(type(store), name)) == expected, name
 
 
-def test_the_protocol_names_what_the_callers_use_and_nothing_else():
-    assert protocol_methods() == {
-        "record_submitted", "record_started", "forget_run", "forget_runs_except", "record_run", "record_missed", "record_max_instances",
-        "mark_stopping", "settle_orphans", "crash_state", "set_crash_hold", "release_quarantine", "publish_jobs",
-        "update_next_run", "beat", "clear_heartbeat", "scheduler", "jobs", "quarantined_jobs", "job_count",
-        "definition", "runs",
-        # the fleet
-        "fenced", "lease", "leadership_changes",
-        # operators' commands and pauses
-        "command", "commands", "operator_pauses", "submit_command", "pending_commands", "finish_command",
-        "set_operator_pause",
+def test_the_protocol_is_cut_by_role_and_names_what_the_callers_use_and_nothing_else():
+    assert methods(StateReader) == {  # every read, by any worker or the leader
+        "scheduler", "jobs", "quarantined_jobs", "command", "commands", "operator_pauses", "pending_commands",
+        "crash_state", "job_count", "definition", "runs",
     }
+    assert methods(CommandQueue) == {"submit_command"}  # what any worker may write
+    assert methods(LeaderWriter) == {  # the leader's writes, each fenced in a fleet
+        "record_submitted", "record_started", "forget_run", "forget_runs_except", "record_run", "record_missed",
+        "record_max_instances", "mark_stopping", "settle_orphans", "set_crash_hold", "release_quarantine",
+        "publish_jobs", "update_next_run", "beat", "clear_heartbeat", "finish_command", "set_operator_pause",
+    }
+    assert methods(StateStore) == {"fenced"}
+    assert methods(FleetLedger) == {"lease", "leadership_changes"}  # the PostgreSQL store only
+
+
+def test_only_a_fleets_store_keeps_a_lease_and_a_leadership_log(store):
+    assert isinstance(store, FleetLedger) == (type(store).__name__ == "PostgresStateStore")
 
 
 # -- the published job list -----------------------------------------------------

@@ -158,8 +158,10 @@ def test_a_missed_manual_run_and_one_whose_worker_died_keep_who_asked_for_them(s
 # -- SQLite only ------------------------------------------------------------------
 def test_a_host_local_store_fences_as_itself_and_has_no_lease_or_leadership_log(tmp_path):
     local = SqliteStateStore(str(tmp_path / "state.sqlite3"))
+    from worker_service.state.protocol import FleetLedger
+
     assert local.fenced(7) is local
-    assert local.lease() is None and local.leadership_changes() == [] and local.leadership_changes(limit=3) == []
+    assert not isinstance(local, FleetLedger) and not hasattr(local, "lease")
 
 
 def test_a_file_from_before_job_control_keeps_its_history_and_gains_commands_and_pauses(tmp_path):

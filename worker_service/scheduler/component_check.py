@@ -39,6 +39,7 @@ from common.helpers.health import CheckError, ComponentCheck, ServiceDegraded, S
 from ..host_identity import host_id, host_label
 from ..state import StateReader, StoreUnavailable
 from ..state.faults import clock_skew, clock_skew_reason, reason_alone
+from ..state.protocol import FleetLedger
 from ..state.records import LeaseRecord, SchedulerRecord
 from .heartbeat import (
     LEADERS,
@@ -205,9 +206,8 @@ def fleet_mode(settings: Mapping[str, Any]) -> bool:
 
 
 def read_lease(store: StateReader) -> LeaseRecord | None:
-    """``store.lease()``, or ``None`` for a store that has no lease to read (one host)."""
-    lease = getattr(store, "lease", None)
-    return None if lease is None else lease()
+    """``store.lease()``, or ``None`` for a store that keeps no lease (one host: not a :class:`FleetLedger`)."""
+    return store.lease() if isinstance(store, FleetLedger) else None
 
 
 def no_leader_reason(lease: LeaseRecord | None, leader: SchedulerRecord | None) -> str:

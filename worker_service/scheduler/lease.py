@@ -54,12 +54,14 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
-from ..state.faults import ClockSkewed, FencedOut, clock_skew_reason
+from ..state.faults import ClockSkewed, clock_skew_reason
+from ..state.protocol import LeaderView
+from .leader_store import LeaderStore
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +70,6 @@ HANDOVER_POLL = 0.1  # seconds between renewals while a handover is offered (onl
 # 0.5 s, then twice as long each time, at most this long (and never less often than it polls when the database
 # answers): it joins within this many seconds of the database answering again, whatever the TTL.
 UNREACHABLE_RETRY_CAP = 5.0
-DRAIN_POLL = 0.05  # seconds between looks at the previous leader's running runs after a handover
-
-# The writes of the leader's store view, each refused once the term is not valid.
-_LEADING_WRITES = frozenset({
-    "record_submitted", "record_max_instances", "mark_stopping", "settle_orphans", "set_crash_hold",
-    "release_quarantine", "publish_jobs", "update_next_run", "beat", "clear_heartbeat", "finish_command",
-    "set_operator_pause",
-})
-# Writes about runs already handed to the executor: after this host handed the lease over, they still record how
-# its last runs ended (the new leader waits for them). They start nothing, and each counts a run only if it removes
-# the run's live row: a run the new leader settled meanwhile is not counted again (see the protocol).
-_FINISHING_WRITES = frozenset({"record_started", "record_run", "record_missed", "forget_run", "forget_runs_except"})
-
 
 class LeaseGrant(Protocol):
     """What :class:`worker_service.state.pg_lease.LeaseGrant` carries."""
@@ -158,7 +147,7 @@ class LeaseTerm(Protocol):
     epoch: int | None
     can_be_lost: bool
 
-    def guard(self, store: StateStore) -> StateStore:
+    def guard(self, store: StateStore) -> LeaderView:
         """The store view the scheduler service writes through during this term."""
         ...
 
@@ -194,7 +183,7 @@ class HostTerm:
     epoch: int | None = None
     can_be_lost = False
 
-    def guard(self, store: StateStore) -> StateStore:
+    def guard(self, store: StateStore) -> LeaderView:
         return store
 
     def hand_over(self, timeout: float) -> bool:
@@ -272,12 +261,16 @@ class FleetTerm:
         """Seconds until the self-fence deadline (negative once past)."""
         return self._deadline - self._clock()
 
-    def refusal(self, method: str) -> str | None:
-        """Why the store write ``method`` must be refused now, or ``None`` if it may go (see :class:`FencedStore`)."""
+    def refusal(self, finishing: bool) -> str | None:
+        """Why a store write must be refused now, or ``None`` if it may go (see :class:`~.leader_store.LeaderStore`).
+
+        ``finishing``: it records how a run this leader started ended, which
+        may still be written after a handover.
+        """
         if self.valid():
             return None
         if self.lost.is_set():
-            if self.handed_over and method in _FINISHING_WRITES:
+            if self.handed_over and finishing:
                 return None
             return f"scheduler lease: epoch {self.epoch} is held by another host now"
         return (f"scheduler lease: not renewed in time (TTL {self._timing.ttl:g} s); job submission stopped "
@@ -432,76 +425,9 @@ class FleetTerm:
             log.error("could not give up the scheduler lease (epoch %s): %s; it runs out by itself within %g s",
                       self.epoch, error, self._timing.ttl)
 
-    def guard(self, store: StateStore) -> StateStore:
+    def guard(self, store: StateStore) -> LeaderView:
         """``store`` as the leader writes it in this term: fenced by the database and by this term's deadline."""
-        return FencedStore(store, self, self._timing)  # type: ignore[return-value]
-
-
-class FencedStore:
-    """The leader's store view for one term: ``store.fenced(epoch, session)``, each write first checked against the term.
-
-    Reads go straight through. A write is refused here (:class:`FencedOut`,
-    nothing sent) once the term is not valid; otherwise the fenced view sends
-    it and the database refuses it if another epoch holds the lease. Two
-    additions for a handover between hosts: while a handover is offered, each
-    submitted run is marked *stopping* at once (a run the next leader finds
-    still going is then counted as killed at a stop, never as a crash); and a
-    leader that got the lease by a handover first waits, bounded, for its
-    predecessor's runs to finish before it settles what is left.
-    """
-
-    def __init__(self, store: StateStore, term: FleetTerm, timing: LeaseTiming) -> None:
-        assert term.epoch is not None
-        self._base = store
-        self._fenced = store.fenced(term.epoch, term.session)
-        self._term = term
-        self._timing = timing
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _LEADING_WRITES or name in _FINISHING_WRITES:
-            return lambda *args, **kwargs: self._write(name, *args, **kwargs)
-        return getattr(self._base, name)
-
-    def _write(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        reason = self._term.refusal(name)
-        if reason is not None:
-            raise FencedOut(reason)
-        if self._term.lost.is_set():  # handed over: a finishing write of a run this leader started
-            return getattr(self._base, name)(*args, **kwargs)
-        return getattr(self._fenced, name)(*args, **kwargs)
-
-    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
-        return self._base.fenced(epoch, session)
-
-    def record_submitted(self, job_id: str, session: str, *args: Any, **kwargs: Any) -> int:
-        run_id = self._write("record_submitted", job_id, session, *args, **kwargs)
-        if self._term.offered:
-            try:
-                self._write("mark_stopping", session)
-            except StoreUnavailable as error:  # taken meanwhile: the run was recorded under this epoch and goes on
-                log.warning("could not mark the run of job %s as stopping: %s", job_id, error)
-        return run_id
-
-    def settle_orphans(self, session: str, *args: Any, **kwargs: Any) -> Iterable[Any]:
-        if self._term.predecessor_draining:
-            self._await_predecessor()
-        return self._write("settle_orphans", session, *args, **kwargs)
-
-    def _await_predecessor(self) -> None:
-        """Wait (bounded) until the runs the previous leader had going at the handover have ended."""
-        deadline = time.monotonic() + self._timing.drain_wait
-        started = time.monotonic()
-        while time.monotonic() < deadline and self._term.valid():
-            try:
-                running = sum(job.running_count for job in self._base.jobs())
-            except StoreUnavailable:
-                return  # settling then fails too, and the service reports it
-            if running == 0:
-                break
-            time.sleep(DRAIN_POLL)  # polling the store, bounded by drain_wait
-        waited = time.monotonic() - started
-        if waited > DRAIN_POLL:
-            log.info("waited %.2f s for the previous leader's last runs to end", waited)
+        return LeaderStore(store, self, self._timing.drain_wait)
 
 
 class FleetLease:

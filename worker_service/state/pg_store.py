@@ -48,7 +48,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from .protocol import StateStore
+    from .protocol import LeaderWriter
 
 T = TypeVar("T")
 _RECORD_COLUMNS = STAT_COLUMNS + ("running_count", "running_since")
@@ -175,7 +175,7 @@ class PostgresStateStore:
         return self.run(lambda db: db.execute(sql, params).fetchall())
 
     # -- fencing ---------------------------------------------------------------------------------------------
-    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
+    def fenced(self, epoch: int, session: str | None = None) -> LeaderWriter:
         """This store as the leader holding lease ``epoch`` writes it: same pool, every write checks the epoch
         (and, given ``session``, that the lease's holder is that session)."""
         view = copy.copy(self)

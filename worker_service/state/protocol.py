@@ -1,9 +1,22 @@
 """What the rest of the service needs of a state store, whatever keeps the state.
 
-Two roles use a store. Every worker reads it (``/health``'s scheduler
-component, ``/status``, ``/metrics``): :class:`StateReader`. The scheduler's
-leader also writes it (the tracker records each run, the scheduler service
-publishes jobs and beats): :class:`StateStore`. Two implementations keep it:
+The store is cut by role, each role an interface of its own:
+
+* :class:`StateReader`: every read, made by any worker (``/health``'s
+  scheduler component, ``/status``, ``/metrics``, the job-control reads) and
+  by the leader;
+* :class:`CommandQueue`: the one write any worker makes (an operator's
+  command, queued for the leader; not fenced);
+* :class:`LeaderWriter`: the leader's writes (a run's steps, leading, the
+  commands it finishes). In a fleet every one of them is fenced by the lease's
+  epoch (:meth:`StateStore.fenced`); the scheduler writes through
+  :class:`worker_service.scheduler.lease.LeaderStore`, which implements this
+  interface method by method, and ``tests/test_leader_writes_fenced.py``
+  fails for a write added here that is not fenced;
+* :class:`FleetLedger`: the fleet's lease and leadership log, kept by the
+  PostgreSQL store only.
+
+:class:`StateStore` is a whole store: reader, queue and writer. Two implementations keep it:
 ``SqliteStateStore`` (one host: a file in ``WORKER_STATE_DIR``) and
 ``PostgresStateStore`` (a fleet of hosts: ``STATE_DATABASE_URL``). Both pass
 ``tests/test_state_store_contract.py`` and
@@ -69,15 +82,6 @@ class StateReader(Protocol):
         """Ids of the jobs in quarantine for crashing their worker, sorted."""
         ...
 
-    # -- the fleet (a store shared by several hosts; host-local stores have no lease) --
-    def lease(self) -> LeaseRecord | None:
-        """The fleet's scheduler lease as the database sees it now, or ``None`` (host-local store, or never taken)."""
-        ...
-
-    def leadership_changes(self, limit: int = 10) -> list[LeadershipChange]:
-        """The last changes of the fleet's leader, newest first (``[]`` for a host-local store)."""
-        ...
-
     # -- operators' commands and pauses (job control) --------------------------
     def command(self, command_id: int) -> Command | None:
         """One command, or ``None``."""
@@ -91,10 +95,65 @@ class StateReader(Protocol):
         """Every job an operator paused or resumed (the last word for each), by job id."""
         ...
 
+    def pending_commands(self) -> list[Command]:
+        """Commands not yet applied, oldest first (the leader polls this), each with its :attr:`~.records.Command.age`.
+
+        The age is measured with the store's clock at this read (the clock that
+        stamped ``requested_at``), so the leader never compares its own clock
+        with another host's.
+        """
+        ...
+
+    # -- the leader's reads -----------------------------------------------------
+    def crash_state(self, job_id: str) -> CrashState:
+        """How often in a row the job crashed its worker, and whether it is quarantined."""
+        ...
+
+    def job_count(self) -> int:
+        """How many jobs are published."""
+        ...
+
+    def definition(self, job_id: str) -> JobDefinition | None:
+        """One published job's definition, or ``None``."""
+        ...
+
+    def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
+        """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
+        ...
+
 
 @runtime_checkable
-class StateStore(StateReader, Protocol):
-    """Job stats, run history, the published job list and the heartbeat, shared by every worker of the host."""
+class FleetLedger(Protocol):
+    """The fleet's lease and leadership log: a store shared by several hosts (PostgreSQL) only."""
+
+    def lease(self) -> LeaseRecord | None:
+        """The fleet's scheduler lease as the database sees it now, or ``None`` if never taken."""
+        ...
+
+    def leadership_changes(self, limit: int = 10) -> list[LeadershipChange]:
+        """The last changes of the fleet's leader, newest first."""
+        ...
+
+
+@runtime_checkable
+class CommandQueue(Protocol):
+    """What any worker may write: an operator's command, for the leader to apply (never fenced)."""
+
+    def submit_command(self, job_id: str, action: str, requested_by: str) -> Command:
+        """Queue a command for the leader (any worker, not fenced); return it as queued.
+
+        Its ``requested_at`` is stamped with the store's clock, never the
+        submitting host's: the leader, on another host, judges its age.
+        """
+        ...
+
+
+@runtime_checkable
+class LeaderWriter(Protocol):
+    """The leader's writes: a run's steps (the tracker), leading (the scheduler service), finishing commands.
+
+    In a fleet each is fenced by the lease's epoch (see :meth:`StateStore.fenced`).
+    """
 
     # -- a run's steps: the tracker ------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
@@ -157,18 +216,6 @@ class StateStore(StateReader, Protocol):
         """Count a run skipped because the job was still running (``max_instances`` reached)."""
         ...
 
-    # -- fencing ----------------------------------------------------------------
-    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
-        """This store as the leader holding lease ``epoch`` (with lease session ``session``, if given) writes it.
-
-        Every write of the returned view (the run steps, leading, finishing
-        commands) checks in the same statement that ``epoch`` still holds the
-        fleet's lease, and that ``session`` is its holder, and raises
-        :class:`~.faults.FencedOut` (writing nothing) otherwise. A host-local
-        store, whose election is a lock the kernel frees, returns itself.
-        """
-        ...
-
     # -- leading: the scheduler service --------------------------------------
     def mark_stopping(self, session: str) -> None:
         """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
@@ -184,10 +231,6 @@ class StateStore(StateReader, Protocol):
         Every other run is ``crashed``, ``killed`` or ``missed``
         (:attr:`OrphanedRun.outcome`); without ``lost``, every run is.
         """
-        ...
-
-    def crash_state(self, job_id: str) -> CrashState:
-        """How often in a row the job crashed its worker, and whether it is quarantined."""
         ...
 
     def set_crash_hold(self, job_id: str, held_until: float | None, quarantine_key: str | None = None) -> None:
@@ -215,37 +258,7 @@ class StateStore(StateReader, Protocol):
         """Mark the scheduler stopped, if ``pid`` is still the one that beats."""
         ...
 
-    def job_count(self) -> int:
-        """How many jobs are published."""
-        ...
-
-    def definition(self, job_id: str) -> JobDefinition | None:
-        """One published job's definition, or ``None``."""
-        ...
-
-    # -- history --------------------------------------------------------------
-    def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
-        """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
-        ...
-
-    # -- operators' commands: any worker submits, the leader applies -----------
-    def submit_command(self, job_id: str, action: str, requested_by: str) -> Command:
-        """Queue a command for the leader (any worker, not fenced); return it as queued.
-
-        Its ``requested_at`` is stamped with the store's clock, never the
-        submitting host's: the leader, on another host, judges its age.
-        """
-        ...
-
-    def pending_commands(self) -> list[Command]:
-        """Commands not yet applied, oldest first (the leader polls this), each with its :attr:`~.records.Command.age`.
-
-        The age is measured with the store's clock at this read (the clock that
-        stamped ``requested_at``), so the leader never compares its own clock
-        with another host's.
-        """
-        ...
-
+    # -- operators' commands: the leader applies them -----------------------------
     def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
                        applied_by: str, run_id: int | None = None) -> None:
         """The leader applied (``done``) or could not apply (``failed``) a pending command (fenced)."""
@@ -253,4 +266,28 @@ class StateStore(StateReader, Protocol):
 
     def set_operator_pause(self, job_id: str, paused: bool, by: str, at: float) -> None:
         """Record an operator's pause or resume; it survives leaders and restarts (fenced)."""
+        ...
+
+
+@runtime_checkable
+class LeaderView(StateReader, LeaderWriter, Protocol):
+    """What the scheduler's leader uses during its term: every read and its own writes (fenced in a fleet)."""
+
+
+@runtime_checkable
+class StateStore(StateReader, CommandQueue, LeaderWriter, Protocol):
+    """A whole store: every read, the command queue and the leader's writes, shared by every worker of the host.
+
+    A fleet's store (PostgreSQL) is also a :class:`FleetLedger`.
+    """
+
+    def fenced(self, epoch: int, session: str | None = None) -> LeaderWriter:
+        """This store as the leader holding lease ``epoch`` (with lease session ``session``, if given) writes it.
+
+        Every write of the returned view (the run steps, leading, finishing
+        commands) checks in the same statement that ``epoch`` still holds the
+        fleet's lease, and that ``session`` is its holder, and raises
+        :class:`~.faults.FencedOut` (writing nothing) otherwise. A host-local
+        store, whose election is a lock the kernel frees, returns itself.
+        """
         ...

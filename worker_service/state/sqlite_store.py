@@ -30,8 +30,6 @@ from .records import (
     CrashState,
     JobDefinition,
     JobRecord,
-    LeadershipChange,
-    LeaseRecord,
     OperatorPause,
     OrphanedRun,
     RunRecord,
@@ -40,7 +38,7 @@ from .records import (
 from .sqlite_file import SqliteFile, WriteTransaction
 
 if TYPE_CHECKING:
-    from .protocol import StateStore
+    from .protocol import LeaderWriter
 
 log = logging.getLogger(__name__)
 
@@ -459,18 +457,10 @@ class SqliteStateStore:
         ).fetchall())
         return [RunRecord(*row) for row in rows]
 
-    # -- the fleet: a host-local store has no lease --------------------------
-    def fenced(self, epoch: int, session: str | None = None) -> StateStore:
+    # -- the fleet: a host-local store has no lease (it is no FleetLedger) ----
+    def fenced(self, epoch: int, session: str | None = None) -> LeaderWriter:
         """This store itself: its election is a lock the kernel frees, so no stale leader can write."""
         return self
-
-    def lease(self) -> LeaseRecord | None:
-        """``None``: a host-local store has no fleet lease."""
-        return None
-
-    def leadership_changes(self, limit: int = 10) -> list[LeadershipChange]:
-        """``[]``: a host-local store keeps no fleet leadership log."""
-        return []
 
     # -- operators' commands: any worker submits, the leader applies -----------
     def submit_command(self, job_id: str, action: str, requested_by: str) -> Command:
