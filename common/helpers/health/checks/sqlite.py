@@ -10,7 +10,12 @@ from ..errors import ServiceUnavailable
 
 
 class SqliteCheck(ComponentCheck):
-    """Write a row to ``health_probe`` and read it back, with a busy timeout."""
+    """Write a row to ``health_probe`` and read it back in the same transaction, with a busy timeout.
+
+    The read is inside the write's transaction: every worker of a host checks
+    the same row, and a read after the commit could see another worker's
+    write in between (at boot they all check at once).
+    """
 
     backend = "sqlite"
 
@@ -26,7 +31,7 @@ class SqliteCheck(ComponentCheck):
                     connection.execute("CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY, at REAL)")
                     stamp = time.time()
                     connection.execute("INSERT OR REPLACE INTO health_probe (id, at) VALUES (1, ?)", (stamp,))
-                row = connection.execute("SELECT at FROM health_probe WHERE id = 1").fetchone()
+                    row = connection.execute("SELECT at FROM health_probe WHERE id = 1").fetchone()
             finally:
                 connection.close()
         except sqlite3.Error as error:
