@@ -17,6 +17,6 @@ def test_concurrent_checks_of_one_file_each_read_back_their_own_write(tmp_path):
     path = str(tmp_path / "worker-data.sqlite3")
     check = SqliteCheck(path, timeout=5.0)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: check.run("database"), range(400)))
+        results = list(pool.map(lambda _: check.run("database"), range(600)))
     failures = [result.reason for result in results if result.status is not Status.AVAILABLE]
     assert failures == []
