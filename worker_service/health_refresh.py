@@ -36,9 +36,18 @@ def install(engine: HealthEngine) -> None:
     _refresher = Refresher(engine, on_first_round=_ready)
 
 
-def start() -> bool:
-    """Start refreshing in this worker (``post_worker_init``); ``False`` when there is nothing to do (TTL 0)."""
-    return _refresher is not None and _refresher.start()
+def start(wait: float = 0.0) -> bool:
+    """Start refreshing in this worker (``post_worker_init``); ``False`` when there is nothing to do (TTL 0).
+
+    With ``wait``, return once the first round is done, or after at most
+    ``wait`` seconds (a hung dependency: the worker then answers ``starting``
+    until its check times out).
+    """
+    if _refresher is None or not _refresher.start():
+        return False
+    if wait > 0:
+        _refresher.first_round.wait(wait)
+    return True
 
 
 def stop(timeout: float = 1.0) -> None:

@@ -27,6 +27,7 @@ from .. import readiness
 from ..gunicorn_master import EX_CONFIG, STARTED_AT  # noqa: F401 (cli and the uptime import them from here)
 
 SUCCESSOR_WAIT = 5.0  # seconds a leader stopping in a reload waits for a new worker ready to lead
+FIRST_CHECKS_WAIT = 1.0  # seconds a new worker waits for its first health checks before it accepts connections
 
 _leadership: Any = None
 _aborting = False
@@ -82,7 +83,10 @@ def post_worker_init(worker: Any, early_stop: list[int]) -> None:
     signal.signal(signal.SIGTERM, retire_then_exit)
     from .. import health_refresh as refresh
 
-    refresh.start()  # the first checks begin now, not at the first probe; then once per HEALTH_CACHE_TTL
+    # The first checks begin now, not at the first probe (then once per HEALTH_CACHE_TTL), and the worker accepts
+    # its first connection once they are done (a few ms) or FIRST_CHECKS_WAIT passed: a load balancer's first probe
+    # of a new worker is answered `ready`, not `starting` (two of those in a row took a host out, fall 2).
+    refresh.start(wait=0.0 if early_stop else FIRST_CHECKS_WAIT)
     for signum in early_stop:
         os.kill(os.getpid(), signum)
 

@@ -41,6 +41,7 @@ class Refresher:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.first_round = threading.Event()  # every component has had its first result since start()
 
     @property
     def running(self) -> bool:
@@ -82,7 +83,7 @@ class Refresher:
         engine, ttl = self.engine, self.engine.cache_ttl
         first_round = time.monotonic()
         next_round = first_round
-        reported = self._on_first_round is None
+        reported = False
         while not self._stopping.is_set():
             engine.stored.clear()  # before looking: a result stored from here on wakes the wait below
             now = time.monotonic()
@@ -102,9 +103,10 @@ class Refresher:
 
     def _report_first_round(self) -> None:
         callback, self._on_first_round = self._on_first_round, None
-        if callback is None:
-            return
         try:
-            callback()
+            if callback is not None:
+                callback()
         except Exception:
             log.exception("health: the first-round callback raised")
+        finally:
+            self.first_round.set()
