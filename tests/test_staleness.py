@@ -60,3 +60,21 @@ def test_after_a_quiet_spell_the_first_probe_shows_an_outage_and_then_the_recove
     status, body, took = probe(server)
     assert (status, body["components"]["cache"]) == (200, "available"), body
     assert took < 2 * TIMEOUT + 0.5
+
+
+def test_with_redis_hung_the_first_probe_after_a_quiet_spell_answers_from_memory_without_waiting(gunicorn,
+                                                                                                 hung_listener):
+    """Each worker refreshes its checks on a timer: after a quiet spell past TTL + 2 x timeout, with Redis hung,
+    the first probe says unavailable at once instead of waiting for a fresh check (a whole check timeout)."""
+    ttl, timeout = 0.2, 1.5
+    server = gunicorn(REDIS_URL=f"redis://127.0.0.1:{hung_listener.port}/0", HEALTH_CACHE_TTL=str(ttl),
+                      HEALTH_CHECK_TIMEOUT=str(timeout), WEB_CONCURRENCY="1", HEALTH_CRITICAL_COMPONENTS="cache")
+    wait_until(lambda: server.get("/health/ready")[2]["status"] != "starting", timeout=15,
+               what="the worker's first checks (a timeout on the hung Redis)")
+    quiet_spell(ttl + 2 * timeout + 0.5)  # nobody probes: results older than the bound would be refreshed on demand
+    status, body, took = probe(server)
+    assert (status, body["components"]["cache"]) == (503, "unavailable"), body
+    assert took < timeout / 2, f"the probe took {took:.2f} s: it waited for a check"  # it used to take the timeout
+    _, _, report = server.get("/status", headers={"Connection": "close"})
+    cache = report["metrics"]["dependencies"]["cache"]
+    assert "timed out" in cache["reason"] and cache["age_seconds"] <= ttl + 2 * timeout, cache  # within the bound

@@ -6,10 +6,10 @@ from flask import Flask
 
 from common.helpers.health import HealthEngine
 
+from .. import health_refresh as refresh
 from ..scheduler.component_check import SchedulerCheck
 from ..version import __version__
 from .health_json import HealthJsonBodies
-from .. import health_refresh as refresh
 from .report import HealthBodies
 
 
