@@ -157,7 +157,8 @@ def interleaved(apps: list[tuple[str, Server, str]], modes: list[str], rounds: i
     comes right after ``prewarm`` seconds of the same load on the same app: steady state, no quiet gap before it.
     """
     for _label, server, path in apps:
-        wrk(server, path, warmup, **kwargs)
+        if warmup > 0:
+            wrk(server, path, warmup, **kwargs)
     results: dict[tuple[str, str], list[dict]] = {}
     for round_index in range(rounds):
         shift = round_index % len(apps)

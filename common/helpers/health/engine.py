@@ -146,17 +146,20 @@ class HealthEngine:
     def refresh(self, now: float | None = None) -> None:
         """Start one check of every component that has none running (a refresher's round; returns at once).
 
-        A component whose last attempt was abandoned while hung and still runs
-        gets no second one: it is reported "still hung" instead (a fresh
-        observation that it still does not answer), so a round never runs two
-        checks of one component at once.
+        A component already unavailable whose last attempt was abandoned while
+        hung and still runs gets no second one: it is reported "still hung"
+        instead (a fresh observation that it still does not answer), so rounds
+        do not pile checks onto a hung dependency. (After a missed deadline
+        that a retry then contradicted, the component is usable, and the next
+        round checks it even if the first attempt still hangs.)
         """
         now = time.monotonic() if now is None else now
         with self._lock:
             for name, slot in self._slots.items():
                 self._settle(slot)
                 if slot.inflight is None:
-                    self._start(slot, name, now, confirming=False, limit=1)
+                    hung = slot.cached is not None and slot.cached.status is Status.UNAVAILABLE
+                    self._start(slot, name, now, confirming=False, limit=1 if hung else None)
 
     def enforce_deadlines(self, now: float | None = None) -> float | None:
         """Handle every attempt past its deadline (confirm or report it); the next pending deadline, if any."""
