@@ -2,8 +2,10 @@
 
 Cron and Nagios probe every few minutes. Each probe must report the state at
 that moment, not the state the worker found at its previous check: a result
-older than HEALTH_CACHE_TTL + 2 x HEALTH_CHECK_TIMEOUT is never served, the probe
-waits for a fresh check instead. Time is compressed: TTL 0.5 s, timeout 0.25 s.
+older than HEALTH_CACHE_TTL + 2 x HEALTH_CHECK_TIMEOUT is never served. Each
+worker refreshes its checks on a timer of one TTL, so the probe gets a result
+within that bound from memory, without waiting for a check, even with a
+dependency hung. Time is compressed: TTL 0.2-0.5 s, timeouts 0.25-1.5 s.
 """
 
 from __future__ import annotations
