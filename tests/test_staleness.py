@@ -80,3 +80,28 @@ def test_with_redis_hung_the_first_probe_after_a_quiet_spell_answers_from_memory
     _, _, report = server.get("/status", headers={"Connection": "close"})
     cache = report["metrics"]["dependencies"]["cache"]
     assert "timed out" in cache["reason"] and cache["age_seconds"] <= ttl + 2 * timeout, cache  # within the bound
+
+
+def test_each_worker_checks_redis_once_per_ttl_probed_or_not_and_probes_add_no_check(gunicorn, private_redis):
+    """What the README says the timer costs: one check (SET, GET, DEL) per TTL per worker, and none per probe."""
+    ttl, workers = 0.5, 2
+    server = gunicorn(REDIS_URL=f"redis://127.0.0.1:{private_redis.port}/0", HEALTH_CACHE_TTL=str(ttl),
+                      WEB_CONCURRENCY=str(workers), HEALTH_CRITICAL_COMPONENTS="cache,database")
+    wait_until(lambda: server.stderr().count("is ready: its first checks are done") == workers, timeout=15,
+               what="both workers' first checks, with no probe")
+    redis = private_redis.client()
+
+    def checks() -> int:  # the built-in jobs write nothing to Redis in the first 30 minutes
+        return int(redis.info("commandstats").get("cmdstat_set", {}).get("calls", 0))
+
+    before, began = checks(), time.monotonic()
+    quiet_spell(3.0)
+    idle, elapsed = checks() - before, time.monotonic() - began
+    expected = workers * elapsed / ttl
+    assert expected / 2 <= idle <= expected + 2 * workers, (idle, expected)  # nobody probed, every worker checked
+
+    before, began = checks(), time.monotonic()
+    for _ in range(100):
+        assert probe(server)[0] == 200
+    burst, elapsed = checks() - before, time.monotonic() - began
+    assert burst <= workers * (elapsed / ttl + 2), (burst, elapsed)  # the 100 probes added no check of their own
