@@ -4,7 +4,9 @@ Why: with results refreshed only when a caller asks, the first caller after a
 quiet spell longer than ``cache_ttl + stale_grace`` waits for a fresh check,
 and with a dependency hung that is a whole check timeout. Here one daemon
 thread per process starts a check of every component once per ``cache_ttl``
-(never a second one of a component while one still runs) and enforces each
+(none for a component whose check is still in flight, nor for an unavailable
+one whose abandoned check still hangs: see
+:meth:`~common.helpers.health.engine.HealthEngine.refresh`) and enforces each
 attempt's deadline itself, so a result is always in memory, never older than
 ``cache_ttl + stale_grace``, and a caller never waits for it.
 
