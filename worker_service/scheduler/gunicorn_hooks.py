@@ -27,7 +27,9 @@ from .. import readiness
 from ..gunicorn_master import EX_CONFIG, STARTED_AT  # noqa: F401 (cli and the uptime import them from here)
 
 SUCCESSOR_WAIT = 5.0  # seconds a leader stopping in a reload waits for a new worker ready to lead
-FIRST_CHECKS_WAIT = 1.0  # seconds a new worker waits for its first health checks before it accepts connections
+# Seconds a new worker waits for its first health checks before it accepts connections: a first check that misses
+# its deadline is retried once (2 x HEALTH_CHECK_TIMEOUT, 1 s by default), with room for a loaded host.
+FIRST_CHECKS_WAIT = 1.5
 
 _leadership: Any = None
 _aborting = False

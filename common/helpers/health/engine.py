@@ -27,7 +27,9 @@ Why it is built this way:
   its answer is the result. A check that fails outright (refused, error) is
   reported at once, and a component already unavailable is not retried. A
   real hang thus shows one ``timeout`` later, and a caller waits at most
-  ``2 × timeout`` (only when a usable component just hung).
+  ``2 × timeout`` (only when a usable component just hung). With a refresher
+  (below), a component's very first check is confirmed the same way: it runs
+  while the process boots, when CPU is scarcest.
 * A dependency that accepts connections and never answers must not hold the
   endpoint: each attempt gets ``timeout`` seconds from its start. Deadlines
   are thread-based (``Future.result(timeout)``), never SIGALRM, which only
@@ -248,7 +250,9 @@ class HealthEngine:
         """
         slot.abandoned.add(future)
         usable = slot.cached is not None and slot.cached.status is not Status.UNAVAILABLE
-        if usable and not slot.confirming:
+        # A refresher's first check runs while a new worker boots, when CPU is scarcest: its miss is confirmed too.
+        booting = slot.cached is None and self.refreshed_in_background
+        if (usable or booting) and not slot.confirming:
             return self._start(slot, name, now, confirming=True)
         return self._timeout_result(slot, name, "no answer")
 
