@@ -44,16 +44,27 @@ def test_ready_is_503_starting_until_the_first_checks_complete(gunicorn, hung_li
     assert (status, body["status"], body["components"]["cache"]) == (503, "unavailable", "unavailable")
 
 
-def test_ready_is_503_starting_then_200_ready_in_a_fresh_worker(gunicorn):
-    server = gunicorn(args=["-w", "1"])
-    status, _, body = server.get("/health/ready")
-    assert (status, body["status"]) == (503, "starting")  # /health/live answered, but no check has completed
-    status, head, body = wait_until(lambda: (r := server.get("/health/ready"))[0] == 200 and r, timeout=5,
-                                    what="ready")
-    assert body["status"] == "ready" and set(body["components"]) == {"cache", "database", "scheduler"}
+def test_a_new_worker_is_ready_at_its_first_probe_without_any_probe_having_started_its_checks(gunicorn):
+    """The first checks run when the worker boots, before it accepts connections: its first probe is no 503."""
+    server = gunicorn(args=["-w", "2"], HEALTH_CACHE_TTL="0.5")
+    wait_until(lambda: server.stderr().count("is ready: its first checks are done") == 2, timeout=15,
+               what="both workers ready without any probe of /health/ready")
+    status, head, body = server.get("/health/ready")  # the very first probe of /health/ready
+    assert (status, body["status"]) == (200, "ready"), body
+    assert set(body["components"]) == {"cache", "database", "scheduler"}
     assert head["Cache-Control"] == "no-store"
     status, _, body = server.get("/health")
     assert status == 200 and list(body) == ["status", "components", "timestamp", "service"]  # /health unchanged
+
+
+def test_without_gunicorn_the_first_probe_starts_the_checks_503_starting_then_200_ready(make_app, monkeypatch):
+    """No worker hook ran (tests, flask run): the first probe starts the checks, as before."""
+    monkeypatch.setattr(readiness, "_process", Readiness())
+    client = make_app(HEALTH_CRITICAL_COMPONENTS="cache,database").test_client()  # no heartbeat in-process
+    first = client.get("/health/ready")
+    assert (first.status_code, first.json["status"]) == (503, "starting")
+    ready = wait_until(lambda: (r := client.get("/health/ready")).status_code == 200 and r, timeout=5, what="ready")
+    assert ready.json["status"] == "ready"
 
 
 def test_sigterm_turns_ready_to_503_draining_at_once_while_the_worker_still_answers(gunicorn):

@@ -1,7 +1,10 @@
 """This worker's readiness: starting -> ready -> draining, the state /health/ready answers from.
 
 * ``starting``: the first check of every critical component has not completed
-  in this worker yet (:func:`warm_up` runs it once, in a thread).
+  in this worker yet. Under gunicorn the worker's first round of checks, started
+  at boot by :mod:`worker_service.health_refresh`, ends it; without that timer
+  (tests, ``flask run``) the first probe starts them (:meth:`Readiness.warm_up`,
+  once, in a thread).
 * ``ready``: it has; /health/ready now follows the components, as /health does.
 * ``draining``: SIGTERM arrived (gunicorn's graceful stop, or the old workers of
   a reload); in-flight requests and running jobs still finish. It never ends.

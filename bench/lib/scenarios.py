@@ -119,8 +119,12 @@ class Bench:
         first = http_get(ours.url + "/health", timeout=15)
         first_seconds = time.monotonic() - started
         apps = [("floor (bare Flask)", floor, "/health"), ("ours /health, Redis hung", ours, "/health")]
+        # With gaps: each app is idle while the other runs (longer than HEALTH_CACHE_TTL + 2 x timeout, 3 s).
         results = interleaved(apps, self.modes(), self.args.rounds, self.args.duration, self.args.warmup)
         rows = summarize(results, "floor (bare Flask)")
+        log("scenario 2, steady state: each measured run right after 1 s of the same load")
+        steady = interleaved(apps, self.modes(), self.args.rounds, self.args.duration, 0.0, prewarm=1.0)
+        steady_rows = summarize(steady, "floor (bare Flask)")
         ours.stop()
 
         # py-healthcheck beside it: short, bounded runs with a long wrk timeout so slow answers are measured.
@@ -140,7 +144,8 @@ class Bench:
         REGISTRY.remove(hung)
         hung.close()
         self.results["hung"] = {
-            "rows": rows, "runs": results, "first_probe": (first[0], round(first_seconds, 3), first[2]),
+            "rows": rows, "runs": results, "steady_rows": steady_rows, "steady_runs": steady,
+            "first_probe": (first[0], round(first_seconds, 3), first[2]),
             "peer_probe": (probe[0], round(probe_seconds, 3), probe[2]), "peer_runs": peer_runs,
             "peer_duration": self.args.peer_duration,
         }

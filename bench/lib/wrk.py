@@ -150,16 +150,23 @@ def split_text(run: dict) -> str:
 
 
 def interleaved(apps: list[tuple[str, Server, str]], modes: list[str], rounds: int, duration: float,
-                warmup: float, **kwargs: Any) -> dict[tuple[str, str], list[dict]]:
-    """Run every (app, mode) ``rounds`` times, A B C / B C A / C A B ..., after a warm-up of each."""
+                warmup: float, prewarm: float = 0.0, **kwargs: Any) -> dict[tuple[str, str], list[dict]]:
+    """Run every (app, mode) ``rounds`` times, A B C / B C A / C A B ..., after a warm-up of each.
+
+    Each app is idle while the others run (a quiet gap of one run or more). With ``prewarm``, every measured run
+    comes right after ``prewarm`` seconds of the same load on the same app: steady state, no quiet gap before it.
+    """
     for _label, server, path in apps:
-        wrk(server, path, warmup, **kwargs)
+        if warmup > 0:
+            wrk(server, path, warmup, **kwargs)
     results: dict[tuple[str, str], list[dict]] = {}
     for round_index in range(rounds):
         shift = round_index % len(apps)
         order = apps[shift:] + apps[:shift]
         for mode in modes:
             for label, server, path in order:
+                if prewarm > 0:
+                    wrk(server, path, prewarm, close=(mode == "close"), **kwargs)
                 run = measured_run(server, path, duration, close=(mode == "close"), **kwargs)
                 run["round"] = round_index + 1
                 run["app"] = label

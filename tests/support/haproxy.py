@@ -25,6 +25,7 @@ SHIPPED_SOCKET = "    stats socket /run/haproxy/admin.sock mode 660 level admin\
 SHIPPED_SERVERS = "    server host1 10.0.0.11:80\n    server host2 10.0.0.12:80\n"
 SHIPPED_TIMING = "inter 2s fastinter 500ms downinter 1s"
 TEST_TIMING = "inter 200ms fastinter 100ms downinter 200ms"
+SHIPPED_SERVER_TIMEOUT = "    timeout server 35s\n"
 DROPPED = ("    log /dev/log local0\n", "    chroot /var/lib/haproxy\n", "    user haproxy\n", "    group haproxy\n")
 
 
@@ -33,13 +34,20 @@ def haproxy_binary() -> str | None:
     return shutil.which("haproxy") or (shutil.which("haproxy", path="/usr/sbin:/sbin"))
 
 
-def render_config(port: int, stats_socket: Path, servers: Mapping[str, int]) -> str:
-    """The shipped config with only its deployment-specific lines replaced."""
+def render_config(port: int, stats_socket: Path, servers: Mapping[str, int], check_timeout: str | None = None) -> str:
+    """The shipped config with only its deployment-specific lines replaced.
+
+    ``check_timeout`` adds ``timeout check`` (the shipped file has none: a check
+    may take ``inter``, 2 s, which TEST_TIMING shortens to 200 ms, less than a
+    worker takes to boot on a loaded machine).
+    """
     text = CONFIG_FILE.read_text()
     lines = "".join(f"    server {name} 127.0.0.1:{server_port}\n" for name, server_port in servers.items())
     replacements = [(SHIPPED_BIND, f"    bind 127.0.0.1:{port}\n"),
                     (SHIPPED_SOCKET, f"    stats socket {stats_socket} mode 600 level admin\n"),
                     (SHIPPED_SERVERS, lines), (SHIPPED_TIMING, TEST_TIMING)]
+    if check_timeout is not None:
+        replacements.append((SHIPPED_SERVER_TIMEOUT, f"{SHIPPED_SERVER_TIMEOUT}    timeout check {check_timeout}\n"))
     replacements += [(line, "") for line in DROPPED]
     for old, new in replacements:
         found = text.count(old)
@@ -52,14 +60,14 @@ def render_config(port: int, stats_socket: Path, servers: Mapping[str, int]) -> 
 class HAProxy:
     """haproxy -db -f <dir>/haproxy.cfg with the shipped config, in front of loopback servers."""
 
-    def __init__(self, binary: str, base: Path, servers: Mapping[str, int]) -> None:
+    def __init__(self, binary: str, base: Path, servers: Mapping[str, int], check_timeout: str | None = None) -> None:
         self.binary = binary
         base.mkdir(parents=True)
         self.base = base
         self.port = free_port()
         self.stats_socket = base / "admin.sock"
         self.config = base / "haproxy.cfg"
-        self.config.write_text(render_config(self.port, self.stats_socket, servers))
+        self.config.write_text(render_config(self.port, self.stats_socket, servers, check_timeout))
         self.process: subprocess.Popen | None = None
 
     def check_config(self) -> subprocess.CompletedProcess:

@@ -7,11 +7,12 @@ the master never keeps this package and a reload brings new code.
 
 * ``post_fork`` (each worker): keep the listening sockets out of children that
   jobs fork, and stand by for the scheduler lock (and, in a fleet, the lease).
-* ``post_worker_init`` (each worker): deliver a stop signal that came while it
-  booted; on SIGTERM, stop standing by.
-* ``worker_abort`` / ``worker_exit`` (the worker): stop the scheduler and free
-  the lock; a graceful stop lets running jobs finish, and during a reload the
-  leader first waits (bounded) for a new worker ready to take over. At a stop
+* ``post_worker_init`` (each worker): start refreshing the health checks on a
+  timer (the app is loaded, the worker's store and database are open);
+  deliver a stop signal that came while it booted; on SIGTERM, stop standing by.
+* ``worker_abort`` / ``worker_exit`` (the worker): stop refreshing the checks,
+  stop the scheduler and free the lock; a graceful stop lets running jobs
+  finish, and during a reload the leader first waits (bounded) for a new worker ready to take over. At a stop
   of the whole host, a fleet's leader first offers the lease to another host
   and keeps scheduling until one took it (bounded by half the graceful timeout).
 """
@@ -27,6 +28,9 @@ from .. import readiness
 from .master import EX_CONFIG, STARTED_AT  # noqa: F401 (cli and the uptime import them from here)
 
 SUCCESSOR_WAIT = 5.0  # seconds a leader stopping in a reload waits for a new worker ready to lead
+# Seconds a new worker waits for its first health checks before it accepts connections: a first check that misses
+# its deadline is retried once (2 x HEALTH_CHECK_TIMEOUT, 1 s by default), with room for a loaded host.
+FIRST_CHECKS_WAIT = 1.5
 
 _leadership: Any = None
 _aborting = False
@@ -87,6 +91,12 @@ def post_worker_init(worker: Any, early_stop: list[int]) -> None:
             original(signum, frame)
 
     signal.signal(signal.SIGTERM, retire_then_exit)
+    from .. import health_refresh as refresh
+
+    # The first checks begin now, not at the first probe (then once per HEALTH_CACHE_TTL), and the worker accepts
+    # its first connection once they are done (a few ms) or FIRST_CHECKS_WAIT passed: a load balancer's first probe
+    # of a new worker is answered `ready`, not `starting` (two of those in a row took a host out, fall 2).
+    refresh.start(wait=0.0 if early_stop else FIRST_CHECKS_WAIT)
     for signum in early_stop:
         os.kill(os.getpid(), signum)
 
@@ -98,7 +108,10 @@ def worker_abort(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """The worker is leaving: stop the scheduler, then free the lock for a standby worker."""
+    """The worker is leaving: stop refreshing the checks and the scheduler, then free the lock for a standby worker."""
+    from .. import health_refresh as refresh
+
+    refresh.stop()
     if _leadership is not None:
         graceful = float(getattr(worker.cfg, "graceful_timeout", 30))
         _leadership.stop(wait=not _aborting, successor_wait=min(SUCCESSOR_WAIT, graceful / 2),

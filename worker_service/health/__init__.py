@@ -6,6 +6,7 @@ from flask import Flask
 
 from common.helpers.health import HealthEngine
 
+from .. import health_refresh as refresh
 from ..scheduler.component_check import SchedulerCheck
 from ..version import __version__
 from .health_json import HealthJsonBodies
@@ -21,6 +22,7 @@ def init_app(app: Flask) -> None:
     engine.register("database", app.extensions["database"].health_check())
     engine.register("scheduler", SchedulerCheck(app.extensions["store"], app.config))
     app.extensions["health"] = engine
+    refresh.install(engine)  # refreshed on a timer once a worker boots (gunicorn's post_worker_init)
     app.extensions["health_bodies"] = HealthBodies(engine, app.config["HEALTH_CRITICAL_COMPONENTS"],
                                                    app.config["SERVICE_NAME"])
     app.extensions["health_json_bodies"] = HealthJsonBodies(app.config["SERVICE_NAME"], __version__)

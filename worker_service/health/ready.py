@@ -1,5 +1,10 @@
 """GET /health/ready: may a load balancer send this worker traffic? (starting, ready, draining).
 
+Under gunicorn each worker runs its first checks when it boots
+(:mod:`worker_service.health_refresh`), so ``starting`` lasts only until they
+end (a few milliseconds with healthy dependencies, one check timeout with a
+hung one), not until the first probe came and its checks ended.
+
 Plain ``GET /health`` keeps the seed's body and codes in every state: it
 answers about the dependencies, and readiness is this endpoint's job. /health
 runs its own checks when asked, so it is never "starting" (its first answer is
@@ -15,7 +20,7 @@ from marshmallow import Schema, fields, validate
 
 from common.helpers.health import Status, format_timestamp, utc_now
 
-from .. import readiness
+from .. import health_refresh, readiness
 from ..web import json_response
 from .report import build_health_report
 
@@ -46,7 +51,8 @@ def ready():
     critical = current_app.config["HEALTH_CRITICAL_COMPONENTS"]
     body = {"status": now, "timestamp": format_timestamp(utc_now()), "service": current_app.config["SERVICE_NAME"]}
     if now == readiness.STARTING:
-        state.warm_up(lambda: engine.run(critical))
+        if not health_refresh.running():  # under gunicorn the worker's first checks began at boot; else now
+            state.warm_up(lambda: engine.run(critical))
         return json_response(_schema.dump(body), 503)
     if now == readiness.DRAINING:
         return json_response(_schema.dump(body), 503)

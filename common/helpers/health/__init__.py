@@ -9,12 +9,16 @@ Typical use::
     engine.register("cache", RedisPingCheck(client))
     results = engine.run()
     overall = aggregate({n: r.status for n, r in results.items()}, critical=["cache"])
+
+    # In the process that serves probes (after any fork): check on a timer of one TTL, answer from memory.
+    Refresher(engine).start()
 """
 
 from .check import CallableCheck, CheckResult, ComponentCheck
 from .engine import HealthEngine
 from .errors import CheckError, ServiceDegraded, ServiceUnavailable
 from .redaction import RedactingFilter, redact, register_secret, register_url_secrets
+from .refresher import Refresher
 from .status import Status, aggregate, worst
 from .timefmt import format_timestamp, format_uptime, utc_now
 
@@ -25,6 +29,7 @@ __all__ = [
     "ComponentCheck",
     "HealthEngine",
     "RedactingFilter",
+    "Refresher",
     "ServiceDegraded",
     "ServiceUnavailable",
     "Status",

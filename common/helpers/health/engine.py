@@ -27,7 +27,9 @@ Why it is built this way:
   its answer is the result. A check that fails outright (refused, error) is
   reported at once, and a component already unavailable is not retried. A
   real hang thus shows one ``timeout`` later, and a caller waits at most
-  ``2 × timeout`` (only when a usable component just hung).
+  ``2 × timeout`` (only when a usable component just hung). With a refresher
+  (below), a component's very first check is confirmed the same way: it runs
+  while the process boots, when CPU is scarcest.
 * A dependency that accepts connections and never answers must not hold the
   endpoint: each attempt gets ``timeout`` seconds from its start. Deadlines
   are thread-based (``Future.result(timeout)``), never SIGALRM, which only
@@ -36,6 +38,15 @@ Why it is built this way:
   ``max_abandoned`` hung calls per component are left behind before the
   engine stops starting new ones (and reports "still hung"), so threads
   cannot pile up.
+* **Refreshed in the background** (:class:`~common.helpers.health.refresher.Refresher`,
+  one daemon thread per process): every ``cache_ttl`` it starts one check per
+  component that has none running, and it enforces each attempt's deadline
+  itself. Callers then only read memory: a result is served until
+  ``cache_ttl + stale_grace`` as above, but a caller never starts a refresh
+  and never waits for one, even after a quiet spell or with a dependency hung
+  (an attempt past its deadline is answered "timed out" from memory). Only a
+  process too starved to run its refresher on time, or one whose first
+  results are not in yet, falls back to the rules above.
 
 Each :class:`~common.helpers.health.check.CheckResult` carries the monotonic
 time it was observed; :meth:`~common.helpers.health.check.CheckResult.age`
@@ -46,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -99,6 +111,8 @@ class HealthEngine:
         self.max_abandoned = max_abandoned
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
+        self._background_pid: int | None = None  # the process whose refresher keeps the results fresh
+        self.stored = threading.Event()  # set whenever an attempt's result is stored (wakes the refresher)
 
     @property
     def max_age(self) -> float:
@@ -120,6 +134,54 @@ class HealthEngine:
     def names(self) -> list[str]:
         """The registered component names, in registration order."""
         return list(self._slots)
+
+    # -- background refresh (driven by a Refresher) ---------------------
+    @property
+    def refreshed_in_background(self) -> bool:
+        """Whether a refresher of this process keeps the results fresh (never true in a forked child)."""
+        return self._background_pid == os.getpid()
+
+    def set_refreshed_in_background(self, on: bool) -> None:
+        """Say a refresher of this process runs (``True``) or stopped (``False``)."""
+        self._background_pid = os.getpid() if on else None
+
+    def refresh(self, now: float | None = None) -> None:
+        """Start one check of every component that has none running (a refresher's round; returns at once).
+
+        A component already unavailable whose last attempt was abandoned while
+        hung and still runs gets no second one: it is reported "still hung"
+        instead (a fresh observation that it still does not answer), so rounds
+        do not pile checks onto a hung dependency. (After a missed deadline
+        that a retry then contradicted, the component is usable, and the next
+        round checks it even if the first attempt still hangs.)
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for name, slot in self._slots.items():
+                self._settle(slot)
+                if slot.inflight is None:
+                    hung = slot.cached is not None and slot.cached.status is Status.UNAVAILABLE
+                    self._start(slot, name, now, confirming=False, limit=1 if hung else None)
+
+    def enforce_deadlines(self, now: float | None = None) -> float | None:
+        """Handle every attempt past its deadline (confirm or report it); the next pending deadline, if any."""
+        now = time.monotonic() if now is None else now
+        upcoming: list[float] = []
+        with self._lock:
+            for name, slot in self._slots.items():
+                self._settle(slot)
+                if slot.inflight is not None and now - slot.inflight_started >= self.timeout:
+                    self._missed(slot, name, slot.inflight, now)
+                if slot.inflight is not None:
+                    upcoming.append(slot.inflight_started + self.timeout)
+        return min(upcoming, default=None)
+
+    def results_since(self, moment: float) -> bool:
+        """Whether every component has a result stored at or after ``moment`` (a monotonic reading)."""
+        with self._lock:
+            for slot in self._slots.values():
+                self._settle(slot)
+            return all(slot.cached is not None and slot.cached_at >= moment for slot in self._slots.values())
 
     # -- running --------------------------------------------------------
     def run(self, names: Iterable[str] | None = None) -> dict[str, CheckResult]:
@@ -145,6 +207,8 @@ class HealthEngine:
                     if isinstance(outcome, CheckResult):
                         return outcome
                 return servable if servable is not None else slot.inflight
+            if servable is not None and self.refreshed_in_background:
+                return servable  # the refresher starts the next check on its timer, never a caller
             attempt = self._start(slot, name, now, confirming=False)
             if isinstance(attempt, CheckResult):
                 return attempt
@@ -186,14 +250,17 @@ class HealthEngine:
         """
         slot.abandoned.add(future)
         usable = slot.cached is not None and slot.cached.status is not Status.UNAVAILABLE
-        if usable and not slot.confirming:
+        # A refresher's first check runs while a new worker boots, when CPU is scarcest: its miss is confirmed too.
+        booting = slot.cached is None and self.refreshed_in_background
+        if (usable or booting) and not slot.confirming:
             return self._start(slot, name, now, confirming=True)
         return self._timeout_result(slot, name, "no answer")
 
-    def _start(self, slot: _Slot, name: str, now: float, confirming: bool) -> CheckResult | Future:
-        """Start an attempt (lock held); with too many hung ones left behind, report "still hung" instead."""
+    def _start(self, slot: _Slot, name: str, now: float, confirming: bool,
+               limit: int | None = None) -> CheckResult | Future:
+        """Start an attempt (lock held); with ``limit`` (default ``max_abandoned``) hung ones left, report "still hung"."""
         slot.abandoned = {future for future in slot.abandoned if not future.done()}
-        if len(slot.abandoned) >= self.max_abandoned:
+        if len(slot.abandoned) >= (self.max_abandoned if limit is None else limit):
             slot.inflight, slot.confirming = None, False
             return self._timeout_result(slot, name, "still hung")
         future = self._spawn(slot.check, name)
@@ -228,6 +295,7 @@ class HealthEngine:
             if slot is not None and slot.inflight is future:
                 self._settle(slot)
             # otherwise it was abandoned: a newer attempt (or a reported timeout) stands
+        self.stored.set()
 
     def _settle(self, slot: _Slot) -> None:
         """Store the in-flight attempt's result if it has ended (lock held).
