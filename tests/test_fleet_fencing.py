@@ -17,7 +17,7 @@ import pytest
 from tests.support.fleet import Fleet, check
 from tests.support.pg import DATABASE_URL, admin
 from tests.support.servers import wait_until
-from worker_service.fencing import fence
+from worker_service.fencing import APPLICATION_NAME, fence
 from worker_service.state.faults import FencedOut
 from worker_service.state.pg_bounds import bound_transaction
 
@@ -54,8 +54,9 @@ def _long_transactions(fleet: Fleet, state: str) -> list[int]:
     Its last statement is its insert into long_runs, or one of its pg_sleep()s while at work.
     """
     with admin(fleet.database_url) as db:
-        rows = db.execute("SELECT pid FROM pg_stat_activity WHERE state = %s AND (query ILIKE %s OR query ILIKE %s)",
-                          (state, "%long_runs%", "%pg_sleep%")).fetchall()
+        rows = db.execute("SELECT pid FROM pg_stat_activity WHERE state = %s AND application_name = %s"
+                          " AND (query ILIKE %s OR query ILIKE %s)",
+                          (state, APPLICATION_NAME, f"%{fleet.tick_schema}%long_runs%", "%pg_sleep%")).fetchall()
     return [row[0] for row in rows]
 
 

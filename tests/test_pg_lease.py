@@ -299,7 +299,8 @@ def test_a_fenced_write_racing_a_new_acquire_waits_for_it_and_is_then_refused(st
     with pg.admin() as acquirer:
         with acquirer.transaction():
             acquirer.execute(lease._acquire, {"host": "host-b", "pid": 22, "session": "session-b", "ttl": TTL,
-                                              "kept": lease.changes_kept, "host_now": time.time(), "max_skew": None})
+                                              "kept": lease.changes_kept, "host_now": time.time(), "max_skew": None,
+                                              "delay": 1.0})
 
             def stale_write() -> None:
                 try:

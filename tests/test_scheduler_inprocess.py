@@ -245,9 +245,11 @@ def test_a_new_leader_records_a_run_whose_leader_may_still_be_alive_as_lost_and_
     import subprocess
     import sys
 
-    from worker_service.host_identity import host_id
+    from worker_service.host_identity import host_id, machine
 
     here = host_id()  # this running service; another service on a host of the same name is another host
+    earlier = f"{socket.gethostname()}#{machine()}.earlier0000"  # an earlier master of this same machine
+    twin = f"{socket.gethostname()}#another-machine.twin00000"  # a clone with the same host name
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait(timeout=10)  # reaped: its pid is free
     gone_pid = finished.pid
@@ -255,7 +257,7 @@ def test_a_new_leader_records_a_run_whose_leader_may_still_be_alive_as_lost_and_
     wait_until(lambda: zombie_status(zombie.pid), timeout=5, what="the zombie")
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     jobs = {"far": ("host-b", 4242), "frozen": (here, alive.pid), "dead": (here, zombie.pid), "gone": (here, gone_pid),
-            "old": (None, alive.pid)}
+            "old": (None, alive.pid), "restarted": (earlier, gone_pid), "twin": (twin, gone_pid)}
     try:
         for job_id, (host, pid) in jobs.items():
             run_id = store.record_submitted(job_id, "earlier-leader", pid, time.time() - 5, None, host=host)
@@ -271,17 +273,21 @@ def test_a_new_leader_records_a_run_whose_leader_may_still_be_alive_as_lost_and_
         alive.wait(timeout=5)
         zombie.wait(timeout=5)
     outcomes = {job_id: store.runs(job_id)[0].outcome for job_id in jobs}
-    assert outcomes == {"far": "lost", "frozen": "lost", "dead": "crashed", "gone": "crashed", "old": "crashed"}
+    assert outcomes == {"far": "lost", "frozen": "lost", "dead": "crashed", "gone": "crashed", "old": "crashed",
+                        "restarted": "crashed", "twin": "lost"}
     assert store.runs("far")[0].error_message == ("its leader lost the scheduler while it ran on host host-b"
                                                   " (pid 4242); it may have finished there")
     crashes = {job_id: store.crash_state(job_id).consecutive for job_id in jobs}
-    assert crashes == {"far": 0, "frozen": 0, "dead": 1, "gone": 1, "old": 1}
+    assert crashes == {"far": 0, "frozen": 0, "dead": 1, "gone": 1, "old": 1, "restarted": 1, "twin": 0}
     held = {job_id: _record(store, job_id).held_until is not None for job_id in jobs}
-    assert held == {"far": False, "frozen": False, "dead": True, "gone": True, "old": True}
+    assert held == {"far": False, "frozen": False, "dead": True, "gone": True, "old": True, "restarted": True,
+                    "twin": False}
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "recorded as lost" in r.getMessage()]
     assert warned == ["job far: its leader lost the scheduler while it ran on host host-b (pid 4242); recorded as "
                       "lost, not as a crash: it may have finished there",
                       f"job frozen: its leader lost the scheduler while it ran on host {socket.gethostname()} (pid {alive.pid});"
+                      " recorded as lost, not as a crash: it may have finished there",
+                      f"job twin: its leader lost the scheduler while it ran on host {socket.gethostname()} (pid {gone_pid});"
                       " recorded as lost, not as a crash: it may have finished there"]
 
 

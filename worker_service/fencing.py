@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from . import runtime
 from .state.faults import FencedOut
@@ -47,12 +48,13 @@ from .state.pg_bounds import bound_transaction
 from .state.pg_schema import quoted
 
 FENCES_TABLE = "fences"
+APPLICATION_NAME = "worker-service-fenced"  # pg_stat_activity tells a job's fenced transactions apart
 
 # One statement: the resource's fence row moves up to this epoch, or nothing happens. The lease is only read.
 _FENCE = """
 INSERT INTO {s}.fences AS f (resource, epoch, written_at)
 SELECT %(resource)s::text, %(epoch)s::bigint, now()
-WHERE %(epoch)s::bigint >= (SELECT coalesce(max(epoch), 0) FROM {s}.lease WHERE name = 'scheduler')
+WHERE %(epoch)s::bigint >= (SELECT epoch FROM {s}.lease WHERE name = 'scheduler')
 ON CONFLICT (resource) DO UPDATE SET epoch = EXCLUDED.epoch, written_at = EXCLUDED.written_at
 WHERE f.epoch <= EXCLUDED.epoch
 RETURNING epoch"""
@@ -69,6 +71,9 @@ def fence(connection: psycopg.Connection, resource: str, epoch: int | None, sche
     """
     if epoch is None:
         raise FencedOut("fenced out: this process does not lead the fleet's scheduler; the job writes nothing")
+    if connection.info.transaction_status != TransactionStatus.INTRANS:
+        # In autocommit the fence row's lock would end with the statement: writes would no longer wait for it.
+        raise ValueError("fence() must run inside the transaction that writes the resource")
     row = connection.execute(_FENCE.format(s=quoted(schema)), {"resource": resource, "epoch": epoch}).fetchone()
     if row is None:
         raise FencedOut(f"fenced out: epoch {epoch} no longer leads, or a newer epoch already wrote {resource!r}")
@@ -93,18 +98,22 @@ def fenced_transaction(resource: str, *, timeout: float | None = None, idle_time
     keepalives, so they work through PgBouncer or Supavisor in transaction mode.
     """
     settings = runtime.settings()
+    if not settings["STATE_DATABASE_URL"]:
+        raise ValueError("fenced_transaction needs a fleet's state database (STATE_DATABASE_URL); on one host the "
+                         "scheduler lock is the whole election and no fence is needed")
     ttl = float(settings["SCHEDULER_LEASE_TTL"])
     options: dict[str, Any] = {
         "connect_timeout": max(2, int(float(settings["STATE_DATABASE_TIMEOUT"]) + 0.999)),
         "autocommit": True, "prepare_threshold": None, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
-        "keepalives_count": 3, **connect,
+        "keepalives_count": 3, "tcp_user_timeout": int(ttl * 1000),  # unacknowledged sends end the connection
+        "application_name": APPLICATION_NAME, **connect,
     }
     with psycopg.connect(settings["STATE_DATABASE_URL"], **options) as connection:
         watchdog = _deadline(connection, timeout) if timeout else None
         try:
             with connection.transaction():
-                bound_transaction(connection, idle=idle_timeout or ttl, lock=lock_timeout or ttl,
-                                  statement=statement_timeout)
+                bound_transaction(connection, idle=ttl if idle_timeout is None else idle_timeout,
+                                  lock=ttl if lock_timeout is None else lock_timeout, statement=statement_timeout)
                 fence(connection, resource, runtime.fencing_token(), settings["STATE_DATABASE_SCHEMA"])
                 yield connection
         finally:

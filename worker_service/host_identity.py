@@ -6,11 +6,16 @@ said the leader "is on this host" while it ran elsewhere, and a run lost with
 a whole host was recorded as a crash of the other (crash hold, quarantine).
 
 So every record that says where something runs (the lease holder, the
-leadership log, each live run) carries ``<hostname>#<instance>``: the instance
-is random, made once per gunicorn master (``on_starting``, inherited by its
-workers through the environment, so a reload keeps it) or once per process
-outside gunicorn. It is compared whole; people read :func:`host_label`, the
-host name alone.
+leadership log, each live run) carries ``<hostname>#<machine>.<instance>``:
+the machine is the kernel's boot id (new at every boot, different on every VM)
+and this process's pid namespace (different in every container), so that two
+identities with the same machine have comparable pids; the instance is random,
+made once per gunicorn master (``on_starting``, inherited by its workers
+through the environment, so a reload keeps it) or once per process outside
+gunicorn. It is compared whole; :func:`same_machine` tells a previous master
+of this very machine (its processes can be looked up by pid); people read
+:func:`host_label`, the host name alone. ``WORKER_SERVICE_MACHINE`` replaces
+the machine part (the tests simulate several machines on one).
 """
 
 from __future__ import annotations
@@ -32,9 +37,36 @@ def ensure_instance() -> str:
     return instance
 
 
+MACHINE_VARIABLE = "WORKER_SERVICE_MACHINE"
+
+
+def machine() -> str:
+    """This kernel's boot id (8 characters) and pid namespace: processes with the same one share pids."""
+    override = os.environ.get(MACHINE_VARIABLE)
+    if override:
+        return override
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip().replace("-", "")[:8]
+        namespace = format(os.stat("/proc/self/ns/pid").st_ino, "x")
+    except OSError:
+        return ""
+    return f"{boot}-{namespace}"
+
+
 def host_id() -> str:
-    """This running service's identity: ``<hostname>#<instance>``."""
-    return f"{socket.gethostname()}{SEPARATOR}{ensure_instance()}"
+    """This running service's identity: ``<hostname>#<machine>.<instance>``."""
+    return f"{socket.gethostname()}{SEPARATOR}{machine()}.{ensure_instance()}"
+
+
+def same_machine(identity: str | None, other: str | None) -> bool:
+    """Whether two identities name services on one machine since its last boot (their pids mean the same)."""
+    if not identity or not other:
+        return False
+    name, _, rest = identity.partition(SEPARATOR)
+    other_name, _, other_rest = other.partition(SEPARATOR)
+    here, there = rest.partition(".")[0], other_rest.partition(".")[0]
+    return name == other_name and bool(here) and here == there
 
 
 def host_label(identity: str | None) -> str | None:

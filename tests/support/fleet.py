@@ -110,7 +110,9 @@ class Host:
         target = urllib.parse.urlsplit(database_url)
         self.proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
         url = f"postgresql://postgres@127.0.0.1:{self.proxy.port}{target.path}"
-        self.env = base_env(self.dir / "state", STATE_DATABASE_URL=url, FLEET_HOST=name, **env)
+        # Each simulated host is a machine of its own (host_identity: its processes' pids mean nothing elsewhere).
+        self.env = base_env(self.dir / "state", STATE_DATABASE_URL=url, FLEET_HOST=name,
+                            WORKER_SERVICE_MACHINE=f"test-{name}", **env)
         self.args = args
         self.server: Gunicorn | None = None
 

@@ -102,6 +102,7 @@ def fleet_tick(table: str, hold: float = 0.0, idle: float = 0.0, resource: str =
     ``idle_timeout`` is the transaction's idle bound at the server (the TTL by
     default). ``FLEET_HOST`` names the host.
     """
+    from worker_service import runtime
     from worker_service.fencing import fenced_transaction
     from worker_service.scheduler.tracking import current_run
 
@@ -110,21 +111,16 @@ def fleet_tick(table: str, hold: float = 0.0, idle: float = 0.0, resource: str =
     target = ".".join(f'"{part}"' for part in table.split("."))
     # libpq has no read timeout: a silent network path must not hang the job thread (the watchdog cuts the socket).
     with fenced_transaction(resource, timeout=TICK_WATCHDOG + hold + idle, idle_timeout=idle_timeout) as db:
+        # The epoch this transaction fenced with: the fence row is ours (locked) until the commit.
+        schema = runtime.settings()["STATE_DATABASE_SCHEMA"]
+        (epoch,) = db.execute(f'SELECT epoch FROM "{schema}".fences WHERE resource = %s', (resource,)).fetchone()
         db.execute(f'INSERT INTO {target} (slot, wall, host, pid, epoch) VALUES (%s, %s, %s, %s, %s)',
-                   (slot, time.time(), os.environ.get("FLEET_HOST", "?"), os.getpid(), _epoch()))
+                   (slot, time.time(), os.environ.get("FLEET_HOST", "?"), os.getpid(), epoch))
         until = time.monotonic() + hold
         while time.monotonic() < until:  # a long job at work in its transaction
             db.execute("SELECT pg_sleep(%s)", (min(0.5, max(until - time.monotonic(), 0.0)),))
         if idle:
             time.sleep(idle)  # the transaction stays open, idle at the server
-
-
-def _epoch() -> int:
-    from worker_service import runtime
-
-    epoch = runtime.fencing_token()
-    assert epoch is not None  # fenced_transaction refused a run without one
-    return epoch
 
 
 def raise_control_characters() -> None:

@@ -206,7 +206,7 @@ def on_starting(server: Any) -> None:
     """
     os.environ.setdefault(STARTED_AT, repr(time.time()))
     os.environ.setdefault(STARTED_MONOTONIC, repr(time.monotonic()))
-    os.environ.setdefault(INSTANCE, uuid.uuid4().hex[:12])  # worker_service.host_identity: one per running master
+    os.environ[INSTANCE] = uuid.uuid4().hex[:12]  # worker_service.host_identity: new for every running master
     problem = configuration_problem("--at-start")
     if problem:
         print(problem, file=sys.stderr, flush=True)

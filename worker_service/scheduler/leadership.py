@@ -126,6 +126,7 @@ class SchedulerLeadership:
                 specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                 CrashPolicy.from_settings(self._settings), fleet=term.can_be_lost,
+                max_clock_skew=float(self._settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0),
             )
             service.start()
             self._service = service

@@ -87,6 +87,7 @@ class LeaseBackend(Protocol):
     def renew(self, grant: Any) -> Any: ...
     def release(self, grant: Any) -> None: ...
     def offer_handover(self, grant: Any) -> None: ...
+    def withdraw_handover(self, grant: Any) -> None: ...
     def record_lost(self, grant: Any) -> None: ...
 
 
@@ -321,8 +322,11 @@ class FleetTerm:
                 log.warning("the scheduler lease (epoch %s) is renewed again: this host still leads", self.epoch)
             failing, unexpected, self._lapse_logged = False, False, False
             try:
-                if self._skewed(grant) and self._resign_for_skew(grant):
-                    return
+                if self._skewed(grant):
+                    if self._resign_for_skew(grant):
+                        return
+                elif self._skew_offered_at is not None:
+                    self._withdraw_skew_offer()
             except Exception:  # noqa: BLE001 - the keeper must live on: a dead keeper loses the lease
                 log.exception("checking this host's clock against the state database's failed")
 
@@ -346,6 +350,8 @@ class FleetTerm:
             log.error("no other host took the scheduler over within %.1f s: releasing the lease (epoch %s) because %s",
                       self._timing.handover_wait, self.epoch, clock_skew_reason(grant.clock_skew,
                                                                                 self._timing.max_skew or 0.0))
+            with self._lock:
+                self._deadline = float("-inf")  # no write of this term goes out any more, before the lease is let go
             try:
                 self._backend.release(self._grant)
             except StoreUnavailable as error:
@@ -363,6 +369,18 @@ class FleetTerm:
         except StoreUnavailable as error:
             log.error("could not offer the scheduler to another host: %s", error)
         return False
+
+    def _withdraw_skew_offer(self) -> None:
+        """The clock is back within the bound before another host took over: lead on, as before the offer."""
+        log.warning("the scheduler lease (epoch %s): this host's clock is within SCHEDULER_MAX_CLOCK_SKEW again; "
+                    "handover withdrawn", self.epoch)
+        try:
+            self._backend.withdraw_handover(self._grant)
+        except StoreUnavailable as error:
+            log.error("could not withdraw the scheduler's handover: %s; another host may take it over", error)
+            return
+        self._skew_offered_at = None
+        self._offered = False
 
     def _log_lapse(self) -> None:
         if not self.valid() and not self._lapse_logged:

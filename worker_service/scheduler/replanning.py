@@ -67,18 +67,17 @@ def replanned(trigger: BaseTrigger, next_run_time: dt.datetime, jump: float,
 
 
 def latest_next_run(trigger: BaseTrigger, now: dt.datetime) -> dt.datetime | None:
-    """The latest next run time a leader with a right clock could have published for ``trigger`` at ``now``.
+    """The latest next run time a leader with a right clock could have published for an interval ``trigger``.
 
-    An interval job's grid is anchored where its leader started it, so its next
-    run is at most one interval away; any other trigger's is at most its first
-    fire time after ``now``. A published time later than this came from a clock
-    that was ahead. ``None``: no bound (a date trigger, or nothing ahead).
+    Its grid is anchored where its leader started it, so its next run is at
+    most one interval after ``now``. ``None`` for every other trigger: a
+    calendar slot (cron, date) has a name, and a leader whose clock ran ahead
+    may already have run the slots before the time it published, so planning
+    any of them again could run one twice; it waits for the published time.
     """
-    if isinstance(trigger, DateTrigger):
-        return None
     if isinstance(trigger, IntervalTrigger):
         return _shifted(now, trigger.interval_length, now.tzinfo or dt.UTC)
-    return trigger.get_next_fire_time(None, now)
+    return None
 
 
 class ReplanningScheduler(BackgroundScheduler):

@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
-from ..host_identity import host_id, host_label
+from ..host_identity import host_id, host_label, same_machine
 from ..state import StateStore
 from ..state.faults import FencedOut
 from ..state.records import JobDefinition, OrphanedRun
@@ -45,15 +45,20 @@ from .tracking import TRACKED_EVENTS, ExecutionTracker
 
 log = logging.getLogger(__name__)
 STATE_NAMES = {STATE_RUNNING: "running", STATE_PAUSED: "paused"}
-LATE_PUBLISHED_SLACK = 1.0  # seconds a published next run may lie past what the schedule allows (clocks, rounding)
+# Seconds past what an interval job's schedule allows that a published next run may lie and still be kept: hosts
+# within SCHEDULER_MAX_CLOCK_SKEW of the database are up to twice that apart, plus rounding. Only a later one (a
+# leader whose clock ran well ahead) is planned again, from this leader's time.
+LATE_PUBLISHED_SLACK = 1.0
 
 
 class SchedulerService:
     """Build, start and stop the BackgroundScheduler for a list of :class:`JobSpec`."""
 
     def __init__(self, specs: list[JobSpec], store: StateStore, timezone: str, heartbeat_interval: float,
-                 crash_policy: CrashPolicy | None = None, executor_threads: int = 10, fleet: bool = False) -> None:
+                 crash_policy: CrashPolicy | None = None, executor_threads: int = 10, fleet: bool = False,
+                 max_clock_skew: float = 2.0) -> None:
         self.specs = specs
+        self.max_clock_skew = max_clock_skew  # SCHEDULER_MAX_CLOCK_SKEW: how far apart two leaders' clocks may be
         self.fleet = fleet  # the store is shared by several hosts (another host's runs are in it)
         self.store = store
         self.timezone = timezone
@@ -179,12 +184,14 @@ class SchedulerService:
         older version) is judged as before: it died with its leader.
 
         On one host (no fleet) every run in the store is this host's, whichever
-        master of it (a restart makes a new host identity) recorded it.
+        master of it (a restart makes a new host identity) recorded it; in a
+        fleet, a run of an earlier master of this same machine (same host name,
+        same boot) is judged by its pid too.
         """
         if orphan.host is None:
             return False
-        if orphan.host == self.host or not self.fleet:
-            return _process_alive(orphan.pid)
+        if orphan.host == self.host or not self.fleet or same_machine(orphan.host, self.host):
+            return _process_alive(orphan.pid)  # this machine: its process is there, or it died with its leader
         return True
 
     def _add(self, spec: JobSpec) -> None:
@@ -273,7 +280,8 @@ class SchedulerService:
         zone = zoneinfo.ZoneInfo(self.timezone)
         now = dt.datetime.fromtimestamp(time.time(), zone)
         latest = _latest_next_run(spec.trigger, now)
-        if latest is not None and published.next_run_time > latest.timestamp() + LATE_PUBLISHED_SLACK:
+        slack = LATE_PUBLISHED_SLACK + 2 * self.max_clock_skew
+        if latest is not None and published.next_run_time > latest.timestamp() + slack:
             # Published by a leader whose clock ran ahead (it leads no more): waiting for it would stop the job
             # for as long as that clock was ahead. Planned from this leader's time instead.
             log.warning("job %s: the previous leader published its next run %.0f s later than its schedule allows "

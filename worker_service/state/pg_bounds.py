@@ -29,7 +29,8 @@ SELECT set_config('idle_in_transaction_session_timeout', %(idle)s, true),
 
 
 def _milliseconds(seconds: float | None) -> str:
-    return "0" if seconds is None else str(max(int(seconds * 1000), 1))
+    """PostgreSQL's milliseconds for a bound; ``None`` or ``0`` is no bound (PostgreSQL's own 0)."""
+    return "0" if not seconds else str(max(int(seconds * 1000), 1))
 
 
 def bounds(*, idle: float, lock: float, statement: float | None = None) -> dict[str, str]:

@@ -49,7 +49,8 @@ from .pg_store import PostgresStateStore
 from .records import LeaseRecord
 
 # Takes the lease if free, or renews it for the session that holds it, unless the caller's wall clock (sent as
-# host_now) is further than max_skew from the database's: a host with a wrong clock would run every job at its own
+# host_now, read just before sending: the database's clock may run up to `delay` further while the statement travels
+# and waits) is further than max_skew from the database's: a host with a wrong clock would run every job at its own
 # wrong times (an hour behind, none at all). The one row says what the database's clock read and whether it was taken. The lease row remembers the holder it
 # replaced and why (RETURNING has only the new row), so the change is logged by the same statement. A new epoch is
 # the database clock's milliseconds, or the last epoch + 1 if that is larger (see the module docstring).
@@ -57,7 +58,8 @@ _ACQUIRE = """
 WITH clock AS (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS now,
            %(max_skew)s::float8 IS NULL
-           OR abs(%(host_now)s::float8 - extract(epoch FROM clock_timestamp())) <= %(max_skew)s::float8 AS in_bound
+           OR extract(epoch FROM clock_timestamp()) - %(host_now)s::float8
+              BETWEEN -%(max_skew)s::float8 AND %(max_skew)s::float8 + %(delay)s::float8 AS in_bound
 ),
 taken AS (
     INSERT INTO {s}.lease AS l (name, epoch, holder_host, holder_pid, holder_session, acquired_at, renewed_at,
@@ -117,7 +119,7 @@ UPDATE {s}.lease SET released = true, expires_at = least(expires_at, now())
 WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint AND holder_session = %(session)s::text AND NOT released"""
 
 _OFFER_HANDOVER = """
-UPDATE {s}.lease SET handover = true
+UPDATE {s}.lease SET handover = %(offered)s::boolean
 WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint AND holder_session = %(session)s::text AND NOT released"""
 
 # One change of leader is one row: the change that took the lease from this session was logged by its taker (as
@@ -194,7 +196,9 @@ class PostgresLease:
         self._lost = _RECORD_LOST.format(s=schema)
         # Every statement runs in a transaction of its own bounded at the server (module docstring): a lease
         # statement never waits long for a lock, and a session cut off inside one never keeps the row locked.
-        self._bounds = bounds(idle=store.timeout, lock=store.timeout, statement=store.timeout)
+        # Shorter than the client's own deadline (which also counts the checkout): a lock wait ends at the server with
+        # its own reason ("waited too long for a row another transaction holds locked") rather than a bare timeout.
+        self._bounds = bounds(idle=store.timeout, lock=0.7 * store.timeout, statement=0.7 * store.timeout)
 
     def _execute(self, statement: str, params: Mapping[str, Any]) -> tuple | None:
         """Run ``statement`` in one bounded transaction, in one round trip (a pipeline); its first row, if any."""
@@ -223,12 +227,14 @@ class PostgresLease:
         ``None`` if another session holds it. One statement, which also logs the change.
         """
         params = {"host": host, "pid": pid, "session": session, "ttl": self.ttl, "kept": self.changes_kept,
-                  "max_skew": self.max_skew}
+                  "max_skew": self.max_skew, "delay": self.store.timeout}
         row, sent, answered = self._timed(self._acquire, params)
         epoch, expires_in, db_now, in_bound = row
         skew = clock_skew(sent, answered, db_now)
         if not in_bound:
-            raise ClockSkewed(skew, self.max_skew or 0.0)
+            if self.max_skew is not None and abs(skew) > self.max_skew:
+                raise ClockSkewed(skew, self.max_skew)
+            return None  # a slow round trip, not a skewed clock: not taken this time, tried again at the next poll
         return LeaseGrant(int(epoch), session, self.ttl, float(expires_in), skew) if epoch is not None else None
 
 
@@ -247,8 +253,11 @@ class PostgresLease:
 
     def offer_handover(self, grant: LeaseGrant) -> None:
         """Let the next acquire by another session take the lease before it expires; the holder leads until then."""
-        params = {"epoch": grant.epoch, "session": grant.session}
-        self._execute(self._offer, params)
+        self._execute(self._offer, {"epoch": grant.epoch, "session": grant.session, "offered": True})
+
+    def withdraw_handover(self, grant: LeaseGrant) -> None:
+        """Take an offer back (the reason for it went away before another host took the lease)."""
+        self._execute(self._offer, {"epoch": grant.epoch, "session": grant.session, "offered": False})
 
     def record_lost(self, grant: LeaseGrant) -> None:
         """Log that ``grant``'s holder found its lease taken (from it to the current holder); once per epoch."""
