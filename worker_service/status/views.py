@@ -1,11 +1,12 @@
-"""GET /status and GET /openapi.json."""
+"""GET /status (and the status page's /status/overview and /status/runs) and GET /openapi.json."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
 from ..access import token_required
-from ..web import json_response
+from ..state import StoreUnavailable
+from ..web import error_response, json_response, revalidated_json
 from .page import page_response, prefers_html
 
 bp = Blueprint("status", __name__)
@@ -25,6 +26,24 @@ def status() -> Response:
         response = json_response(report, 200)
     response.vary.add("Accept")  # one URL, two bodies: a cache must key on the header
     return response
+
+
+@bp.get("/status/overview")
+@token_required
+def overview() -> Response:
+    """The report without its per-job parts: what the status page refreshes besides its page of jobs."""
+    return json_response(current_app.extensions["status"].overview(), 200)
+
+
+@bp.get("/status/runs")
+@token_required
+def run_chart() -> Response:
+    """Runs per minute by outcome over the last hour, from the run history (the page's chart)."""
+    try:
+        chart = current_app.extensions["run_chart"].current()
+    except StoreUnavailable as error:
+        return error_response(503, str(error))
+    return revalidated_json(chart, exclude=("timestamp",))
 
 
 @bp.get("/openapi.json")
