@@ -15,6 +15,6 @@ def init_app(app: Flask) -> None:
     reporter = StatusReporter(app)
     reporter.prime()
     app.extensions["status"] = reporter
-    app.extensions["run_chart"] = RunChart(app.extensions["store"])
+    app.extensions["run_chart"] = RunChart(app.extensions["store"], app.config["STATUS_CACHE_TTL"])
     app.register_blueprint(bp)
     app.extensions["openapi"] = build_openapi(app)

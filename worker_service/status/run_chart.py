@@ -1,8 +1,7 @@
 """Runs per minute by outcome over the last hour: the status page's chart, read from the run history.
 
 One grouped read of the store (:meth:`StateReader.run_counts`), reused for
-:data:`CHART_TTL` seconds per worker: the chart is per minute, so a reader
-never needs it fresher. Only the kept history counts (``JOB_HISTORY_SIZE``
+``STATUS_CACHE_TTL`` seconds per worker, as the report is. Only the kept history counts (``JOB_HISTORY_SIZE``
 runs per job): a job that runs more often than that in an hour shows its
 newest runs only. The runs carry no host yet, so the chart is the fleet's
 whole (per-host charts wait for runs shared across hosts).
@@ -20,18 +19,17 @@ from ..health.bounded_cache import BoundedCache
 from ..state import StateReader
 
 MINUTES = 60
-CHART_TTL = 10.0
 
 
 class RunChart:
-    """Builds the chart's JSON (:class:`~.schemas.RunChartSchema`), cached for :data:`CHART_TTL`."""
+    """Builds the chart (:class:`~.schemas.RunChartSchema`), cached for ``ttl`` seconds."""
 
-    def __init__(self, store: StateReader) -> None:
+    def __init__(self, store: StateReader, ttl: float) -> None:
         self._store = store
-        self._cache = BoundedCache(lambda: self.build(time.time()), CHART_TTL)
+        self._cache = BoundedCache(lambda: self.build(time.time()), ttl)
 
     def current(self) -> dict[str, Any]:
-        """The chart, at most :data:`CHART_TTL` seconds old; may raise ``StoreUnavailable``."""
+        """The chart, at most ``ttl`` seconds old; may raise ``StoreUnavailable``."""
         return self._cache.get()
 
     def build(self, now: float) -> dict[str, Any]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from ..access import token_required
+from .. import control_token
+from ..access import is_admin, token_required
+from ..control.listing import PageQuery, job_page
 from ..state import StoreUnavailable
 from ..web import error_response, json_response, revalidated_json
-from .page import page_response, prefers_html
+from .page import PAGE_SIZE, STRIP_RUNS, page_data, page_response, prefers_html
 
 bp = Blueprint("status", __name__)
 
@@ -19,13 +21,30 @@ def status() -> Response:
 
     JSON, as always, unless ``Accept`` ranks text/html first (a browser): then the status page around the same report.
     """
-    report = current_app.extensions["status"].encoded()
     if prefers_html(request.headers.get("Accept", "")):
-        response = page_response(current_app, report)
+        response = _page()
     else:
-        response = json_response(report, 200)
+        response = json_response(current_app.extensions["status"].encoded(), 200)
     response.vary.add("Accept")  # one URL, two bodies: a cache must key on the header
     return response
+
+
+def _page() -> Response:
+    """The status page, with its first screen's data embedded (:mod:`.page`)."""
+    reporter, store = current_app.extensions["status"], current_app.extensions["store"]
+    overview = reporter.overview()
+    snapshot = reporter.page_snapshot()
+    try:
+        if snapshot.error is not None:
+            raise StoreUnavailable(snapshot.error)
+        jobs = job_page(snapshot, PageQuery(limit=PAGE_SIZE, runs=STRIP_RUNS), store.operator_pauses(),
+                        store.recent_runs)
+        chart = current_app.extensions["run_chart"].current()
+    except StoreUnavailable as error:  # the overview says why; the script asks again at its refresh
+        jobs, chart = {"jobs": [], "total": 0, "matched": 0, "offset": 0, "limit": PAGE_SIZE,
+                       "error": str(error)}, None
+    control = control_token.issue(current_app.config["ADMIN_TOKEN"]) if is_admin() else None
+    return page_response(current_app, page_data(overview, jobs, chart), control)
 
 
 @bp.get("/status/overview")
