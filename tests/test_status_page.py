@@ -147,6 +147,12 @@ def job_rows(driver) -> list:
     return driver.find_elements("css selector", "#jobs > tbody > tr[data-job-id]")
 
 
+def row_ids(driver) -> list[str]:
+    """The job ids of the rows, read at once (a row the page removes meanwhile cannot go stale under the test)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#jobs > tbody > tr[data-job-id]')].map((r) => r.dataset.jobId)")
+
+
 def row(driver, job_id: str):
     return driver.find_element("css selector", f'#jobs > tbody > tr[data-job-id="{job_id}"]')
 
@@ -262,15 +268,15 @@ def test_filter_box_asks_the_server_for_the_matching_jobs(server, browser):
     open_page(browser, server)
     box = browser.find_element("id", "filter")
     box.send_keys("nightly")
-    WebDriverWait(browser, 5).until(lambda d: [r.get_attribute("data-job-id") for r in job_rows(d)] == ["nightly"])
+    WebDriverWait(browser, 5).until(lambda d: row_ids(d) == ["nightly"])
     assert browser.find_element("id", "shown").text == "Showing 1–1 of 1 jobs matching (5 in all)"
     box.clear()
     box.send_keys("unhealthy")  # states are words the filter knows
-    WebDriverWait(browser, 5).until(lambda d: [r.get_attribute("data-job-id") for r in job_rows(d)] == ["failing"])
+    WebDriverWait(browser, 5).until(lambda d: row_ids(d) == ["failing"])
     box.send_keys("\b" * len("unhealthy"))
-    WebDriverWait(browser, 5).until(lambda d: len(job_rows(d)) == 5)
+    WebDriverWait(browser, 5).until(lambda d: len(row_ids(d)) == 5)
     Select(browser.find_element("id", "state-filter")).select_by_visible_text("pending")
-    WebDriverWait(browser, 5).until(lambda d: {r.get_attribute("data-job-id") for r in job_rows(d)} == {"nightly", "long"})
+    WebDriverWait(browser, 5).until(lambda d: set(row_ids(d)) == {"nightly", "long"})
     assert_no_console_errors(browser)
 
 
@@ -283,7 +289,7 @@ def test_page_refreshes_in_place_keeping_open_rows_and_the_filter(server, browse
     failing.find_element("css selector", "button.toggle").click()
     WebDriverWait(browser, 5).until(lambda d: d.find_elements("css selector", "tr.detail circle.point"))
     browser.find_element("id", "filter").send_keys("fail")
-    WebDriverWait(browser, 5).until(lambda d: [r.get_attribute("data-job-id") for r in job_rows(d)] == ["failing"])
+    WebDriverWait(browser, 5).until(lambda d: row_ids(d) == ["failing"])
     before = browser.find_element("id", "updated").text
 
     WebDriverWait(browser, 8).until(lambda d: d.find_element("id", "updated").text != before)
@@ -292,7 +298,7 @@ def test_page_refreshes_in_place_keeping_open_rows_and_the_filter(server, browse
     assert failing.find_element("css selector", "button.toggle").get_attribute("aria-expanded") == "true"
     assert browser.find_element("css selector", "tr.detail").is_displayed()
     assert browser.find_element("id", "filter").get_attribute("value") == "fail"
-    assert [r.get_attribute("data-job-id") for r in job_rows(browser)] == ["failing"]
+    assert row_ids(browser) == ["failing"]
     assert_no_console_errors(browser)
 
 
@@ -326,6 +332,7 @@ def test_in_a_fleet_the_page_shows_the_leader_its_lease_and_the_changes_of_leade
             facts = panel.find_element("id", "fleet").text
             assert "fleet" in facts and f"{leader['host']} (pid {leader['pid']})" in facts
             assert f"Epoch\n{leader['epoch']}" in facts and "Lease expires" in facts
+            assert f"Hosts\n{leader['host']} (seen leading" in facts  # the hosts known from the leadership log
             changes = panel.find_elements("css selector", "#fleet-changes tbody tr")
             assert len(changes) == len(fleet["changes"]) >= 1 and fleet["changes"][0]["reason"] in changes[0].text
             assert_no_console_errors(browser)
