@@ -161,9 +161,9 @@ def assert_no_console_errors(driver) -> None:
     assert severe_console_entries(driver) == []
 
 
-def challenges(server: Gunicorn, headers: dict[str, str]) -> tuple[int, list[str]]:
-    """GET /status; the status and every WWW-Authenticate line (a dict would keep only one)."""
-    request = urllib.request.Request(server.url + "/status", headers=headers)
+def challenges(server: Gunicorn, headers: dict[str, str], path: str = "/status") -> tuple[int, list[str]]:
+    """GET ``path``; the status and every WWW-Authenticate line (a dict would keep only one)."""
+    request = urllib.request.Request(server.url + path, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.headers.get_all("WWW-Authenticate") or []
@@ -176,6 +176,9 @@ def test_browsers_get_the_page_and_every_other_client_the_json_as_before(server)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert '<table id="jobs">' in body and 'id="initial-data"' in body
     assert "data-control-token" not in body and ADMIN not in body  # the status token's reader gets no buttons
+    assert 'href="/status?admin="' in body  # but a link to sign in with the admin token, which asks for it:
+    status, offered = challenges(server, {**BEARER, "Accept": BROWSER_ACCEPT}, "/status?admin")
+    assert status == 401 and offered == ['Basic realm="worker-service", charset="UTF-8"']
     assert headers["Cache-Control"] == "no-store" and "Accept" in headers["Vary"]
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     for accept in ("application/json", "*/*", None, "text/html;q=0.5, application/json", "application/json, text/html"):

@@ -100,6 +100,13 @@ def is_admin() -> bool:
     return _matches(presented_credential(), current_app.config.get("ADMIN_TOKEN"))
 
 
+def ask_for_admin() -> Response:
+    """401 with a Basic challenge: the browser prompts, and the admin token as the password signs in to control."""
+    response = error_response(401, "sign in with the ADMIN_TOKEN as the password (any user name) to control jobs")
+    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    return response
+
+
 def refuse_without_token() -> Response | None:
     """401 unless reads are open (``STATUS_TOKEN`` unset) or the status or admin token is presented; else None."""
     settings = current_app.config

@@ -83,13 +83,14 @@ def asset_versions(static_folder: str) -> dict[str, str]:
     return {name: hashlib.sha256((Path(static_folder) / name).read_bytes()).hexdigest()[:12] for name in ASSETS}
 
 
-def page_context(app: Flask, data: bytes, control: str | None) -> dict[str, Any]:
+def page_context(app: Flask, data: bytes, control: str | None, sign_in: bool = False) -> dict[str, Any]:
     """What ``status.html`` needs: the service's name, the URLs the script uses, the embedded data, the token."""
     versions = asset_versions(app.static_folder or "")
     return {
         "service": app.config["SERVICE_NAME"],
         "data": embeddable(data),
         "control_token": control,
+        "sign_in_url": url_for("status.status", admin="") if sign_in else None,
         "overview_url": url_for("status.overview"),
         "chart_url": url_for("status.run_chart"),
         "jobs_url": request.script_root + "/jobs/",
@@ -107,9 +108,12 @@ def page_data(overview: bytes, jobs: dict[str, Any], chart: dict[str, Any] | Non
     return b'{"overview":' + overview + b"," + rest[1:]
 
 
-def page_response(app: Flask, data: bytes, control: str | None) -> Response:
-    """The page, 200, never stored by a cache (it holds the data and maybe a token), with a CSP for our files only."""
-    response = Response(render_template("status.html", **page_context(app, data, control)), status=200,
+def page_response(app: Flask, data: bytes, control: str | None, sign_in: bool = False) -> Response:
+    """The page, 200, never stored by a cache (it holds the data and maybe a token), with a CSP for our files only.
+
+    ``sign_in``: job control is on but this reader is not the admin; the page links to ``?admin``.
+    """
+    response = Response(render_template("status.html", **page_context(app, data, control, sign_in)), status=200,
                         mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from .. import control_token
-from ..access import is_admin, token_required
+from ..access import ask_for_admin, is_admin, token_required
 from ..control.listing import PageQuery, job_page
 from ..state import StoreUnavailable
 from ..web import error_response, json_response, revalidated_json
@@ -22,7 +22,9 @@ def status() -> Response:
     JSON, as always, unless ``Accept`` ranks text/html first (a browser): then the status page around the same report.
     """
     if prefers_html(request.headers.get("Accept", "")):
-        response = _page()
+        # ?admin: "Sign in to control jobs" (a browser sends Basic credentials only once asked for them).
+        wants_admin = "admin" in request.args and current_app.config.get("ADMIN_TOKEN") and not is_admin()
+        response = ask_for_admin() if wants_admin else _page()
     else:
         response = json_response(current_app.extensions["status"].encoded(), 200)
     response.vary.add("Accept")  # one URL, two bodies: a cache must key on the header
@@ -44,7 +46,8 @@ def _page() -> Response:
         jobs, chart = {"jobs": [], "total": 0, "matched": 0, "offset": 0, "limit": PAGE_SIZE,
                        "error": str(error)}, None
     control = control_token.issue(current_app.config["ADMIN_TOKEN"]) if is_admin() else None
-    return page_response(current_app, page_data(overview, jobs, chart), control)
+    sign_in = bool(current_app.config.get("ADMIN_TOKEN")) and control is None
+    return page_response(current_app, page_data(overview, jobs, chart), control, sign_in)
 
 
 @bp.get("/status/overview")
