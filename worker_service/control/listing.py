@@ -52,8 +52,10 @@ class PageQuery:
     @classmethod
     def parse(cls, args: Mapping[str, str]) -> PageQuery:
         """The query from request arguments; :class:`BadPage` for a value out of bounds."""
-        states = frozenset(word for word in (args.get("state") or "").lower().split(",") if word)
-        if states - _STATES:
+        raw_states = args.get("state") or ""
+        words = raw_states.split(",") if raw_states else []
+        states = frozenset(words)
+        if not set(words) <= _STATES:
             raise BadPage(f"state must be job states separated by commas ({', '.join(sorted(_STATES))})")
         query = args.get("q") or ""
         if len(query) > MAX_QUERY:
@@ -65,7 +67,7 @@ class PageQuery:
 
 def _whole(args: Mapping[str, str], name: str, low: int, high: int, default: int) -> int:
     raw = args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise BadPage(f"{name} must be a whole number from {low} to {high}")

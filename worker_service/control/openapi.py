@@ -23,7 +23,7 @@ _REQUESTED_BY = {"name": "X-Requested-By", "in": "header", "required": False, "s
                                 "default: HTTP Basic's user name, else 'token@<client address>'"}
 
 _PAGE = [
-    {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "pattern": f"^(({_STATES}),?)*$"},
+    {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "pattern": f"^(({_STATES})(,({_STATES}))*)?$"},
      "description": "job states, comma-separated: only the jobs in one of them"},
     {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": MAX_QUERY},
      "description": "words (any case) each of which the job's id, name, state or reason contains"},
