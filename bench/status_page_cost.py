@@ -169,11 +169,11 @@ def measure(count: int, rounds: int) -> None:
                 rows.append(row)
             version = driver.capabilities.get("browserVersion", "?")
         detail = curl(server.url + f"/jobs/{ids[0]}")
-        page = f"/jobs?limit=50&runs={STRIP}"
+        page = f"/jobs?limit=25&runs={STRIP}"
         timings = {
             "GET /status as HTML (the page, first screen embedded)": server_time(server, "/status", BROWSER_ACCEPT),
-            f"GET {page} (a page of 50 jobs with their strips)": server_time(server, page),
-            "GET /jobs?q=<a job id>&limit=50&runs=20 (the filter)": server_time(server, f"/jobs?q={ids[-1]}&limit=50&runs=20"),
+            f"GET {page} (a page of 25 jobs with their strips)": server_time(server, page),
+            "GET /jobs?q=<a job id>&limit=25&runs=20 (the filter)": server_time(server, f"/jobs?q={ids[-1]}&limit=25&runs=20"),
             "GET /status/overview": server_time(server, "/status/overview"),
             "GET /status/runs (the chart)": server_time(server, "/status/runs"),
             "GET /status as JSON (monitors; unchanged)": server_time(server, "/status"),
@@ -190,7 +190,7 @@ def measure(count: int, rounds: int) -> None:
     print("| what | value |\n|---|---:|")
     print(f"| HTML page (bytes sent, no compression) | {len(html) / kb:,.0f} KiB |")
     print(f"| the whole /status JSON (what the page embedded, and refetched, before) | {len(json_body) / kb:,.0f} KiB |")
-    print(f"| one job page, 50 rows with 20-run strips | {len(page_body) / kb:,.0f} KiB |")
+    print(f"| one job page, 25 rows with 20-run strips | {len(page_body) / kb:,.0f} KiB |")
     print(f"| one refresh, all requests (overview, job page, chart; ETags on) | "
           f"{median([r['refresh_bytes'] for r in rows]) / kb:,.1f} KiB |")
     print(f"| refreshes in 25 s at the default 10 s period | "

@@ -17,6 +17,7 @@ import pytest
 from tests.support.browser import chromium, missing_browser, severe_console_entries
 from tests.support.runs import jobs_file
 from tests.support.servers import Gunicorn, base_env, wait_until
+from worker_service.status.page import PAGE_SIZE
 
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
 
@@ -82,7 +83,7 @@ def test_at_5000_jobs_the_failing_job_is_on_the_first_screen_of_a_small_page(ser
           f"{height} px tall; HTML {html / 1024:.0f} KiB")
     assert elements < MAX_ELEMENTS
     rows = browser.find_elements("css selector", "#jobs > tbody > tr[data-job-id]")
-    assert rows[0].get_attribute("data-job-id") == "failing" and len(rows) == 50
+    assert rows[0].get_attribute("data-job-id") == "failing" and len(rows) == PAGE_SIZE
     assert "of 5,001 jobs" in browser.find_element("id", "shown").text
     assert severe_console_entries(browser) == []
 

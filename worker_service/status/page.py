@@ -35,7 +35,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-PAGE_SIZE = 50  # job rows per page: a screen shows about twenty
+PAGE_SIZE = 25  # job rows per page: a screen shows about ten to fifteen
 STRIP_RUNS = 20  # marks in each row's strip of recent runs
 REFRESH_SECONDS = 10  # the default; ?refresh=<seconds> picks another, from MIN_REFRESH to MAX_REFRESH
 MIN_REFRESH, MAX_REFRESH = 2, 300
