@@ -1,8 +1,11 @@
-"""The status page, in a real headless Chromium against a real gunicorn, read through the status token (HTTP Basic).
+"""The status page, in a real headless Chromium against a real gunicorn, read through the status token (HTTP Basic),
+and controlled through the admin token (its buttons).
 
 One gunicorn and one browser serve the module. The failing and the overrunning
 jobs fire at three set seconds of the minute only (cron triggers), so their
 run histories hold still while the tests compare the page with GET /jobs/<id>.
+The button tests run the "long" job and pause "nightly", neither of which
+fires by itself, so they come last and leave the other jobs alone.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ ago" itself), so its ETag holds while nothing changed and a refresh is a 304.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from common.helpers.health import format_timestamp, redact
@@ -90,8 +90,11 @@ def _matches(record: JobRecord, verdict: JobHealth, query: PageQuery) -> bool:
     return all(term in hay for term in query.terms)
 
 
+RecentRuns = Callable[[Sequence[str], int], dict[str, list[RunRecord]]]
+
+
 def job_page(snapshot: StoreSnapshot, query: PageQuery, pauses: Mapping[str, OperatorPause],
-             recent: Any) -> dict[str, Any]:
+             recent: RecentRuns) -> dict[str, Any]:
     """The page's body; ``recent(job_ids, n)`` reads the runs (the store's ``recent_runs``) when ``query.runs``."""
     chosen = [(index, record, verdict)
               for index, (record, verdict) in enumerate(zip(snapshot.records, snapshot.verdicts, strict=True))
