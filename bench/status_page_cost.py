@@ -220,6 +220,8 @@ def screenshot_jobs(count: int, target: Path) -> None:
         wait_until(lambda: http_get(server.url + "/status/overview")[2]["metrics"]["jobs_analysis"]["total_jobs"]
                    >= count, timeout=120, what=f"{count} jobs published")
         with chromium(WIDTH, HEIGHT, workdir=workdir) as driver:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
             driver.get(server.url.replace("http://", f"http://ops:{ADMIN}@") + "/status?admin")
             WebDriverWait(driver, 30).until(lambda d: d.execute_script(
                 "return performance.getEntriesByName('status-table-rendered').length"))
