@@ -14,6 +14,11 @@ How current each part is (the bound an operator can rely on):
   (:class:`~worker_service.health.bounded_cache.BoundedCache`): an expired
   report is rebuilt by one request while the others wait for that build, never
   handed the old one. Its ``timestamp`` is when it was built.
+
+The status page reads through the same reporter without the whole report: its
+overview (:meth:`StatusReporter.overview`, the report less its per-job parts)
+and its pages of jobs share one snapshot (:meth:`StatusReporter.page_snapshot`),
+each reused for at most ``STATUS_CACHE_TTL`` as the report is.
 """
 
 from __future__ import annotations
