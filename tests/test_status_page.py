@@ -448,3 +448,36 @@ def test_a_cross_origin_form_post_with_the_admins_credentials_is_refused(server,
     detail = server.get("/jobs/nightly", headers=BEARER)[2]
     assert detail["paused"] is False and len(detail["commands"]) == commands  # nothing queued
     browser.get_log("browser")  # the refused post's 403 is logged by the browser; not the page's error
+
+
+def test_with_no_scheduler_leading_the_buttons_say_503_in_place(browser, tmp_path):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from worker_service.resources import LOCK_FILE
+    from worker_service.scheduler.election import FileLockElection
+    from worker_service.state import SqliteStateStore
+    from worker_service.state.records import JobDefinition
+    from worker_service.state.setup import STATE_FILE
+
+    state = tmp_path / "state"
+    state.mkdir()
+    held = FileLockElection(str(state / LOCK_FILE))  # this test holds the host's scheduler lock: no worker leads
+    assert held.acquire(blocking=False)
+    # No leader publishes the jobs: the job is published as an earlier leader left it.
+    SqliteStateStore(str(state / STATE_FILE)).publish_jobs([JobDefinition(
+        id="nightly", name="Nightly report", trigger="cron[hour='3']", next_run_time=None, misfire_grace_time=None,
+        max_instances=1, executor="default", paused=False, critical=False)])
+    env = base_env(state, WORKER_JOBS_FILE=str(jobs_file(tmp_path / "jobs.toml", NIGHTLY_ONLY)),
+                   WEB_CONCURRENCY="1", STATUS_CACHE_TTL="0", ADMIN_TOKEN=ADMIN)
+    server = Gunicorn(env, tmp_path).start()
+    try:
+        browser.get(signed_in_url(server, "/status?admin", ADMIN))
+        nightly = WebDriverWait(browser, 10).until(lambda d: row(d, "nightly"))
+        nightly.find_element("css selector", "button.control[data-action=run]").click()
+        outcome = nightly.find_element("css selector", ".control-outcome")
+        WebDriverWait(browser, 10).until(lambda d: outcome.text.startswith("run: 503, not applied: no scheduler leads"))
+        assert "control-failed" in outcome.get_attribute("class")
+        assert [e["source"] for e in severe_console_entries(browser)] == ["network"]  # the 503 itself
+    finally:
+        server.stop()
+        held.release()
