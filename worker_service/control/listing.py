@@ -23,6 +23,7 @@ from common.helpers.health import format_timestamp, redact
 
 from ..reporting.snapshot import StoreSnapshot
 from ..scheduler.job_health import JobHealth
+from ..state import StateReader, StoreUnavailable
 from ..state.records import JobRecord, OperatorPause, RunRecord
 from ..vocabulary import JobState
 from .payloads import job_summary
@@ -110,6 +111,13 @@ def job_page(snapshot: StoreSnapshot, query: PageQuery, pauses: Mapping[str, Ope
         jobs.append(entry)
     return {"jobs": jobs, "total": len(snapshot.records), "matched": len(chosen), "offset": query.offset,
             "limit": query.limit, "timestamp": format_timestamp(snapshot.now)}
+
+
+def read_job_page(snapshot: StoreSnapshot, store: StateReader, query: PageQuery) -> dict[str, Any]:
+    """:func:`job_page` over ``snapshot`` with the store's pauses and runs; ``StoreUnavailable`` when unreadable."""
+    if snapshot.error is not None:
+        raise StoreUnavailable(snapshot.error)
+    return job_page(snapshot, query, store.operator_pauses(), store.recent_runs)
 
 
 def figures(record: JobRecord) -> dict[str, Any]:

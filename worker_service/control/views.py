@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 from ..access import admin_required, token_required
 from ..state import StoreUnavailable
 from ..web import error_response, json_response, revalidated_json
-from .listing import BadPage, PageQuery, is_paged, job_page
+from .listing import BadPage, PageQuery, is_paged, read_job_page
 from .payloads import answer_status, command_answer, command_path
 from .reads import JobReports, UnknownJob
 from .requester import client_address, requested_by
@@ -42,12 +42,8 @@ def job_list() -> Response:
         query = PageQuery.parse(request.args)
     except BadPage as error:
         return error_response(400, str(error))
-    store = current_app.extensions["store"]
-    snapshot = current_app.extensions["status"].page_snapshot()
     try:
-        if snapshot.error is not None:
-            raise StoreUnavailable(snapshot.error)
-        body = job_page(snapshot, query, store.operator_pauses(), store.recent_runs)
+        body = read_job_page(current_app.extensions["status"].page_snapshot(), current_app.extensions["store"], query)
     except StoreUnavailable as error:
         return error_response(503, str(error))
     return revalidated_json(body, exclude=("timestamp",))

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import control_token
 from ..access import ask_for_admin, is_admin, token_required
-from ..control.listing import PageQuery, job_page
+from ..control.listing import PageQuery, read_job_page
 from ..state import StoreUnavailable
 from ..web import error_response, json_response, revalidated_json
 from .page import PAGE_SIZE, STRIP_RUNS, page_data, page_response, prefers_html
@@ -19,7 +19,8 @@ bp = Blueprint("status", __name__)
 def status() -> Response:
     """The detailed view: 200 whenever the report can be built; the overall status is in the body.
 
-    JSON, as always, unless ``Accept`` ranks text/html first (a browser): then the status page around the same report.
+    JSON, as always, unless ``Accept`` ranks text/html first (a browser): then the status page (:mod:`.page`),
+    whose first screen is embedded: the overview, the first page of jobs and the chart.
     """
     if prefers_html(request.headers.get("Accept", "")):
         # ?admin: "Sign in to control jobs" (a browser sends Basic credentials only once asked for them).
@@ -33,14 +34,11 @@ def status() -> Response:
 
 def _page() -> Response:
     """The status page, with its first screen's data embedded (:mod:`.page`)."""
-    reporter, store = current_app.extensions["status"], current_app.extensions["store"]
+    reporter = current_app.extensions["status"]
     overview = reporter.overview()
-    snapshot = reporter.page_snapshot()
     try:
-        if snapshot.error is not None:
-            raise StoreUnavailable(snapshot.error)
-        jobs = job_page(snapshot, PageQuery(limit=PAGE_SIZE, runs=STRIP_RUNS), store.operator_pauses(),
-                        store.recent_runs)
+        jobs = read_job_page(reporter.page_snapshot(), current_app.extensions["store"],
+                             PageQuery(limit=PAGE_SIZE, runs=STRIP_RUNS))
         chart = current_app.extensions["run_chart"].current()
     except StoreUnavailable as error:  # the overview says why; the script asks again at its refresh
         jobs, chart = {"jobs": [], "total": 0, "matched": 0, "offset": 0, "limit": PAGE_SIZE,
