@@ -1,30 +1,37 @@
-"""What the status page costs at 1,000 jobs: its bytes, and how long a real Chromium takes to draw it.
+"""What the status page costs at 1,000 and 5,000 jobs: time to the first screen, DOM size, bytes, server time.
 
 A real gunicorn (WEB_CONCURRENCY=2, STATUS_CACHE_TTL default) serves N generated
-jobs with a seeded run history (bench/lib/seed.py, as the other benches); Debian's
-headless Chromium (tests/support/browser.py) loads GET /status with the browser's
-Accept header, its cache off, ``--rounds`` times. Reported (median of the rounds):
+jobs with a seeded run history (bench/lib/seed.py, as the other benches; the
+critical jobs with errors, the page's first screen, get 20 runs each so their
+strips are full); Debian's headless Chromium (tests/support/browser.py) loads
+GET /status with the browser's Accept header, its cache off, ``--rounds``
+times. Reported (median of the rounds):
 
-* bytes: the HTML as sent, the JSON /status of the same report, and everything the
-  browser downloads for the page (HTML, CSS, JS), from Resource Timing;
-* time: navigation start to the load event and to the jobs table painted (the page's
-  ``status-table-rendered`` mark, set after the frame that shows it), and the script's
-  own part (``status-render``); one in-place refresh
-  (the ``status-render`` measure after a ``?refresh=2`` tick); opening a job (its
-  GET /jobs/<id> from Resource Timing, and ``status-history``: the chart and table drawn);
-* the server's median time for GET /status as HTML and as JSON (same cached report).
+* bytes: the HTML as sent, the whole /status JSON of the same service (what the
+  page embedded and refetched before), and what one refresh downloads (the
+  overview, the job page and the chart; Resource Timing over two refreshes);
+* the page: its element count and height; navigation start to the first job row
+  painted on screen (the ``status-table-rendered`` mark, set after the frame that
+  shows it) and to the load event; the script's own part (``status-render``);
+* typing a job id in the filter until its row is the one shown (in-page clock);
+* opening a job (GET /jobs/<id> from Resource Timing; ``status-history``, drawn);
+* the server's median time for each request the page makes, and /status as JSON.
 
 ``--screenshot PATH`` instead starts a realistic set of 10 jobs with a month-like
-history (one failing, one with a recent failure, one paused, one never run) and
-saves a 1280x800 screenshot with the failing job opened: docs/status-page.png.
+history (one failing, one with a recent failure, one paused, one never run),
+signed in with the admin token (the buttons show), and saves a 1280x800
+screenshot with the failing job opened: docs/status-page.png. ``--screenshot-jobs
+PATH`` saves the first screen at ``--jobs`` jobs: docs/status-page-5000.png.
 
 Usage: .venv/bin/python bench/status_page_cost.py [--jobs 1000] [--rounds 5]
        .venv/bin/python bench/status_page_cost.py --screenshot docs/status-page.png
+       .venv/bin/python bench/status_page_cost.py --jobs 5000 --screenshot-jobs docs/status-page-5000.png
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
@@ -45,120 +52,195 @@ from tests.support.servers import Gunicorn, base_env, http_get, wait_until  # no
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 WIDTH, HEIGHT = 1280, 800
+ADMIN = "bench-admin-token-0123456789"
+STRIP = 20
 
 TIMINGS_JS = """
 const nav = performance.getEntriesByType("navigation")[0];
-const resources = performance.getEntriesByType("resource");
 const mark = performance.getEntriesByName("status-table-rendered")[0];
 return {
   html_transfer: nav.transferSize, html_body: nav.decodedBodySize,
-  total_transfer: nav.transferSize + resources.reduce((sum, r) => sum + r.transferSize, 0),
-  resources: resources.map((r) => r.name.replace(location.origin, "") + " " + r.transferSize),
-  response_end: nav.responseEnd, rendered: mark ? mark.startTime : null,
-  load: nav.loadEventEnd,
+  response_end: nav.responseEnd, rendered: mark ? mark.startTime : null, load: nav.loadEventEnd,
+  first_render: performance.getEntriesByName("status-render")[0].duration,
+  elements: document.getElementsByTagName("*").length, height: document.documentElement.scrollHeight,
+  rows: document.querySelectorAll("#jobs > tbody > tr[data-job-id]").length,
 };
+"""
+REFRESHES_JS = """
+const rs = performance.getEntriesByType("resource").filter((r) => /status\\/overview|status\\/runs|jobs\\?/.test(r.name));
+return [rs.filter((r) => r.name.includes("status/overview")).length, rs.reduce((sum, r) => sum + r.transferSize, 0)];
 """
 
 
-def start_server(workdir: Path, jobs_path: Path, state: Path) -> Gunicorn:
-    env = base_env(state, WORKER_JOBS_FILE=str(jobs_path), WEB_CONCURRENCY="2")
+def start_server(workdir: Path, jobs_path: Path, state: Path, **extra: str) -> Gunicorn:
+    env = base_env(state, WORKER_JOBS_FILE=str(jobs_path), WEB_CONCURRENCY="2", **extra)
     return Gunicorn(env, workdir).start()
 
 
 def curl(url: str, accept: str = "*/*") -> bytes:
     """The body of GET ``url`` as curl gets it (a new connection each time)."""
     return subprocess.run(["curl", "-s", "-H", f"Accept: {accept}", url], capture_output=True, check=True,
-                          timeout=30).stdout
+                          timeout=60).stdout
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def server_time(server: Gunicorn, accept: str, repeats: int = 40) -> float:
-    """Median seconds of GET /status with ``accept`` (one connection per request, like a browser's first)."""
+def server_time(server: Gunicorn, path: str, accept: str = "application/json", repeats: int = 30) -> float:
+    """Median seconds of GET ``path`` (one connection per request, like a browser's first)."""
     samples = []
     for _ in range(repeats):
         started = time.perf_counter()
-        status, _, _ = http_get(server.url + "/status", headers={"Accept": accept})
+        status, _, _ = http_get(server.url + path, headers={"Accept": accept}, timeout=30)
         samples.append(time.perf_counter() - started)
-        assert status == 200
+        assert status == 200, (path, status)
     return median(samples)
 
 
-def measure(count: int, rounds: int) -> None:
-    from selenium.webdriver.support.wait import WebDriverWait
+def seed_strips(state: Path, ids: list[str]) -> None:
+    """STRIP - 2 more runs for each of ``ids`` (the seed gave them two), the newest failed, a minute apart."""
+    from worker_service.state.setup import STATE_FILE
+    from worker_service.state.sqlite_store import SqliteStateStore
 
+    store = SqliteStateStore(str(state / STATE_FILE))
+    now = time.time()
+    for n, job_id in enumerate(ids):
+        for k in range(STRIP - 2):
+            store.record_run(job_id, "success" if (k + n) % 7 else "error", now - 3000 + k * 60, 0.01 * (1 + k % 5),
+                             *(() if (k + n) % 7 else ("RuntimeError", "boom")))
+        store.record_run(job_id, "error", now - 15, 0.02, "RuntimeError", "boom")
+
+
+def prepared(count: int) -> tuple[Path, Path, list[str]]:
     workdir = Path(tempfile.mkdtemp(prefix="ws-page-cost-"))
     state = workdir / "state"
     state.mkdir()
     ids = write_jobs_file(workdir / "jobs.toml", count)
     seed_stats(state, ids + builtin_job_ids())
+    seed_strips(state, [job_id for i, job_id in enumerate(ids) if i % 10 == 0][:60])
+    return workdir, state, ids
+
+
+def measure(count: int, rounds: int) -> None:
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    workdir, state, ids = prepared(count)
     server = start_server(workdir, workdir / "jobs.toml", state)
     try:
         last = f'"{ids[-1]}"'.encode()  # every worker's cached report must hold the last job
-
-        def with_every_job(accept: str) -> bytes | None:
-            body = curl(server.url + "/status", accept)
-            return body if last in body else None
-
-        json_body = wait_until(lambda: with_every_job("*/*"), timeout=60, what=f"{count} jobs published")
-        html = wait_until(lambda: with_every_job(BROWSER_ACCEPT), timeout=10, what="the page with every job")
+        json_body = wait_until(lambda: body if last in (body := curl(server.url + "/status")) else None,
+                               timeout=120, what=f"{count} jobs published")
+        html = curl(server.url + "/status", BROWSER_ACCEPT)
         rows: list[dict[str, Any]] = []
         with chromium(WIDTH, HEIGHT, workdir=workdir) as driver:
             driver.execute_cdp_cmd("Network.enable", {})
-            driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
             for _ in range(rounds):
+                driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
                 driver.get(server.url + "/status?refresh=2")
-                WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+                WebDriverWait(driver, 60).until(lambda d: d.execute_script(
                     "return performance.getEntriesByName('status-table-rendered').length && "
                     "performance.getEntriesByType('navigation')[0].loadEventEnd > 0"))
                 row = driver.execute_script(TIMINGS_JS)
-                first, row["first_render"] = driver.execute_script(
-                    "const m = performance.getEntriesByName('status-render')[0]; return [m.startTime, m.duration]")
-                WebDriverWait(driver, 10).until(lambda d, first=first: d.execute_script(
-                    "return performance.getEntriesByName('status-render')[0].startTime") != first)
+                # Refreshes with the browser's cache on, as a tab has it (ETags revalidate).
+                driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
+                driver.execute_script("performance.clearResourceTimings()")
+                WebDriverWait(driver, 20).until(lambda d: d.execute_script(REFRESHES_JS)[0] >= 2)
+                refreshes, transferred = driver.execute_script(REFRESHES_JS)
+                row["refresh_bytes"] = transferred / refreshes
                 row["refresh_render"] = driver.execute_script(
                     "return performance.getEntriesByName('status-render')[0].duration")
+                target = ids[len(ids) * 2 // 3]
+                driver.execute_script("window.typed = performance.now()")
+                driver.find_element("id", "filter").send_keys(target)
+                WebDriverWait(driver, 20, poll_frequency=0.02).until(lambda d, target=target: d.execute_script(
+                    "const r = document.querySelectorAll('#jobs > tbody > tr[data-job-id]');"
+                    "if (r.length === 1 && r[0].dataset.jobId === arguments[0] && !window.shownAt)"
+                    " window.shownAt = performance.now(); return window.shownAt || 0", target))
+                row["filter"] = driver.execute_script("return window.shownAt - window.typed")
+                driver.execute_script("window.shownAt = 0")
                 driver.find_element("css selector", "#jobs tbody tr[data-job-id] button.toggle").click()
                 WebDriverWait(driver, 10, poll_frequency=0.05).until(
                     lambda d: d.execute_script("return performance.getEntriesByName('status-history').length"))
                 row["history_fetch"], row["history_draw"] = driver.execute_script(
-                    "const f = performance.getEntriesByType('resource').filter((r) => r.name.includes('/jobs/')).pop();"
+                    "const f = performance.getEntriesByType('resource').filter((r) => /jobs\\/[^?]+$/.test(r.name)).pop();"
                     "return [f.responseEnd - f.startTime, performance.getEntriesByName('status-history')[0].duration]")
-                row["rows"] = len(driver.find_elements("css selector", "#jobs > tbody > tr[data-job-id]"))
                 assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
                 rows.append(row)
             version = driver.capabilities.get("browserVersion", "?")
         detail = curl(server.url + f"/jobs/{ids[0]}")
-        html_ms, json_ms = server_time(server, BROWSER_ACCEPT), server_time(server, "*/*")
+        page = f"/jobs?limit=25&runs={STRIP}"
+        timings = {
+            "GET /status as HTML (the page, first screen embedded)": server_time(server, "/status", BROWSER_ACCEPT),
+            f"GET {page} (a page of 25 jobs with their strips)": server_time(server, page),
+            "GET /jobs?q=<a job id>&limit=25&runs=20 (the filter)": server_time(server, f"/jobs?q={ids[-1]}&limit=25&runs=20"),
+            "GET /status/overview": server_time(server, "/status/overview"),
+            "GET /status/runs (the chart)": server_time(server, "/status/runs"),
+            "GET /status as JSON (monitors; unchanged)": server_time(server, "/status"),
+        }
+        page_body = curl(server.url + page)
     finally:
         server.stop()
 
     kb = 1024
     print(f"Command: .venv/bin/python bench/status_page_cost.py --jobs {count} --rounds {rounds}")
     print(f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, "
-          f"{len(__import__('os').sched_getaffinity(0))} CPUs; Chromium {version} headless; "
-          f"job rows drawn {rows[-1]['rows']}\n")
+          f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f}; Chromium {version} headless; "
+          f"{count} jobs, job rows drawn {rows[-1]['rows']}\n")
     print("| what | value |\n|---|---:|")
     print(f"| HTML page (bytes sent, no compression) | {len(html) / kb:,.0f} KiB |")
-    print(f"| JSON /status of the same report | {len(json_body) / kb:,.0f} KiB |")
-    print(f"| browser download for the page, total (HTML, CSS, JS) | "
-          f"{median([r['total_transfer'] for r in rows]) / kb:,.0f} KiB |")
-    print(f"| every refresh (the JSON, every 10 s) | {len(json_body) / kb:,.0f} KiB |")
-    runs = detail.count(b'"finished_at"')
-    print(f"| opening a job: GET /jobs/<id> ({runs} runs in its history) | {len(detail) / kb:,.1f} KiB |")
+    print(f"| the whole /status JSON (what the page embedded, and refetched, before) | {len(json_body) / kb:,.0f} KiB |")
+    print(f"| one job page, 25 rows with 20-run strips | {len(page_body) / kb:,.0f} KiB |")
+    print(f"| one refresh, all requests (overview, job page, chart; ETags on) | "
+          f"{median([r['refresh_bytes'] for r in rows]) / kb:,.1f} KiB |")
+    print(f"| refreshes in 25 s at the default 10 s period | "
+          f"{median([r['refresh_bytes'] for r in rows]) * 2.5 / kb:,.0f} KiB |")
+    print(f"| page elements (DOM) | {median([r['elements'] for r in rows]):,.0f} |")
+    print(f"| page height | {median([r['height'] for r in rows]):,.0f} px |")
     print(f"| navigation start → HTML received | {median([r['response_end'] for r in rows]):.0f} ms |")
+    print(f"| navigation start → first screen of jobs painted | {median([r['rendered'] for r in rows]):.0f} ms |")
     print(f"| navigation start → load event | {median([r['load'] for r in rows]):.0f} ms |")
-    print(f"| navigation start → jobs table painted | {median([r['rendered'] for r in rows]):.0f} ms |")
-    print(f"| of which the script drawing the table (JSON parsed → DOM built) | "
-          f"{median([r['first_render'] for r in rows]):.0f} ms |")
-    print(f"| one in-place refresh (JSON parsed → table updated) | {median([r['refresh_render'] for r in rows]):.0f} ms |")
-    print(f"| opening a job: GET /jobs/<id> in the browser | {median([r['history_fetch'] for r in rows]):.0f} ms |")
+    print(f"| of which the script drawing it | {median([r['first_render'] for r in rows]):.0f} ms |")
+    print(f"| one in-place refresh (JSON parsed → page updated) | {median([r['refresh_render'] for r in rows]):.0f} ms |")
+    print(f"| typing a job id → its row the one shown | {median([r['filter'] for r in rows]):.0f} ms |")
+    runs = detail.count(b'"finished_at"')
+    print(f"| opening a job: GET /jobs/<id> ({runs} runs in its history) | {median([r['history_fetch'] for r in rows]):.0f} ms |")
     print(f"| opening a job: chart and history drawn | {median([r['history_draw'] for r in rows]):.1f} ms |")
-    print(f"| server: GET /status as HTML, median | {html_ms * 1000:.1f} ms |")
-    print(f"| server: GET /status as JSON, median | {json_ms * 1000:.1f} ms |")
-    print(f"\nResources of the last round (bytes transferred): {', '.join(rows[-1]['resources'])}")
+    for what, seconds in timings.items():
+        print(f"| server: {what}, median | {seconds * 1000:.1f} ms |")
+
+
+def screenshot_jobs(count: int, target: Path) -> None:
+    """The first screen at ``count`` jobs, signed in with the admin token (the buttons show)."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    workdir, state, ids = prepared(count)
+    server = start_server(workdir, workdir / "jobs.toml", state, ADMIN_TOKEN=ADMIN)
+    try:
+        wait_until(lambda: http_get(server.url + "/status/overview")[2]["metrics"]["jobs_analysis"]["total_jobs"]
+                   >= count, timeout=120, what=f"{count} jobs published")
+        with chromium(WIDTH, HEIGHT, workdir=workdir) as driver:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
+            driver.get(server.url.replace("http://", f"http://ops:{ADMIN}@") + "/status?admin")
+            WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+                "return performance.getEntriesByName('status-table-rendered').length"))
+            save(driver, target)
+    finally:
+        server.stop()
+
+
+def save(driver: Any, target: Path) -> None:
+    """A PNG of the viewport, its palette reduced when Pillow is at hand (a screenshot in git stays small)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(target))
+    assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(target) as image:
+        image.convert("RGB").quantize(colors=64).save(target, optimize=True)
 
 
 # -- the README's screenshot: a realistic job set -----------------------------------------------------------------
@@ -217,21 +299,20 @@ def screenshot(target: Path) -> None:
     state.mkdir()
     showcase_jobs_file(workdir / "jobs.toml")
     seed_showcase(state)
-    server = start_server(workdir, workdir / "jobs.toml", state)
+    server = start_server(workdir, workdir / "jobs.toml", state, ADMIN_TOKEN=ADMIN)
     try:
         wait_until(lambda: http_get(server.url + "/status")[2]["metrics"]["scheduler_status"]["running"],
                    timeout=30, what="the scheduler")
         with chromium(WIDTH, HEIGHT, workdir=workdir) as driver:
             driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                    {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
-            driver.get(server.url + "/status")
+            driver.get(server.url.replace("http://", f"http://ops:{ADMIN}@") + "/status?admin")
             button = WebDriverWait(driver, 10).until(lambda d: d.find_element(
                 "css selector", '#jobs tr[data-job-id="charge_invoices"] button.toggle'))
             button.click()
             WebDriverWait(driver, 10).until(lambda d: d.find_elements("css selector", "tr.detail svg.chart circle"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(target))
-            assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            driver.execute_script("document.getElementById('jobs-heading').scrollIntoView()")
+            save(driver, target)
     finally:
         server.stop()
     print(f"wrote {target} ({WIDTH}x{HEIGHT})")
@@ -242,11 +323,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--screenshot", type=Path, help="save the README's screenshot here instead of measuring")
+    parser.add_argument("--screenshot-jobs", type=Path, help="save the first screen at --jobs jobs here instead")
     args = parser.parse_args()
     if (reason := missing_browser()) is not None:
         sys.exit(f"status_page_cost: {reason}")
     if args.screenshot:
         screenshot(args.screenshot)
+    elif args.screenshot_jobs:
+        screenshot_jobs(args.jobs, args.screenshot_jobs)
     else:
         measure(args.jobs, args.rounds)
 

@@ -205,7 +205,8 @@ def test_internal_paths_are_refused_to_a_client_outside_the_allow_list(stack):
 def test_the_status_page_job_control_and_gzip_pass_through_nginx_to_internal_clients_only(stack):
     app, nginx = stack
     bearer = {"Authorization": f"Bearer {TOKEN}"}
-    for path in ("/jobs", "/jobs/cleanup_temporary_files", "/static/status.css", "/static/status.js"):
+    for path in ("/jobs", "/jobs/cleanup_temporary_files", "/static/status.css", "/static/status.js",
+                 "/status/overview", "/status/runs", "/jobs?limit=25&runs=20"):
         assert nginx.request(path, headers=bearer, via=OUTSIDE, source=OUTSIDE).status == 403, path
         passed = nginx.request(path, headers=bearer)
         assert passed.status == 200, (path, passed)

@@ -95,7 +95,9 @@ def test_openapi_document_describes_every_endpoint():
     assert document["openapi"].startswith("3.")
     assert {"/health", "/health/live", "/health/{component}", "/status", "/metrics", "/openapi.json", "/jobs",
             "/jobs/{job_id}", "/jobs/{job_id}/run", "/jobs/{job_id}/pause", "/jobs/{job_id}/resume",
-            "/jobs/{job_id}/commands/{command_id}"} <= set(document["paths"])
+            "/jobs/{job_id}/commands/{command_id}", "/status/overview", "/status/runs"} <= set(document["paths"])
+    assert {p["name"] for p in document["paths"]["/jobs"]["get"]["parameters"]} == {"state", "q", "offset", "limit",
+                                                                                   "runs"}
     assert "text/plain" in document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert "Status" in document["components"]["schemas"]
 
@@ -125,6 +127,9 @@ def test_job_control_answers_validate_against_their_marshmallow_schemas(scratch_
     assert ran.status_code == 200 and CommandAnswerSchema().validate(ran.json) == {}, ran.json
     wait_until(lambda: client.get("/jobs/failing").json["history"], timeout=5, what="the failed run recorded")
     assert JobListSchema().validate(client.get("/jobs").json) == {}
+    page = client.get("/jobs?state=unhealthy,warning,healthy&runs=5&limit=1")
+    assert page.status_code == 200 and JobListSchema().validate(page.json) == {}, page.json
+    assert [job["id"] for job in page.json["jobs"]] == ["failing"] and page.json["jobs"][0]["recent_runs"]
     detail = client.get("/jobs/failing").json
     assert JobDetailSchema().validate(detail) == {} and detail["history"][0]["error"]["type"] == "RuntimeError"
     polled = client.get(ran.json["poll"])

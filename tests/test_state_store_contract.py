@@ -131,7 +131,7 @@ def test_every_store_implements_the_protocol_with_its_exact_signatures(store):
 def test_the_protocol_is_cut_by_role_and_names_what_the_callers_use_and_nothing_else():
     assert methods(StateReader) == {  # every read, by any worker or the leader
         "scheduler", "jobs", "quarantined_jobs", "command", "commands", "operator_pauses", "pending_commands",
-        "crash_state", "job_count", "definition", "runs",
+        "crash_state", "job_count", "definition", "runs", "recent_runs", "run_counts",
     }
     assert methods(CommandQueue) == {"submit_command"}  # what any worker may write
     assert methods(LeaderWriter) == {  # the leader's writes, each fenced in a fleet
@@ -295,6 +295,20 @@ def test_the_history_lists_every_kind_of_run_newest_first(store):
                                RunRecord("a", 10.0, "success", 1.0)]
     assert store.runs("a", limit=2) == store.runs("a")[:2]
     assert store.runs("unknown") == []
+
+
+def test_recent_runs_of_many_jobs_come_in_one_read_newest_first_and_counted_per_minute(store):
+    for job, at, outcome in (("a", 60.0, "success"), ("a", 61.0, "error"), ("a", 125.0, "success"),
+                             ("b", 126.0, "success"), ("c", 10.0, "success")):
+        store.record_run(job, outcome, at, 0.5, *(("ValueError", "x") if outcome == "error" else ()))
+    store.record_missed("b", 130.0)
+    recent = store.recent_runs(["a", "b", "unknown"], 2)
+    assert recent == {"a": store.runs("a", limit=2), "b": store.runs("b", limit=2)}
+    assert [run.at for run in recent["a"]] == [125.0, 61.0] and recent["b"][0].outcome == "missed"
+    assert store.recent_runs([], 20) == {} and store.recent_runs(["a"], 0) == {}
+    # Epoch minutes 1 and 2; c's run at 10 s is before ``since``.
+    assert store.run_counts(60.0) == [(1, "error", 1), (1, "success", 1), (2, "missed", 1), (2, "success", 2)]
+    assert store.run_counts(1000.0) == []
 
 
 def test_the_history_keeps_history_size_runs_and_never_more_than_the_slack_over_it(store):

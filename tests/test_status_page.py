@@ -1,8 +1,11 @@
-"""The status page, in a real headless Chromium against a real gunicorn, read through the status token (HTTP Basic).
+"""The status page, in a real headless Chromium against a real gunicorn, read through the status token (HTTP Basic),
+and controlled through the admin token (its buttons).
 
 One gunicorn and one browser serve the module. The failing and the overrunning
 jobs fire at three set seconds of the minute only (cron triggers), so their
 run histories hold still while the tests compare the page with GET /jobs/<id>.
+The button tests run the "long" job and pause "nightly", neither of which
+fires by itself, so they come last and leave the other jobs alone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tests.support.servers import Gunicorn, base_env, wait_until
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
 
 TOKEN = "canary-page-token-5e1d9"
+ADMIN = "canary-page-admin-token-7c2a4f"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 FAILING_RUNS = 3
@@ -43,6 +47,13 @@ name = "Nightly report"
 func = "tests.support.sample_jobs:noop"
 trigger = "cron"
 hour = 3
+
+[jobs.long]
+name = "Long report"
+func = "tests.support.sample_jobs:slow"
+trigger = "cron"
+hour = 3
+kwargs = {{ seconds = 2.5 }}
 
 [jobs.failing]
 name = "Always fails"
@@ -81,7 +92,7 @@ def start_in_time(tmp_path_factory, attempts: int = 3) -> Gunicorn:
         path = jobs_file(workdir / "jobs.toml", jobs_toml(first))
         env = base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2",
                        SCHEDULER_HEARTBEAT_INTERVAL="1", STATUS_CACHE_TTL="0", JOB_FAILURE_THRESHOLD="2",
-                       STATUS_TOKEN=TOKEN)
+                       STATUS_TOKEN=TOKEN, ADMIN_TOKEN=ADMIN)
         gunicorn = Gunicorn(env, workdir).start()
         try:
             failing = wait_until(lambda server=gunicorn: scheduled(server, "failing"), timeout=15,
@@ -120,23 +131,29 @@ def browser(tmp_path_factory):
         yield driver
 
 
-def signed_in_url(server: Gunicorn, path: str) -> str:
+def signed_in_url(server: Gunicorn, path: str, token: str = TOKEN) -> str:
     """The page's URL with the token as Basic credentials: what the browser's prompt would send."""
-    return server.url.replace("http://", f"http://ops:{TOKEN}@") + path
+    return server.url.replace("http://", f"http://ops:{token}@") + path
 
 
-def open_page(driver, server: Gunicorn, query: str = ""):
+def open_page(driver, server: Gunicorn, query: str = "", token: str = TOKEN):
     """Load the page and wait until the table shows every job of /status; return the /status JSON."""
     from selenium.webdriver.support.wait import WebDriverWait
 
     report = server.get("/status", headers=BEARER)[2]
-    driver.get(signed_in_url(server, "/status" + query))
+    driver.get(signed_in_url(server, "/status" + query, token))
     WebDriverWait(driver, 5).until(lambda d: len(job_rows(d)) == report["metrics"]["jobs_analysis"]["total_jobs"])
     return report
 
 
 def job_rows(driver) -> list:
     return driver.find_elements("css selector", "#jobs > tbody > tr[data-job-id]")
+
+
+def row_ids(driver) -> list[str]:
+    """The job ids of the rows, read at once (a row the page removes meanwhile cannot go stale under the test)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#jobs > tbody > tr[data-job-id]')].map((r) => r.dataset.jobId)")
 
 
 def row(driver, job_id: str):
@@ -147,9 +164,9 @@ def assert_no_console_errors(driver) -> None:
     assert severe_console_entries(driver) == []
 
 
-def challenges(server: Gunicorn, headers: dict[str, str]) -> tuple[int, list[str]]:
-    """GET /status; the status and every WWW-Authenticate line (a dict would keep only one)."""
-    request = urllib.request.Request(server.url + "/status", headers=headers)
+def challenges(server: Gunicorn, headers: dict[str, str], path: str = "/status") -> tuple[int, list[str]]:
+    """GET ``path``; the status and every WWW-Authenticate line (a dict would keep only one)."""
+    request = urllib.request.Request(server.url + path, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.headers.get_all("WWW-Authenticate") or []
@@ -160,7 +177,11 @@ def challenges(server: Gunicorn, headers: dict[str, str]) -> tuple[int, list[str
 def test_browsers_get_the_page_and_every_other_client_the_json_as_before(server):
     status, headers, body = server.get("/status", headers={**BEARER, "Accept": BROWSER_ACCEPT})
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert '<table id="jobs">' in body and 'id="initial-report"' in body
+    assert '<table id="jobs">' in body and 'id="initial-data"' in body
+    assert "data-control-token" not in body and ADMIN not in body  # the status token's reader gets no buttons
+    assert 'href="/status?admin="' in body  # but a link to sign in with the admin token, which asks for it:
+    status, offered = challenges(server, {**BEARER, "Accept": BROWSER_ACCEPT}, "/status?admin")
+    assert status == 401 and offered == ['Basic realm="worker-service", charset="UTF-8"']
     assert headers["Cache-Control"] == "no-store" and "Accept" in headers["Vary"]
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     for accept in ("application/json", "*/*", None, "text/html;q=0.5, application/json", "application/json, text/html"):
@@ -194,7 +215,8 @@ def test_page_lists_every_job_with_its_state_in_words_and_colour_problems_first(
 
     # Real table markup: a header per column, the job's name as each row's header.
     headers = browser.find_elements("css selector", "#jobs > thead th[scope=col]")
-    assert len(headers) == 9 and [h.text for h in headers[4:6]] == ["Avg", "p95"]  # p95 took Max's column
+    assert len(headers) == 10 and [h.text for h in headers[5:7]] == ["Avg", "p95"]  # p95 took Max's column
+    assert headers[2].text == "Recent runs" and not browser.find_elements("css selector", "button.control")
     assert all(r.find_element("css selector", "th").get_attribute("scope") == "row" for r in rows)
     components = browser.find_element("id", "components").text
     assert all(name in components for name in report["components"])
@@ -245,18 +267,22 @@ def test_a_run_skipped_at_max_instances_is_in_the_history_but_not_a_point_of_the
     assert_no_console_errors(browser)
 
 
-def test_filter_box_keeps_only_the_matching_jobs(server, browser):
+def test_filter_box_asks_the_server_for_the_matching_jobs(server, browser):
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.wait import WebDriverWait
+
     open_page(browser, server)
     box = browser.find_element("id", "filter")
     box.send_keys("nightly")
-    visible = [r.get_attribute("data-job-id") for r in job_rows(browser) if r.is_displayed()]
-    assert visible == ["nightly"]
-    assert browser.find_element("id", "shown").text == "Showing 1 of 4 jobs"
+    WebDriverWait(browser, 5).until(lambda d: row_ids(d) == ["nightly"])
+    assert browser.find_element("id", "shown").text == "Showing 1–1 of 1 jobs matching (5 in all)"
     box.clear()
     box.send_keys("unhealthy")  # states are words the filter knows
-    assert [r.get_attribute("data-job-id") for r in job_rows(browser) if r.is_displayed()] == ["failing"]
+    WebDriverWait(browser, 5).until(lambda d: row_ids(d) == ["failing"])
     box.send_keys("\b" * len("unhealthy"))
-    assert all(r.is_displayed() for r in job_rows(browser))
+    WebDriverWait(browser, 5).until(lambda d: len(row_ids(d)) == 5)
+    Select(browser.find_element("id", "state-filter")).select_by_visible_text("pending")
+    WebDriverWait(browser, 5).until(lambda d: set(row_ids(d)) == {"nightly", "long"})
     assert_no_console_errors(browser)
 
 
@@ -269,6 +295,7 @@ def test_page_refreshes_in_place_keeping_open_rows_and_the_filter(server, browse
     failing.find_element("css selector", "button.toggle").click()
     WebDriverWait(browser, 5).until(lambda d: d.find_elements("css selector", "tr.detail circle.point"))
     browser.find_element("id", "filter").send_keys("fail")
+    WebDriverWait(browser, 5).until(lambda d: row_ids(d) == ["failing"])
     before = browser.find_element("id", "updated").text
 
     WebDriverWait(browser, 8).until(lambda d: d.find_element("id", "updated").text != before)
@@ -277,7 +304,7 @@ def test_page_refreshes_in_place_keeping_open_rows_and_the_filter(server, browse
     assert failing.find_element("css selector", "button.toggle").get_attribute("aria-expanded") == "true"
     assert browser.find_element("css selector", "tr.detail").is_displayed()
     assert browser.find_element("id", "filter").get_attribute("value") == "fail"
-    assert not row(browser, "healthy").is_displayed()
+    assert row_ids(browser) == ["failing"]
     assert_no_console_errors(browser)
 
 
@@ -311,8 +338,146 @@ def test_in_a_fleet_the_page_shows_the_leader_its_lease_and_the_changes_of_leade
             facts = panel.find_element("id", "fleet").text
             assert "fleet" in facts and f"{leader['host']} (pid {leader['pid']})" in facts
             assert f"Epoch\n{leader['epoch']}" in facts and "Lease expires" in facts
+            assert f"Hosts\n{leader['host']} (seen leading" in facts  # the hosts known from the leadership log
             changes = panel.find_elements("css selector", "#fleet-changes tbody tr")
             assert len(changes) == len(fleet["changes"]) >= 1 and fleet["changes"][0]["reason"] in changes[0].text
             assert_no_console_errors(browser)
         finally:
             server.stop()
+
+
+def marks(driver, job_id: str) -> list[tuple[str, str]]:
+    """The (finished_at, outcome) of the marks in a row's strip, oldest first."""
+    return [(m.get_attribute("data-finished-at"), m.get_attribute("data-outcome"))
+            for m in row(driver, job_id).find_elements("css selector", "svg.strip rect.mark")]
+
+
+def history(server: Gunicorn, job_id: str) -> list[dict]:
+    return server.get(f"/jobs/{job_id}", headers=BEARER)[2]["history"]
+
+
+def test_each_rows_strip_and_the_hour_chart_show_the_runs_in_the_store(server, browser):
+    for _ in range(3):  # the cron jobs fire at set seconds: read again if one fired while the page loaded
+        before = {job_id: history(server, job_id) for job_id in ("failing", "overrun", "nightly")}
+        open_page(browser, server)
+        shown = {job_id: marks(browser, job_id) for job_id in before}
+        chart_start = browser.execute_script(
+            "return JSON.parse(document.getElementById('initial-data').textContent).chart.start")
+        bars = [(int(b.get_attribute("data-minute")), int(b.get_attribute("data-runs")))
+                for b in browser.find_elements("css selector", "#run-chart rect.bar[data-outcome=error]")]
+        if before == {job_id: history(server, job_id) for job_id in before}:
+            break
+    for job_id, runs in before.items():  # the newest 20, oldest on the left
+        assert shown[job_id] == [(run["finished_at"], run["outcome"]) for run in reversed(runs[:20])], job_id
+    assert shown["nightly"] == [] and {outcome for _, outcome in shown["overrun"]} >= {"max_instances"}
+    tip = row(browser, "failing").find_elements("css selector", "svg.strip rect.mark")[-1].find_element(
+        "css selector", "title").get_attribute("textContent")
+    newest = before["failing"][0]
+    assert newest["finished_at"][:19].replace("T", " ") in tip and "error" in tip
+    assert "RuntimeError: upstream refused" in tip and " ms" in tip  # time, outcome, duration, error
+    # The chart's failed runs per minute are the failing job's errors in the store (no other job fails).
+    start = datetime.datetime.fromisoformat(chart_start.replace("Z", "+00:00")).timestamp()
+    expected: dict[int, int] = {}
+    for run in before["failing"]:
+        at = datetime.datetime.fromisoformat(run["finished_at"].replace("Z", "+00:00")).timestamp()
+        expected[int((at - start) // 60)] = expected.get(int((at - start) // 60), 0) + 1
+    assert dict(bars) == expected and sum(expected.values()) >= FAILING_RUNS
+    healthy = {run["finished_at"] for run in history(server, "healthy")}
+    assert 2 <= len(marks(browser, "healthy")) <= 20 and {at for at, _ in marks(browser, "healthy")} <= healthy
+    assert_no_console_errors(browser)
+
+
+def test_admin_runs_a_job_now_sees_409_at_max_instances_and_the_run_in_the_history(server, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    open_page(browser, server, token=ADMIN)
+    headers = browser.find_elements("css selector", "#jobs > thead th[scope=col]")
+    assert headers[-1].text == "Actions"
+    long_row = row(browser, "long")
+    run_now = long_row.find_element("css selector", "button.control[data-action=run]")
+    outcome = long_row.find_element("css selector", ".control-outcome")
+    run_now.click()
+    WebDriverWait(browser, 10).until(lambda d: outcome.text == "run: started")
+    run_now.click()  # still running (2.5 s) at max_instances = 1
+    WebDriverWait(browser, 5).until(lambda d: outcome.text.startswith("run: 409, already running at max_instances"))
+    assert outcome.get_attribute("data-status") == "409"
+    # The first run's result replaces it when the run is in the history.
+    WebDriverWait(browser, 15).until(lambda d: outcome.text.startswith("run: finished, success in 2."))
+    manual = [run for run in history(server, "long") if run["trigger"] == "manual"]
+    assert len(manual) == 1 and manual[0]["requested_by"] == "ops"
+    WebDriverWait(browser, 5).until(lambda d: marks(d, "long") == [(manual[0]["finished_at"], "success")])
+    long_row.find_element("css selector", "button.toggle").click()
+    WebDriverWait(browser, 5).until(lambda d: "manual by ops" in d.find_element("css selector", "tr.detail").text)
+    assert browser.find_elements("css selector", "tr.detail .detail-actions button.control")  # on the detail too
+    # The one entry is the browser's note of the 409 the page showed; no script error.
+    assert [(e["source"], "/jobs/long/run" in e["message"] and "409" in e["message"])
+            for e in severe_console_entries(browser)] == [("network", True)]
+
+
+def test_pause_asks_to_confirm_and_resume_undoes_it_in_place(server, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    open_page(browser, server, token=ADMIN)
+    nightly = row(browser, "nightly")
+    pause = nightly.find_element("css selector", "button.control[data-action=pause]")
+    resume = nightly.find_element("css selector", "button.control[data-action=resume]")
+    outcome = nightly.find_element("css selector", ".control-outcome")
+    assert pause.is_displayed() and not resume.is_displayed()
+    pause.click()
+    assert pause.text == "Confirm pause" and "Click again to confirm" in outcome.text
+    assert server.get("/jobs/nightly", headers=BEARER)[2]["paused"] is False  # nothing sent yet
+    pause.click()
+    WebDriverWait(browser, 10).until(lambda d: outcome.text == "pause: paused")
+    detail = server.get("/jobs/nightly", headers=BEARER)[2]
+    assert detail["paused"] is True and detail["paused_by"]["by"] == "ops"
+    WebDriverWait(browser, 10).until(lambda d: resume.is_displayed() and not pause.is_displayed())
+    resume.click()
+    WebDriverWait(browser, 10).until(lambda d: outcome.text == "resume: resumed")
+    assert server.get("/jobs/nightly", headers=BEARER)[2]["paused"] is False
+    assert_no_console_errors(browser)
+
+
+def test_a_cross_origin_form_post_with_the_admins_credentials_is_refused(server, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    open_page(browser, server, token=ADMIN)  # the browser now holds the admin's Basic credentials
+    commands = len(server.get("/jobs/nightly", headers=BEARER)[2]["commands"])
+    target = signed_in_url(server, "/jobs/nightly/pause", ADMIN)
+    browser.get("data:text/html,<form id=f method=post action='" + target + "'></form><script>f.submit()</script>")
+    WebDriverWait(browser, 10).until(lambda d: "another site" in d.find_element("tag name", "body").text)
+    detail = server.get("/jobs/nightly", headers=BEARER)[2]
+    assert detail["paused"] is False and len(detail["commands"]) == commands  # nothing queued
+    browser.get_log("browser")  # the refused post's 403 is logged by the browser; not the page's error
+
+
+def test_with_no_scheduler_leading_the_buttons_say_503_in_place(browser, tmp_path):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from worker_service.resources import LOCK_FILE
+    from worker_service.scheduler.election import FileLockElection
+    from worker_service.state import SqliteStateStore
+    from worker_service.state.records import JobDefinition
+    from worker_service.state.setup import STATE_FILE
+
+    state = tmp_path / "state"
+    state.mkdir()
+    held = FileLockElection(str(state / LOCK_FILE))  # this test holds the host's scheduler lock: no worker leads
+    assert held.acquire(blocking=False)
+    # No leader publishes the jobs: the job is published as an earlier leader left it.
+    SqliteStateStore(str(state / STATE_FILE)).publish_jobs([JobDefinition(
+        id="nightly", name="Nightly report", trigger="cron[hour='3']", next_run_time=None, misfire_grace_time=None,
+        max_instances=1, executor="default", paused=False, critical=False)])
+    env = base_env(state, WORKER_JOBS_FILE=str(jobs_file(tmp_path / "jobs.toml", NIGHTLY_ONLY)),
+                   WEB_CONCURRENCY="1", STATUS_CACHE_TTL="0", ADMIN_TOKEN=ADMIN)
+    server = Gunicorn(env, tmp_path).start()
+    try:
+        browser.get(signed_in_url(server, "/status?admin", ADMIN))
+        nightly = WebDriverWait(browser, 10).until(lambda d: row(d, "nightly"))
+        nightly.find_element("css selector", "button.control[data-action=run]").click()
+        outcome = nightly.find_element("css selector", ".control-outcome")
+        WebDriverWait(browser, 10).until(lambda d: outcome.text.startswith("run: 503, not applied: no scheduler leads"))
+        assert "control-failed" in outcome.get_attribute("class")
+        assert [e["source"] for e in severe_console_entries(browser)] == ["network"]  # the 503 itself
+    finally:
+        server.stop()
+        held.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.servers import free_port, wait_until
+from worker_service import control_token
 
 TOKEN = "canary-status-token-7f3a"
 
@@ -189,9 +190,25 @@ def test_a_browsers_cross_site_request_cannot_control_jobs(make_app):
     for foreign in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
         response = client.post("/jobs/nope/run", headers={**credentials, **foreign})
         assert response.status_code == 403 and "another site" in response.json["message"], foreign
+    page = {control_token.HEADER: control_token.issue(ADMIN)}  # the status page's buttons send it
     for own in ({"Origin": "http://localhost"}, {"Origin": "http://localhost:8080", "Sec-Fetch-Site": "same-origin"},
                 {}):
-        assert client.post("/jobs/nope/run", headers={**credentials, **own}).status_code == 404, own
+        assert client.post("/jobs/nope/run", headers={**credentials, **page, **own}).status_code == 404, own
+
+
+def test_a_browsers_own_origin_request_also_needs_the_pages_control_token(make_app):
+    client = make_app(ADMIN_TOKEN=ADMIN).test_client()
+    own = {**basic("ops", ADMIN), "Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+    for token in (None, "", "forged.token", control_token.issue("another-admin-token-0000"),
+                  control_token.issue(ADMIN) + "x"):
+        headers = {**own, **({control_token.HEADER: token} if token is not None else {})}
+        response = client.post("/jobs/nope/run", headers=headers)
+        assert response.status_code == 403 and control_token.HEADER in response.json["message"], token
+    valid = {**own, control_token.HEADER: control_token.issue(ADMIN)}
+    assert client.post("/jobs/nope/run", headers=valid).status_code == 404  # through the guard: the job is unknown
+    # No browser header (curl, the CLI), or typed in (Sec-Fetch-Site: none): no page, no token needed.
+    for plain in ({}, {"Sec-Fetch-Site": "none"}):
+        assert client.post("/jobs/nope/run", headers={**basic("ops", ADMIN), **plain}).status_code == 404, plain
 
 
 LOOPBACK, REMOTE = "127.0.0.1", "10.0.0.7"
@@ -221,7 +238,8 @@ LOOPBACK, REMOTE = "127.0.0.1", "10.0.0.7"
 ])
 def test_a_control_post_passes_only_from_the_services_own_origin(make_app, base, peer, headers, allowed):
     client = make_app(ADMIN_TOKEN=ADMIN).test_client()
-    response = client.post("/jobs/nope/run", base_url=base, headers={**basic("ops", ADMIN), **headers},
+    page = {control_token.HEADER: control_token.issue(ADMIN)}  # as the status page's buttons send it
+    response = client.post("/jobs/nope/run", base_url=base, headers={**basic("ops", ADMIN), **page, **headers},
                            environ_base={"REMOTE_ADDR": peer})
     if allowed:
         assert response.status_code == 404, response.json  # through the guard: the job is unknown

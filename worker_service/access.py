@@ -21,7 +21,10 @@ logged or echoed.
   service's own origin exactly: scheme, host and port (the scheme from
   ``X-Forwarded-Proto`` only when the peer is a proxy on this host, as
   ``X-Forwarded-For`` is believed). A request with neither header is no
-  browser's (curl, the CLI) and passes.
+  browser's (curl, the CLI) and passes. A browser's request from this origin
+  (either header sent, ``Sec-Fetch-Site: none`` aside: typed in, no page made
+  it) must also carry the status page's per-page token in ``X-Control-Token``
+  (:mod:`worker_service.control_token`), or it is refused (403).
 
 A view wrapped in a guard checks it when it runs, and carries the check under
 :data:`ACCESS_GUARD`. :func:`init_app` runs that check before routing too,
@@ -45,6 +48,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from . import control_token
 from .web import error_response
 
 # A view carrying a callable under this name is guarded: the callable returns a
@@ -91,6 +95,18 @@ def _unauthorized() -> Response:
     return response
 
 
+def is_admin() -> bool:
+    """Whether the request presents the admin token (the status page then shows its control buttons)."""
+    return _matches(presented_credential(), current_app.config.get("ADMIN_TOKEN"))
+
+
+def ask_for_admin() -> Response:
+    """401 with a Basic challenge: the browser prompts, and the admin token as the password signs in to control."""
+    response = error_response(401, "sign in with the ADMIN_TOKEN as the password (any user name) to control jobs")
+    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    return response
+
+
 def refuse_without_token() -> Response | None:
     """401 unless reads are open (``STATUS_TOKEN`` unset) or the status or admin token is presented; else None."""
     settings = current_app.config
@@ -111,7 +127,7 @@ def refuse_without_admin_token() -> Response | None:
     given = presented_credential()
     admin, reader = _matches(given, admin_token), _matches(given, status_token)
     if admin:
-        return _refuse_cross_site()
+        return _refuse_cross_site() or _refuse_without_page_token(admin_token)
     if status_token and not reader:
         return _unauthorized()
     if not admin_token:
@@ -137,6 +153,18 @@ def _refuse_cross_site() -> Response | None:
         foreign = False  # no browser sent it
     if foreign:
         return error_response(403, "a request from another site may not control jobs")
+    return None
+
+
+def _refuse_without_page_token(admin_token: str | None) -> Response | None:
+    """403 for a browser's request (it sent ``Origin`` or ``Sec-Fetch-Site``) without a valid page token."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    browser = request.headers.get("Origin") is not None or fetch_site is not None
+    if fetch_site is not None and fetch_site.strip().lower() == "none":
+        browser = False  # typed in or a bookmark: no page made it
+    if browser and not control_token.valid(request.headers.get(control_token.HEADER), admin_token):
+        return error_response(403, f"a browser's request to control jobs needs the status page's {control_token.HEADER}: "
+                                   "use the page's buttons, or reload the page")
     return None
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -17,6 +18,25 @@ def json_response(body: Any, status: int, headers: dict[str, str] | None = None)
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    return response
+
+
+def revalidated_json(body: dict[str, Any], exclude: tuple[str, ...] = ()) -> Response:
+    """200 with ``body`` and an ETag, or 304 when the request's ``If-None-Match`` names it.
+
+    The ETag digests the body without the keys in ``exclude`` (a timestamp of
+    the answer itself), so it holds while nothing else changed. The browser
+    may keep the answer but must ask again each time (``private, no-cache``):
+    a refresh that changed nothing costs a 304 and no body.
+    """
+    kept = {key: value for key, value in body.items() if key not in exclude}
+    tag = hashlib.sha256(json.dumps(kept, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:27]
+    if request.if_none_match.contains_weak(tag):
+        response = Response(status=304)
+    else:
+        response = json_response(body, 200)
+    response.set_etag(tag, weak=True)
+    response.headers["Cache-Control"] = "private, no-cache"
     return response
 
 

@@ -2,6 +2,7 @@
 
 * :mod:`.views`: the endpoints (reads need the status token, commands the admin token: :mod:`..access`);
 * :mod:`.reads`: the job list and a job's detail, read from the shared store;
+* :mod:`.listing`: a page of the jobs, filtered, problems first, with their newest runs (the status page's);
 * :mod:`.submission`: a command queued for the leader, and the bounded wait for its outcome;
 * :mod:`.leader`: whether a scheduler leads; :mod:`.requester`: who asked;
 * :mod:`.payloads`, :mod:`.schemas`: the JSON and its schemas; :mod:`.openapi`: the document's paths;

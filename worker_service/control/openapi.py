@@ -7,8 +7,12 @@ from typing import Any
 
 from apispec import APISpec
 
+from ..vocabulary import JobState
+from .listing import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY, MAX_RUNS
 from .schemas import CommandAnswerSchema, JobDetailSchema, JobListSchema
 from .submission import DEFAULT_WAIT, MAX_WAIT
+
+_STATES = "|".join(state.value for state in JobState)
 
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}, "example": "sync_accounts"}
 _WAIT = {"name": "wait", "in": "query", "required": False,
@@ -17,6 +21,23 @@ _WAIT = {"name": "wait", "in": "query", "required": False,
 _REQUESTED_BY = {"name": "X-Requested-By", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "who asks (kept with the command; plain characters, at most 64); "
                                 "default: HTTP Basic's user name, else 'token@<client address>'"}
+
+_PAGE = [
+    {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "pattern": f"^(({_STATES})(,({_STATES}))*)?$"},
+     "description": "job states, comma-separated: only the jobs in one of them"},
+    {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": MAX_QUERY},
+     "description": "words (any case) each of which the job's id, name, state or reason contains"},
+    {"name": "offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0,
+                                                                    "maximum": 10**9, "default": 0}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+    {"name": "runs", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_RUNS, "default": 0},
+     "description": "each job's newest runs to include (the status page's strip)"},
+]
+_CONTROL_TOKEN = {"name": "X-Control-Token", "in": "header", "required": False, "schema": {"type": "string"},
+                  "description": "the status page's per-page token: a browser's request (one that sends Origin or "
+                               "Sec-Fetch-Site) needs it besides coming from this origin; curl and the CLI do not"}
 
 # Refused before it was queued (an Error), or by the leader (a CommandAnswer, with error and message).
 _REFUSED = {"oneOf": ["Error", "CommandAnswer"]}
@@ -41,9 +62,14 @@ def describe_job_control(spec: APISpec, reads_guarded: bool) -> None:
     read_errors = {**(unauthorized if reads_guarded else {}),
                    "503": _json("Error", "the state store cannot be read")}
     spec.path(path="/jobs", operations={"get": {
-        "summary": "Every published job: trigger, next run, pause, health, last run",
-        **read_guard,
-        "responses": {"200": _json("JobList", "the jobs, in the order published"), **read_errors},
+        "summary": "Every published job: trigger, next run, pause, health, last run; or one page of them",
+        "description": "With any of state, q, offset, limit, runs: one page of the jobs that match, problems first "
+                       "(unhealthy, warning, the rest; critical first in each), with their figures and runs, "
+                       "an ETag, and 304 while unchanged.",
+        "parameters": _PAGE, **read_guard,
+        "responses": {"200": _json("JobList", "the jobs, in the order published; or the page"),
+                      "304": {"description": "a page unchanged since the ETag in If-None-Match"},
+                      "400": _json("Error", "a page's parameter is out of bounds"), **read_errors},
     }})
     spec.path(path="/jobs/{job_id}", operations={"get": {
         "summary": "One job: definition, the /status analysis entry, its last runs and commands",
@@ -65,7 +91,7 @@ def describe_job_control(spec: APISpec, reads_guarded: bool) -> None:
             "summary": summary,
             "description": "Needs ADMIN_TOKEN. Queued for the leader from any worker; the answer waits up to "
                            "?wait= seconds for the leader's outcome.",
-            "parameters": [_JOB_ID, _WAIT, _REQUESTED_BY],
+            "parameters": [_JOB_ID, _WAIT, _REQUESTED_BY, _CONTROL_TOKEN],
             "security": [{"bearer": []}, {"basic": []}],
             "responses": {
                 "200": _json("CommandAnswer", "the leader applied it (run: started)"),
@@ -75,7 +101,7 @@ def describe_job_control(spec: APISpec, reads_guarded: bool) -> None:
                 "400": _json("Error", "wait is not a number of seconds from 0 to 30"),
                 **unauthorized,
                 "403": _json("Error", "control is off (ADMIN_TOKEN unset), the status token was presented, "
-                                      "or a browser's cross-site request"),
+                                      "or a browser's cross-site request or one without the page's control token"),
                 "404": _json(_REFUSED, "unknown job (nothing queued); a CommandAnswer when the leader found none"),
                 "409": _json("CommandAnswer", "run: the job is already running at max_instances"),
                 "503": _json(_REFUSED, "no scheduler leads, or the state store cannot be used (nothing queued); "

@@ -33,18 +33,51 @@ class _JobSchema(Schema):
     health_reason = fields.String(allow_none=True, required=True)
 
 
+class JobFiguresSchema(Schema):
+    """A job's counts and durations (a paged GET /jobs only)."""
+
+    success_count = fields.Integer(required=True)
+    error_count = fields.Integer(required=True)
+    missed_count = fields.Integer(required=True)
+    max_instances_count = fields.Integer(required=True)
+    consecutive_failures = fields.Integer(required=True)
+    error_rate = fields.Float(allow_none=True, required=True,
+                              metadata={"description": "percent of finished runs that failed; null before one"})
+    avg_seconds = fields.Float(allow_none=True, required=True)
+    p95_seconds = fields.Float(allow_none=True, required=True)
+    running_since = fields.String(allow_none=True, required=True, **_time)
+    crash_count = fields.Integer(required=True)
+    quarantined = fields.Boolean(required=True)
+
+
+class RecentRunSchema(Schema):
+    """One of a job's newest runs (a paged GET /jobs with ``runs``)."""
+
+    finished_at = fields.String(required=True, **_time)
+    duration_seconds = fields.Float(allow_none=True, required=True)
+    outcome = fields.String(required=True, metadata={"example": "success"})
+    error = fields.String(allow_none=True, required=True, metadata={"description": "'Type: message', redacted"})
+
+
 class JobSummarySchema(_JobSchema):
     """One job in GET /jobs."""
 
     running = fields.Integer(required=True, metadata={"description": "runs in progress now"})
     last_run_at = fields.String(allow_none=True, required=True, **_time)
     last_outcome = fields.String(allow_none=True, required=True)
+    figures = fields.Nested(JobFiguresSchema, metadata={"description": "in a paged answer only"})
+    recent_runs = fields.List(fields.Nested(RecentRunSchema),
+                              metadata={"description": "with runs=N: the job's N newest runs, newest first"})
 
 
 class JobListSchema(Schema):
-    """``GET /jobs``."""
+    """``GET /jobs``: every job in the order published; or, with any of the page's parameters, one page."""
 
     jobs = fields.List(fields.Nested(JobSummarySchema), required=True)
+    total = fields.Integer(metadata={"description": "a page: how many jobs are published"})
+    matched = fields.Integer(metadata={"description": "a page: how many match state and q"})
+    offset = fields.Integer(metadata={"description": "a page: the first matching job shown (0-based)"})
+    limit = fields.Integer(metadata={"description": "a page: at most this many jobs"})
     timestamp = fields.String(required=True, **_time)
 
 

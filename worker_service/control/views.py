@@ -10,7 +10,8 @@ from flask import Blueprint, Response, current_app, request
 
 from ..access import admin_required, token_required
 from ..state import StoreUnavailable
-from ..web import error_response, json_response
+from ..web import error_response, json_response, revalidated_json
+from .listing import BadPage, PageQuery, is_paged, read_job_page
 from .payloads import answer_status, command_answer, command_path
 from .reads import JobReports, UnknownJob
 from .requester import client_address, requested_by
@@ -34,8 +35,18 @@ def _store_read(read: Callable[[], Any]) -> Response:
 @bp.get("/jobs")
 @token_required
 def job_list() -> Response:
-    """Every published job, short."""
-    return _store_read(_reports().job_list)
+    """Every published job, short; or one page of them, problems first (:mod:`.listing`)."""
+    if not is_paged(request.args):
+        return _store_read(_reports().job_list)
+    try:
+        query = PageQuery.parse(request.args)
+    except BadPage as error:
+        return error_response(400, str(error))
+    try:
+        body = read_job_page(current_app.extensions["status"].page_snapshot(), current_app.extensions["store"], query)
+    except StoreUnavailable as error:
+        return error_response(503, str(error))
+    return revalidated_json(body, exclude=("timestamp",))
 
 
 @bp.get("/jobs/<job_id>")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 from ..state import StateStore, StoreUnavailable
@@ -196,6 +196,12 @@ class LeaderStore:
 
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         return self._base.runs(job_id, limit)
+
+    def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        return self._base.recent_runs(job_ids, limit)
+
+    def run_counts(self, since: float) -> list[tuple[int, str, int]]:
+        return self._base.run_counts(since)
 
     # -- a handover ---------------------------------------------------------------------------------------------------
     def _await_predecessor(self) -> None:

@@ -253,6 +253,12 @@ _READS = {
     "definition": "SELECT " + ", ".join(DEFINITION_COLUMNS) + " FROM {s}.jobs WHERE id = %(job_id)s::text",
     "runs": "SELECT job_id, at, outcome, duration, started_at, error_type, error_message, trigger, requested_by,"
             " command_id FROM {s}.job_runs WHERE job_id = %(job_id)s::text ORDER BY seq DESC LIMIT %(limit)s::bigint",
+    "recent_runs": "SELECT job_id, at, outcome, duration, started_at, error_type, error_message, trigger, requested_by,"
+                   " command_id FROM (SELECT *, row_number() OVER (PARTITION BY job_id ORDER BY seq DESC) AS n"
+                   " FROM {s}.job_runs WHERE job_id = ANY(%(job_ids)s::text[])) AS recent"
+                   " WHERE n <= %(limit)s::bigint ORDER BY job_id, seq DESC",
+    "run_counts": "SELECT floor(at / 60)::bigint, outcome, count(*) FROM {s}.job_runs WHERE at >= %(since)s::float8"
+                  " GROUP BY 1, 2 ORDER BY 1, 2",
     "crash_state": "SELECT consecutive_crashes, quarantined_at, quarantine_key FROM {s}.job_stats"
                    " WHERE job_id = %(job_id)s::text",
     "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host FROM {s}.job_running"

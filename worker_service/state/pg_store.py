@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -344,6 +344,19 @@ class PostgresStateStore:
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
         return [RunRecord(*row) for row in self._all("runs", job_id=job_id, limit=limit or self.history_size)]
+
+    def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        """Each job's ``limit`` most recent runs, newest first, in one read."""
+        if not job_ids or limit <= 0:
+            return {}
+        found: dict[str, list[RunRecord]] = {}
+        for row in self._all("recent_runs", job_ids=list(job_ids), limit=limit):
+            found.setdefault(row[0], []).append(RunRecord(*row))
+        return found
+
+    def run_counts(self, since: float) -> list[tuple[int, str, int]]:
+        """``(minute, outcome, runs)`` of the kept runs finished at ``since`` or later."""
+        return [(int(minute), outcome, int(runs)) for minute, outcome, runs in self._all("run_counts", since=since)]
 
     def lease(self) -> LeaseRecord | None:
         """The fleet's scheduler lease as the database sees it now (its clock), or ``None`` if never taken."""

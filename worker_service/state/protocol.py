@@ -49,7 +49,7 @@ The contract every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from .records import (
@@ -80,6 +80,19 @@ class StateReader(Protocol):
 
     def quarantined_jobs(self) -> list[str]:
         """Ids of the jobs in quarantine for crashing their worker, sorted."""
+        ...
+
+    # -- the run history as the status page draws it --
+    def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        """Each of ``job_ids``' ``limit`` most recent runs, newest first, in one read (a job with none is absent)."""
+        ...
+
+    def run_counts(self, since: float) -> list[tuple[int, str, int]]:
+        """``(minute, outcome, runs)`` of the runs in the history finished at ``since`` or later.
+
+        ``minute`` is ``floor(at / 60)`` (epoch minutes). Only the kept history
+        counts: a job's runs older than its ``history_size`` newest are gone.
+        """
         ...
 
     # -- operators' commands and pauses (job control) --------------------------

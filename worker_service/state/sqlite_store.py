@@ -20,7 +20,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from .columns import COMMAND_COLUMNS, COMMANDS_KEPT, DEFINITION_COLUMNS, RUN_COLUMNS, STAT_COLUMNS
@@ -456,6 +456,30 @@ class SqliteStateStore:
             (job_id, limit or self.history_size),
         ).fetchall())
         return [RunRecord(*row) for row in rows]
+
+    def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
+        """Each job's ``limit`` most recent runs, newest first, in one read."""
+        if not job_ids or limit <= 0:
+            return {}
+        columns = ", ".join(RUN_COLUMNS)
+        marks = ", ".join("?" * len(job_ids))
+        rows = self.file.read(lambda db: db.execute(
+            f"SELECT {columns} FROM (SELECT {columns}, seq, row_number() OVER (PARTITION BY job_id ORDER BY seq DESC)"
+            f" AS n FROM job_runs WHERE job_id IN ({marks})) WHERE n <= ? ORDER BY job_id, seq DESC",
+            (*job_ids, limit),
+        ).fetchall())
+        found: dict[str, list[RunRecord]] = {}
+        for row in rows:
+            found.setdefault(row[0], []).append(RunRecord(*row))
+        return found
+
+    def run_counts(self, since: float) -> list[tuple[int, str, int]]:
+        """``(minute, outcome, runs)`` of the kept runs finished at ``since`` or later."""
+        rows = self.file.read(lambda db: db.execute(
+            "SELECT CAST(at / 60 AS INTEGER), outcome, count(*) FROM job_runs WHERE at >= ? GROUP BY 1, 2 ORDER BY 1, 2",
+            (since,),
+        ).fetchall())
+        return [(int(minute), outcome, int(runs)) for minute, outcome, runs in rows]
 
     # -- the fleet: a host-local store has no lease (it is no FleetLedger) ----
     def fenced(self, epoch: int, session: str | None = None) -> LeaderWriter:

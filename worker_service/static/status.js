@@ -1,26 +1,36 @@
-/* The status page: draws the /status report, refreshes it in place every few seconds, and shows a job's run
- * history (GET /jobs/<id>) with a duration chart when its row is opened.
+/* The status page: draws the overview, one page of jobs (problems first) with a strip of each job's recent runs,
+ * the runs per minute of the last hour, and a job's run history (GET /jobs/<id>) when its row is opened.
+ * It refreshes the three in place every few seconds; the job page and the chart answer 304 while unchanged.
  *
  * Every value from the service goes into the page as text (textContent, attributes), never as markup.
  * Rows are kept by job id and updated cell by cell, so a refresh keeps open rows open, the filter, the
- * scroll position and the focus. */
+ * scroll position and the focus. Times are absolute in the data; "3 min ago" is computed here, against the
+ * server's clock as the last overview told it. */
 (function () {
   "use strict";
 
   const page = document.body.dataset;
-  const STATUS_URL = new URL(page.statusUrl, location.origin);  // origin: never the credentials of a user:pass@ URL
+  const OVERVIEW_URL = new URL(page.overviewUrl, location.origin);  // origin: never the credentials of a user:pass@ URL
+  const CHART_URL = new URL(page.chartUrl, location.origin);
   const JOBS_URL = new URL(page.jobsUrl, location.origin);
+  const PAGE_SIZE = Number(page.pageSize);
+  const STRIP_RUNS = Number(page.stripRuns);
   const REFRESH_MS = Number(page.refreshSeconds) * 1000;
+  const CONTROL_TOKEN = page.controlToken || null;  // only on a page served to the admin token's holder
   const SVG = "http://www.w3.org/2000/svg";
-  const RANK = { unhealthy: 0, warning: 1 };  // problems first; the rest (2) keep the published order
-  const ERROR_OUTCOMES = new Set(["error", "crashed", "killed"]);
-  const COLUMNS = 9;
+  const ERROR_OUTCOMES = new Set(["error", "crashed", "killed", "lost"]);
+  const COLUMNS = CONTROL_TOKEN ? 11 : 10;
+  const RUN_WATCH_MS = 120000;  // how long a run-now is watched for its result in the history
 
-  const jobs = new Map();  // job id -> entry: {id, row, cells, sigs, detail, open, item, hay, history, historySeq}
+  const jobs = new Map();  // job id -> entry: {id, n, row, cells, sigs, detail, open, item, history, historySeq}
   const filterBox = document.getElementById("filter");
+  const stateBox = document.getElementById("state-filter");
   const jobsBody = document.querySelector("#jobs tbody");
+  const query = { q: "", state: "", offset: 0 };
   let rowCount = 0;
-  let shownText = "";
+  let skew = 0;  // server clock - this browser's clock, in seconds
+  let pageSeq = 0;
+  let lastPage = null;
 
   // -- formatting --------------------------------------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -58,7 +68,7 @@
   }
 
   function ago(seconds) {
-    if (seconds === null || seconds === undefined) return "—";
+    if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "—";
     if (Math.abs(seconds) < 1) return "now";
     return seconds > 0 ? span(seconds) + " ago" : "in " + span(seconds);
   }
@@ -73,11 +83,19 @@
   }
 
   function utc(iso) {
-    return iso ? iso.replace("T", " ").replace(/\.\d+/, "") : "—";
+    return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", "") : "—";
   }
 
   function epoch(iso) {
     return iso ? Date.parse(iso.replace(/(\.\d{3})\d+/, "$1")) / 1000 : null;
+  }
+
+  function serverNow() {
+    return Date.now() / 1000 + skew;
+  }
+
+  function since(iso) {  // seconds from iso to now, by the server's clock; negative for a time to come
+    return iso ? serverNow() - epoch(iso) : null;
   }
 
   function count(value) {
@@ -85,12 +103,13 @@
   }
 
   function time(iso, text) {
-    return iso ? el("time", { datetime: iso, title: utc(iso) }, text) : "—";
+    return iso ? el("time", { datetime: iso, title: utc(iso) + " UTC" }, text) : "—";
   }
 
   // -- the overview ------------------------------------------------------------------------------------------
   function renderOverview(report) {
     const metrics = report.metrics;
+    skew = epoch(report.timestamp) - Date.now() / 1000;
     const overall = document.getElementById("overall");
     overall.className = "badge state-" + report.status;
     overall.textContent = report.status;
@@ -115,12 +134,14 @@
       ["Timezone", s.timezone],
       ["Last clock jump", s.last_clock_jump ? s.last_clock_jump.seconds + " s at " + utc(s.last_clock_jump.at) : null],
     ]);
-    renderFleet(report.fleet || metrics.fleet, report.timestamp);
+    renderFleet(metrics.fleet);
 
     const a = metrics.jobs_analysis;
+    const states = a.states || {};
+    const problems = ["unhealthy", "warning"].filter((word) => states[word]).map((word) => count(states[word]) + " " + word);
     document.getElementById("job-counts").textContent = count(a.total_jobs) + " jobs: " + count(a.active_jobs) +
       " active, " + count(a.paused_jobs) + " paused, " + count(a.critical_jobs) + " critical, " +
-      count(a.jobs_with_errors) + " with errors.";
+      count(a.jobs_with_errors) + " with errors" + (problems.length ? "; " + problems.join(", ") : "") + ".";
   }
 
   function facts(list, pairs) {
@@ -132,22 +153,28 @@
     list.replaceChildren(...nodes);
   }
 
-  /* The fleet block (metrics.fleet): who leads, under which lease, and the last changes of leader. */
-  function renderFleet(fleet, now) {
+  /* The fleet block (metrics.fleet): who leads, under which lease, the hosts seen leading, the last changes. */
+  function renderFleet(fleet) {
     const section = document.getElementById("fleet-section");
     // One host has no lease and no changes: its leader is the scheduler shown beside it.
     section.hidden = !fleet || (fleet.mode === "single-host" && !fleet.error && !(fleet.changes || []).length);
     if (section.hidden) return;
     const leader = fleet.leader;
     const host = (who) => (who && who.host ? who.host + (who.pid ? " (pid " + who.pid + ")" : "") : "—");
+    const hosts = new Set();
+    if (leader && leader.host) hosts.add(leader.host);
+    for (const change of fleet.changes || []) {
+      for (const who of [change.to, change.from]) if (who && who.host) hosts.add(who.host);
+    }
     const pairs = [["Mode", fleet.mode || "—"], ["Leader", leader ? host(leader) : "none"]];
     if (leader) {
       pairs.push(["Epoch", leader.epoch === null || leader.epoch === undefined ? null : String(leader.epoch)],
         ["Leading since", leader.since ? time(leader.since, utc(leader.since)) : null],
         ["Lease expires", leader.lease_expires_at ? time(leader.lease_expires_at,
-          ago(-(leader.lease_expires_in_seconds ?? epoch(leader.lease_expires_at) - epoch(now)))) : null]);
+          ago(-(leader.lease_expires_in_seconds ?? 0))) : null]);
     }
-    pairs.push(["Problem", fleet.error || null]);
+    pairs.push(["Hosts", hosts.size ? [...hosts].join(", ") + " (seen leading; the leader runs every job)" : null],
+      ["Problem", fleet.error || null]);
     facts(document.getElementById("fleet"), pairs);
     const rows = (fleet.changes || []).map((change) => el("tr", null,
       el("td", null, time(change.at, utc(change.at))), el("td", null, String(change.epoch ?? "—")),
@@ -156,34 +183,79 @@
     document.getElementById("fleet-changes").hidden = rows.length === 0;
   }
 
-  // -- the jobs table ----------------------------------------------------------------------------------------
-  function jobItems(report) {
-    const analysis = report.metrics.jobs_analysis;
-    const health = analysis.job_health || {};
-    const rates = analysis.error_rates || {};
-    const items = report.metrics.scheduled_jobs.map((job, index) => ({
-      job, health: health[job.id] || {}, rate: rates[job.id], index, now: epoch(report.timestamp),
-    }));
-    items.sort((a, b) => (RANK[a.health.status] ?? 2) - (RANK[b.health.status] ?? 2) ||
-      Number(b.job.critical) - Number(a.job.critical) || a.index - b.index);
-    return items;
+  // -- the chart: runs per minute by outcome, last hour --------------------------------------------------------
+  function outcomeClass(outcome) {
+    if (outcome === "success") return "point-success";
+    return ERROR_OUTCOMES.has(outcome) ? "point-error" : "point-other";
   }
 
-  function renderJobs(report) {
-    const items = jobItems(report);
+  function renderChart(chart) {
+    const box = document.getElementById("run-chart");
+    if (!chart) return;
+    const signature = JSON.stringify([chart.start, chart.counts]);
+    if (box.dataset.signature === signature) return;
+    box.dataset.signature = signature;
+    const minutes = chart.minutes;
+    const start = epoch(chart.start);
+    const perMinute = [];
+    for (let i = 0; i < minutes; i++) perMinute.push({});
+    for (const [outcome, values] of Object.entries(chart.counts)) {
+      values.forEach((value, i) => { if (value) perMinute[i][outcome] = value; });
+    }
+    const totals = perMinute.map((m) => Object.values(m).reduce((sum, v) => sum + v, 0));
+    const highest = Math.max(1, ...totals);
+    const width = 720, height = 120, left = 40, right = 8, top = 8, bottom = 20;
+    const plotW = width - left - right, plotH = height - top - bottom, barW = plotW / minutes;
+    const all = Object.values(chart.counts).flat().reduce((sum, v) => sum + v, 0);
+    const graphic = svgEl("svg", { class: "chart run-chart", viewBox: "0 0 " + width + " " + height, role: "img",
+      "aria-label": all + " runs in the last hour, per minute by outcome" });
+    graphic.append(svgEl("line", { class: "axis", x1: left, x2: width - right, y1: top + plotH, y2: top + plotH }),
+      svgEl("text", { x: left - 4, y: top + 8, "text-anchor": "end" }, String(highest)),
+      svgEl("text", { x: left - 4, y: top + plotH, "text-anchor": "end" }, "0"),
+      svgEl("text", { x: left, y: height - 4 }, utc(chart.start).slice(11, 16) + " UTC"),
+      svgEl("text", { x: width - right, y: height - 4, "text-anchor": "end" }, "now"));
+    perMinute.forEach((outcomes, i) => {
+      let y = top + plotH;
+      const at = new Date((start + i * 60) * 1000).toISOString();
+      const tip = utc(at).slice(11, 16) + " UTC: " + (Object.entries(outcomes).map(([o, v]) => v + " " + o).join(", ") || "no runs");
+      for (const [outcome, value] of Object.entries(outcomes).sort()) {
+        const h = Math.max(1, (value / highest) * plotH);
+        y -= h;
+        graphic.append(svgEl("rect", { class: "bar " + outcomeClass(outcome), x: (left + i * barW + 0.5).toFixed(1),
+          y: y.toFixed(1), width: Math.max(1, barW - 1).toFixed(1), height: h.toFixed(1), "data-outcome": outcome,
+          "data-runs": value, "data-minute": i }, svgEl("title", null, tip)));
+      }
+    });
+    box.replaceChildren(el("figure", null, graphic, el("figcaption", { class: "legend" },
+      all ? "Runs finished per minute (kept history)" : "No runs in the last hour",
+      el("span", { class: "swatch point-success" }), "success", el("span", { class: "swatch point-error" }), "failed",
+      el("span", { class: "swatch point-other" }), "missed or skipped")));
+  }
+
+  // -- the jobs: one page, problems first, from GET /jobs?... -------------------------------------------------
+  function pageUrl() {
+    const url = new URL(JOBS_URL.pathname.replace(/\/$/, ""), location.origin);
+    url.searchParams.set("limit", PAGE_SIZE);
+    url.searchParams.set("runs", STRIP_RUNS);
+    if (query.offset) url.searchParams.set("offset", query.offset);
+    if (query.q) url.searchParams.set("q", query.q);
+    if (query.state) url.searchParams.set("state", query.state);
+    return url;
+  }
+
+  function renderJobs(listing) {
+    lastPage = listing;
     const seen = new Set();
     let previous = null;
-    for (const item of items) {
-      seen.add(item.job.id);
-      const entry = jobs.get(item.job.id) || addRow(item.job.id);
-      entry.item = item;
+    for (const job of listing.jobs) {
+      seen.add(job.id);
+      const entry = jobs.get(job.id) || addRow(job.id);
+      entry.item = job;
       updateRow(entry);
       if (entry.open) renderDetail(entry);
       // Move the row (and its detail row) only when it is out of place: unchanged rows are never touched.
       const wanted = previous ? previous.nextElementSibling : jobsBody.firstElementChild;
-      if (wanted !== entry.row) {
-        jobsBody.insertBefore(entry.row, wanted);
-      }
+      if (wanted !== entry.row) jobsBody.insertBefore(entry.row, wanted);
       if (entry.detail && entry.row.nextElementSibling !== entry.detail) entry.row.after(entry.detail);
       previous = entry.detail || entry.row;
     }
@@ -193,13 +265,20 @@
       if (entry.detail) entry.detail.remove();
       jobs.delete(id);
     }
-    applyFilter();
+    const first = listing.matched ? listing.offset + 1 : 0;
+    const last = listing.offset + listing.jobs.length;
+    const filtered = query.q || query.state;
+    document.getElementById("shown").textContent = (listing.error ? listing.error + ". " : "") +
+      "Showing " + count(first) + "–" + count(last) + " of " + count(listing.matched) + " jobs" +
+      (filtered ? " matching (" + count(listing.total) + " in all)" : "");
+    document.getElementById("page-previous").disabled = listing.offset <= 0;
+    document.getElementById("page-next").disabled = last >= listing.matched;
   }
 
   function addRow(id) {
     const n = ++rowCount;
     const cells = [el("th", { scope: "row" })];
-    for (let i = 1; i < COLUMNS; i++) cells.push(el("td", { class: i >= 4 ? "number" : null }));
+    for (let i = 1; i < COLUMNS; i++) cells.push(el("td", { class: i >= 5 && i <= 9 ? "number" : null }));
     const row = el("tr", { id: "job-" + n, "data-job-id": id }, ...cells);
     const entry = { id, n, row, cells, sigs: [], detail: null, open: false, history: null, historySeq: 0 };
     const toggle = el("button", { type: "button", class: "toggle", "aria-expanded": "false" });
@@ -207,6 +286,7 @@
     entry.toggle = toggle;
     entry.idLine = el("span", { class: "job-id" });
     cells[0].append(toggle, entry.idLine);
+    if (CONTROL_TOKEN) entry.controls = controls(entry, cells[10]);
     jobs.set(id, entry);
     return entry;
   }
@@ -218,67 +298,187 @@
   }
 
   function updateRow(entry) {
-    const { job, health, rate, now } = entry.item;
-    const state = health.status || "unknown";
+    const job = entry.item;
+    const f = job.figures || {};
+    const state = job.health || "unknown";
     if (entry.row.dataset.state !== state) {  // unchanged rows are not restyled
       entry.row.className = "job-" + state;
       entry.row.dataset.state = state;
     }
-    entry.hay = [job.id, job.name, state, health.reason || "", job.critical ? "critical" : ""].join(" ").toLowerCase();
-
     if (entry.toggle.textContent !== job.name) entry.toggle.textContent = job.name;
-    const tags = [job.critical && "critical", job.running && "running", job.quarantined && "quarantined"].filter(Boolean);
+    const tags = [job.critical && "critical", job.running && "running", f.quarantined && "quarantined"].filter(Boolean);
     const idLine = [job.id, ...tags].join("|");
     if (entry.idLine.dataset.signature !== idLine) {  // the button keeps its focus: only the line under it changes
       entry.idLine.dataset.signature = idLine;
       entry.idLine.replaceChildren(job.id, ...tags.map((tag) => el("span", { class: "tag" }, tag)));
     }
-    setCell(entry, 1, state + "|" + health.reason, () => [badge(state), health.reason ? el("span", { class: "reason" }, health.reason) : null].filter(Boolean));
-    const last = health.last_execution;
-    setCell(entry, 2, last ? last.timestamp + ago(last.time_ago_seconds) : "", () => [last ? time(last.timestamp, ago(last.time_ago_seconds)) : "never"]);
-    const next = job.next_run_time;
-    const nextText = job.paused ? "paused" : next ? ago(now - epoch(next)) : "—";
-    setCell(entry, 3, nextText + next, () => [next && !job.paused ? time(next, nextText) : nextText]);
-    setCell(entry, 4, String(job.avg_execution_time), () => [duration(job.avg_execution_time)]);
-    setCell(entry, 5, String(job.p95_execution_time), () => [duration(job.p95_execution_time)]);
-    const runs = job.success_count + job.error_count;
-    const rateText = rate !== undefined ? rate + " %" : runs ? "0 %" : "—";
-    setCell(entry, 6, rateText, () => [rateText]);
-    const failures = health.consecutive_failures || 0;
-    setCell(entry, 7, String(failures), () => [failures ? el("span", { class: "failures" }, String(failures)) : "0"]);
-    setCell(entry, 8, runs + "|" + job.missed_count, () => [el("span", {
-      title: count(job.success_count) + " succeeded, " + count(job.error_count) + " failed, " + count(job.missed_count) + " missed",
-    }, count(runs))]);
+    setCell(entry, 1, state + "|" + job.health_reason, () => [badge(state),
+      job.health_reason ? el("span", { class: "reason" }, job.health_reason) : null].filter(Boolean));
+    const runs = job.recent_runs || [];
+    setCell(entry, 2, JSON.stringify(runs), () => [strip(runs)]);
+    const lastText = job.last_run_at ? ago(since(job.last_run_at)) : "never";
+    setCell(entry, 3, job.last_run_at + lastText, () => [job.last_run_at ? time(job.last_run_at, lastText) : lastText]);
+    const nextText = job.paused ? "paused" : job.next_run ? ago(since(job.next_run)) : "—";
+    setCell(entry, 4, nextText + job.next_run, () => [job.next_run && !job.paused ? time(job.next_run, nextText) : nextText]);
+    setCell(entry, 5, String(f.avg_seconds), () => [duration(f.avg_seconds)]);
+    setCell(entry, 6, String(f.p95_seconds), () => [duration(f.p95_seconds)]);
+    const rateText = f.error_rate !== null && f.error_rate !== undefined ? f.error_rate + " %" : "—";
+    setCell(entry, 7, rateText, () => [rateText]);
+    const failures = f.consecutive_failures || 0;
+    setCell(entry, 8, String(failures), () => [failures ? el("span", { class: "failures" }, String(failures)) : "0"]);
+    const total = (f.success_count || 0) + (f.error_count || 0);
+    setCell(entry, 9, total + "|" + f.missed_count, () => [el("span", {
+      title: count(f.success_count) + " succeeded, " + count(f.error_count) + " failed, " + count(f.missed_count) + " missed",
+    }, count(total))]);
+    if (entry.controls) entry.controls.update(job);
   }
 
-  // -- filtering ---------------------------------------------------------------------------------------------
-  function applyFilter() {
-    const terms = filterBox.value.toLowerCase().split(/\s+/).filter(Boolean);
-    let shown = 0;
-    for (const entry of jobs.values()) {
-      const hide = !terms.every((term) => entry.hay.includes(term));
-      if (entry.row.hidden !== hide) entry.row.hidden = hide;
-      if (entry.detail) entry.detail.hidden = hide || !entry.open;
-      if (!hide) shown++;
+  /* The job's last runs, oldest on the left, one mark each, coloured by outcome; its <title> is the tooltip. */
+  function strip(runs) {
+    const mark = 7, gap = 2, width = STRIP_RUNS * (mark + gap), height = 16;
+    const graphic = svgEl("svg", { class: "strip", width, height, viewBox: "0 0 " + width + " " + height, role: "img",
+      "aria-label": runs.length ? "last " + runs.length + " runs: " + runs.filter((r) => ERROR_OUTCOMES.has(r.outcome)).length +
+        " failed" : "no runs yet" });
+    const oldestFirst = runs.slice().reverse();
+    oldestFirst.forEach((run, i) => {
+      const tip = utc(run.finished_at) + " UTC · " + run.outcome + " · " + duration(run.duration_seconds) +
+        (run.error ? " · " + run.error : "");
+      const x = width - (oldestFirst.length - i) * (mark + gap);  // the newest at the right edge
+      graphic.append(svgEl("rect", { class: "mark " + outcomeClass(run.outcome), x, y: 1, width: mark, height: height - 2,
+        rx: 1.5, "data-outcome": run.outcome, "data-finished-at": run.finished_at }, svgEl("title", null, tip)));
+    });
+    return graphic;
+  }
+
+  // -- the buttons: run now, pause (confirmed), resume; the outcome in place ------------------------------------
+  function controls(entry, cell) {
+    const run = el("button", { type: "button", class: "control", "data-action": "run" }, "Run now");
+    const pause = el("button", { type: "button", class: "control", "data-action": "pause" }, "Pause");
+    const resume = el("button", { type: "button", class: "control", "data-action": "resume" }, "Resume");
+    const outcome = el("span", { class: "control-outcome", role: "status" });
+    const box = el("span", { class: "controls" }, run, pause, resume, outcome);
+    cell.append(box);
+    let confirming = false;
+    run.addEventListener("click", () => command(entry, "run", outcome));
+    resume.addEventListener("click", () => command(entry, "resume", outcome));
+    pause.addEventListener("click", () => {
+      if (!confirming) {  // the first click asks; the second pauses
+        confirming = true;
+        pause.textContent = "Confirm pause";
+        pause.classList.add("confirm");
+        outcome.textContent = "Pause " + entry.id + "? Click again to confirm.";
+        setTimeout(() => { if (confirming) reset(); }, 5000);
+        return;
+      }
+      reset();
+      command(entry, "pause", outcome);
+    });
+    function reset() {
+      confirming = false;
+      pause.textContent = "Pause";
+      pause.classList.remove("confirm");
+      if (outcome.textContent.startsWith("Pause ")) outcome.textContent = "";
     }
-    const text = terms.length ? "Showing " + count(shown) + " of " + count(jobs.size) + " jobs" : "";
-    if (text !== shownText) document.getElementById("shown").textContent = shownText = text;
+    return {
+      update(job) {
+        pause.hidden = Boolean(job.paused);
+        resume.hidden = !job.paused;
+      },
+    };
   }
 
-  // -- a job's detail: figures from /status at once, run history from /jobs/<id> ------------------------------
+  function describe(action, status, body) {
+    const message = body && (body.message || body.outcome) ? ": " + (body.message || body.outcome) : "";
+    if (status === 200) return action === "run" ? "started" : action === "pause" ? "paused" : "resumed";
+    if (status === 202) return "queued; waiting for the leader";
+    if (status === 409) return "409, already running at max_instances" + message;
+    if (status === 503) return "503, not applied" + message;
+    return status + message;
+  }
+
+  async function command(entry, action, outcome) {
+    outcome.className = "control-outcome";
+    outcome.textContent = action + "…";
+    let response, body;
+    try {
+      response = await fetch(new URL(encodeURIComponent(entry.id) + "/" + action + "?wait=5", JOBS_URL), {
+        method: "POST", credentials: "same-origin", cache: "no-store",
+        headers: { Accept: "application/json", "X-Control-Token": CONTROL_TOKEN },
+      });
+      body = await response.json().catch(() => null);
+    } catch (error) {
+      outcome.textContent = action + ": " + error.message;
+      outcome.classList.add("control-failed");
+      return;
+    }
+    let status = response.status;
+    outcome.textContent = action + ": " + describe(action, status, body);
+    if (status === 202 && body && body.poll) ({ status, body } = await pollCommand(body.poll));
+    outcome.textContent = action + ": " + describe(action, status, body);
+    outcome.dataset.status = String(status);
+    outcome.classList.toggle("control-failed", status >= 400);
+    if (status < 400 && action === "run" && body && body.command_id) watchRun(entry, body.command_id, outcome);
+    if (status < 400) loadPage();
+  }
+
+  async function pollCommand(path) {
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      try {
+        const response = await fetch(new URL(path, location.origin), { headers: { Accept: "application/json" },
+          credentials: "same-origin", cache: "no-store" });
+        const body = await response.json();
+        if (!response.ok) return { status: response.status, body };
+        if (body.state !== "pending") return { status: body.status || 200, body };
+      } catch (error) {
+        return { status: 0, body: { message: error.message } };
+      }
+    }
+    return { status: 202, body: { message: "no outcome yet" } };
+  }
+
+  /* A run-now's result: poll the job until its history holds the run of this command, then show it. */
+  async function watchRun(entry, commandId, outcome) {
+    const deadline = Date.now() + RUN_WATCH_MS;
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      let data;
+      try {
+        const response = await fetch(new URL(encodeURIComponent(entry.id), JOBS_URL),
+          { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
+        if (!response.ok) continue;
+        data = await response.json();
+      } catch (error) {
+        continue;
+      }
+      const run = (data.history || []).find((r) => r.command_id === commandId);
+      if (!run) continue;
+      outcome.textContent = "run: finished, " + run.outcome + " in " + duration(run.duration_seconds) +
+        (run.error ? " (" + run.error.type + ": " + run.error.message + ")" : "");
+      outcome.classList.toggle("control-failed", ERROR_OUTCOMES.has(run.outcome));
+      if (entry.open) showHistory(entry, data);
+      loadPage();
+      return;
+    }
+  }
+
+  // -- a job's detail: figures from the page at once, run history from /jobs/<id> -----------------------------
   function setOpen(entry, open) {
     entry.open = open;
     entry.toggle.setAttribute("aria-expanded", String(open));
     if (open && !entry.detail) {
+      const actions = el("div", { class: "detail-actions" });
       entry.detail = el("tr", { class: "detail", id: "detail-" + entry.n },
         el("td", { colspan: COLUMNS }, el("div", { class: "detail-grid" },
-          el("div", { class: "detail-facts" }), el("div", { class: "detail-history" },
+          el("div", null, el("div", { class: "detail-facts" }), actions), el("div", { class: "detail-history" },
             el("h3", null, "Run history"), el("p", { class: "history-message muted" }, "Loading run history…"),
             el("div", { class: "history-body" })))));
+      if (CONTROL_TOKEN) entry.detailControls = controls(entry, actions);
       entry.row.after(entry.detail);
       entry.toggle.setAttribute("aria-controls", entry.detail.id);
     }
-    if (entry.detail) entry.detail.hidden = !open || entry.row.hidden;
+    if (entry.detail) entry.detail.hidden = !open;
     if (open) {
       renderDetail(entry);
       loadHistory(entry);
@@ -286,41 +486,36 @@
   }
 
   function renderDetail(entry) {
-    const { job, health } = entry.item;
+    const job = entry.item;
+    const f = job.figures || {};
+    if (entry.detailControls) entry.detailControls.update(job);
     const box = entry.detail.querySelector(".detail-facts");
-    const signature = JSON.stringify([job, health.reason, health.last_success && health.last_success.timestamp,
-      pausedBy(entry.history)]);
+    const detail = entry.history;
+    const signature = JSON.stringify([job, detail && detail.stats, detail && detail.max_instances]);
     if (box.dataset.signature === signature) return;
     box.dataset.signature = signature;
-    const error = job.last_error;
     const nodes = [el("h3", null, job.name + " (" + job.id + ")")];
-    if (health.reason) nodes.push(el("p", null, badge(health.status), " ", health.reason));
-    if (error) {
-      nodes.push(el("p", { class: "error-text" }, el("strong", null, "Last error"), " at " + utc(error.timestamp) + ": ",
-        el("code", null, error.type + ": " + error.message)));
+    if (job.health_reason) nodes.push(el("p", null, badge(job.health), " ", job.health_reason));
+    const lastError = ((detail && detail.history) || []).find((run) => run.error);
+    if (lastError) {
+      nodes.push(el("p", { class: "error-text" }, el("strong", null, "Last error"), " at " + utc(lastError.finished_at) + " UTC: ",
+        el("code", null, lastError.error.type + ": " + lastError.error.message)));
     }
     const list = el("dl", { class: "facts" });
+    const pause = job.paused_by;
     facts(list, [
       ["Trigger", job.trigger],
       ["Critical", job.critical ? "yes" : "no"],
-      ["Paused", job.paused ? "yes" + pausedBy(entry.history) : "no"],
-      ["Running", job.running ? job.running.instances + " since " + utc(job.running.since) : "no"],
-      ["Last success", health.last_success ? utc(health.last_success.timestamp) : "never"],
-      ["Runs", count(job.success_count) + " succeeded, " + count(job.error_count) + " failed, " +
-        count(job.missed_count) + " missed, " + count(job.max_instances_count) + " skipped at max_instances"],
-      ["Duration", "min " + duration(job.min_execution_time) + " · avg " + duration(job.avg_execution_time) +
-        " · p95 " + duration(job.p95_execution_time) + " · max " + duration(job.max_execution_time)],
-      ["Max instances", String(job.max_instances)],
-      ["Max runtime", job.max_runtime ? duration(job.max_runtime) : null],
-      ["Crashes", job.crash_count ? count(job.crash_count) + (job.quarantined ? ", quarantined" : "") : null],
+      ["Paused", job.paused ? "yes" + (pause ? ", by " + pause.by + " at " + utc(pause.at) + " UTC" : "") : "no"],
+      ["Running", job.running ? job.running + " since " + utc(f.running_since) + " UTC" : "no"],
+      ["Runs", count(f.success_count) + " succeeded, " + count(f.error_count) + " failed, " +
+        count(f.missed_count) + " missed, " + count(f.max_instances_count) + " skipped at max_instances"],
+      ["Duration", "avg " + duration(f.avg_seconds) + " · p95 " + duration(f.p95_seconds)],
+      ["Max instances", detail ? String(detail.max_instances) : null],
+      ["Crashes", f.crash_count ? count(f.crash_count) + (f.quarantined ? ", quarantined" : "") : null],
     ]);
     nodes.push(list);
     box.replaceChildren(...nodes);
-  }
-
-  function pausedBy(detail) {
-    const pause = detail && detail.paused_by;
-    return pause ? ", by " + pause.by + " at " + utc(pause.at) : "";
   }
 
   async function loadHistory(entry) {
@@ -340,9 +535,13 @@
       return;
     }
     if (seq !== entry.historySeq) return;  // a newer request was made meanwhile
+    showHistory(entry, data);
+  }
+
+  function showHistory(entry, data) {
     entry.history = data;
     entry.historyKey = historyKey(entry.item);
-    message.hidden = true;
+    entry.detail.querySelector(".history-message").hidden = true;
     const started = performance.now();
     drawHistory(entry, data.history || []);
     renderDetail(entry);
@@ -350,14 +549,9 @@
     performance.measure("status-history", { start: started, end: performance.now() });  // bench/status_page_cost.py
   }
 
-  function historyKey(item) {
-    const h = item.health;
-    return [item.job.success_count, item.job.error_count, item.job.missed_count, h.last_execution && h.last_execution.timestamp].join("|");
-  }
-
-  function outcomeClass(outcome) {
-    if (outcome === "success") return "point-success";
-    return ERROR_OUTCOMES.has(outcome) ? "point-error" : "point-other";
+  function historyKey(job) {
+    const f = job.figures || {};
+    return [f.success_count, f.error_count, f.missed_count, f.max_instances_count, job.last_run_at].join("|");
   }
 
   function percentile(sorted, fraction) {
@@ -371,14 +565,14 @@
       timed.length + " with a duration; p50 " + duration(percentile(sorted, 0.5)) + " · p95 " +
       duration(percentile(sorted, 0.95)) + " · max " + duration(sorted[sorted.length - 1] ?? null) + "." : "No runs yet.");
     const parts = [summary];
-    if (timed.length) parts.push(chart(timed.slice().reverse()));
+    if (timed.length) parts.push(durationChart(timed.slice().reverse()));
     if (history.length) parts.push(historyTable(history));
     entry.detail.querySelector(".history-body").replaceChildren(...parts);
   }
 
   /* One circle per run that has a duration, oldest on the left, evenly spaced; failed runs in another colour.
    * Each circle's <title> is its tooltip (time, outcome, duration, error). */
-  function chart(runs) {
+  function durationChart(runs) {
     const width = 640, height = 180, left = 52, right = 12, top = 12, bottom = 30;
     const plotW = width - left - right, plotH = height - top - bottom;
     const highest = Math.max(...runs.map((run) => run.duration_seconds)) || 0.001;
@@ -400,7 +594,7 @@
       graphic.append(svgEl("polyline", { class: "line", points }));
     }
     runs.forEach((run, i) => {
-      const tip = utc(run.finished_at) + " · " + run.outcome + " · " + duration(run.duration_seconds) +
+      const tip = utc(run.finished_at) + " UTC · " + run.outcome + " · " + duration(run.duration_seconds) +
         (run.error ? " · " + run.error.type + ": " + run.error.message : "");
       graphic.append(svgEl("circle", { class: "point " + outcomeClass(run.outcome), cx: x(i).toFixed(1),
         cy: y(run.duration_seconds).toFixed(1), r: 4, "data-outcome": run.outcome }, svgEl("title", null, tip)));
@@ -425,27 +619,61 @@
   }
 
   // -- refreshing --------------------------------------------------------------------------------------------
-  function render(report) {
+  async function getJson(url, revalidate) {
+    // "no-cache": the browser asks again with If-None-Match and gets a 304 (no body) while nothing changed.
+    const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin",
+      cache: revalidate ? "no-cache" : "no-store" });
+    if (!response.ok) throw new Error("HTTP " + response.status + (response.status === 401 ? ": reload the page to sign in" : ""));
+    return response.json();
+  }
+
+  function measured(name, draw) {
     const started = performance.now();
-    renderOverview(report);
-    renderJobs(report);
+    draw();
+    performance.clearMeasures(name);  // the last one only: a tab stays open for days
+    performance.measure(name, { start: started, end: performance.now() });  // bench/status_page_cost.py
+  }
+
+  async function loadPage() {
+    const seq = ++pageSeq;
+    try {
+      const listing = await getJson(pageUrl(), true);
+      if (seq !== pageSeq) return;  // a newer page was asked for meanwhile (typing in the filter)
+      measured("status-render", () => renderJobs(listing));
+      reloadOpenHistories();
+      performance.mark("status-page-loaded");
+    } catch (error) {
+      if (seq === pageSeq) problem(error);
+    }
+  }
+
+  function reloadOpenHistories() {
     for (const entry of jobs.values()) {
       if (entry.open && entry.history && entry.historyKey !== historyKey(entry.item)) loadHistory(entry);
     }
-    performance.clearMeasures("status-render");  // the last one only: a tab stays open for days
-    performance.measure("status-render", { start: started, end: performance.now() });  // bench/status_page_cost.py
+  }
+
+  function problem(error) {
+    const box = document.getElementById("refresh-problem");
+    if (!error) { box.hidden = true; return; }
+    box.textContent = "The last refresh failed (" + error.message + "); the figures below are older.";
+    box.hidden = false;
   }
 
   async function refresh() {
-    const problem = document.getElementById("refresh-problem");
+    const seq = ++pageSeq;
     try {
-      const response = await fetch(STATUS_URL, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
-      if (!response.ok) throw new Error("HTTP " + response.status + (response.status === 401 ? ": reload the page to sign in" : ""));
-      render(await response.json());
-      problem.hidden = true;
+      const [overview, listing, chart] = await Promise.all([getJson(OVERVIEW_URL, false), getJson(pageUrl(), true),
+        getJson(CHART_URL, true)]);
+      measured("status-render", () => {
+        renderOverview(overview);
+        if (seq === pageSeq) renderJobs(listing);
+        renderChart(chart);
+      });
+      reloadOpenHistories();
+      problem(null);
     } catch (error) {
-      problem.textContent = "The last refresh failed (" + error.message + "); the figures below are older.";
-      problem.hidden = false;
+      problem(error);
     }
     schedule();
   }
@@ -460,9 +688,36 @@
     if (!document.hidden && timer === null) refresh();
     else if (document.hidden) { clearTimeout(timer); timer = null; }
   });
-  filterBox.addEventListener("input", applyFilter);
 
-  render(JSON.parse(document.getElementById("initial-report").textContent));
+  let typing = null;
+  filterBox.addEventListener("input", () => {  // the server filters every job; ask once typing pauses
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      query.q = filterBox.value.trim();
+      query.offset = 0;
+      loadPage();
+    }, 150);
+  });
+  stateBox.addEventListener("change", () => {
+    query.state = stateBox.value;
+    query.offset = 0;
+    loadPage();
+  });
+  document.getElementById("page-previous").addEventListener("click", () => {
+    query.offset = Math.max(0, query.offset - PAGE_SIZE);
+    loadPage();
+  });
+  document.getElementById("page-next").addEventListener("click", () => {
+    if (lastPage && query.offset + PAGE_SIZE < lastPage.matched) query.offset += PAGE_SIZE;
+    loadPage();
+  });
+
+  const initial = JSON.parse(document.getElementById("initial-data").textContent);
+  measured("status-render", () => {
+    renderOverview(initial.overview);
+    renderJobs(initial.jobs);
+    renderChart(initial.chart);
+  });
   // After the frame that shows the table has been painted (a task queued from its animation frame).
   requestAnimationFrame(() => setTimeout(() => performance.mark("status-table-rendered")));
   schedule();

@@ -9,10 +9,12 @@ def init_app(app: Flask) -> None:
     """Register /status and /openapi.json, and prime the CPU samplers."""
     from .openapi import build_openapi
     from .report import StatusReporter
+    from .run_chart import RunChart
     from .views import bp
 
     reporter = StatusReporter(app)
     reporter.prime()
     app.extensions["status"] = reporter
+    app.extensions["run_chart"] = RunChart(app.extensions["store"], app.config["STATUS_CACHE_TTL"])
     app.register_blueprint(bp)
     app.extensions["openapi"] = build_openapi(app)

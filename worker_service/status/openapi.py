@@ -13,7 +13,7 @@ from ..control.openapi import describe_job_control
 from ..health.ready import ReadinessSchema
 from ..health.schemas import ComponentHealthSchema, ErrorSchema, HealthJsonSchema, HealthSchema, LivenessSchema
 from ..version import __version__
-from .schemas import StatusSchema
+from .schemas import OverviewSchema, RunChartSchema, StatusSchema
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
@@ -48,6 +48,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     spec.components.schema("Liveness", schema=LivenessSchema)
     spec.components.schema("Readiness", schema=ReadinessSchema)
     spec.components.schema("Status", schema=StatusSchema)
+    spec.components.schema("StatusOverview", schema=OverviewSchema)
+    spec.components.schema("RunChart", schema=RunChartSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme("basic", {"type": "http", "scheme": "basic",
@@ -91,6 +93,19 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         status_operation["security"] = token_security
         status_operation["responses"]["401"] = _json("Error", "missing or wrong token")
     spec.path(path="/status", operations={"get": status_operation})
+    for path, summary, schema in (
+            ("/status/overview", "The /status report without its per-job parts, and the jobs in each state "
+                                 "(the status page's refresh)", "StatusOverview"),
+            ("/status/runs", "Runs per minute by outcome over the last hour, from the run history "
+                             "(the status page's chart); ETag, 304 while unchanged", "RunChart")):
+        operation: dict[str, Any] = {"summary": summary, "responses": {"200": _json(schema, "the answer")}}
+        if path == "/status/runs":
+            operation["responses"]["304"] = {"description": "unchanged since the ETag in If-None-Match"}
+            operation["responses"]["503"] = _json("Error", "the state store cannot be read")
+        if guarded:
+            operation["security"] = token_security
+            operation["responses"]["401"] = _json("Error", "missing or wrong token")
+        spec.path(path=path, operations={"get": operation})
     metrics_operation: dict[str, Any] = {
         "summary": "Prometheus metrics: jobs, components, scheduler, processes (text format 0.0.4)",
         "responses": {"200": {

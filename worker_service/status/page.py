@@ -1,11 +1,21 @@
-"""The HTML status page: which requests get it, and the page built around the /status report.
+"""The HTML status page: which requests get it, and the page built around the service's state.
 
-The page is one renderer (``static/status.js``) fed by the /status JSON. The
-first report is embedded in the page, so the table draws without a second
-request; the script then fetches the JSON every ``REFRESH_SECONDS`` (or
-``?refresh=<seconds>``) and updates the table in place. A job's run history
-is fetched from ``/jobs/<id>`` only when its row is opened, which keeps the
-page's weight that of the JSON report even at 1,000 jobs.
+The page is one renderer (``static/status.js``). It never holds every job:
+at 5,000 jobs the whole /status report is 4.5 MB and 80,000 elements. The
+page embeds, so that its first screen draws without another request:
+
+* the overview (GET /status/overview: the report without its per-job parts);
+* the first page of jobs, problems first, each with its newest
+  :data:`STRIP_RUNS` runs (GET /jobs?limit=&runs=);
+* the runs per minute of the last hour (GET /status/runs);
+* for the holder of ``ADMIN_TOKEN`` only, a per-page control token
+  (:mod:`worker_service.control_token`) for its Run now, Pause and Resume buttons.
+
+The script then refreshes those three every ``REFRESH_SECONDS`` (or
+``?refresh=<seconds>``): the overview is a few KB; the job page and the chart
+carry ETags, so a refresh when nothing changed costs two 304s. Filtering and
+paging ask the server for another page. A job's full history is fetched from
+``/jobs/<id>`` only when its row is opened.
 
 Browsers get the page; every other client keeps the JSON it always had: HTML
 only when ``Accept`` ranks ``text/html`` strictly above ``application/json``
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +35,8 @@ from markupsafe import Markup
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
+PAGE_SIZE = 25  # job rows per page: a screen shows about ten to fifteen
+STRIP_RUNS = 20  # marks in each row's strip of recent runs
 REFRESH_SECONDS = 10  # the default; ?refresh=<seconds> picks another, from MIN_REFRESH to MAX_REFRESH
 MIN_REFRESH, MAX_REFRESH = 2, 300
 ASSETS = ("status.css", "status.js")
@@ -70,23 +83,37 @@ def asset_versions(static_folder: str) -> dict[str, str]:
     return {name: hashlib.sha256((Path(static_folder) / name).read_bytes()).hexdigest()[:12] for name in ASSETS}
 
 
-def page_context(app: Flask, report: bytes) -> dict[str, Any]:
-    """What ``status.html`` needs: the service's name, the URLs the script uses, and the embedded report."""
+def page_context(app: Flask, data: bytes, control: str | None, sign_in: bool = False) -> dict[str, Any]:
+    """What ``status.html`` needs: the service's name, the URLs the script uses, the embedded data, the token."""
     versions = asset_versions(app.static_folder or "")
     return {
         "service": app.config["SERVICE_NAME"],
-        "report": embeddable(report),
-        "status_url": url_for("status.status"),
+        "data": embeddable(data),
+        "control_token": control,
+        "sign_in_url": url_for("status.status", admin="") if sign_in else None,
+        "overview_url": url_for("status.overview"),
+        "chart_url": url_for("status.run_chart"),
         "jobs_url": request.script_root + "/jobs/",
+        "page_size": PAGE_SIZE,
+        "strip_runs": STRIP_RUNS,
         "refresh_seconds": refresh_seconds(request.args.get("refresh")),
         "stylesheet": url_for("static", filename="status.css", v=versions["status.css"]),
         "script": url_for("static", filename="status.js", v=versions["status.js"]),
     }
 
 
-def page_response(app: Flask, report: bytes) -> Response:
-    """The page, 200, never stored by a cache (it holds the report), with a CSP that allows our own files only."""
-    response = Response(render_template("status.html", **page_context(app, report)), status=200,
+def page_data(overview: bytes, jobs: dict[str, Any], chart: dict[str, Any] | None) -> bytes:
+    """The embedded data: the overview as served (already JSON), the first job page and the chart."""
+    rest = json.dumps({"jobs": jobs, "chart": chart}, separators=(",", ":")).encode()
+    return b'{"overview":' + overview + b"," + rest[1:]
+
+
+def page_response(app: Flask, data: bytes, control: str | None, sign_in: bool = False) -> Response:
+    """The page, 200, never stored by a cache (it holds the data and maybe a token), with a CSP for our files only.
+
+    ``sign_in``: job control is on but this reader is not the admin; the page links to ``?admin``.
+    """
+    response = Response(render_template("status.html", **page_context(app, data, control, sign_in)), status=200,
                         mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -231,3 +231,44 @@ class StatusSchema(Schema):
     metrics = fields.Nested(MetricsSchema, required=True)
     timestamp = fields.String(required=True)
     service = fields.String(required=True)
+
+
+class OverviewJobsSchema(Schema):
+    """The job counts of ``jobs_analysis``, without its maps of one entry per job, and the jobs in each state."""
+
+    total_jobs = fields.Integer(required=True)
+    active_jobs = fields.Integer(required=True)
+    paused_jobs = fields.Integer(required=True)
+    critical_jobs = fields.Integer(required=True)
+    jobs_with_errors = fields.Integer(required=True)
+    states = fields.Dict(keys=fields.String(validate=validate.OneOf(JOB_STATES)), values=fields.Integer(),
+                         required=True, metadata={"description": "how many jobs are in each state (absent: none)"})
+
+
+class OverviewMetricsSchema(MetricsSchema):
+    """``metrics`` of the overview: as /status's, with no list or map of every job."""
+
+    class Meta:
+        exclude = ("scheduled_jobs",)
+
+    jobs_analysis = fields.Nested(OverviewJobsSchema, required=True)
+
+
+class OverviewSchema(Schema):
+    """``GET /status/overview``: the /status report without its per-job parts (the status page's refresh)."""
+
+    status = _status
+    components = fields.Nested(ComponentsSchema, required=True)
+    metrics = fields.Nested(OverviewMetricsSchema, required=True)
+    timestamp = fields.String(required=True)
+    service = fields.String(required=True)
+
+
+class RunChartSchema(Schema):
+    """``GET /status/runs``: runs per minute by outcome over the last hour, from the kept run history."""
+
+    start = fields.String(required=True, metadata={"description": "the first minute (ISO-8601, UTC)"})
+    minutes = fields.Integer(required=True, metadata={"description": "how many minutes each list holds"})
+    counts = fields.Dict(keys=fields.String(), values=fields.List(fields.Integer()), required=True,
+                         metadata={"description": "outcome -> runs finished in each minute, oldest first"})
+    timestamp = fields.String(required=True)
