@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import os
 import signal
 import time
@@ -183,16 +184,42 @@ def test_outside_gunicorn_create_app_starts_the_scheduler_when_asked(make_app, t
     assert not app.extensions["scheduler"].is_leader
 
 
-def test_a_broken_jobs_file_on_reload_is_logged_and_shows_as_no_scheduler(tmp_path, gunicorn):
+def test_a_broken_jobs_file_on_reload_keeps_the_last_good_jobs_running_until_a_good_reload(tmp_path, gunicorn):
+    """As ``nginx -s reload``: a bad file is logged and reported, the last good schedule goes on, a good one applies."""
     runs = tmp_path / "runs.txt"
     path = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
     server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", **FAST_BEAT)
-    wait_until(lambda: server.get("/health")[2]["components"]["scheduler"] == "available", timeout=10, what="leader")
-    path.write_text('[jobs.tick]\nfunc = "os:getpid"\ntrigger = "weekly"\n')
+    wait_until(lambda: len(read_runs(runs)) >= 2, timeout=10, what="the first runs")
+    old_workers = set(server.worker_pids())
+    with open(path, "a") as handle:
+        handle.write("\n[jobs.broken\n")
+    broken_at = time.time()
     server.signal(signal.SIGHUP)
-    wait_until(lambda: "reload: jobs file" in server.stderr(), timeout=10, what="the reload error in the log")
-    wait_until(lambda: server.get("/health")[0] == 503, timeout=15, what="scheduler unavailable")
-    assert "unknown trigger 'weekly'" in server.stderr()
+
+    wait_until(lambda: "reload: jobs file" in server.stderr(), timeout=20, what="the reload error in the log")
+    assert "keeps the last good job set" in server.stderr()
+    wait_until(lambda: not old_workers & set(server.worker_pids()) and len(server.worker_pids()) == 2,
+               timeout=20, what="the old workers to be replaced")
+    new_workers = set(server.worker_pids())
+    wait_until(lambda: len([run for run in read_runs(runs) if run[0] in new_workers]) >= 3, timeout=15,
+               what="the last good job set to run in the new workers")
+    status, _, health = server.get("/health")
+    assert (status, health["status"], health["components"]["scheduler"]) == (200, "degraded", "degraded")
+    _, _, verbose = server.get("/health?verbose")
+    assert "[+]scheduler degraded: jobs file " in verbose and "TOML syntax error" in verbose, verbose
+    reason = server.get("/status")[2]["metrics"]["dependencies"]["scheduler"]["reason"]
+    assert reason.startswith(f"jobs file {path}: TOML syntax error"), reason
+    since = time.strptime(reason.split("; since ")[1][:20], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs(calendar.timegm(since) - broken_at) < 5, reason
+    assert "the scheduler keeps the last good job set" in reason
+
+    # A good file at the next reload applies, and the problem is gone.
+    runs_after = tmp_path / "runs-after.txt"
+    jobs_file(path, pid_job(runs_after).replace("[jobs.tick]", "[jobs.tock]"))
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: len(read_runs(runs_after)) >= 2, timeout=20, what="the new job set to run")
+    wait_until(lambda: server.get("/health")[2]["status"] == "available", timeout=10, what="available again")
+    assert [job["id"] for job in server.get("/status")[2]["metrics"]["scheduled_jobs"]] == ["tock"]
 
 
 def test_stats_and_next_run_survive_a_full_restart(tmp_path, gunicorn, state_dir):

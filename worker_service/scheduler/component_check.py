@@ -50,6 +50,7 @@ from .heartbeat import (
     heartbeat_is_fresh,
 )
 from .job_health import JobPolicy, JobState
+from .jobs_source import problem_reason
 
 # The heartbeat's names stay importable from here, where they lived before .heartbeat.
 __all__ = ["REPLANNING", "HeartbeatSightings", "SchedulerCheck", "fleet_mode", "heartbeat_age", "heartbeat_is_fresh",
@@ -87,6 +88,7 @@ class SchedulerCheck(ComponentCheck):
         self._lease_ttl = float(settings.get("SCHEDULER_LEASE_TTL") or 10.0)
         self._leaders = leaders or LEADERS
         self._hostname = hostname or socket.gethostname()
+        self._state_dir: str = settings.get("WORKER_STATE_DIR") or ""
         budget = READ_SHARE * float(settings.get("HEALTH_CHECK_TIMEOUT") or 0.5)
         self._deadline = _ReadDeadline(budget) if self.fleet and bounded else None
 
@@ -132,17 +134,24 @@ class SchedulerCheck(ComponentCheck):
             raise ServiceDegraded(f"wall clock jumped by about {jump:+.0f} s since the last heartbeat; re-planning jobs")
         if leader.state == "paused":
             raise ServiceDegraded("scheduler is paused")
+        problems = []
+        # A reload found the jobs file broken: the leader keeps the last good job set (.jobs_source).
+        jobs_file = problem_reason(self._state_dir, now)
+        if jobs_file is not None:
+            problems.append(jobs_file)
         failing = []
         for record in self._store.jobs(critical_only=True):
             health = self._policy.judge(record, beat_now)  # in a fleet, the database's clock (as the heartbeat)
             if health.state is JobState.UNHEALTHY:
                 failing.append(f"{record.id}: {health.reason}")
         if failing:
-            raise ServiceDegraded("critical job unhealthy: " + "; ".join(failing[:3]))
+            problems.append("critical job unhealthy: " + "; ".join(failing[:3]))
         # Any job, critical or not, that kept killing its worker is a fault of the service itself.
         quarantined = self._store.quarantined_jobs()
         if quarantined:
-            raise ServiceDegraded("job quarantined for killing its worker: " + ", ".join(quarantined[:3]))
+            problems.append("job quarantined for killing its worker: " + ", ".join(quarantined[:3]))
+        if problems:
+            raise ServiceDegraded("; ".join(problems))
 
     def _host_leader(self, now: float) -> SchedulerRecord:
         """One host: the heartbeat, if fresh; the reasons are the ones this service always gave."""
