@@ -10,9 +10,11 @@ import time
 import psutil
 import pytest
 
+from tests.support import pg
+from tests.support.pg import schema  # noqa: F401 - the fixture
 from tests.support.runs import duplicate_slots, jobs_file, pid_job, read_runs, read_scheduled
 from tests.support.servers import wait_until
-from worker_service.state import SqliteStateStore
+from worker_service.state import PostgresStateStore, SqliteStateStore
 from worker_service.state.setup import STATE_FILE
 
 FAST_BEAT = {"SCHEDULER_HEARTBEAT_INTERVAL": "1", "HEALTH_CACHE_TTL": "0"}
@@ -113,6 +115,39 @@ def test_sighup_reload_keeps_the_jobs_running(ticking):
     assert max(b - a for a, b in zip(slots, slots[1:], strict=False)) < 1.5, "a reload folded a slot into the next"
     assert max(at - slot for _, at, slot in scheduled) < 2.0, "a reload postponed a run"
     assert "state store is failing" not in server.stderr()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_slots_no_process_ran_during_a_freeze_are_counted_as_missed(schema, ticking, backend):  # noqa: F811
+    """A frozen leader's slots are folded into one run when it wakes (coalesce): each one is counted as missed."""
+    if backend == "sqlite":
+        server, runs_file, store = ticking(workers=2)
+    else:  # fleet mode with one host: the same through the PostgreSQL store and its lease
+        server, runs_file, _ = ticking(workers=2, STATE_DATABASE_URL=pg.DATABASE_URL, STATE_DATABASE_SCHEMA=schema)
+        store = PostgresStateStore(pg.DATABASE_URL, schema)
+    leader = psutil.Process(leader_of(runs_file))
+    leader.suspend()
+    try:  # frozen until its last heartbeat is 4.5 s old: 2 or more slots pass unrun
+        wait_until(lambda: time.time() - store.scheduler().heartbeat_at > 4.5, timeout=15,
+                   what="the frozen leader's heartbeat to age")
+        assert server.get("/health/scheduler")[0] == 503  # every worker sees no scheduler
+        resumed = time.time()
+    finally:
+        leader.resume()
+    wait_until(lambda: read_scheduled(runs_file)[-1][2] > resumed + 1, timeout=10, what="runs after the freeze")
+    slots = sorted(slot for _, _, slot in read_scheduled(runs_file))
+    folded = round(max(b - a for a, b in zip(slots, slots[1:], strict=False))) - 1  # the slots the gap skipped
+    assert folded >= 2, slots
+    wait_until(lambda: store.jobs()[0].missed_count == folded, timeout=5, what=f"{folded} slots counted as missed")
+
+    metrics = server.get("/metrics")[2]
+    assert f'worker_service_job_runs_total{{job="tick",outcome="missed"}} {folded}' in metrics
+    [job] = server.get("/jobs")[2]["jobs"]
+    assert job["health"] == "warning" and job["health_reason"].startswith(f"{folded} runs missed at "), job
+    assert job["health_reason"].endswith(" UTC while no scheduler ran"), job
+    missed = [run for run in server.get("/jobs/tick")[2]["history"] if run["outcome"] == "missed"]
+    assert len(missed) == folded
+    assert f"job tick: {folded} runs missed at " in server.stderr()
 
 
 def test_max_requests_recycling_keeps_the_jobs_running(ticking):

@@ -52,6 +52,8 @@ from common.helpers.health import redact
 
 from ..state import StateStore
 from ..state.faults import FencedOut
+from .job_health import gap_words
+from .missed_slots import folded_slots
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +141,18 @@ class ExecutionTracker:
         current).
         """
         scheduled = run_times[-1]
+        missed = None
         if request is None:
             next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
             trigger, requested_by, command_id = "scheduled", None, None
+            missed = folded_slots(job, scheduled)  # counted with this run: both recorded, or neither
         else:
             next_fire = job.next_run_time
             trigger, requested_by, command_id = "manual", request.requested_by, request.command_id
         try:
             run_id = self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
                                                   next_fire.timestamp() if next_fire else None, trigger,
-                                                  requested_by, command_id, host=self.host)
+                                                  requested_by, command_id, host=self.host, missed=missed)
         except Exception as error:
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
             log.error("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
@@ -156,6 +160,9 @@ class ExecutionTracker:
             raise
         with self._lock:
             self._live.add(run_id)
+        if missed is not None:
+            log.warning("job %s: %s while no scheduler ran; folded into its run at %s (coalesce)", job.id,
+                        gap_words(missed.count, missed.first, missed.last), scheduled.isoformat())
         return CurrentRun(job.id, run_id, scheduled.timestamp(), trigger, requested_by, command_id)
 
     def executing(self, run: CurrentRun) -> _Executing:
