@@ -309,3 +309,26 @@ def test_a_child_forked_while_the_recovery_lock_is_held_never_keeps_it(tmp_path)
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_a_full_disk_under_gunicorn_is_named_as_the_cause_in_status_not_a_silent_heartbeat_or_an_io_error(
+        small_disk, gunicorn, tmp_path):
+    runs = tmp_path / "runs.txt"
+    jobs = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
+    server = gunicorn(WORKER_STATE_DIR=str(small_disk), WORKER_JOBS_FILE=str(jobs), HEALTH_CACHE_TTL="0",
+                      SCHEDULER_HEARTBEAT_INTERVAL="1")
+    wait_until(lambda: server.get("/health")[0] == 200, timeout=15, what="a healthy start")
+    filler = fill(small_disk)
+
+    wait_until(lambda: server.get("/health/scheduler")[0] == 503, timeout=15, what="the scheduler to go unavailable")
+    dependencies = server.get("/status")[2]["metrics"]["dependencies"]
+    scheduler, database = dependencies["scheduler"]["reason"], dependencies["database"]["reason"]
+    full = f"disk full (0 bytes left on {small_disk})"  # README: "state store: disk full", not a silent heartbeat
+    assert scheduler.startswith(f"state store: {full}; no scheduler heartbeat for "), scheduler
+    assert database == full, database  # the embedded database: not "sqlite error: disk I/O error"
+    assert "the state store is failing (state store: disk full)" in server.stderr()
+
+    filler.unlink()
+    wait_until(lambda: server.get("/health")[0] == 200, timeout=20, what="the service to recover by itself")
+    count = len(read_runs(runs))
+    wait_until(lambda: len(read_runs(runs)) > count, timeout=10, what="the jobs to run again")

@@ -36,6 +36,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from common.helpers.health import CheckError, ComponentCheck, ServiceDegraded, ServiceUnavailable
+from common.helpers.health.disk import disk_full
 
 from ..state import StateReader, StoreUnavailable
 from ..state.faults import reason_alone
@@ -162,7 +163,10 @@ class SchedulerCheck(ComponentCheck):
             if leader.state == "stopped":
                 raise ServiceUnavailable(f"the scheduler stopped (last leader pid {leader.pid})")
             age = heartbeat_age(leader, now, self._sightings)
-            raise ServiceUnavailable(f"no scheduler heartbeat for {age:.0f} s (last leader pid {leader.pid})")
+            silent = f"no scheduler heartbeat for {age:.0f} s (last leader pid {leader.pid})"
+            # The store still reads, but the leader cannot write its heartbeat into a full disk: say so first.
+            full = disk_full(self._state_dir) if self._state_dir else None
+            raise ServiceUnavailable(f"state store: {full}; {silent}" if full else silent)
         return leader
 
     def _fleet_leader(self) -> tuple[SchedulerRecord, float]:
