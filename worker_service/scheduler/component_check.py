@@ -67,9 +67,15 @@ class SchedulerCheck(ComponentCheck):
     * unavailable: no heartbeat within ``3 × SCHEDULER_HEARTBEAT_INTERVAL``
       (in fleet mode also: no live lease; see the module docstring);
     * degraded: the wall clock jumped and the jobs are not re-planned yet, the
-      scheduler is paused, or a critical job is unhealthy (consecutive
-      failures over the threshold, or overdue past its grace); in fleet mode
-      also: the database cannot be reached but another host led a moment ago.
+      scheduler is paused, a reload found this host's jobs file broken (the
+      last good job set runs, :mod:`.jobs_source`), or a critical job is
+      unhealthy (consecutive failures over the threshold, or overdue past its
+      grace); in fleet mode also: the database cannot be reached but another
+      host led a moment ago.
+
+    A heartbeat gone silent while the state directory's disk is full says so
+    first (``state store: disk full (…); no scheduler heartbeat …``): the store
+    still reads, and the leader cannot write.
 
     ``bounded=False`` skips the fleet's read deadline, for a store whose reads
     are already done (a :class:`~worker_service.reporting.snapshot.StoreSnapshot`).

@@ -24,7 +24,10 @@ The writes of one run, and why each is where it is:
    protocol): a run a new leader settled meanwhile is counted once, by it.
 
 A run that never entered the wrapper (missed: later than its misfire grace)
-is recorded from the MISSED event; max-instances skips from theirs. The
+is recorded from the MISSED event; max-instances skips from theirs. Slots
+APScheduler folded into a run (``coalesce``: no process ran them, after a
+freeze, a failover or a store outage) are counted as missed with the run's
+"submitted" write (:mod:`.missed_slots`). The
 executor forgets the run when APScheduler is done with it. Listeners are
 wrapped, because APScheduler only logs what a listener raises.
 
