@@ -12,7 +12,7 @@ from worker_service.scheduler.election import FileLockElection
 from worker_service.scheduler.job_health import JobState, judge
 from worker_service.scheduler.jobs_file import parse_jobs
 from worker_service.scheduler.service import SchedulerService
-from worker_service.state import SqliteStateStore
+from worker_service.state import SqliteStateStore, StoreUnavailable
 
 
 @pytest.fixture
@@ -371,3 +371,45 @@ def test_a_leader_that_resumes_late_counts_the_slots_it_folded_into_its_first_ru
     record = store.jobs()[0]
     assert record.missed_count == record.gap_missed >= 3 and record.gap_from == published - 4
     assert judge(record, time.time(), 3, 60).reason.endswith("while no scheduler ran")
+
+
+class Outage:
+    """A store that refuses to record runs while ``down`` (heartbeats still get through), counting the refusals."""
+
+    def __init__(self, store):
+        self._store, self.down, self.refused = store, False, 0
+
+    def record_submitted(self, *args, **kwargs):
+        if self.down:
+            self.refused += 1
+            raise StoreUnavailable("state store: disk full")
+        return self._store.record_submitted(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_every_slot_a_failing_store_refused_is_counted_as_missed_with_the_next_recorded_run(tmp_path, store):
+    """Each refused slot never runs (the service pauses, then resumes at the next heartbeat): all count as missed."""
+    from tests.support.runs import read_scheduled
+
+    runs = tmp_path / "runs.txt"
+    text = (f'[jobs.tick]\nfunc = "tests.support.sample_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
+            f'misfire_grace_time = 30\nkwargs = {{ path = "{runs}" }}\n')
+    outage = Outage(store)
+    service = SchedulerService(parse_jobs(text), outage, "UTC", heartbeat_interval=0.2)
+    service.start()
+    try:
+        wait_until(lambda: len(read_scheduled(runs)) >= 2, timeout=5, what="runs before the outage")
+        outage.down = True
+        wait_until(lambda: outage.refused >= 3, timeout=10, what="3 slots refused")
+        outage.down = False
+        wait_until(lambda: store.jobs()[0].missed_count > 0, timeout=5, what="the refused slots counted")
+        wait_until(lambda: read_scheduled(runs)[-1][2] > store.jobs()[0].gap_to, timeout=5, what="the next run")
+    finally:
+        service.shutdown(wait=True)
+    slots = sorted(slot for _, _, slot in read_scheduled(runs))
+    before, after = max((a, b) for a, b in zip(slots, slots[1:], strict=False) if b - a > 1.5)
+    record = store.jobs()[0]
+    assert record.missed_count == round(after - before) - 1 >= 3
+    assert (record.gap_from, record.gap_to) == (pytest.approx(before + 1), pytest.approx(after - 1))

@@ -26,9 +26,15 @@ MAX_ENUMERATED = 100_000  # fire times looked at for a calendar trigger: a 1 s c
 RECENT_KEPT = 10_000  # slot times handed to the store for history rows (JOB_HISTORY_SIZE is at most this)
 
 
-def folded_slots(job: Any, scheduled: dt.datetime) -> MissedSlots | None:
-    """The slots before ``scheduled`` that APScheduler folded into its run of ``scheduled``, or ``None``."""
+def folded_slots(job: Any, scheduled: dt.datetime, since: dt.datetime | None = None) -> MissedSlots | None:
+    """The slots before ``scheduled`` that APScheduler folded into its run of ``scheduled``, or ``None``.
+
+    ``since``: an earlier slot that was due but could not be recorded (the
+    store failed, so it never ran): the gap starts there instead.
+    """
     first = job.next_run_time
+    if since is not None and (first is None or since < first):
+        first = since
     if not job.coalesce or first is None or first >= scheduled:
         return None
     trigger = job.trigger

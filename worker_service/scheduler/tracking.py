@@ -132,6 +132,7 @@ class ExecutionTracker:
         self._pid = os.getpid()
         self._settled: set[int] = set()
         self._live: set[int] = set()  # submitted runs APScheduler is not done with
+        self._unrecorded: dict[str, Any] = {}  # job id -> its first slot the store failed to record (never run)
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
@@ -148,7 +149,7 @@ class ExecutionTracker:
         if request is None:
             next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
             trigger, requested_by, command_id = "scheduled", None, None
-            missed = folded_slots(job, scheduled)  # counted with this run: both recorded, or neither
+            missed = folded_slots(job, scheduled, self._unrecorded.get(job.id))  # recorded with this run, or neither
         else:
             next_fire = job.next_run_time
             trigger, requested_by, command_id = "manual", request.requested_by, request.command_id
@@ -157,12 +158,16 @@ class ExecutionTracker:
                                                   next_fire.timestamp() if next_fire else None, trigger,
                                                   requested_by, command_id, host=self.host, missed=missed)
         except Exception as error:
+            if request is None:  # never run: the gap the next recorded run folds in starts at its slot
+                self._unrecorded.setdefault(job.id, run_times[0])
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
             log.error("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
             self._on_store_failure(error)
             raise
         with self._lock:
             self._live.add(run_id)
+        if request is None:
+            self._unrecorded.pop(job.id, None)
         if missed is not None:
             log.warning("job %s: %s while no scheduler ran; folded into its run at %s (coalesce)", job.id,
                         gap_words(missed.count, missed.first, missed.last), scheduled.isoformat())
