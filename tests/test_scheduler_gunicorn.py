@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import re
 import signal
 import time
 
@@ -118,13 +119,14 @@ def test_sighup_reload_keeps_the_jobs_running(ticking):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_slots_no_process_ran_during_a_freeze_are_counted_as_missed(schema, ticking, backend):  # noqa: F811
+def test_slots_no_process_ran_during_a_freeze_are_counted_as_missed(request, schema, ticking, backend):  # noqa: F811
     """A frozen leader's slots are folded into one run when it wakes (coalesce): each one is counted as missed."""
     if backend == "sqlite":
         server, runs_file, store = ticking(workers=2)
     else:  # fleet mode with one host: the same through the PostgreSQL store and its lease
         server, runs_file, _ = ticking(workers=2, STATE_DATABASE_URL=pg.DATABASE_URL, STATE_DATABASE_SCHEMA=schema)
         store = PostgresStateStore(pg.DATABASE_URL, schema)
+        request.addfinalizer(store.close)
     leader = psutil.Process(leader_of(runs_file))
     leader.suspend()
     try:  # frozen until its last heartbeat is 4.5 s old: 2 or more slots pass unrun
@@ -136,18 +138,21 @@ def test_slots_no_process_ran_during_a_freeze_are_counted_as_missed(schema, tick
         leader.resume()
     wait_until(lambda: read_scheduled(runs_file)[-1][2] > resumed + 1, timeout=10, what="runs after the freeze")
     slots = sorted(slot for _, _, slot in read_scheduled(runs_file))
-    folded = round(max(b - a for a, b in zip(slots, slots[1:], strict=False))) - 1  # the slots the gap skipped
-    assert folded >= 2, slots
-    wait_until(lambda: store.jobs()[0].missed_count == folded, timeout=5, what=f"{folded} slots counted as missed")
+    before, after = max(zip(slots, slots[1:], strict=False), key=lambda pair: pair[1] - pair[0])
+    skipped = [before + n for n in range(1, round(after - before))]  # the freeze's slots: no run has them
+    assert len(skipped) >= 2, slots
+    wait_until(lambda: store.jobs()[0].missed_count >= len(skipped), timeout=5, what="the skipped slots counted")
 
-    metrics = server.get("/metrics")[2]
-    assert f'worker_service_job_runs_total{{job="tick",outcome="missed"}} {folded}' in metrics
+    # Each skipped slot is a missed run in the history (a loaded machine may fold another slot later: not exact).
+    missed = {round(run.at, 3) for run in store.runs("tick", limit=1000) if run.outcome == "missed"}
+    assert {round(slot, 3) for slot in skipped} <= missed, (skipped, missed)
+    counted = re.search(r'^worker_service_job_runs_total\{job="tick",outcome="missed"\} ([\d.]+)$',
+                        server.get("/metrics")[2], re.M)
+    assert counted and float(counted.group(1)) >= len(skipped)
     [job] = server.get("/jobs")[2]["jobs"]
-    assert job["health"] == "warning" and job["health_reason"].startswith(f"{folded} runs missed at "), job
-    assert job["health_reason"].endswith(" UTC while no scheduler ran"), job
-    missed = [run for run in server.get("/jobs/tick")[2]["history"] if run["outcome"] == "missed"]
-    assert len(missed) == folded
-    assert f"job tick: {folded} runs missed at " in server.stderr()
+    assert job["health"] == "warning", job
+    assert re.fullmatch(r"\d+ runs? missed at [\d:–-]+( [\d:–-]+)? UTC while no scheduler ran", job["health_reason"]), job
+    assert f"job tick: {len(skipped)} runs missed at " in server.stderr()
 
 
 def test_max_requests_recycling_keeps_the_jobs_running(ticking):
@@ -244,8 +249,8 @@ def test_a_broken_jobs_file_on_reload_keeps_the_last_good_jobs_running_until_a_g
     assert "[+]scheduler degraded: jobs file " in verbose and "TOML syntax error" in verbose, verbose
     reason = server.get("/status")[2]["metrics"]["dependencies"]["scheduler"]["reason"]
     assert reason.startswith(f"jobs file {path}: TOML syntax error"), reason
-    since = time.strptime(reason.split("; since ")[1][:20], "%Y-%m-%dT%H:%M:%SZ")
-    assert abs(calendar.timegm(since) - broken_at) < 5, reason
+    since = calendar.timegm(time.strptime(reason.split("; since ")[1][:20], "%Y-%m-%dT%H:%M:%SZ"))
+    assert broken_at - 1 <= since <= time.time(), reason  # when the reload found it (after a check-config child)
     assert "the scheduler keeps the last good job set" in reason
 
     # A good file at the next reload applies, and the problem is gone.
