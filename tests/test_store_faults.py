@@ -178,6 +178,16 @@ def test_a_full_disk_fails_writes_with_a_short_reason_keeps_reads_and_recovers(s
     assert check_state_store({"WORKER_STATE_DIR": str(small_disk)}) is None
 
 
+def test_an_io_error_on_a_full_disk_is_named_a_full_disk_and_elsewhere_an_io_error(small_disk, state_dir):
+    from worker_service.state.faults import SQLITE_IOERR, reason_for
+
+    error = sqlite3.OperationalError("disk I/O error")  # what SQLite says when it cannot make or grow a side file
+    error.sqlite_errorcode, error.sqlite_errorname = SQLITE_IOERR | (3 << 8), "SQLITE_IOERR_WRITE"
+    fill(small_disk)
+    assert reason_for(error, 2.0, str(small_disk / STATE_FILE)) == "state store: disk full"
+    assert reason_for(error, 2.0, str(state_dir / STATE_FILE)) == "state store: I/O error (SQLITE_IOERR_WRITE)"
+
+
 def test_an_immutable_store_file_builds_reads_and_refuses_writes_with_a_reason(state_dir, immutable):
     path = state_dir / STATE_FILE
     seeded(path, runs=3).file.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
