@@ -331,7 +331,7 @@ def _job(text: str):
 
 
 def test_the_slots_folded_into_one_run_are_every_slot_before_it_since_the_first_due_one():
-    from worker_service.scheduler.missed_slots import folded_slots
+    from worker_service.scheduler.missed_slots import folded_slots, refused_slots
 
     first = dt.datetime(2026, 12, 7, 12, 0, 3, tzinfo=dt.UTC)
     interval = _job('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\n')
@@ -345,6 +345,16 @@ def test_the_slots_folded_into_one_run_are_every_slot_before_it_since_the_first_
     cron.next_run_time = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
     gap = folded_slots(cron, dt.datetime(2026, 12, 7, 13, 0, tzinfo=dt.UTC))
     assert (gap.count, gap.last) == (4, dt.datetime(2026, 12, 7, 12, 45, tzinfo=dt.UTC).timestamp())
+
+    # Slots the failing store refused in a row start the gap, unless the plan started again after them (a resume).
+    refused = refused_slots(interval, None, first)
+    interval.next_run_time = first + dt.timedelta(seconds=1)
+    refused = refused_slots(interval, refused, first + dt.timedelta(seconds=1))
+    assert refused == (first, first + dt.timedelta(seconds=1))
+    interval.next_run_time = first + dt.timedelta(seconds=2)
+    assert folded_slots(interval, first + dt.timedelta(seconds=4), refused).count == 4
+    interval.next_run_time = first + dt.timedelta(seconds=2.5)  # re-planned from a resume: a new plan
+    assert folded_slots(interval, first + dt.timedelta(seconds=4.5), refused).count == 2
 
     apart = _job('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\ncoalesce = false\n')
     apart.next_run_time = first

@@ -26,18 +26,21 @@ MAX_ENUMERATED = 100_000  # fire times looked at for a calendar trigger: a 1 s c
 RECENT_KEPT = 10_000  # slot times handed to the store for history rows (JOB_HISTORY_SIZE is at most this)
 
 
-def folded_slots(job: Any, scheduled: dt.datetime, since: dt.datetime | None = None) -> MissedSlots | None:
+def folded_slots(job: Any, scheduled: dt.datetime,
+                 refused: tuple[dt.datetime, dt.datetime] | None = None) -> MissedSlots | None:
     """The slots before ``scheduled`` that APScheduler folded into its run of ``scheduled``, or ``None``.
 
-    ``since``: an earlier slot that was due but could not be recorded (the
-    store failed, so it never ran): the gap starts there instead.
+    ``refused``: the first and last of the slots just before, one after the
+    other, that were due but could not be recorded (the store failed, so they
+    never ran; see :func:`refused_slots`): the gap starts at the first, if the
+    job's plan went on from the last (the first due slot is the one after it;
+    a pause, a resume or a re-planning in between starts a new plan).
     """
-    first = job.next_run_time
-    if since is not None and (first is None or since < first):
-        first = since
+    first, trigger = job.next_run_time, job.trigger
+    if refused is not None and first is not None and _next(trigger, refused[1]) == first:
+        first = refused[0]
     if not job.coalesce or first is None or first >= scheduled:
         return None
-    trigger = job.trigger
     if isinstance(trigger, IntervalTrigger) and not trigger.jitter:
         return _on_a_grid(first.timestamp(), scheduled.timestamp(), trigger.interval.total_seconds())
     recent: deque[float] = deque(maxlen=RECENT_KEPT)
@@ -50,6 +53,24 @@ def folded_slots(job: Any, scheduled: dt.datetime, since: dt.datetime | None = N
     if not count:
         return None
     return MissedSlots(count=count, first=first.timestamp(), last=recent[-1], recent=tuple(recent))
+
+
+def refused_slots(job: Any, earlier: tuple[dt.datetime, dt.datetime] | None,
+                  scheduled: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The slots refused in a row once the run of ``scheduled`` (with what it folded) was refused too.
+
+    Extended if they follow ``earlier`` (the job's plan went on from its last
+    slot), else a new row.
+    """
+    first = job.next_run_time if job.coalesce and job.next_run_time is not None else scheduled
+    first = min(first, scheduled)
+    if earlier is not None and _next(job.trigger, earlier[1]) == first:
+        return earlier[0], scheduled
+    return first, scheduled
+
+
+def _next(trigger: Any, slot: dt.datetime) -> dt.datetime | None:
+    return trigger.get_next_fire_time(slot, slot)
 
 
 def _on_a_grid(first: float, scheduled: float, period: float) -> MissedSlots | None:

@@ -56,7 +56,7 @@ from common.helpers.health import redact
 from ..state import StateStore
 from ..state.faults import FencedOut
 from .job_health import gap_words
-from .missed_slots import folded_slots
+from .missed_slots import folded_slots, refused_slots
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class ExecutionTracker:
         self._pid = os.getpid()
         self._settled: set[int] = set()
         self._live: set[int] = set()  # submitted runs APScheduler is not done with
-        self._unrecorded: dict[str, Any] = {}  # job id -> its first slot the store failed to record (never run)
+        self._unrecorded: dict[str, Any] = {}  # job id -> (first, last) of its slots the store refused in a row
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
@@ -158,8 +158,8 @@ class ExecutionTracker:
                                                   next_fire.timestamp() if next_fire else None, trigger,
                                                   requested_by, command_id, host=self.host, missed=missed)
         except Exception as error:
-            if request is None:  # never run: the gap the next recorded run folds in starts at its slot
-                self._unrecorded.setdefault(job.id, run_times[0])
+            if request is None:  # never run: the gap the next recorded run folds in starts at the first such slot
+                self._unrecorded[job.id] = refused_slots(job, self._unrecorded.get(job.id), scheduled)
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
             log.error("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
             self._on_store_failure(error)
