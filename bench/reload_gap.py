@@ -3,9 +3,10 @@
 Each try starts a real gunicorn (our gunicorn.conf.py, WORKERS workers) on a fresh state directory with the two
 jobs, waits for three runs, sends SIGHUP to the master and watches five more seconds of runs. A gap of one
 interval means the reload kept the schedule; more means runs were late or folded into one. Slots run twice
-are counted too (they must be 0).
+are counted too (they must be 0). With ``--broken`` the jobs file is broken (``[jobs.broken`` appended) just before
+the SIGHUP: the new workers must keep the last good job set running.
 
-Usage: .venv/bin/python bench/reload_gap.py [TRIES] [WORKERS]     (default 5 tries, 4 workers)
+Usage: .venv/bin/python bench/reload_gap.py [TRIES] [WORKERS] [--broken]     (default 5 tries, 4 workers)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.runs import duplicate_slots, read_runs  # noqa: E402
+from tests.support.runs import duplicate_slots, read_runs, read_scheduled  # noqa: E402
 from tests.support.servers import Gunicorn, base_env, wait_until  # noqa: E402
 
 JOBS = """
@@ -38,7 +39,7 @@ kwargs = {{ path = "{half}" }}
 """
 
 
-def one_try(workers: int) -> dict[str, tuple[float, int]]:
+def one_try(workers: int, broken: bool = False) -> dict[str, tuple[float, int]]:
     """``{job: (longest gap in seconds, slots run twice)}`` around one SIGHUP."""
     with tempfile.TemporaryDirectory(prefix="reload-gap-") as work:
         work_dir = Path(work)
@@ -49,6 +50,9 @@ def one_try(workers: int) -> dict[str, tuple[float, int]]:
                                    SCHEDULER_HEARTBEAT_INTERVAL="1"), work_dir).start()
         try:
             wait_until(lambda: len(read_runs(one)) >= 3, timeout=15, what="the first runs")
+            if broken:
+                with open(work_dir / "jobs.toml", "a") as handle:
+                    handle.write("\n[jobs.broken\n")
             reloaded = time.time()
             server.signal(signal.SIGHUP)
             wait_until(lambda: len([at for _, at in read_runs(one) if at > reloaded]) >= 5, timeout=30,
@@ -60,15 +64,17 @@ def one_try(workers: int) -> dict[str, tuple[float, int]]:
             runs = read_runs(path)
             times = [at for _, at in runs]
             result[name] = (max(b - a for a, b in zip(times, times[1:], strict=False)),
-                            len(duplicate_slots(runs, interval)))
+                            len(duplicate_slots(read_scheduled(path), interval)))
         return result
 
 
 def main() -> None:
-    tries = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-    results = [one_try(workers) for _ in range(tries)]
-    print(f"SIGHUP with {workers} workers, {tries} tries")
+    broken = "--broken" in sys.argv
+    numbers = [arg for arg in sys.argv[1:] if arg != "--broken"]
+    tries = int(numbers[0]) if numbers else 5
+    workers = int(numbers[1]) if len(numbers) > 1 else 4
+    results = [one_try(workers, broken) for _ in range(tries)]
+    print(f"SIGHUP{' with a broken jobs file' if broken else ''} with {workers} workers, {tries} tries")
     print("| job | longest gap, median | worst | slots run twice |")
     print("|---|---:|---:|---:|")
     for name in results[0]:

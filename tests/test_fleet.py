@@ -177,7 +177,9 @@ def test_three_hosts_run_each_slot_once_through_kill_freeze_partitions_reload_an
     after = [run for run in slow_runs(marks) if run[1] >= in_flight[1]]
     assert after[0][2] is not None, "the stop cut the slow run off"
     assert all(b[1] >= a[2] for a, b in zip(after, after[1:], strict=False) if a[2]), f"slow runs overlapped: {after}"
-    assert not [run for run in fleet.store.runs("slow") if run.at >= in_flight[1] and run.outcome != "success"]
+    # Not killed, lost or failed (a slot a loaded machine folded into the next is counted as missed: not a cut-off).
+    assert not [run for run in fleet.store.runs("slow") if run.at >= in_flight[1]
+                and run.outcome not in ("success", "missed")]
 
     ticks = fleet.ticks()
     result = check(ticks, TICK)

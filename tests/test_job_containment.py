@@ -56,7 +56,8 @@ def test_a_job_that_kills_its_worker_is_held_back_then_quarantined_while_the_oth
     assert not duplicate_slots(read_scheduled(healthy_runs)[count:], 0.5)
     assert len(read_runs(poison_runs)) == 3
     history = [run.outcome for run in SqliteStateStore(str(state_dir / STATE_FILE)).runs("poison")]
-    assert history == ["crashed"] * 3
+    # A slot a late start folded into the next (a loaded machine) is a missed run; the crashes are each recorded once.
+    assert [outcome for outcome in history if outcome != "missed"] == ["crashed"] * 3
     assert "quarantined" in server.stderr()
 
 

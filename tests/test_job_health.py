@@ -112,3 +112,14 @@ def test_a_problem_within_the_warning_window_is_a_warning_that_names_it_and_then
 
 def test_otherwise_healthy_with_no_reason():
     assert verdict(record()) == (JobState.HEALTHY, None)
+
+
+def test_slots_no_process_ran_are_a_warning_that_says_how_many_and_when():
+    gap = dict(missed_count=5, runs_since_problem=0, last_problem="no_scheduler", gap_missed=5, gap_from=NOW - 8,
+               gap_to=NOW - 4)
+    state, reason = verdict(record(**gap))
+    # NOW is 2027-01-15 08:00:00 UTC
+    assert (state, reason) == (JobState.WARNING, "5 runs missed at 07:59:52–07:59:56 UTC while no scheduler ran")
+    assert verdict(record(**{**gap, "runs_since_problem": WARNING_WINDOW_RUNS}))[0] is JobState.HEALTHY
+    yesterday = dict(gap, gap_missed=1, gap_from=NOW - 86400, gap_to=NOW - 86400)
+    assert verdict(record(**yesterday))[1] == "1 run missed at 2027-01-14 08:00:00 UTC while no scheduler ran"

@@ -6,6 +6,8 @@ through gunicorn to show the same line stops the start with exit 78.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from worker_service.scheduler.jobs_file import JobsFileError, load_jobs_file, parse_jobs
@@ -80,3 +82,41 @@ def test_editing_what_a_job_runs_or_when_changes_its_fingerprint_and_renaming_it
     [other] = parse_jobs('[jobs.a]\nfunc = "tests.support.sample_jobs:always_fail"\ntrigger = "interval"\nseconds = 30\n')
     assert base.fingerprint == renamed.fingerprint
     assert len({base.fingerprint, slower.fingerprint, other.fingerprint}) == 3
+
+
+# -- the last good copy: a leader that finds the file broken keeps the last good job set ------------------------
+def _schedule_settings(tmp_path, path) -> dict:
+    return {"WORKER_JOBS_FILE": str(path), "SCHEDULER_TIMEZONE": "UTC", "WORKER_STATE_DIR": str(tmp_path / "state")}
+
+
+def test_a_broken_file_falls_back_to_the_last_good_copy_and_names_the_problem_until_a_good_load(tmp_path):
+    from worker_service.scheduler.jobs_source import load_schedule, problem_reason
+
+    path = tmp_path / "jobs.toml"
+    path.write_text('[jobs.a]\n' + NOOP + 'trigger = "interval"\nseconds = 1\n')
+    settings = _schedule_settings(tmp_path, path)
+    assert [spec.id for spec in load_schedule(settings)] == ["a"]
+    assert problem_reason(settings["WORKER_STATE_DIR"], 0) is None
+
+    path.write_text(path.read_text() + "\n[jobs.broken\n")
+    assert [spec.id for spec in load_schedule(settings)] == ["a"]  # the last good copy
+    reason = problem_reason(settings["WORKER_STATE_DIR"], time.time() + 30)
+    assert reason.startswith(f"jobs file {path}: TOML syntax error") and "(30 s ago)" in reason, reason
+    assert "the scheduler keeps the last good job set" in reason
+    load_schedule(settings)  # broken again, later: still broken since the first time
+    assert "(30 s ago)" in problem_reason(settings["WORKER_STATE_DIR"], time.time() + 30)
+
+    path.write_text('[jobs.b]\n' + NOOP + 'trigger = "interval"\nseconds = 2\n')
+    assert [spec.id for spec in load_schedule(settings)] == ["b"]
+    assert problem_reason(settings["WORKER_STATE_DIR"], 0) is None
+
+
+def test_a_broken_file_without_a_last_good_copy_still_raises_and_says_so(tmp_path):
+    from worker_service.scheduler.jobs_source import load_schedule, problem_reason
+
+    path = tmp_path / "jobs.toml"
+    path.write_text("[jobs.broken\n")
+    settings = _schedule_settings(tmp_path, path)
+    with pytest.raises(JobsFileError, match="TOML syntax error"):
+        load_schedule(settings)
+    assert problem_reason(settings["WORKER_STATE_DIR"], 0).endswith("no last good copy of it is kept")

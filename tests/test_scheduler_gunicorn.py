@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import calendar
 import os
+import re
 import signal
 import time
 
 import psutil
 import pytest
 
+from tests.support import pg
+from tests.support.pg import schema  # noqa: F401 - the fixture
 from tests.support.runs import duplicate_slots, jobs_file, pid_job, read_runs, read_scheduled
 from tests.support.servers import wait_until
-from worker_service.state import SqliteStateStore
+from worker_service.state import PostgresStateStore, SqliteStateStore
 from worker_service.state.setup import STATE_FILE
 
 FAST_BEAT = {"SCHEDULER_HEARTBEAT_INTERVAL": "1", "HEALTH_CACHE_TTL": "0"}
@@ -114,6 +118,43 @@ def test_sighup_reload_keeps_the_jobs_running(ticking):
     assert "state store is failing" not in server.stderr()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_slots_no_process_ran_during_a_freeze_are_counted_as_missed(request, schema, ticking, backend):  # noqa: F811
+    """A frozen leader's slots are folded into one run when it wakes (coalesce): each one is counted as missed."""
+    if backend == "sqlite":
+        server, runs_file, store = ticking(workers=2)
+    else:  # fleet mode with one host: the same through the PostgreSQL store and its lease
+        server, runs_file, _ = ticking(workers=2, STATE_DATABASE_URL=pg.DATABASE_URL, STATE_DATABASE_SCHEMA=schema)
+        store = PostgresStateStore(pg.DATABASE_URL, schema)
+        request.addfinalizer(store.close)
+    leader = psutil.Process(leader_of(runs_file))
+    leader.suspend()
+    try:  # frozen until its last heartbeat is 4.5 s old: 2 or more slots pass unrun
+        wait_until(lambda: time.time() - store.scheduler().heartbeat_at > 4.5, timeout=15,
+                   what="the frozen leader's heartbeat to age")
+        assert server.get("/health/scheduler")[0] == 503  # every worker sees no scheduler
+        resumed = time.time()
+    finally:
+        leader.resume()
+    wait_until(lambda: read_scheduled(runs_file)[-1][2] > resumed + 1, timeout=10, what="runs after the freeze")
+    slots = sorted(slot for _, _, slot in read_scheduled(runs_file))
+    before, after = max(zip(slots, slots[1:], strict=False), key=lambda pair: pair[1] - pair[0])
+    skipped = [before + n for n in range(1, round(after - before))]  # the freeze's slots: no run has them
+    assert len(skipped) >= 2, slots
+    wait_until(lambda: store.jobs()[0].missed_count >= len(skipped), timeout=5, what="the skipped slots counted")
+
+    # Each skipped slot is a missed run in the history (a loaded machine may fold another slot later: not exact).
+    missed = {round(run.at, 3) for run in store.runs("tick", limit=1000) if run.outcome == "missed"}
+    assert {round(slot, 3) for slot in skipped} <= missed, (skipped, missed)
+    counted = re.search(r'^worker_service_job_runs_total\{job="tick",outcome="missed"\} ([\d.]+)$',
+                        server.get("/metrics")[2], re.M)
+    assert counted and float(counted.group(1)) >= len(skipped)
+    [job] = server.get("/jobs")[2]["jobs"]
+    assert job["health"] == "warning", job
+    assert re.fullmatch(r"\d+ runs? missed at [\d:–-]+( [\d:–-]+)? UTC while no scheduler ran", job["health_reason"]), job
+    assert f"job tick: {len(skipped)} runs missed at " in server.stderr()
+
+
 def test_max_requests_recycling_keeps_the_jobs_running(ticking):
     server, runs_file, store = ticking(workers=2, args=["--max-requests", "5", "--max-requests-jitter", "0"])
     first_workers = set(server.worker_pids())
@@ -183,16 +224,42 @@ def test_outside_gunicorn_create_app_starts_the_scheduler_when_asked(make_app, t
     assert not app.extensions["scheduler"].is_leader
 
 
-def test_a_broken_jobs_file_on_reload_is_logged_and_shows_as_no_scheduler(tmp_path, gunicorn):
+def test_a_broken_jobs_file_on_reload_keeps_the_last_good_jobs_running_until_a_good_reload(tmp_path, gunicorn):
+    """As ``nginx -s reload``: a bad file is logged and reported, the last good schedule goes on, a good one applies."""
     runs = tmp_path / "runs.txt"
     path = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
     server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", **FAST_BEAT)
-    wait_until(lambda: server.get("/health")[2]["components"]["scheduler"] == "available", timeout=10, what="leader")
-    path.write_text('[jobs.tick]\nfunc = "os:getpid"\ntrigger = "weekly"\n')
+    wait_until(lambda: len(read_runs(runs)) >= 2, timeout=10, what="the first runs")
+    old_workers = set(server.worker_pids())
+    with open(path, "a") as handle:
+        handle.write("\n[jobs.broken\n")
+    broken_at = time.time()
     server.signal(signal.SIGHUP)
-    wait_until(lambda: "reload: jobs file" in server.stderr(), timeout=10, what="the reload error in the log")
-    wait_until(lambda: server.get("/health")[0] == 503, timeout=15, what="scheduler unavailable")
-    assert "unknown trigger 'weekly'" in server.stderr()
+
+    wait_until(lambda: "reload: jobs file" in server.stderr(), timeout=20, what="the reload error in the log")
+    assert "keeps the last good job set" in server.stderr()
+    wait_until(lambda: not old_workers & set(server.worker_pids()) and len(server.worker_pids()) == 2,
+               timeout=20, what="the old workers to be replaced")
+    new_workers = set(server.worker_pids())
+    wait_until(lambda: len([run for run in read_runs(runs) if run[0] in new_workers]) >= 3, timeout=15,
+               what="the last good job set to run in the new workers")
+    status, _, health = server.get("/health")
+    assert (status, health["status"], health["components"]["scheduler"]) == (200, "degraded", "degraded")
+    _, _, verbose = server.get("/health?verbose")
+    assert "[+]scheduler degraded: jobs file " in verbose and "TOML syntax error" in verbose, verbose
+    reason = server.get("/status")[2]["metrics"]["dependencies"]["scheduler"]["reason"]
+    assert reason.startswith(f"jobs file {path}: TOML syntax error"), reason
+    since = calendar.timegm(time.strptime(reason.split("; since ")[1][:20], "%Y-%m-%dT%H:%M:%SZ"))
+    assert broken_at - 1 <= since <= time.time(), reason  # when the reload found it (after a check-config child)
+    assert "the scheduler keeps the last good job set" in reason
+
+    # A good file at the next reload applies, and the problem is gone.
+    runs_after = tmp_path / "runs-after.txt"
+    jobs_file(path, pid_job(runs_after).replace("[jobs.tick]", "[jobs.tock]"))
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: len(read_runs(runs_after)) >= 2, timeout=20, what="the new job set to run")
+    wait_until(lambda: server.get("/health")[2]["status"] == "available", timeout=10, what="available again")
+    assert [job["id"] for job in server.get("/status")[2]["metrics"]["scheduled_jobs"]] == ["tock"]
 
 
 def test_stats_and_next_run_survive_a_full_restart(tmp_path, gunicorn, state_dir):

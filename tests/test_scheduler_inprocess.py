@@ -12,7 +12,7 @@ from worker_service.scheduler.election import FileLockElection
 from worker_service.scheduler.job_health import JobState, judge
 from worker_service.scheduler.jobs_file import parse_jobs
 from worker_service.scheduler.service import SchedulerService
-from worker_service.state import SqliteStateStore
+from worker_service.state import SqliteStateStore, StoreUnavailable
 
 
 @pytest.fixture
@@ -326,3 +326,108 @@ def test_a_stop_after_another_host_took_over_notes_the_refused_writes_without_an
     refused = [(r.levelno, r.getMessage()) for r in caplog.records if "another host leads now" in r.getMessage()]
     assert [level for level, _ in refused] == [logging.INFO, logging.INFO]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- slots no process ran: folded into one run (coalesce), each counted as missed ---------------------------------
+def _job(text: str):
+    from apscheduler.job import Job
+
+    spec = parse_jobs(text)[0]
+    job = Job.__new__(Job)  # just what folded_slots reads: the trigger, coalesce and the first due slot
+    job.trigger, job.coalesce = spec.trigger, spec.coalesce
+    return job
+
+
+def test_the_slots_folded_into_one_run_are_every_slot_before_it_since_the_first_due_one():
+    from worker_service.scheduler.missed_slots import folded_slots, refused_slots
+
+    first = dt.datetime(2026, 12, 7, 12, 0, 3, tzinfo=dt.UTC)
+    interval = _job('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\n')
+    interval.next_run_time = first
+    gap = folded_slots(interval, first + dt.timedelta(seconds=6))
+    assert (gap.count, gap.first, gap.last) == (6, first.timestamp(), first.timestamp() + 5)
+    assert gap.recent == tuple(first.timestamp() + n for n in range(6))
+    assert folded_slots(interval, first) is None  # on time: nothing folded
+
+    cron = _job('[jobs.a]\nfunc = "os:getpid"\ntrigger = "cron"\nminute = "*/15"\n')
+    cron.next_run_time = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+    gap = folded_slots(cron, dt.datetime(2026, 12, 7, 13, 0, tzinfo=dt.UTC))
+    assert (gap.count, gap.last) == (4, dt.datetime(2026, 12, 7, 12, 45, tzinfo=dt.UTC).timestamp())
+
+    # Slots the failing store refused in a row start the gap, unless the plan started again after them (a resume).
+    refused = refused_slots(interval, None, first)
+    interval.next_run_time = first + dt.timedelta(seconds=1)
+    refused = refused_slots(interval, refused, first + dt.timedelta(seconds=1))
+    assert refused == (first, first + dt.timedelta(seconds=1))
+    interval.next_run_time = first + dt.timedelta(seconds=2)
+    assert folded_slots(interval, first + dt.timedelta(seconds=4), refused).count == 4
+    interval.next_run_time = first + dt.timedelta(seconds=2.5)  # re-planned from a resume: a new plan
+    assert folded_slots(interval, first + dt.timedelta(seconds=4.5), refused).count == 2
+
+    apart = _job('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\ncoalesce = false\n')
+    apart.next_run_time = first
+    assert folded_slots(apart, first + dt.timedelta(seconds=6)) is None  # each slot runs (or is missed) on its own
+
+
+def test_a_leader_that_resumes_late_counts_the_slots_it_folded_into_its_first_run(tmp_path, store):
+    runs = tmp_path / "runs.txt"
+    text = (f'[jobs.tick]\nfunc = "tests.support.sample_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
+            f'misfire_grace_time = 30\nkwargs = {{ path = "{runs}" }}\n')
+    first = SchedulerService(parse_jobs(text), store, "UTC", heartbeat_interval=0.2)
+    first.start()
+    wait_until(lambda: store.jobs() and store.jobs()[0].success_count >= 1, timeout=5, what="a first run")
+    first.shutdown(wait=True)
+    published = store.definition("tick").next_run_time
+    store.update_next_run("tick", published - 4, False)  # as if the last leader stopped 4 slots ago
+
+    second = SchedulerService(parse_jobs(text), store, "UTC", heartbeat_interval=0.2)
+    second.start()
+    try:
+        wait_until(lambda: store.jobs()[0].missed_count > 0, timeout=5, what="the folded slots")
+    finally:
+        second.shutdown(wait=True)
+    record = store.jobs()[0]
+    assert record.missed_count == record.gap_missed >= 3 and record.gap_from == published - 4
+    assert judge(record, time.time(), 3, 60).reason.endswith("while no scheduler ran")
+
+
+class Outage:
+    """A store that refuses to record runs while ``down`` (heartbeats still get through), counting the refusals."""
+
+    def __init__(self, store):
+        self._store, self.down, self.refused = store, False, 0
+
+    def record_submitted(self, *args, **kwargs):
+        if self.down:
+            self.refused += 1
+            raise StoreUnavailable("state store: disk full")
+        return self._store.record_submitted(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_every_slot_a_failing_store_refused_is_counted_as_missed_with_the_next_recorded_run(tmp_path, store):
+    """Each refused slot never runs (the service pauses, then resumes at the next heartbeat): all count as missed."""
+    from tests.support.runs import read_scheduled
+
+    runs = tmp_path / "runs.txt"
+    text = (f'[jobs.tick]\nfunc = "tests.support.sample_jobs:append_pid"\ntrigger = "interval"\nseconds = 1\n'
+            f'misfire_grace_time = 30\nkwargs = {{ path = "{runs}" }}\n')
+    outage = Outage(store)
+    service = SchedulerService(parse_jobs(text), outage, "UTC", heartbeat_interval=0.2)
+    service.start()
+    try:
+        wait_until(lambda: len(read_scheduled(runs)) >= 2, timeout=5, what="runs before the outage")
+        outage.down = True
+        wait_until(lambda: outage.refused >= 3, timeout=10, what="3 slots refused")
+        outage.down = False
+        wait_until(lambda: store.jobs()[0].missed_count > 0, timeout=5, what="the refused slots counted")
+        wait_until(lambda: read_scheduled(runs)[-1][2] > store.jobs()[0].gap_to, timeout=5, what="the next run")
+    finally:
+        service.shutdown(wait=True)
+    slots = sorted(slot for _, _, slot in read_scheduled(runs))
+    before, after = max((a, b) for a, b in zip(slots, slots[1:], strict=False) if b - a > 1.5)
+    record = store.jobs()[0]
+    assert record.missed_count == round(after - before) - 1 >= 3
+    assert (record.gap_from, record.gap_to) == (pytest.approx(before + 1), pytest.approx(after - 1))

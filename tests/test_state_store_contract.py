@@ -23,7 +23,7 @@ from tests.support import pg
 from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore, pg_schema
 from worker_service.state.pg_pool import StatePool
 from worker_service.state.protocol import CommandQueue, FleetLedger, LeaderWriter
-from worker_service.state.records import CrashState, JobDefinition, JobRecord, OrphanedRun, RunRecord
+from worker_service.state.records import CrashState, JobDefinition, JobRecord, MissedSlots, OrphanedRun, RunRecord
 
 HISTORY = 5
 SLACK = 16  # a store may trim its history in batches: at most this many runs over history_size
@@ -343,6 +343,28 @@ def test_a_submitted_run_publishes_the_next_run_and_counts_as_running_once_start
     store.forget_run(second)
     assert (record(store, "a").running_count, record(store, "a").running_since) == (0, None)
     assert store.settle_orphans(SESSION) == []
+
+
+def test_slots_no_process_ran_are_counted_as_missed_with_the_run_they_were_folded_into(store):
+    store.publish_jobs([definition("a")])
+    lead(store)
+    store.record_run("a", "success", 99.0, 0.1)
+    gap = MissedSlots(count=12, first=101.0, last=112.0, recent=tuple(float(slot) for slot in range(101, 113)))
+    run_id = store.record_submitted("a", SESSION, 4242, 113.0, 114.0, missed=gap)
+
+    job = record(store, "a")
+    assert (job.missed_count, job.success_count, job.last_problem, job.runs_since_problem) == (12, 1, "no_scheduler", 0)
+    assert (job.gap_missed, job.gap_from, job.gap_to) == (12, 101.0, 112.0)
+    history = store.runs("a", limit=1000)
+    assert [(run.at, run.outcome) for run in history[:HISTORY]] == [(float(at), "missed") for at in range(112, 107, -1)]
+    assert len(history) <= HISTORY + SLACK
+    assert store.definition("a").next_run_time == 114.0 and store.record_started(run_id, 113.5)
+    store.record_run("a", "success", 113.6, 0.1, run_id=run_id)
+    job = record(store, "a")
+    assert (job.missed_count, job.runs_since_problem, job.last_problem) == (12, 1, "no_scheduler")
+
+    store.record_submitted("a", SESSION, 4242, 114.0, 115.0, missed=MissedSlots(0, 0.0, 0.0))  # nothing folded
+    assert record(store, "a").missed_count == 12
 
 
 def test_a_missed_run_that_was_submitted_is_forgotten(store):

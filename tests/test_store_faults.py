@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -177,6 +178,16 @@ def test_a_full_disk_fails_writes_with_a_short_reason_keeps_reads_and_recovers(s
     assert check_state_store({"WORKER_STATE_DIR": str(small_disk)}) is None
 
 
+def test_an_io_error_on_a_full_disk_is_named_a_full_disk_and_elsewhere_an_io_error(small_disk, state_dir):
+    from worker_service.state.faults import SQLITE_IOERR, reason_for
+
+    error = sqlite3.OperationalError("disk I/O error")  # what SQLite says when it cannot make or grow a side file
+    error.sqlite_errorcode, error.sqlite_errorname = SQLITE_IOERR | (3 << 8), "SQLITE_IOERR_WRITE"
+    fill(small_disk)
+    assert reason_for(error, 2.0, str(small_disk / STATE_FILE)) == "state store: disk full"
+    assert reason_for(error, 2.0, str(state_dir / STATE_FILE)) == "state store: I/O error (SQLITE_IOERR_WRITE)"
+
+
 def test_an_immutable_store_file_builds_reads_and_refuses_writes_with_a_reason(state_dir, immutable):
     path = state_dir / STATE_FILE
     seeded(path, runs=3).file.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -309,3 +320,26 @@ def test_a_child_forked_while_the_recovery_lock_is_held_never_keeps_it(tmp_path)
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_a_full_disk_under_gunicorn_is_named_as_the_cause_in_status_not_a_silent_heartbeat_or_an_io_error(
+        small_disk, gunicorn, tmp_path):
+    runs = tmp_path / "runs.txt"
+    jobs = jobs_file(tmp_path / "jobs.toml", pid_job(runs))
+    server = gunicorn(WORKER_STATE_DIR=str(small_disk), WORKER_JOBS_FILE=str(jobs), HEALTH_CACHE_TTL="0",
+                      SCHEDULER_HEARTBEAT_INTERVAL="1")
+    wait_until(lambda: server.get("/health")[0] == 200, timeout=15, what="a healthy start")
+    filler = fill(small_disk)
+
+    wait_until(lambda: server.get("/health/scheduler")[0] == 503, timeout=15, what="the scheduler to go unavailable")
+    dependencies = server.get("/status")[2]["metrics"]["dependencies"]
+    scheduler, database = dependencies["scheduler"]["reason"], dependencies["database"]["reason"]
+    full = rf"disk full \(\d+ (bytes|KiB) left on {re.escape(str(small_disk))}\)"  # README: "state store: disk full"
+    assert re.match(rf"state store: {full}; no scheduler heartbeat for \d+ s", scheduler), scheduler
+    assert re.fullmatch(full, database), database  # the embedded database: not "sqlite error: disk I/O error"
+    assert "the state store is failing (state store: disk full)" in server.stderr()
+
+    filler.unlink()
+    wait_until(lambda: server.get("/health")[0] == 200, timeout=20, what="the service to recover by itself")
+    count = len(read_runs(runs))
+    wait_until(lambda: len(read_runs(runs)) > count, timeout=10, what="the jobs to run again")

@@ -21,39 +21,13 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from common.helpers.health import register_secret, register_url_secrets
 
 from .messages import plain
+from .state_dir import default_state_dir
 
 COMPONENTS = ("cache", "database", "scheduler")
 BUILTIN_JOBS_FILE = str(resources.files("worker_service.jobs").joinpath("builtin.toml"))
 
 _positive = validate.Range(min=0, min_inclusive=False, error="must be greater than 0")
 _not_negative = validate.Range(min=0, error="must be 0 or more")
-
-
-def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
-    """``WORKER_STATE_DIR`` when it is unset: never "``./var`` wherever the service happens to be started".
-
-    1. ``$STATE_DIRECTORY``, which systemd sets from the unit's ``StateDirectory=``
-       (the first one, if it names several, colon-separated);
-    2. ``./var`` when the package runs from its source checkout (``make run``,
-       the tests: the layout developers know);
-    3. otherwise, an installed package: ``$XDG_STATE_HOME/worker-service``, by
-       default ``~/.local/state/worker-service`` (the XDG base directory for state).
-    """
-    environ = os.environ if environ is None else environ
-    systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return systemd
-    if _in_source_checkout():
-        return "./var"
-    home = environ.get("HOME", "") or os.path.expanduser("~")
-    state_home = environ.get("XDG_STATE_HOME", "") or os.path.join(home, ".local", "state")
-    return os.path.join(state_home, "worker-service")
-
-
-def _in_source_checkout() -> bool:
-    """True when this package is the one in the repository (editable install, tests), not an installed copy."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return all(os.path.isfile(os.path.join(root, name)) for name in ("setup.cfg", "gunicorn.conf.py"))
 
 
 class ConfigError(Exception):

@@ -202,25 +202,80 @@ def on_starting(server: Any) -> None:
     """Master, before binding: a bad setting or jobs file exits 78 with one line; record the start time.
 
     A state database that does not answer yet is a warning, not exit 78: the
-    host starts and joins the fleet once it answers.
+    host starts and joins the fleet once it answers. A good jobs file is kept
+    as the last good copy (see :func:`on_reload`).
     """
     os.environ.setdefault(STARTED_AT, repr(time.time()))
     os.environ.setdefault(STARTED_MONOTONIC, repr(time.monotonic()))
     os.environ[INSTANCE] = uuid.uuid4().hex[:12]  # worker_service.host_identity: new for every running master
+    jobs = _JobsFileCheck()
     problem = configuration_problem("--at-start")
     if problem:
         print(problem, file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG)
+    jobs.found_good(server)
     forget_package(server)  # before the first worker is forked
 
 
 def on_reload(server: Any) -> None:
-    """Master, SIGHUP: new workers will read the jobs file again; say loudly if it is now broken."""
+    """Master, SIGHUP: check the configuration as the new workers will read it, as ``nginx -s reload`` does.
+
+    A good jobs file becomes the last good copy and clears any earlier
+    problem. A broken one is logged and recorded with the time it was first
+    found broken (``reload_state``): the new workers schedule the last good
+    copy instead, and every worker's ``/health`` says ``degraded`` and why,
+    until a reload with a good file. A state database that does not answer is
+    no reason to stop the scheduler either (the new workers join once it does).
+    """
     forget_package(server)  # gunicorn has just read its configuration again; the new workers are forked next
-    problem = configuration_problem()
-    if problem:
-        server.log.error("reload: %s; the new workers will run NO scheduler until this is fixed",
-                         problem.removeprefix("worker-service: "))
+    jobs = _JobsFileCheck()
+    problem = configuration_problem("--at-start")
+    if not problem:
+        jobs.found_good(server)
+        return
+    problem = problem.removeprefix("worker-service: ")
+    if jobs.path is None or not problem.startswith("jobs file "):
+        server.log.error("reload: %s; the new workers may fail to start the scheduler until this is fixed", problem)
+        return
+    state = _reload_state()
+    state.record_problem(jobs.directory, jobs.path, problem)
+    last_good = state.read_last_good(jobs.directory)
+    if last_good is None or last_good["path"] != jobs.path:
+        server.log.error("reload: %s; no last good copy of it is kept, so the new workers will run NO scheduler "
+                         "until this is fixed", problem)
+        return
+    saved = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_good["saved_at"]))
+    server.log.error("reload: %s; the scheduler keeps the last good job set (the file as it was at %s) until the "
+                     "file is fixed and reloaded again", problem, saved)
+
+
+class _JobsFileCheck:
+    """The jobs file as read just before the check-config child reads it, kept only if it did not change meanwhile."""
+
+    def __init__(self) -> None:
+        state = _reload_state()
+        self.path = os.environ.get("WORKER_JOBS_FILE") or None  # unset: the built-in jobs, part of the code
+        self.directory = load_sibling("state_dir").resolved_state_dir()
+        self.text = state.read_text(self.path) if self.path else None
+
+    def found_good(self, server: Any) -> None:
+        """The check passed: keep this text as the last good copy, and forget an earlier problem."""
+        if self.path is None or self.text is None:
+            return
+        state = _reload_state()
+        if state.read_text(self.path) != self.text:
+            server.log.warning("the jobs file %s changed while it was being checked; it is read again when a "
+                               "worker leads", self.path)
+            return
+        if not state.save_last_good(self.directory, self.path, self.text):
+            server.log.warning("could not keep a copy of the jobs file in %s: a broken file at a later reload "
+                               "would stop the scheduler", self.directory)
+        state.clear_problem(self.directory)
+
+
+def _reload_state() -> ModuleType:
+    """``worker_service/reload_state.py``, loaded by path once (the master never imports the package)."""
+    return load_sibling("reload_state")
 
 
 def capture_early_stops() -> None:

@@ -35,6 +35,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from common.helpers.health import CheckError, ComponentCheck, ServiceDegraded, ServiceUnavailable
+from common.helpers.health.disk import disk_full
 
 from ..host_identity import host_id, host_label
 from ..state import StateReader, StoreUnavailable
@@ -51,6 +52,7 @@ from .heartbeat import (
     heartbeat_is_fresh,
 )
 from .job_health import JobPolicy, JobState
+from .jobs_source import problem_reason
 
 # The heartbeat's names stay importable from here, where they lived before .heartbeat.
 __all__ = ["REPLANNING", "HeartbeatSightings", "SchedulerCheck", "fleet_mode", "heartbeat_age", "heartbeat_is_fresh",
@@ -66,9 +68,15 @@ class SchedulerCheck(ComponentCheck):
     * unavailable: no heartbeat within ``3 × SCHEDULER_HEARTBEAT_INTERVAL``
       (in fleet mode also: no live lease; see the module docstring);
     * degraded: the wall clock jumped and the jobs are not re-planned yet, the
-      scheduler is paused, or a critical job is unhealthy (consecutive
-      failures over the threshold, or overdue past its grace); in fleet mode
-      also: the database cannot be reached but another host led a moment ago.
+      scheduler is paused, a reload found this host's jobs file broken (the
+      last good job set runs, :mod:`.jobs_source`), or a critical job is
+      unhealthy (consecutive failures over the threshold, or overdue past its
+      grace); in fleet mode also: the database cannot be reached but another
+      host led a moment ago.
+
+    A heartbeat gone silent while the state directory's disk is full says so
+    first (``state store: disk full (…); no scheduler heartbeat …``): the store
+    still reads, and the leader cannot write.
 
     ``bounded=False`` skips the fleet's read deadline, for a store whose reads
     are already done (a :class:`~worker_service.reporting.snapshot.StoreSnapshot`).
@@ -90,6 +98,7 @@ class SchedulerCheck(ComponentCheck):
         self._hostname = hostname or host_id()  # compared with the lease holder's identity, whole
         self._max_skew = float(settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0)
         self._skew: float | None = None  # this host's clock skew past the bound, at the last read of the lease
+        self._state_dir: str = settings.get("WORKER_STATE_DIR") or ""
         budget = READ_SHARE * float(settings.get("HEALTH_CHECK_TIMEOUT") or 0.5)
         self._deadline = _ReadDeadline(budget) if self.fleet and bounded else None
 
@@ -135,19 +144,26 @@ class SchedulerCheck(ComponentCheck):
             raise ServiceDegraded(f"wall clock jumped by about {jump:+.0f} s since the last heartbeat; re-planning jobs")
         if leader.state == "paused":
             raise ServiceDegraded("scheduler is paused")
+        problems = []
+        # A reload found the jobs file broken: the leader keeps the last good job set (.jobs_source).
+        jobs_file = problem_reason(self._state_dir, now)
+        if jobs_file is not None:
+            problems.append(jobs_file)
         failing = []
         for record in self._store.jobs(critical_only=True):
             health = self._policy.judge(record, beat_now)  # in a fleet, the database's clock (as the heartbeat)
             if health.state is JobState.UNHEALTHY:
                 failing.append(f"{record.id}: {health.reason}")
         if failing:
-            raise ServiceDegraded("critical job unhealthy: " + "; ".join(failing[:3]))
+            problems.append("critical job unhealthy: " + "; ".join(failing[:3]))
         # Any job, critical or not, that kept killing its worker is a fault of the service itself.
         quarantined = self._store.quarantined_jobs()
         if quarantined:
-            raise ServiceDegraded("job quarantined for killing its worker: " + ", ".join(quarantined[:3]))
+            problems.append("job quarantined for killing its worker: " + ", ".join(quarantined[:3]))
         if self.fleet and self._skew is not None:  # the fleet runs its jobs; this host could not lead it
-            raise ServiceDegraded(clock_skew_reason(self._skew, self._max_skew))
+            problems.append(clock_skew_reason(self._skew, self._max_skew))
+        if problems:
+            raise ServiceDegraded("; ".join(problems))
 
     def _host_leader(self, now: float) -> SchedulerRecord:
         """One host: the heartbeat, if fresh; the reasons are the ones this service always gave."""
@@ -158,7 +174,10 @@ class SchedulerCheck(ComponentCheck):
             if leader.state == "stopped":
                 raise ServiceUnavailable(f"the scheduler stopped (last leader pid {leader.pid})")
             age = heartbeat_age(leader, now, self._sightings)
-            raise ServiceUnavailable(f"no scheduler heartbeat for {age:.0f} s (last leader pid {leader.pid})")
+            silent = f"no scheduler heartbeat for {age:.0f} s (last leader pid {leader.pid})"
+            # The store still reads, but the leader cannot write its heartbeat into a full disk: say so first.
+            full = disk_full(self._state_dir) if self._state_dir else None
+            raise ServiceUnavailable(f"state store: {full}; {silent}" if full else silent)
         return leader
 
     def _fleet_leader(self) -> tuple[SchedulerRecord, float]:

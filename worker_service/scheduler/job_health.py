@@ -18,7 +18,9 @@ pending     it has not run yet
 warning     its last run failed or was lost with its leader (fewer failures
             than the threshold), or an error, miss, max-instances skip,
             crash, kill or lost run happened in its last
-            ``WARNING_WINDOW_RUNS`` runs; the reason names which
+            ``WARNING_WINDOW_RUNS`` runs; the reason names which (slots no
+            process ran, folded into one run: "5 runs missed at
+            12:00:03–12:00:08 UTC while no scheduler ran")
 healthy     otherwise
 =========== ==================================================================
 
@@ -32,6 +34,7 @@ quarantine (crashes only).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +60,7 @@ PROBLEM_WORDS = {
     "crashed": "a run whose worker died under it",
     "killed": "a run killed when the service stopped",
     "lost": "a run lost with its leader (it may have finished on the old leader's host)",
+    "no_scheduler": "runs missed while no scheduler ran",
 }
 LAST_RUN_WORDS = {
     "crashed": "its worker died while it ran",
@@ -113,9 +117,26 @@ def judge(record: JobRecord, now: float, failure_threshold: int, overdue_grace: 
         return JobHealth(JobState.WARNING, f"last run {verb}: {_last_failure(record)} "
                                            f"({record.consecutive_failures} in a row)")
     if record.runs_since_problem is not None and record.runs_since_problem < WARNING_WINDOW_RUNS:
+        if record.last_problem == "no_scheduler" and record.gap_missed and record.gap_from is not None:
+            gap = gap_words(record.gap_missed, record.gap_from, record.gap_to or record.gap_from, now)
+            return JobHealth(JobState.WARNING, f"{gap} while no scheduler ran")
         problem = PROBLEM_WORDS.get(record.last_problem or "", "a failed, missed or skipped run")
         return JobHealth(JobState.WARNING, f"{problem} within the last {WARNING_WINDOW_RUNS} runs")
     return JobHealth(JobState.HEALTHY)
+
+
+def gap_words(count: int, first: float, last: float, now: float | None = None) -> str:
+    """"5 runs missed at 12:00:03–12:00:08 UTC": slots no process ran (the date too unless it is ``now``'s day)."""
+    def moment(epoch: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+    today = moment(now).date() if now is not None else None
+    shape = "%H:%M:%S" if moment(first).date() == moment(last).date() == today else "%Y-%m-%d %H:%M:%S"
+    span = moment(first).strftime(shape)
+    if count > 1:
+        same_day = moment(first).date() == moment(last).date()
+        span += "–" + moment(last).strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
+    return f"{count:,} run{'s' if count != 1 else ''} missed at {span} UTC"
 
 
 def _seconds(value: float) -> str:

@@ -35,6 +35,7 @@ from ..state.records import (
     CrashState,
     JobDefinition,
     JobRecord,
+    MissedSlots,
     OperatorPause,
     OrphanedRun,
     RunRecord,
@@ -98,9 +99,10 @@ class LeaderStore:
     # -- a run's steps ------------------------------------------------------------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
-                         command_id: int | None = None, host: str | None = None) -> int:
+                         command_id: int | None = None, host: str | None = None,
+                         missed: MissedSlots | None = None) -> int:
         run_id = self._leading(lambda w: w.record_submitted(job_id, session, pid, scheduled_at, next_run_time, trigger,
-                                                            requested_by, command_id, host))
+                                                            requested_by, command_id, host, missed))
         if self._term.offered:
             try:
                 self.mark_stopping(session)

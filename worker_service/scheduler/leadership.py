@@ -26,6 +26,7 @@ from .crash_policy import CrashPolicy
 from .election import LeaderElection
 from .handover import StandbyMarks, newer_siblings
 from .jobs_file import JobsFileError, load_jobs_file
+from .jobs_source import load_schedule
 from .lease import HostOnlyLease, LeaseTerm, SchedulerLease
 from .service import SchedulerService
 
@@ -121,7 +122,7 @@ class SchedulerLeadership:
                 term.end(release=True)  # stop() frees the host lock
                 return None
             self._term = term
-            specs = load_jobs_file(self._settings["WORKER_JOBS_FILE"], self._settings["SCHEDULER_TIMEZONE"])
+            specs = load_schedule(self._settings)  # the file, or its last good copy while it is broken
             service = SchedulerService(
                 specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],

@@ -24,7 +24,10 @@ The writes of one run, and why each is where it is:
    protocol): a run a new leader settled meanwhile is counted once, by it.
 
 A run that never entered the wrapper (missed: later than its misfire grace)
-is recorded from the MISSED event; max-instances skips from theirs. The
+is recorded from the MISSED event; max-instances skips from theirs. Slots
+APScheduler folded into a run (``coalesce``: no process ran them, after a
+freeze, a failover or a store outage) are counted as missed with the run's
+"submitted" write (:mod:`.missed_slots`). The
 executor forgets the run when APScheduler is done with it. Listeners are
 wrapped, because APScheduler only logs what a listener raises.
 
@@ -59,6 +62,8 @@ from common.helpers.health import redact
 from ..state import StateStore
 from ..state.faults import FencedOut
 from . import log_noise
+from .job_health import gap_words
+from .missed_slots import folded_slots, refused_slots
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +140,7 @@ class ExecutionTracker:
         self._settled: set[int] = set()
         self._live: set[int] = set()  # submitted runs APScheduler is not done with
         self._failing: set[str] = set()  # jobs whose last run here failed: their next failure has no traceback
+        self._unrecorded: dict[str, Any] = {}  # job id -> (first, last) of its slots the store refused in a row
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
@@ -147,17 +153,21 @@ class ExecutionTracker:
         current).
         """
         scheduled = run_times[-1]
+        missed = None
         if request is None:
             next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
             trigger, requested_by, command_id = "scheduled", None, None
+            missed = folded_slots(job, scheduled, self._unrecorded.get(job.id))  # recorded with this run, or neither
         else:
             next_fire = job.next_run_time
             trigger, requested_by, command_id = "manual", request.requested_by, request.command_id
         try:
             run_id = self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
                                                   next_fire.timestamp() if next_fire else None, trigger,
-                                                  requested_by, command_id, host=self.host)
+                                                  requested_by, command_id, host=self.host, missed=missed)
         except Exception as error:
+            if request is None:  # never run: the gap the next recorded run folds in starts at the first such slot
+                self._unrecorded[job.id] = refused_slots(job, self._unrecorded.get(job.id), scheduled)
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
             log.debug("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
             self._on_store_failure(error)
@@ -166,6 +176,11 @@ class ExecutionTracker:
             raise
         with self._lock:
             self._live.add(run_id)
+        if request is None:
+            self._unrecorded.pop(job.id, None)
+        if missed is not None:
+            log.warning("job %s: %s while no scheduler ran; folded into its run at %s (coalesce)", job.id,
+                        gap_words(missed.count, missed.first, missed.last), scheduled.isoformat())
         return CurrentRun(job.id, run_id, scheduled.timestamp(), trigger, requested_by, command_id)
 
     def executing(self, run: CurrentRun) -> _Executing:

@@ -10,7 +10,7 @@ STAT_COLUMNS = (
     "success_count", "error_count", "missed_count", "max_instances_count", "duration_sum", "duration_min",
     "duration_max", "consecutive_failures", "last_run_at", "last_outcome", "last_success_at", "last_error_type",
     "last_error_message", "last_error_at", "runs_since_problem", "last_problem", "crash_count",
-    "consecutive_crashes", "quarantined_at", "held_until", "duration_p95",
+    "consecutive_crashes", "quarantined_at", "held_until", "duration_p95", "gap_missed", "gap_from", "gap_to",
 )
 DEFINITION_COLUMNS = (
     "id", "name", "trigger", "next_run_time", "misfire_grace_time", "max_instances", "executor", "paused",

@@ -12,6 +12,7 @@ import errno
 import sqlite3
 
 from common.helpers.health import redact
+from common.helpers.health.disk import disk_full
 
 # SQLite's primary result codes (the low byte of an extended code).
 SQLITE_PERM, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY = 3, 5, 6, 8
@@ -83,11 +84,17 @@ def is_corrupt(error: BaseException) -> bool:
     return isinstance(error, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text)
 
 
-def reason_for(error: BaseException, busy_timeout: float | None = None) -> str:
-    """A short reason, for an operator, why the store failed with ``error``."""
+def reason_for(error: BaseException, busy_timeout: float | None = None, path: str | None = None) -> str:
+    """A short reason, for an operator, why the store failed with ``error`` (on the file ``path``, if known).
+
+    An I/O error on a disk that is full is a full disk: SQLite says "disk I/O
+    error" when it cannot grow a side file.
+    """
     code = primary_code(error)
     number = getattr(error, "errno", None)
     if code == SQLITE_FULL or number == errno.ENOSPC:
+        return "state store: disk full"
+    if code == SQLITE_IOERR and path is not None and disk_full(path):
         return "state store: disk full"
     if code in (SQLITE_READONLY, SQLITE_PERM) or number in (errno.EROFS, errno.EACCES, errno.EPERM):
         return "state store: not writable (read-only or immutable file or directory)"

@@ -98,12 +98,19 @@ CREATE TABLE {s}.fences (
 );
 """
 
+# Each job's last gap of slots no process ran (folded into one run): how many, the first and the last slot.
+_V5 = """
+ALTER TABLE {s}.job_stats ADD COLUMN gap_missed bigint, ADD COLUMN gap_from double precision,
+    ADD COLUMN gap_to double precision;
+"""
+
 # (version, what it does, DDL with {s} for the quoted schema), in order. Never edit one that shipped: add the next.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "job state, run history, heartbeat, the scheduler lease, operators' commands and pauses", _V1),
     (2, "the host that submitted each live run", _V2),
     (3, "each job's p95 duration over its history", _V3),
     (4, "the fence rows jobs write through (worker_service.fencing)", _V4),
+    (5, "each job's last gap of slots no process ran", _V5),
 )
 LATEST = MIGRATIONS[-1][0]
 _LOCK_WAIT = 0.8  # of the migration's budget, the part it may wait for another host's migration

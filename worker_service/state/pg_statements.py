@@ -42,7 +42,7 @@ _DEFAULTS = {
     "last_error_message": "NULL::text", "last_error_at": "NULL::float8", "runs_since_problem": "NULL::bigint",
     "last_problem": "NULL::text", "crash_count": "0::bigint", "consecutive_crashes": "0::bigint",
     "quarantined_at": "NULL::float8", "quarantine_key": "NULL::text", "held_until": "NULL::float8",
-    "duration_p95": "NULL::float8",
+    "duration_p95": "NULL::float8", "gap_missed": "NULL::bigint", "gap_from": "NULL::float8", "gap_to": "NULL::float8",
 }
 _DURATION = {  # least/greatest ignore NULLs: a run without a duration leaves min and max alone
     "duration_sum": "{o}.duration_sum + coalesce(%(duration)s::float8, 0)",
@@ -121,6 +121,23 @@ trimmed AS (DELETE FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text AND (SELE
 SELECT {_ADMITTED}, (SELECT ok FROM go)"""
 
 
+# Slots no process ran, folded into the run being submitted (%(gap_count)s of them, 0 for none): counted as missed,
+# one history row each for %(gap_slots)s (the newest, at most history_size), the gap kept for the job's health;
+# the history keeps %(gap_keep)s older rows (the snapshot does not see the rows this statement adds).
+_GAP = f"""gap AS (INSERT INTO {{s}}.job_stats AS s (job_id, missed_count, runs_since_problem, last_problem, gap_missed,
+                                          gap_from, gap_to)
+        SELECT %(job_id)s::text, %(gap_count)s::bigint, 0, 'no_scheduler', %(gap_count)s::bigint,
+               %(gap_from)s::float8, %(gap_to)s::float8
+        WHERE %(gap_count)s::bigint > 0 AND {_ADMITTED}
+        ON CONFLICT (job_id) DO UPDATE SET missed_count = s.missed_count + EXCLUDED.missed_count,
+           runs_since_problem = 0, last_problem = 'no_scheduler', gap_missed = EXCLUDED.gap_missed,
+           gap_from = EXCLUDED.gap_from, gap_to = EXCLUDED.gap_to),
+gap_runs AS (INSERT INTO {{s}}.job_runs (job_id, at, outcome)
+             SELECT %(job_id)s::text, slot, 'missed' FROM unnest(%(gap_slots)s::float8[]) AS slot WHERE {_ADMITTED}),
+gap_trim AS (DELETE FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text AND %(gap_count)s::bigint > 0 AND {_ADMITTED}
+             AND seq <= coalesce((SELECT seq FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text
+                                  ORDER BY seq DESC OFFSET %(gap_keep)s::bigint LIMIT 1), -1))"""
+
 _TEMPLATES = {
     # -- a run's steps ---------------------------------------------------------------------------------
     "record_submitted": f"""
@@ -131,7 +148,8 @@ run AS (INSERT INTO {{s}}.job_running (job_id, session, pid, scheduled_at, submi
                extract(epoch FROM clock_timestamp())::float8, %(trigger)s::text, %(requested_by)s::text,
                %(command_id)s::bigint, %(host)s::text
         WHERE {_ADMITTED} RETURNING run_id),
-nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id = %(job_id)s::text AND {_ADMITTED})
+nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id = %(job_id)s::text AND {_ADMITTED}),
+{_GAP}
 SELECT {_ADMITTED}, (SELECT run_id FROM run)""",
     "record_started": f"""
 WITH {{fence}},

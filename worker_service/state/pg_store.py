@@ -41,6 +41,7 @@ from .records import (
     JobRecord,
     LeadershipChange,
     LeaseRecord,
+    MissedSlots,
     OperatorPause,
     OrphanedRun,
     RunRecord,
@@ -185,11 +186,18 @@ class PostgresStateStore:
     # -- a run's steps: the tracker ------------------------------------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
-                         command_id: int | None = None, host: str | None = None) -> int:
-        """Note a run handed to the executor (by ``host``) and the job's next run time, in one statement; its id."""
+                         command_id: int | None = None, host: str | None = None,
+                         missed: MissedSlots | None = None) -> int:
+        """Note a run handed to the executor (by ``host``) and the job's next run time, in one statement; its id.
+
+        ``missed`` (the slots folded into this run) is counted in that same statement.
+        """
+        gap = missed if missed is not None and missed.count > 0 else MissedSlots(0, 0.0, 0.0)
+        slots = list(gap.recent[-self.history_size:]) if self.history_size > 0 else []
         row = self._write("record_submitted", job_id=job_id, session=session, pid=pid, scheduled_at=scheduled_at,
                           next_run_time=next_run_time, trigger=trigger, requested_by=requested_by,
-                          command_id=command_id, host=host)
+                          command_id=command_id, host=host, gap_count=gap.count, gap_from=gap.first,
+                          gap_to=gap.last, gap_slots=slots, gap_keep=max(self.history_size - len(slots), 0))
         return int(row[1])
 
     def record_started(self, run_id: int, at: float) -> bool:

@@ -59,6 +59,7 @@ from .records import (
     JobRecord,
     LeadershipChange,
     LeaseRecord,
+    MissedSlots,
     OperatorPause,
     OrphanedRun,
     RunRecord,
@@ -171,13 +172,19 @@ class LeaderWriter(Protocol):
     # -- a run's steps: the tracker ------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
-                         command_id: int | None = None, host: str | None = None) -> int:
+                         command_id: int | None = None, host: str | None = None,
+                         missed: MissedSlots | None = None) -> int:
         """Note a run handed to the executor and the job's next run time, in one write; return the run's id.
 
         ``trigger``, ``requested_by`` and ``command_id`` (an operator's
         run-now) stay with the run and go into its history row when it is
         recorded. ``host`` (the submitting host) stays with the live run, for
         the leader that may have to settle it (:meth:`settle_orphans`).
+        ``missed``: slots of the job that no process ran, folded into this run
+        (APScheduler's ``coalesce``), counted in the same write: ``missed_count``
+        grows by their count, the newest ``history_size`` of them each get a
+        ``missed`` history row, and the job's ``last_problem`` becomes
+        ``no_scheduler`` with the gap (``gap_missed``, ``gap_from``, ``gap_to``).
         """
         ...
 

@@ -55,6 +55,10 @@ class JobRecord:
     held_until: float | None = None
     running_count: int = 0
     running_since: float | None = None
+    # The last gap of slots no process ran (last_problem "no_scheduler"): how many, the first and the last slot.
+    gap_missed: int | None = None
+    gap_from: float | None = None
+    gap_to: float | None = None
 
     @property
     def id(self) -> str:
@@ -68,6 +72,23 @@ class JobRecord:
     @property
     def avg_duration(self) -> float | None:
         return self.duration_sum / self.runs if self.runs else None
+
+
+@dataclasses.dataclass(frozen=True)
+class MissedSlots:
+    """Slots of a job that no process ran, found when the run of a later slot is submitted.
+
+    APScheduler folds every slot due while no scheduler could run it (a freeze,
+    a failover, a store outage) into one run (``coalesce``); the slots before
+    the one that runs are these. ``count`` of them, from ``first`` to ``last``
+    (epoch seconds); ``recent`` holds the newest slot times (oldest first, at
+    most a history's worth) for the history rows.
+    """
+
+    count: int
+    first: float
+    last: float
+    recent: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

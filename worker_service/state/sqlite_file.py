@@ -113,7 +113,7 @@ class SqliteFile:
                     move_aside_corrupt(self.path, seen)
             except (OSError, RecoveryLockTimeout) as repair_error:
                 log.error("state store %s is corrupt and could not be moved aside: %s", self.path, repair_error)
-        return StoreUnavailable(reason_for(error, busy_timeout))
+        return StoreUnavailable(reason_for(error, busy_timeout, self.path))
 
     def forget(self) -> None:
         """Close and drop this thread's connection."""
@@ -168,7 +168,7 @@ class SqliteFile:
                     if not (repair and attempt == 1 and is_corrupt(error) and move_aside_corrupt(self.path, seen)):
                         raise
             except (sqlite3.Error, OSError) as error:
-                raise StoreUnavailable(reason_for(error, READ_BUSY_TIMEOUT)) from None
+                raise StoreUnavailable(reason_for(error, READ_BUSY_TIMEOUT, self.path)) from None
         raise AssertionError("unreachable")
 
     def _connect_once(self) -> sqlite3.Connection:

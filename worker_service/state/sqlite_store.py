@@ -30,6 +30,7 @@ from .records import (
     CrashState,
     JobDefinition,
     JobRecord,
+    MissedSlots,
     OperatorPause,
     OrphanedRun,
     RunRecord,
@@ -93,7 +94,7 @@ _ADDED_COLUMNS = {
     "jobs": ("max_runtime REAL",),
     "job_stats": ("last_problem TEXT", "crash_count INTEGER NOT NULL DEFAULT 0",
                   "consecutive_crashes INTEGER NOT NULL DEFAULT 0", "quarantined_at REAL", "quarantine_key TEXT",
-                  "held_until REAL", "duration_p95 REAL"),
+                  "held_until REAL", "duration_p95 REAL", "gap_missed INTEGER", "gap_from REAL", "gap_to REAL"),
     "scheduler": ("session TEXT", "clock_jump_seconds REAL", "clock_jump_at REAL"),
     "job_runs": ("started_at REAL", "error_type TEXT", "error_message TEXT",
                  "trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
@@ -139,14 +140,16 @@ class SqliteStateStore:
     # -- writes: the leader -----------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
-                         command_id: int | None = None, host: str | None = None) -> int:
+                         command_id: int | None = None, host: str | None = None,
+                         missed: MissedSlots | None = None) -> int:
         """Note a run handed to the executor and the job's next run time, before the run can start.
 
         Both in one transaction, so a job that kills its process is known to
         have started, and a new leader resumes after it instead of running the
         same slot again. ``trigger``, ``requested_by`` and ``command_id`` stay
         on the run's row until its history row is written; ``host`` until the
-        run is done (or settled by a new leader). Returns the run's id.
+        run is done (or settled by a new leader). ``missed``: the slots folded
+        into this run, counted in the same transaction. Returns the run's id.
         """
         with self._connection() as db:
             cursor = db.execute(
@@ -155,7 +158,26 @@ class SqliteStateStore:
                 (job_id, session, pid, scheduled_at, time.time(), trigger, requested_by, command_id, host),
             )
             db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
+            if missed is not None and missed.count > 0:
+                self._count_gap(db, job_id, missed)
             return int(cursor.lastrowid)
+
+    def _count_gap(self, db: sqlite3.Connection, job_id: str, missed: MissedSlots) -> None:
+        """Slots no process ran: counted as missed, one history row each (the newest ``history_size``), the gap kept."""
+        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
+        db.execute(
+            "UPDATE job_stats SET missed_count = missed_count + ?, runs_since_problem = 0, last_problem = 'no_scheduler',"
+            " gap_missed = ?, gap_from = ?, gap_to = ? WHERE job_id = ?",
+            (missed.count, missed.count, missed.first, missed.last, job_id),
+        )
+        slots = missed.recent[-self.history_size:] if self.history_size > 0 else ()
+        db.executemany("INSERT INTO job_runs (job_id, at, outcome, duration) VALUES (?, ?, 'missed', NULL)",
+                       [(job_id, slot) for slot in slots])
+        db.execute(
+            """DELETE FROM job_runs WHERE job_id = ? AND seq <= coalesce((SELECT seq FROM job_runs
+               WHERE job_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?), -1)""",
+            (job_id, job_id, self.history_size),
+        )
 
     def record_started(self, run_id: int, at: float) -> bool:
         """The submitted run is entering the job's own code; ``False`` (nothing written) if its live row is gone."""

@@ -6,6 +6,7 @@ import sqlite3
 import time
 
 from ..check import ComponentCheck
+from ..disk import disk_full
 from ..errors import ServiceUnavailable
 
 
@@ -42,6 +43,7 @@ class SqliteCheck(ComponentCheck):
             finally:
                 connection.close()
         except sqlite3.Error as error:
-            raise ServiceUnavailable(f"sqlite error: {error}") from None
+            # A full disk often comes out as "disk I/O error" (the journal cannot be made): name the real cause.
+            raise ServiceUnavailable(disk_full(self._path) or f"sqlite error: {error}") from None
         if row is None or row[0] != stamp:
             raise ServiceUnavailable("read back a different value than written")
