@@ -20,8 +20,16 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
-from tests.support.clock_offset import HOOK_DIR, OFFSET_FILE_VARIABLE
-from tests.support.fleet import BUILTIN_JOBS, Fleet, Host, check, fault_gap, missed_slots, slot_lateness
+from tests.support.fleet import (
+    BUILTIN_JOBS,
+    Fleet,
+    Host,
+    check,
+    fault_gap,
+    missed_slots,
+    skewed_fleet,
+    slot_lateness,
+)
 from tests.support.pg import admin
 from tests.support.private_services import PrivatePostgres
 from tests.support.servers import http_get, wait_until
@@ -235,13 +243,7 @@ def test_hosts_whose_wall_clocks_differ_within_the_skew_bound_still_hand_over_wi
     b's clock is 1.5 s behind the database's, a's 1.5 s ahead. b leads first; when it dies, a resumes b's
     published next run (3 s overdue on a's clock) at once.
     """
-    offsets = {"a": 1.5, "b": -1.5}
-    python_path = os.pathsep.join(p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p)
-    fleet = Fleet(tmp_path, names=offsets, ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK, PYTHONPATH=python_path)
-    for name, offset in offsets.items():
-        path = tmp_path / f"offset-{name}"
-        path.write_text(str(offset))
-        fleet.hosts[name].env[OFFSET_FILE_VARIABLE] = str(path)
+    fleet = skewed_fleet(tmp_path, {"a": 1.5, "b": -1.5}, ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK)
     a, b = fleet.hosts["a"], fleet.hosts["b"]
     try:
         fleet.start(["b"])

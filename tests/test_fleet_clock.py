@@ -7,11 +7,9 @@ by tests/support/clock_offset (the monotonic clock is left alone, as on a real h
 
 from __future__ import annotations
 
-import os
 import time
 
-from tests.support.clock_offset import HOOK_DIR, OFFSET_FILE_VARIABLE
-from tests.support.fleet import Fleet, check
+from tests.support.fleet import Fleet, check, skewed_fleet
 from tests.support.servers import wait_until
 
 TTL = 3.0
@@ -20,13 +18,7 @@ HANDOVER = TTL / 3 + 2 * TTL / 4 + 1.0 + 2.0  # a stopping leader's handover wai
 
 
 def _skewed_fleet(tmp_path, offsets: dict[str, float]) -> Fleet:
-    python_path = os.pathsep.join(p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p)
-    fleet = Fleet(tmp_path, names=offsets, ttl=TTL, timeout=TTL / 4, workers=2, tick=TICK, PYTHONPATH=python_path)
-    for name, offset in offsets.items():
-        path = tmp_path / f"offset-{name}"
-        path.write_text(str(offset))
-        fleet.hosts[name].env[OFFSET_FILE_VARIABLE] = str(path)
-    return fleet
+    return skewed_fleet(tmp_path, offsets, ttl=TTL, timeout=TTL / 4, workers=2, tick=TICK)
 
 
 def _scheduler_line(host) -> tuple[int, str]:

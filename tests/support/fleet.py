@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import signal
 import subprocess
 import urllib.parse
@@ -266,6 +267,23 @@ class Fleet:
         self.store.close()
         for name in (self.schema, self.tick_schema):
             drop_schema(name, self.database_url)
+
+
+def skewed_fleet(workdir: Path, offsets: dict[str, float], **options: Any) -> Fleet:
+    """A fleet (not started) of the hosts named in ``offsets``, each wall clock shifted by its offset in seconds.
+
+    Through tests/support/clock_offset: the monotonic clock is left alone, as on
+    a real host. Rewriting ``workdir / f"offset-{name}"`` moves a running host's clock.
+    """
+    from tests.support.clock_offset import HOOK_DIR, OFFSET_FILE_VARIABLE
+
+    python_path = os.pathsep.join(p for p in (str(HOOK_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    made = Fleet(workdir, names=offsets, PYTHONPATH=python_path, **options)
+    for name, offset in offsets.items():
+        path = workdir / f"offset-{name}"
+        path.write_text(str(offset))
+        made.hosts[name].env[OFFSET_FILE_VARIABLE] = str(path)
+    return made
 
 
 @contextlib.contextmanager
