@@ -21,6 +21,9 @@ import os
 import threading
 from typing import Any
 
+from common.helpers.health import HealthEngine
+
+from ..alerts import AlertSettings
 from ..state import StateStore, StoreUnavailable
 from .crash_policy import CrashPolicy
 from .election import LeaderElection
@@ -42,12 +45,13 @@ class SchedulerLeadership:
     """
 
     def __init__(self, settings: dict[str, Any], store: StateStore, election: LeaderElection,
-                 lease: SchedulerLease | None = None) -> None:
+                 lease: SchedulerLease | None = None, checks: HealthEngine | None = None) -> None:
         self._settings = settings
         self._store = store
         self._election = election
         self._lease: SchedulerLease = lease if lease is not None else HostOnlyLease()
         self._service: SchedulerService | None = None
+        self._checks = checks  # the components the leader's alerts look at (cache, database)
         self._term: LeaseTerm | None = None
         self._stopping = threading.Event()
         self._attention = threading.Event()  # the term was lost, or the process stops
@@ -126,6 +130,7 @@ class SchedulerLeadership:
                 specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                 CrashPolicy.from_settings(self._settings),
+                alerts=AlertSettings.from_settings(self._settings), checks=self._checks,
             )
             service.start()
             self._service = service

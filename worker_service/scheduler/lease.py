@@ -74,7 +74,7 @@ DRAIN_POLL = 0.05  # seconds between looks at the previous leader's running runs
 _LEADING_WRITES = frozenset({
     "record_submitted", "record_max_instances", "mark_stopping", "settle_orphans", "set_crash_hold",
     "release_quarantine", "publish_jobs", "update_next_run", "beat", "clear_heartbeat", "finish_command",
-    "set_operator_pause",
+    "set_operator_pause", "record_alert",
 })
 # Writes about runs already handed to the executor: after this host handed the lease over, they still record how
 # its last runs ended (the new leader waits for them). They start nothing, and each counts a run only if it removes

@@ -36,9 +36,10 @@ The contract every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
+from .alert_records import AlertChange, AlertState, AlertSummary, Delivery
 from .records import (
     Command,
     CrashState,
@@ -89,6 +90,19 @@ class StateReader(Protocol):
 
     def operator_pauses(self) -> dict[str, OperatorPause]:
         """Every job an operator paused or resumed (the last word for each), by job id."""
+        ...
+
+    # -- alerts (worker_service.alerts) ------------------------------------------
+    def alert_states(self) -> dict[str, AlertState]:
+        """Every subject's alert state (what was last notified for it), by key."""
+        ...
+
+    def deliveries(self, limit: int = 20) -> list[Delivery]:
+        """The newest notifications (one per change and channel), pending or not, newest first."""
+        ...
+
+    def alert_summary(self) -> AlertSummary:
+        """Pending notifications, the oldest one's age (the store's clock), the last failure, the counts by outcome."""
         ...
 
 
@@ -253,4 +267,28 @@ class StateStore(StateReader, Protocol):
 
     def set_operator_pause(self, job_id: str, paused: bool, by: str, at: float) -> None:
         """Record an operator's pause or resume; it survives leaders and restarts (fenced)."""
+        ...
+
+    # -- alerts: the leader records changes; a deliverer claims and finishes ------
+    def record_alert(self, change: AlertChange, channels: Sequence[str]) -> bool:
+        """Set a subject's alert state and queue one notification per channel, in one write (fenced); whether it did.
+
+        Written only if the subject's ``seq`` is still ``change.expected_seq``
+        (0: no state yet): of two writers of the same change, one wins and
+        queues it, the other writes nothing and gets ``False``.
+        """
+        ...
+
+    def claim_deliveries(self, claimer: str, hold: float, limit: int = 10) -> list[Delivery]:
+        """Claim due pending notifications for ``hold`` seconds (the store's clock), oldest first; not fenced.
+
+        A row claimed by another claim that has not ended is never returned,
+        so no two deliverers hold one row; a claim whose holder died ends by
+        itself and the row is claimed again.
+        """
+        ...
+
+    def finish_delivery(self, delivery_id: int, claimer: str, outcome: str, error: str | None = None,
+                        retry_in: float | None = None) -> bool:
+        """End ``claimer``'s try: ``sent``, ``failed`` (for good), or ``retry`` in ``retry_in`` s; whether it held the claim."""
         ...
