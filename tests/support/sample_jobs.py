@@ -130,3 +130,19 @@ def _epoch() -> int:
 def raise_control_characters() -> None:
     """Fail with a message holding a terminal escape, BEL, CR, NUL, a direction override and a forged log line."""
     raise RuntimeError("red \x1b[31mALERT\x07 back\rover nul\x00 rtl\u202eevil\nts=forged level=CRITICAL msg=\"forged\"")
+
+
+def fail_while(path: str) -> None:
+    """Fail (with a secret-looking value to redact) while ``path`` exists; succeed otherwise (a flapping job)."""
+    if os.path.exists(path):
+        raise RuntimeError("upstream refused: token=canary-alert-secret-0001")
+
+
+def sleep_from(path: str) -> None:
+    """Sleep for the seconds written in ``path`` (0 if it is missing): a job whose runs grow on request."""
+    try:
+        with open(path) as handle:
+            seconds = float(handle.read().strip() or 0)
+    except OSError:
+        seconds = 0.0
+    time.sleep(seconds)

@@ -106,7 +106,8 @@ class AppriseChannel:
 def message(event: dict) -> tuple[str, str]:
     """A notification's title and body for people (chat, e-mail, pager)."""
     status = str(event.get("status", "")).upper()
-    title = f"[{status}] {event.get('service')}: {event.get('kind')} {event.get('subject')} is {event.get('state')}"
+    what = f"{event['rule']} of {event.get('subject')}" if event.get("rule") else f"{event.get('kind')} {event.get('subject')}"
+    title = f"[{status}] {event.get('service')}: {what} is {event.get('state')}"
     lines = [str(event.get("reason") or ""), f"was: {event.get('previous_state')}", f"host: {event.get('host')}",
              f"at: {event.get('at')}"]
     if event.get("url"):

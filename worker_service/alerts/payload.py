@@ -48,6 +48,8 @@ def build(settings: AlertSettings, *, key: str, kind: str, subject: str, firing:
         "url": subject_url(settings, kind, subject),
         "repeat": repeat,
     }
+    if kind == "metric":  # which rule: disk, memory, duration, error_rate, crashes
+        body["rule"] = key.split(":")[1]
     if test:
         body["test"] = True
     return body

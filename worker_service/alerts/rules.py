@@ -110,7 +110,8 @@ def job_metric_observations(settings: AlertSettings, records: list[JobRecord], o
                 f" of max_runtime {definition.max_runtime:g} s (threshold {settings.duration_percent:g} %)"))
         if settings.error_rate_percent > 0 and record.consecutive_failures < threshold:
             finished = [run for run in runs_of(record) if run.outcome in FAILED or run.outcome == "success"]
-            if len(finished) >= RATE_MIN_RUNS:
+            # Proactive only: a window in which the job already reached its threshold is the job alert's business.
+            if len(finished) >= RATE_MIN_RUNS and _longest_failure_streak(finished) < threshold:
                 failed = sum(run.outcome in FAILED for run in finished)
                 rate = 100 * failed / len(finished)
                 firing = rate >= settings.error_rate_percent
@@ -125,3 +126,11 @@ def job_metric_observations(settings: AlertSettings, records: list[JobRecord], o
                 f"its worker died under it {record.consecutive_crashes} times in a row; quarantined at "
                 f"{settings.crash_limit}"))
     return observed
+
+
+def _longest_failure_streak(runs: list[RunRecord]) -> int:
+    longest = streak = 0
+    for run in runs:
+        streak = streak + 1 if run.outcome in FAILED else 0
+        longest = max(longest, streak)
+    return longest

@@ -98,7 +98,7 @@ class SchedulerService:
             options = {spec.id: JobAlerting(spec.alert, spec.alert_after_failures, spec.alert_after_recoveries)
                        for spec in specs}
             self.alerts = AlertMonitor(alerts, store, build_channels(alerts), judge_with(judge, alerts.overdue_grace),
-                                       options, host_label(self.host), checks)
+                                       options, host_label(self.host) or "", checks)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
