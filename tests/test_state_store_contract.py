@@ -132,6 +132,8 @@ def test_the_protocol_names_what_the_callers_use_and_nothing_else():
         # operators' commands and pauses
         "command", "commands", "operator_pauses", "submit_command", "pending_commands", "finish_command",
         "set_operator_pause",
+        # alerts: each subject's alert state and the outbox
+        "alert_states", "deliveries", "alert_summary", "record_alert", "claim_deliveries", "finish_delivery",
     }
 
 
