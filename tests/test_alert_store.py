@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.test_state_store_contract import open_store, postgres_store, store  # noqa: F401 - the contract's fixtures
-from worker_service.state import PostgresLease
+from tests.test_state_store_contract import HISTORY, STORE_FACTORIES, _opener, postgres_store
+from worker_service.state import PostgresLease, StateStore
 from worker_service.state.alert_records import AlertChange
 from worker_service.state.faults import FencedOut
 
@@ -15,7 +17,18 @@ from worker_service.state.faults import FencedOut
 def change(expected: int = 0, firing: bool = True, key: str = "job:a", event: str = "e1") -> AlertChange:
     return AlertChange(key=key, kind="job", subject="a", state="unhealthy" if firing else "healthy", firing=firing,
                        reason="3 consecutive failures", since=1.0, expected_seq=expected, event_id=event,
-                       payload='{"id": "%s"}' % event)
+                       payload=f'{{"id": "{event}"}}')
+
+
+@pytest.fixture(params=STORE_FACTORIES)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], StateStore]]:
+    """The contract's stores (SQLite, PostgreSQL): each call another worker's (or host's) store on the same state."""
+    yield from _opener(request, tmp_path, HISTORY)
+
+
+@pytest.fixture
+def store(open_store: Callable[[], StateStore]) -> StateStore:
+    return open_store()
 
 
 def test_a_change_is_recorded_once_with_one_row_per_channel(store):
@@ -74,14 +87,14 @@ def test_concurrent_claimers_never_share_a_row(open_store):
 
 
 def test_a_former_leaders_alert_is_refused_by_the_fence(tmp_path):
-    store = postgres_store(tmp_path, 5)
+    leader = postgres_store(tmp_path, 5)
     try:
-        old = PostgresLease(store, 10.0).acquire("host-a", 1, "session-a")
-        PostgresLease(store, 10.0).release(old)
-        new = PostgresLease(store, 10.0).acquire("host-b", 2, "session-b")
+        old = PostgresLease(leader, 10.0).acquire("host-a", 1, "session-a")
+        PostgresLease(leader, 10.0).release(old)
+        new = PostgresLease(leader, 10.0).acquire("host-b", 2, "session-b")
         with pytest.raises(FencedOut):
-            store.fenced(old.epoch, old.session).record_alert(change(), ["webhook-1"])
-        assert store.alert_states() == {} and store.deliveries() == []
-        assert store.fenced(new.epoch, new.session).record_alert(change(), ["webhook-1"])
+            leader.fenced(old.epoch, old.session).record_alert(change(), ["webhook-1"])
+        assert leader.alert_states() == {} and leader.deliveries() == []
+        assert leader.fenced(new.epoch, new.session).record_alert(change(), ["webhook-1"])
     finally:
         postgres_store.cleanup(tmp_path)
