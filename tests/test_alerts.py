@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import jsonschema_rs
 import pytest
 
 from tests.support.alert_receiver import AlertReceiver
@@ -120,6 +121,9 @@ def test_a_failing_job_alerts_once_per_channel_signed_redacted_and_resolves_afte
     assert firing["url"] == "https://ops.example.com/worker/status/page#job-flappy"
     assert set(firing) >= {"version", "id", "status", "kind", "subject", "state", "previous_state", "reason",
                            "dedup_key", "service", "host", "at", "url"}
+    _, _, document = service.get("/openapi.json")
+    assert document["openapi"].startswith("3.1") and "alert" in document["webhooks"]
+    jsonschema_rs.validate(document["components"]["schemas"]["AlertPayload"], firing)  # the payload is what the OpenAPI document's webhooks section says
     [(_, headers, _, _)] = receiver.requests("/hook", subject="flappy", status="firing")
     expected = "sha256=" + hmac.new(SIGNING.encode(), headers["x-raw-body"].encode(), hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-worker-service-signature-256"], expected)
