@@ -118,7 +118,7 @@ def test_a_failing_job_alerts_once_per_channel_signed_redacted_and_resolves_afte
     assert firing["kind"] == "job" and firing["state"] == "unhealthy" and firing["version"] == "1"
     assert firing["reason"].startswith("3 consecutive failures")  # alert_after_failures = 3, not the threshold of 2
     assert firing["dedup_key"] == "worker-service/job:flappy"
-    assert firing["url"] == "https://ops.example.com/worker/status/page#job-flappy"
+    assert firing["url"] == "https://ops.example.com/worker/status#job=flappy"
     assert set(firing) >= {"version", "id", "status", "kind", "subject", "state", "previous_state", "reason",
                            "dedup_key", "service", "host", "at", "url"}
     _, _, document = service.get("/openapi.json")
@@ -240,3 +240,24 @@ def test_the_shipped_prometheus_alert_rules_pass_promtool():
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS" in checked.stdout
+
+
+def test_the_status_page_lists_the_recent_alerts_and_an_alerts_link_shows_its_job(service, receiver, tmp_path):
+    from tests.support.browser import chromium, missing_browser, severe_console_entries
+
+    if (why := missing_browser()) is not None:
+        pytest.skip(why)
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    [firing] = receiver.wait_for(1, 20, "/hook", subject="refused", status="firing")
+    with chromium(workdir=tmp_path) as driver:
+        driver.get(service.url + firing["url"].removeprefix("https://ops.example.com/worker"))
+        WebDriverWait(driver, 5).until(lambda d: d.find_elements("css selector", "#alerts > tbody > tr"))
+        assert driver.find_element("id", "alerts-section").is_displayed()
+        rows = [row.text for row in driver.find_elements("css selector", "#alerts > tbody > tr")]
+        assert len(rows) == 10 and all("firing" in row or "resolved" in row for row in rows)
+        assert HOOK_TOKEN not in driver.page_source
+        shown = [r.get_attribute("data-job-id") for r in driver.find_elements("css selector", "#jobs > tbody > tr")
+                 if r.is_displayed() and r.get_attribute("data-job-id")]
+        assert shown == ["refused"]  # the alert's link filters the page to its job
+        assert not severe_console_entries(driver)

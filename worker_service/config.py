@@ -248,7 +248,7 @@ class SettingsSchema(Schema):
     ALERT_ERROR_RATE_PERCENT = fields.Float(load_default=50.0, validate=validate.Range(min=0, max=100, error="must be between 0 and 100"),
                                             metadata={"help": "Alert when this share of a job's last 20 runs failed while it is under its failure threshold (percent); 0: off."})
     ALERT_PUBLIC_URL = fields.String(load_default=None, allow_none=True, validate=_url("http", "https"),
-                                     metadata={"help": "Base URL of the service as operators reach it, for the url field of alerts. Unset: a path (/status/page#job-<id>)."})
+                                     metadata={"help": "Base URL of the service as operators reach it, for the url field of alerts. Unset: a path (/status#job=<id>: the status page, filtered to the job)."})
 
     @post_load
     def _derive(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:

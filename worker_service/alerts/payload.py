@@ -21,10 +21,10 @@ def iso(at: float) -> str:
 
 
 def subject_url(settings: AlertSettings, kind: str, subject: str) -> str:
-    """The page's link to the subject (a job's row; the page otherwise)."""
+    """The status page's link to the subject (for a job, the page filtered to it; the page otherwise)."""
     base = (settings.public_url or "").rstrip("/")
-    anchor = f"#job-{quote(subject, safe='')}" if kind == "job" else ""
-    return f"{base}/status/page{anchor}"
+    anchor = f"#job={quote(subject, safe='')}" if kind in ("job", "metric") and subject not in ("disk", "memory") else ""
+    return f"{base}/status{anchor}"
 
 
 def build(settings: AlertSettings, *, key: str, kind: str, subject: str, firing: bool, state: str,

@@ -156,6 +156,26 @@
     document.getElementById("fleet-changes").hidden = rows.length === 0;
   }
 
+  /* The recent alert deliveries (metrics.alerts), when a channel is configured. */
+  function renderAlerts(alerts) {
+    const section = document.getElementById("alerts-section");
+    section.hidden = !alerts || !alerts.enabled;
+    if (section.hidden) return;
+    const firing = (alerts.firing || []).length;
+    document.getElementById("alerts-summary").textContent = count(firing) + " firing, " + count(alerts.pending ?? 0) +
+      " pending, " + count(alerts.sent ?? 0) + " sent, " + count(alerts.failed ?? 0) + " given up" +
+      (alerts.error ? "; the outbox cannot be read: " + alerts.error : "");
+    const channels = new Map((alerts.channels || []).map((c) => [c.id, c.type + " " + c.url]));
+    const rows = (alerts.recent || []).map((row) => el("tr", { class: "alert-" + row.status },
+      el("td", null, row.created_at ? time(row.created_at, utc(row.created_at)) : "—"),
+      el("td", null, badge(row.status === "firing" ? "unhealthy" : "healthy"), " " + row.status),
+      el("td", { title: row.reason || "" }, (row.kind || "") + " " + (row.subject || "")),
+      el("td", null, row.state || "—"),
+      el("td", null, channels.get(row.channel) || row.channel),
+      el("td", { title: row.last_error || "" }, row.outcome + (row.attempts > 1 ? " (" + row.attempts + " tries)" : ""))));
+    document.querySelector("#alerts tbody").replaceChildren(...rows);
+  }
+
   // -- the jobs table ----------------------------------------------------------------------------------------
   function jobItems(report) {
     const analysis = report.metrics.jobs_analysis;
@@ -428,6 +448,7 @@
   function render(report) {
     const started = performance.now();
     renderOverview(report);
+    renderAlerts(report.metrics.alerts);
     renderJobs(report);
     for (const entry of jobs.values()) {
       if (entry.open && entry.history && entry.historyKey !== historyKey(entry.item)) loadHistory(entry);
@@ -463,6 +484,10 @@
   filterBox.addEventListener("input", applyFilter);
 
   render(JSON.parse(document.getElementById("initial-report").textContent));
+  if (location.hash.startsWith("#job=")) {  // an alert's link: show that job
+    filterBox.value = decodeURIComponent(location.hash.slice(5));
+    applyFilter();
+  }
   // After the frame that shows the table has been painted (a task queued from its animation frame).
   requestAnimationFrame(() => setTimeout(() => performance.mark("status-table-rendered")));
   schedule();

@@ -36,7 +36,7 @@ class AlertPayloadSchema(Schema):
     at = fields.String(required=True, metadata={"description": "when the change was seen (ISO 8601, UTC)"})
     since = fields.String(required=True, metadata={"description": "since when it fires (a repeat keeps the first)"})
     url = fields.String(required=True, metadata={"description": "the status page's link to the subject "
-                                                                "(ALERT_PUBLIC_URL + /status/page#job-<id>)"})
+                                                                "(ALERT_PUBLIC_URL + /status#job=<id>: the status page, filtered to the job)"})
     repeat = fields.Boolean(required=True, metadata={"description": "a reminder of a firing alert (ALERT_REPEAT)"})
     rule = fields.String(validate=validate.OneOf(["disk", "memory", "duration", "error_rate", "crashes"]),
                          metadata={"description": "kind metric only: which rule"})
