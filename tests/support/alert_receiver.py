@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,12 +29,14 @@ class AlertReceiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                arrived = time.time()
                 try:
                     payload = json.loads(body or b"{}")
                 except ValueError:
                     payload = {"raw": body.decode(errors="replace")}
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 headers["x-raw-body"] = body.decode(errors="replace")
+                headers["x-received-at"] = f"{arrived:.6f}"  # when it arrived (bench/alert_latency.py)
                 with receiver._lock:
                     key = (self.path, str(payload.get("id") or payload.get("title")))
                     tries = receiver._tries.get(key, 0)

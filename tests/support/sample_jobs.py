@@ -146,3 +146,11 @@ def sleep_from(path: str) -> None:
     except OSError:
         seconds = 0.0
     time.sleep(seconds)
+
+
+def fail_while_noting(flag: str, notes: str) -> None:
+    """As :func:`fail_while`, and note the time of each failure in ``notes`` (bench/alert_latency.py)."""
+    if os.path.exists(flag):
+        with open(notes, "a") as handle:
+            handle.write(f"{time.time():.6f}\n")
+        raise RuntimeError("failing on purpose")

@@ -35,6 +35,7 @@ from .rules import JobAlerting, Judge, Observation, host_observations, job_metri
 from .settings import AlertSettings
 
 log = logging.getLogger(__name__)
+MIN_GAP = 0.25  # seconds between two looks, however often runs end: a look reads the job list (as /status does)
 
 
 class AlertMonitor:
@@ -80,9 +81,9 @@ class AlertMonitor:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._poke.wait(self.settings.interval)
-            self._poke.clear()
-            if self._stop.is_set():
+            if self._stop.wait(MIN_GAP):  # runs ending together make one look
                 return
+            self._poke.clear()
             try:
                 if self.look(time.time()):
                     self.deliverer.poke()
