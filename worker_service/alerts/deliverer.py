@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = 1.0  # seconds before the second try; doubles with each try
 RETRY_CAP = 300.0  # seconds between tries, at most
 POLL = 1.0  # seconds between looks at the outbox when nothing pokes
-BATCH = 10
+BATCH = 1  # rows claimed at a time: a claim then only has to outlive one try
+CLAIM_MARGIN = 2.0  # seconds a claim outlives the try's own bound (2 x ALERT_TIMEOUT: connect, then answer)
+APPRISE_BOUND = 8.0  # Apprise's own default timeouts (connect 4 s, read 4 s) bound its tries, not ALERT_TIMEOUT
 
 
 def backoff(attempts: int, rng: random.Random = random._inst) -> float:  # type: ignore[attr-defined]
@@ -53,7 +55,9 @@ class Deliverer:
         self._store = store
         self._channels = {channel.id: channel for channel in channels}
         self._retry_for = retry_for
-        self._hold = 2 * timeout * max(len(channels), 1) + 10.0  # a claim outlives a batch's slowest tries
+        # A claim outlives its try: only then may another deliverer take the row.
+        apprise = any(channel.id.startswith("apprise") for channel in channels)
+        self._hold = max(2 * timeout, APPRISE_BOUND if apprise else 0.0) + CLAIM_MARGIN
         self._claimer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._poke = threading.Event()
         self._stop = threading.Event()
