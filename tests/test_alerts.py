@@ -80,18 +80,32 @@ trigger = "interval"
 seconds = 0.2
 ''')
     path = jobs_file(workdir / "jobs.toml", "".join(jobs))
+    disk = _small_tmpfs(workdir / "disk")  # the disk rule's own filesystem, 1 MB, or None (not root)
+    disk_settings = {"STATUS_DISK_PATH": str(disk), "ALERT_DISK_PERCENT": "50"} if disk else {"ALERT_DISK_PERCENT": "0"}
     env = base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="3", SCHEDULER_HEARTBEAT_INTERVAL="1",
                    HEALTH_CACHE_TTL="0", STATUS_CACHE_TTL="0", JOB_FAILURE_THRESHOLD="2",
                    ALERT_WEBHOOK_URLS=f"{receiver.url}/hook/{HOOK_TOKEN}", ALERT_WEBHOOK_SECRET=SIGNING,
                    ALERT_APPRISE_URLS=f"json://127.0.0.1:{receiver.port}/apprise", ALERT_INTERVAL="0.2",
-                   ALERT_TIMEOUT="1", ALERT_HOLD="0.3", ALERT_DISK_PERCENT="0", ALERT_MEMORY_PERCENT="0",
+                   ALERT_TIMEOUT="1", ALERT_HOLD="0.3", ALERT_MEMORY_PERCENT="0", **disk_settings,
                    ALERT_ERROR_RATE_PERCENT="0", ALERT_PUBLIC_URL="https://ops.example.com/worker")
     gunicorn = Gunicorn(env, workdir).start()
-    gunicorn.flags, gunicorn.sleep = flags, sleep
-    yield gunicorn
-    gunicorn.stop()
+    gunicorn.flags, gunicorn.sleep, gunicorn.disk = flags, sleep, disk
+    try:
+        yield gunicorn
+    finally:
+        gunicorn.stop()
+        if disk is not None:
+            subprocess.run(["umount", str(disk)], check=False, timeout=10)
     assert HOOK_TOKEN not in gunicorn.stderr() + gunicorn.stdout()
     assert JOB_SECRET not in gunicorn.stderr() + gunicorn.stdout()
+
+
+def _small_tmpfs(where: Path) -> Path | None:
+    """A 1 MB tmpfs mounted at ``where`` (a disk a test can fill), or ``None`` where mounting is not allowed."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True,
+                             timeout=10, check=False)
+    return where if mounted.returncode == 0 else None
 
 
 def _status(service: Gunicorn) -> dict:
@@ -145,7 +159,7 @@ def test_a_failing_job_alerts_once_per_channel_signed_redacted_and_resolves_afte
 
 def test_a_flapping_job_sends_one_pair_per_crossing(service, receiver):
     flag = service.flags["flapper"]
-    for crossing in range(1, 4):
+    for crossing in range(1, 3):
         flag.write_text("fail")
         receiver.wait_for(crossing, 20, "/hook", subject="flapper", status="firing")
         flag.unlink()
@@ -153,7 +167,7 @@ def test_a_flapping_job_sends_one_pair_per_crossing(service, receiver):
     runs_then = _job(service, "flapper")["success_count"]
     wait_until(lambda: _job(service, "flapper")["success_count"] >= runs_then + 3, timeout=10, what="three more runs")
     sent = [p["status"] for p in receiver.accepted("/hook", subject="flapper")]
-    assert sent == ["firing", "resolved"] * 3
+    assert sent == ["firing", "resolved"] * 2
 
 
 def test_a_receiver_that_refuses_the_first_try_gets_the_alert_once_on_the_retry(service, receiver):
@@ -197,6 +211,21 @@ def test_a_job_whose_runs_grow_past_80_percent_of_max_runtime_warns_before_it_is
     assert "of max_runtime 1 s (threshold 80 %)" in warning["reason"]
     assert not receiver.accepted("/hook", subject="slowly", kind="job")  # before: not yet running too long
     service.sleep.write_text("0")
+
+
+def test_a_disk_filled_to_the_threshold_fires_after_the_hold_and_resolves_when_freed(service, receiver):
+    if service.disk is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    filler = service.disk / "filler"
+    filled_at = time.time()
+    filler.write_bytes(b"x" * 600_000)  # 1 MB disk, threshold 50 %
+    [firing] = receiver.wait_for(1, 20, "/hook", subject="disk", status="firing")
+    assert firing["kind"] == "metric" and firing["rule"] == "disk" and "(threshold 50 %)" in firing["reason"]
+    [(_, headers, _, _)] = receiver.requests("/hook", id=firing["id"])
+    assert float(headers["x-received-at"]) - filled_at >= 0.3  # ALERT_HOLD: a spike shorter than that never fires
+    filler.unlink()
+    receiver.wait_for(1, 20, "/hook", subject="disk", status="resolved")
+    assert len(receiver.accepted("/hook", subject="disk")) == 2
 
 
 def test_status_metrics_and_the_cli_show_alerts_with_urls_masked(service, receiver):

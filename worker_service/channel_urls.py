@@ -24,9 +24,10 @@ _HOST_SHOWN = {"http", "https", "json", "jsons", "form", "forms", "xml", "xmls",
 def _parts(url: str) -> tuple[str, str, str, str]:
     """``(scheme, userinfo, host[:port], rest)`` without a URL parser's validation (Apprise URLs bend the rules)."""
     scheme, _, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
+    end = min((index for index in (rest.find(c) for c in "/?#") if index >= 0), default=len(rest))
+    authority, path = rest[:end], rest[end:]
     userinfo, at, host = authority.rpartition("@")
-    return scheme.lower(), userinfo if at else "", host, (slash + path)
+    return scheme.lower(), userinfo if at else "", host, path
 
 
 def mask_channel_url(url: str) -> str:
@@ -54,6 +55,8 @@ def register_channel_secrets(url: str) -> None:
     if scheme not in _HOST_SHOWN:
         register_secret(host)
     path, _, query = rest.partition("?")
+    if rest.strip("/"):
+        register_secret(rest)
     if path.strip("/"):
         register_secret(path)
         for segment in path.split("/"):
