@@ -82,7 +82,7 @@ seconds = 0.2
     path = jobs_file(workdir / "jobs.toml", "".join(jobs))
     disk = _small_tmpfs(workdir / "disk")  # the disk rule's own filesystem, 1 MB, or None (not root)
     disk_settings = {"STATUS_DISK_PATH": str(disk), "ALERT_DISK_PERCENT": "50"} if disk else {"ALERT_DISK_PERCENT": "0"}
-    env = base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="3", SCHEDULER_HEARTBEAT_INTERVAL="1",
+    env = base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="3", SCHEDULER_HEARTBEAT_INTERVAL="0.5",
                    HEALTH_CACHE_TTL="0", STATUS_CACHE_TTL="0", JOB_FAILURE_THRESHOLD="2",
                    ALERT_WEBHOOK_URLS=f"{receiver.url}/hook/{HOOK_TOKEN}", ALERT_WEBHOOK_SECRET=SIGNING,
                    ALERT_APPRISE_URLS=f"json://127.0.0.1:{receiver.port}/apprise", ALERT_INTERVAL="0.2",
@@ -290,3 +290,21 @@ def test_the_status_page_lists_the_recent_alerts_and_an_alerts_link_shows_its_jo
                  if r.is_displayed() and r.get_attribute("data-job-id")]
         assert shown == ["refused"]  # the alert's link filters the page to its job
         assert not severe_console_entries(driver)
+
+
+def test_a_frozen_leader_is_told_by_another_worker_and_resolved_when_it_beats_again(service, receiver):
+    """Last in the module: the leader is frozen (SIGSTOP) for a few seconds, so every job stalls meanwhile."""
+    import os
+    import signal
+
+    leader = _status(service)["metrics"]["scheduler_status"]["pid"]
+    assert leader in service.worker_pids()
+    os.kill(leader, signal.SIGSTOP)
+    try:
+        [firing] = receiver.wait_for(1, 20, "/hook", kind="scheduler", status="firing")
+    finally:
+        os.kill(leader, signal.SIGCONT)
+    assert firing["state"] == "unavailable" and "heartbeat is" in firing["reason"]
+    [resolved] = receiver.wait_for(1, 20, "/hook", kind="scheduler", status="resolved")
+    assert resolved["dedup_key"] == firing["dedup_key"] == "worker-service/scheduler"
+    assert len(receiver.accepted("/hook", kind="scheduler")) == 2  # two watching workers, one alert

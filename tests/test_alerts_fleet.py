@@ -29,8 +29,9 @@ def test_a_leader_killed_inside_a_delivery_leaves_it_to_the_next_leader_which_se
     flag = tmp_path / "flag"
     flag.write_text("fail")
     try:
-        with fleet(tmp_path, names=("a", "b"), ttl=3.0, timeout=0.5, jobs=FAILING_JOB.format(flag=flag),
-                   JOB_FAILURE_THRESHOLD="2", ALERT_WEBHOOK_URLS=f"{receiver.url}/hook", ALERT_TIMEOUT="1",
+        # ALERT_TIMEOUT 2 s: the leader is killed well inside its first try, never after it gave it up itself.
+        with fleet(tmp_path, names=("a", "b"), ttl=2.0, timeout=0.5, jobs=FAILING_JOB.format(flag=flag),
+                   JOB_FAILURE_THRESHOLD="2", ALERT_WEBHOOK_URLS=f"{receiver.url}/hook", ALERT_TIMEOUT="2",
                    ALERT_DISK_PERCENT="0", ALERT_MEMORY_PERCENT="0", ALERT_ERROR_RATE_PERCENT="0") as hosts:
             [first_try] = wait_until(lambda: receiver.requests("/hook", subject="fleetfail"), timeout=30,
                                      what="the first (hung) try")
@@ -41,6 +42,7 @@ def test_a_leader_killed_inside_a_delivery_leaves_it_to_the_next_leader_which_se
 
             [sent] = receiver.wait_for(1, 30, "/hook", subject="fleetfail", status="firing")
             assert sent["id"] == first_try[2]["id"]  # the same row the first leader recorded, not a new change
+            assert len(receiver.requests("/hook", subject="fleetfail")) == 2  # the hung try, and the next process's
             survivor = hosts.wait_for_leader(10)
             assert survivor is not leader
             states = hosts.store.alert_states()

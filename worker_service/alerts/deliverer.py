@@ -1,9 +1,10 @@
 """Send what the outbox holds, each row once per channel, in a thread of its own.
 
-The deliverer runs in the leader, beside the monitor. It claims due rows
-(a claim ends by the store's clock, so the rows of a leader that died are
-claimed again by the next one), sends each through its channel, and finishes
-it: ``sent``; ``failed`` for good (a 4xx other than 408/429, or retried for
+Every scheduler candidate process runs one (any worker, any host: a
+leader that hangs or stops does not hold up what is queued), and claims are
+exclusive. A deliverer claims a due row (a claim ends by the store's clock,
+so the row of a process that died is claimed again by another), sends it
+through its channel, and finishes it: ``sent``; ``failed`` for good (a 4xx other than 408/429, or retried for
 ``ALERT_RETRY_FOR`` seconds); or due again after an exponential backoff with
 full jitter. Only this thread ever waits on a receiver: a hung one costs
 ``ALERT_TIMEOUT`` per try here, never a run, a probe or a command.

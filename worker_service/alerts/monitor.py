@@ -1,5 +1,10 @@
 """The leader's eye: look at every subject each ``ALERT_INTERVAL``, record each change of alert state once.
 
+Deliveries are not its business: every process has a deliverer
+(:class:`~.deliverer.Deliverer`, started by the scheduler's leadership), and
+claims are exclusive, so whichever process is free sends a row; the monitor
+pokes its own process's deliverer after a change, so that it is usually the one.
+
 At each look (and at once after a run ends: :meth:`AlertMonitor.poke`) the
 monitor reads the jobs and the alert states from the store, judges every
 subject (:mod:`.rules`) and, for each that changed (firing to resolved or
@@ -31,7 +36,16 @@ from ..state.records import JobRecord, RunRecord
 from . import payload as payloads
 from .channels import Channel
 from .deliverer import Deliverer
-from .rules import JobAlerting, Judge, Observation, host_observations, job_metric_observations, job_observations
+from .rules import (
+    JobAlerting,
+    Judge,
+    Observation,
+    host_observations,
+    job_metric_observations,
+    job_observations,
+    lease_observation,
+    scheduler_observation,
+)
 from .settings import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -43,7 +57,7 @@ class AlertMonitor:
 
     def __init__(self, settings: AlertSettings, store, channels: list[Channel], judge: Judge,  # noqa: ANN001
                  options: Mapping[str, JobAlerting], host: str, engine: HealthEngine | None = None,
-                 delivery_store=None) -> None:  # noqa: ANN001
+                 deliverer: Deliverer | None = None) -> None:
         self.settings = settings
         self._store = store  # the leader's (fenced) view
         self._channels = [channel.id for channel in channels]
@@ -51,8 +65,8 @@ class AlertMonitor:
         self._options = dict(options)
         self._host = host
         self._engine = engine
-        self.deliverer = Deliverer(delivery_store if delivery_store is not None else store, channels,
-                                   settings.retry_for, settings.timeout)
+        # This process's deliverer (every process has one: SchedulerLeadership); poked after each change.
+        self.deliverer = deliverer or Deliverer(store, channels, settings.retry_for, settings.timeout)
         self._seen: dict[str, str] = {}  # key -> state word seen at the last look
         self._pending: dict[str, float] = {}  # key -> monotonic time a held rule's change was first seen
         self._runs: dict[str, tuple[int, list[RunRecord]]] = {}  # job id -> (runs counted, its last runs)
@@ -63,7 +77,6 @@ class AlertMonitor:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
-        self.deliverer.start()
         self._thread = threading.Thread(target=self._run, name="alert-monitor", daemon=True)
         self._thread.start()
 
@@ -72,7 +85,6 @@ class AlertMonitor:
         self._poke.set()
         if self._thread is not None:
             self._thread.join(2.0)
-        self.deliverer.stop()
 
     def poke(self, *_: object) -> None:
         """A run ended (an APScheduler listener): look now rather than at the next interval."""
@@ -103,6 +115,10 @@ class AlertMonitor:
         observed += self._components()
         observed += host_observations(self.settings)
         observed += job_metric_observations(self.settings, records, self._options, self._runs_of)
+        observed.append(scheduler_observation())
+        lease = lease_observation(self.settings, self._store.lease()) if self.settings.fleet else None
+        if lease is not None:
+            observed.append(lease)
         recorded = 0
         for observation in observed:
             recorded += self._consider(observation, states.get(observation.key), now)

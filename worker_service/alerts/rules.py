@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
-from ..state.records import JobRecord, RunRecord
+from ..state.records import JobRecord, LeaseRecord, RunRecord
 from .settings import AlertSettings
 
 FAILED = frozenset({"error", "crashed", "killed", "lost"})
@@ -134,3 +134,25 @@ def _longest_failure_streak(runs: list[RunRecord]) -> int:
         streak = streak + 1 if run.outcome in FAILED else 0
         longest = max(longest, streak)
     return longest
+
+
+def lease_observation(settings: AlertSettings, lease: LeaseRecord | None) -> Observation | None:
+    """The fleet's lease, read by its leader: firing while it has less than a third of its TTL to spare.
+
+    The leader renews every third of the TTL, so a healthy lease never has
+    less than two thirds left; one with less than a third is a renewal late
+    by a whole period (a slow or failing database): the next step is losing
+    the lease. ``None`` on one host (no lease) or when the lease is not live.
+    """
+    if not settings.fleet or lease is None or not lease.live:
+        return None
+    spare = settings.lease_ttl / 3
+    firing = lease.expires_in < spare
+    return Observation("metric:lease", "metric", "lease", "warning" if firing else "healthy", firing,
+                       f"the scheduler lease has {lease.expires_in:.1f} s to spare (alert under a third of "
+                       f"SCHEDULER_LEASE_TTL, {spare:.1f} s)")
+
+
+def scheduler_observation() -> Observation:
+    """The leader itself: a scheduler runs (resolves the watchers' alert, :mod:`.watch`)."""
+    return Observation("scheduler", "scheduler", "scheduler", "available", False, "a scheduler runs again")

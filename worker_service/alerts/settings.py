@@ -30,6 +30,8 @@ class AlertSettings:
     failure_threshold: int = 3
     overdue_grace: float = 60.0
     crash_limit: int = 3
+    fleet: bool = False  # STATE_DATABASE_URL: a lease to watch
+    lease_ttl: float = 10.0
 
     @property
     def enabled(self) -> bool:
@@ -60,4 +62,5 @@ class AlertSettings:
             failure_threshold=int(settings.get("JOB_FAILURE_THRESHOLD", 3)),
             overdue_grace=float(settings.get("JOB_OVERDUE_GRACE", 60.0)),
             crash_limit=int(settings.get("JOB_CRASH_LIMIT", 3)),
+            fleet=bool(settings.get("STATE_DATABASE_URL")), lease_ttl=float(settings.get("SCHEDULER_LEASE_TTL", 10.0)),
         )

@@ -23,7 +23,10 @@ from typing import Any
 
 from common.helpers.health import HealthEngine
 
-from ..alerts import AlertSettings
+from ..alerts import AlertSettings, build_channels
+from ..alerts.deliverer import Deliverer
+from ..alerts.watch import SchedulerWatch
+from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
 from .crash_policy import CrashPolicy
 from .election import LeaderElection
@@ -52,6 +55,8 @@ class SchedulerLeadership:
         self._lease: SchedulerLease = lease if lease is not None else HostOnlyLease()
         self._service: SchedulerService | None = None
         self._checks = checks  # the components the leader's alerts look at (cache, database)
+        self._watch: SchedulerWatch | None = None
+        self._deliverer: Deliverer | None = None
         self._term: LeaseTerm | None = None
         self._stopping = threading.Event()
         self._attention = threading.Event()  # the term was lost, or the process stops
@@ -75,6 +80,16 @@ class SchedulerLeadership:
             return
         self._thread = threading.Thread(target=self._wait_and_lead, name="scheduler-election", daemon=True)
         self._thread.start()
+        alerts = AlertSettings.from_settings(self._settings)
+        if alerts.enabled:
+            channels = build_channels(alerts)
+            # Every process delivers (claims are exclusive), and every one that does not lead tells when none does.
+            self._deliverer = Deliverer(self._store, channels, alerts.retry_for, alerts.timeout)
+            self._deliverer.start()
+            self._watch = SchedulerWatch(alerts, self._store, [c.id for c in channels],
+                                         self._settings["SCHEDULER_HEARTBEAT_INTERVAL"], alerts.fleet,
+                                         lambda: self.is_leader, host_label(host_id()) or "")
+            self._watch.start()
 
     def _wait_and_lead(self) -> None:
         backoff = RETRY_FIRST
@@ -130,7 +145,7 @@ class SchedulerLeadership:
                 specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                 CrashPolicy.from_settings(self._settings),
-                alerts=AlertSettings.from_settings(self._settings), checks=self._checks,
+                alerts=AlertSettings.from_settings(self._settings), checks=self._checks, deliverer=self._deliverer,
             )
             service.start()
             self._service = service
@@ -188,6 +203,8 @@ class SchedulerLeadership:
 
     def retire(self) -> None:
         """This process is going away (SIGTERM): never start leading from now on; a running scheduler goes on."""
+        if self._watch is not None:
+            self._watch.stop()
         self._stopping.set()
         self._attention.set()
         self._marks.withdraw()
@@ -204,6 +221,8 @@ class SchedulerLeadership:
         """
         self._stopping.set()
         self._attention.set()
+        if self._watch is not None:
+            self._watch.stop()
         with self._transition:
             if wait and self.is_leader:
                 self._hand_over(successor_wait, workers, handover_wait)
@@ -223,6 +242,8 @@ class SchedulerLeadership:
                 term.end(release=True)
             if self._election.held:
                 self._election.release()
+            if self._deliverer is not None:  # after the scheduler: its last changes may still be sent meanwhile
+                self._deliverer.stop()
 
     def _hand_over(self, successor_wait: float, workers: int, handover_wait: float) -> None:
         """Keep scheduling until a successor is ready: a newer worker here (reload), else another host (fleet)."""

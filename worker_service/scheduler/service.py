@@ -33,6 +33,7 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from common.helpers.health import HealthEngine
 
 from ..alerts import AlertSettings, build_channels
+from ..alerts.deliverer import Deliverer
 from ..alerts.monitor import AlertMonitor, judge_with
 from ..alerts.rules import JobAlerting
 from ..host_identity import host_id, host_label
@@ -60,7 +61,8 @@ class SchedulerService:
 
     def __init__(self, specs: list[JobSpec], store: StateStore, timezone: str, heartbeat_interval: float,
                  crash_policy: CrashPolicy | None = None, executor_threads: int = 10,
-                 alerts: AlertSettings | None = None, checks: HealthEngine | None = None) -> None:
+                 alerts: AlertSettings | None = None, checks: HealthEngine | None = None,
+                 deliverer: Deliverer | None = None) -> None:
         self.specs = specs
         self.store = store
         self.timezone = timezone
@@ -98,7 +100,7 @@ class SchedulerService:
             options = {spec.id: JobAlerting(spec.alert, spec.alert_after_failures, spec.alert_after_recoveries)
                        for spec in specs}
             self.alerts = AlertMonitor(alerts, store, build_channels(alerts), judge_with(judge, alerts.overdue_grace),
-                                       options, host_label(self.host) or "", checks)
+                                       options, host_label(self.host) or "", checks, deliverer)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:

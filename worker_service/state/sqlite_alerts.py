@@ -82,6 +82,11 @@ class SqliteAlerts:
     def claim_deliveries(self, claimer: str, hold: float, limit: int = 10) -> list[Delivery]:
         """Claim up to ``limit`` pending rows that are due and not claimed by another live claim, for ``hold`` s."""
         now = time.time()
+        # Every worker's deliverer polls: a read (no lock) first, the write transaction only when a row is due.
+        if not self.file.read(lambda db: db.execute(
+                "SELECT 1 FROM alert_outbox WHERE outcome = 'pending' AND next_attempt_at <= ?"
+                " AND (claimed_until IS NULL OR claimed_until < ?) LIMIT 1", (now, now)).fetchone()):
+            return []
         with self._connection() as db:
             rows = db.execute(
                 f"SELECT {_DELIVERY} FROM alert_outbox WHERE outcome = 'pending' AND next_attempt_at <= ?"
