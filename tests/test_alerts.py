@@ -9,6 +9,7 @@ receiver's answer depends on the subject: ``refused`` is refused once (503),
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -293,7 +294,7 @@ def test_the_status_page_lists_the_recent_alerts_and_an_alerts_link_shows_its_jo
 
 
 def test_a_frozen_leader_is_told_by_another_worker_and_resolved_when_it_beats_again(service, receiver):
-    """Last in the module: the leader is frozen (SIGSTOP) for a few seconds, so every job stalls meanwhile."""
+    """The last test on the module's service: its leader is frozen (SIGSTOP) for seconds, every job stalls meanwhile."""
     import os
     import signal
 
@@ -308,3 +309,35 @@ def test_a_frozen_leader_is_told_by_another_worker_and_resolved_when_it_beats_ag
     [resolved] = receiver.wait_for(1, 20, "/hook", kind="scheduler", status="resolved")
     assert resolved["dedup_key"] == firing["dedup_key"] == "worker-service/scheduler"
     assert len(receiver.accepted("/hook", kind="scheduler")) == 2  # two watching workers, one alert
+
+
+def test_a_full_state_disk_is_told_directly_and_resolved_through_the_outbox_once_it_records_again(receiver, tmp_path):
+    """The outbox lives in the store: while the store cannot be written, its own alert goes around it."""
+    disk = _small_tmpfs(tmp_path / "state")
+    if disk is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    path = jobs_file(tmp_path / "jobs.toml", '''
+[jobs.tick]
+func = "tests.support.sample_jobs:noop"
+trigger = "interval"
+seconds = 0.2
+''')
+    env = base_env(disk, WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="1", SCHEDULER_HEARTBEAT_INTERVAL="0.5",
+                   SERVICE_NAME="full-disk", ALERT_WEBHOOK_URLS=f"{receiver.url}/hook/store", ALERT_TIMEOUT="1",
+                   ALERT_DISK_PERCENT="0", ALERT_MEMORY_PERCENT="0", ALERT_ERROR_RATE_PERCENT="0")
+    gunicorn = Gunicorn(env, tmp_path).start()
+    try:
+        wait_until(lambda: _status(gunicorn)["metrics"]["scheduler_status"]["running"], timeout=10, what="a leader")
+        filler = disk / "filler"
+        with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 4096)
+        [firing] = receiver.wait_for(1, 20, "/hook/store", kind="store", status="firing")
+        assert firing["state"] == "unavailable" and "disk full" in firing["reason"]
+        filler.unlink()
+        [resolved] = receiver.wait_for(1, 20, "/hook/store", kind="store", status="resolved")
+        assert resolved["dedup_key"] == firing["dedup_key"] == "full-disk/store"
+        assert len(receiver.accepted("/hook/store", kind="store")) == 2
+    finally:
+        gunicorn.stop()
+        subprocess.run(["umount", "-l", str(disk)], check=False, timeout=10)
