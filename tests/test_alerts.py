@@ -23,6 +23,7 @@ import pytest
 from tests.support.alert_receiver import AlertReceiver
 from tests.support.runs import jobs_file
 from tests.support.servers import BIN, Gunicorn, base_env, wait_until
+from tests.support.tcp_proxy import TcpProxy
 
 SIGNING = "signing-secret-for-tests"
 HOOK_TOKEN = "hooktoken-canary-7f3a9c"
@@ -46,7 +47,14 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory, receiver):
+def redis_proxy():
+    """Redis for the module's service, through a proxy a test can cut (the cache component's outage)."""
+    with TcpProxy("127.0.0.1", 6379) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, receiver, redis_proxy):
     workdir = tmp_path_factory.mktemp("alerts")
     flags = {name: workdir / f"{name}.flag" for name in ("flappy", "flapper", "hung", "refused", "gone")}
     for name in ("flappy", "hung", "refused", "gone"):
@@ -85,6 +93,7 @@ seconds = 0.2
     disk_settings = {"STATUS_DISK_PATH": str(disk), "ALERT_DISK_PERCENT": "50"} if disk else {"ALERT_DISK_PERCENT": "0"}
     env = base_env(workdir / "state", WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="3", SCHEDULER_HEARTBEAT_INTERVAL="0.5",
                    HEALTH_CACHE_TTL="0", STATUS_CACHE_TTL="0", JOB_FAILURE_THRESHOLD="2",
+                   REDIS_URL=f"redis://127.0.0.1:{redis_proxy.port}/0",
                    ALERT_WEBHOOK_URLS=f"{receiver.url}/hook/{HOOK_TOKEN}", ALERT_WEBHOOK_SECRET=SIGNING,
                    ALERT_APPRISE_URLS=f"json://127.0.0.1:{receiver.port}/apprise", ALERT_INTERVAL="0.2",
                    ALERT_TIMEOUT="1", ALERT_HOLD="0.3", ALERT_MEMORY_PERCENT="0", **disk_settings,
@@ -212,6 +221,18 @@ def test_a_job_whose_runs_grow_past_80_percent_of_max_runtime_warns_before_it_is
     assert "of max_runtime 1 s (threshold 80 %)" in warning["reason"]
     assert not receiver.accepted("/hook", subject="slowly", kind="job")  # before: not yet running too long
     service.sleep.write_text("0")
+
+
+def test_a_component_that_becomes_unavailable_alerts_and_resolves_when_it_is_back(service, receiver, redis_proxy):
+    redis_proxy.cut()
+    try:
+        [firing] = receiver.wait_for(1, 20, "/hook", kind="component", subject="cache", status="firing")
+    finally:
+        redis_proxy.restore()
+    assert firing["state"] == "unavailable" and firing["previous_state"] == "available" and firing["reason"]
+    [resolved] = receiver.wait_for(1, 20, "/hook", kind="component", subject="cache", status="resolved")
+    assert resolved["state"] == "available"
+    assert len(receiver.accepted("/hook", kind="component")) == 2  # and nothing for the database (embedded SQLite)
 
 
 def test_a_disk_filled_to_the_threshold_fires_after_the_hold_and_resolves_when_freed(service, receiver):
