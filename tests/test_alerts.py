@@ -359,6 +359,8 @@ seconds = 0.2
         [resolved] = receiver.wait_for(1, 20, "/hook/store", kind="store", status="resolved")
         assert resolved["dedup_key"] == firing["dedup_key"] == "full-disk/store"
         assert len(receiver.accepted("/hook/store", kind="store")) == 2
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{gunicorn.stderr()[-3000:]}") from None
     finally:
         gunicorn.stop()
         subprocess.run(["umount", "-l", str(disk)], check=False, timeout=10)

@@ -73,7 +73,8 @@ class AlertMonitor:
         self._poke = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._store_down_since: float | None = None
+        self._store_down_since: float | None = None  # when the store failed, while its resolved is not recorded
+        self._store_back_at: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,7 +120,7 @@ class AlertMonitor:
         lease = lease_observation(self.settings, self._store.lease()) if self.settings.fleet else None
         if lease is not None:
             observed.append(lease)
-        recorded = 0
+        recorded = self._record_store_back()
         for observation in observed:
             recorded += self._consider(observation, states.get(observation.key), now)
         return recorded
@@ -187,28 +188,31 @@ class AlertMonitor:
     # -- the state store failing: the outbox cannot hold it --------------------------------------------------
     def store_failed(self, reason: str) -> None:
         """The leader's store writes fail: notify at once, around the outbox (retried in memory)."""
-        if self._store_down_since is not None:
-            return
+        if self._store_down_since is not None and self._store_back_at is None:
+            return  # told already
         now = self._store_down_since = time.time()
+        self._store_back_at = None
         body = payloads.build(self.settings, key="store", kind="store", subject="state store", firing=True,
                               state="unavailable", previous_state="available", reason=redact(reason),
                               host=self._host, at=now, since=now)
         self.deliverer.send_direct(payloads.encode(body))
 
     def store_recovered(self) -> None:
-        """The store records again: the resolved notification goes through the outbox, once."""
-        since, self._store_down_since = self._store_down_since, None
-        if since is None:
-            return
-        now = time.time()
-        try:
-            current = self._store.alert_states().get("store")
-            seen = Observation("store", "store", "state store", "available", False,
-                               f"the state store records again after {now - since:.0f} s")
-            self._record(seen, current, "unavailable", now)
-            self.deliverer.poke()
-        except (StoreUnavailable, FencedOut) as error:
-            log.warning("alerts: the store's recovery was not recorded: %s", error)
+        """The store records again: the next look records the resolved notification (through the outbox, once)."""
+        if self._store_down_since is not None:
+            self._store_back_at = time.time()
+            self._poke.set()
+
+    def _record_store_back(self) -> int:
+        """Record the store's resolved alert; kept for the next look until the store takes it."""
+        since, back = self._store_down_since, self._store_back_at
+        if since is None or back is None:
+            return 0
+        seen = Observation("store", "store", "state store", "available", False,
+                           f"the state store records again after {back - since:.0f} s")
+        recorded = self._record(seen, self._store.alert_states().get("store"), "unavailable", back)
+        self._store_down_since = self._store_back_at = None
+        return recorded
 
 
 def judge_with(policy_judge: Callable[[JobRecord, float, int, float], object], overdue_grace: float) -> Judge:
