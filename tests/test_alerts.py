@@ -140,7 +140,8 @@ def _deliveries(service: Gunicorn, subject: str, channel: str = "webhook") -> li
 def test_a_failing_job_alerts_once_per_channel_signed_redacted_and_resolves_after_its_recoveries(service, receiver):
     [firing] = receiver.wait_for(1, 20, "/hook", subject="flappy", status="firing")
     assert firing["kind"] == "job" and firing["state"] == "unhealthy" and firing["version"] == "1"
-    assert firing["reason"].startswith("3 consecutive failures")  # alert_after_failures = 3, not the threshold of 2
+    failures = int(firing["reason"].split()[0])  # "3 consecutive failures (last: RuntimeError)"
+    assert failures >= 3 and "consecutive failures" in firing["reason"]  # alert_after_failures = 3, not the threshold 2
     assert firing["dedup_key"] == "worker-service/job:flappy"
     assert firing["url"] == "https://ops.example.com/worker/status#job=flappy"
     assert set(firing) >= {"version", "id", "status", "kind", "subject", "state", "previous_state", "reason",
@@ -209,8 +210,8 @@ def test_a_hung_receiver_delays_neither_health_nor_runs(service, receiver):
         code, _, _ = service.get("/health", timeout=2)
         slowest = max(slowest, time.monotonic() - began)
         assert code in (200, 503)
-    assert slowest < 0.5
-    assert _job(service, "ticker")["success_count"] >= ticks + 8  # every 0.2 s, unhindered
+    assert slowest < 1.0  # a probe that waited on a try would take ALERT_TIMEOUT (1 s) at least
+    assert _job(service, "ticker")["success_count"] >= ticks + 5  # every 0.2 s: 12 in 2.5 s, unhindered
     assert not receiver.accepted("/hook", subject="hung")
 
 
