@@ -114,3 +114,12 @@ def test_the_lease_rule_fires_under_a_third_of_the_ttl_to_spare():
     assert lease_observation(settings, lease(2.9)).firing  # a renewal late by a whole period
     assert lease_observation(settings, None) is None
     assert lease_observation(AlertSettings(webhook_urls=(HOOK,)), lease(1.0)) is None  # one host: no lease
+
+
+def test_alert_on_warning_fires_at_the_first_failure(tmp_path):
+    store = store_with(tmp_path, "a")
+    watcher = monitor(store, alert_on="warning", error_rate_percent=0)
+    run(store, "a", "error")
+    assert watcher.look(time.time()) == 1
+    [firing] = sent(store, "job:a")
+    assert firing["state"] == "warning" and firing["status"] == "firing"
