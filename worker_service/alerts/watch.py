@@ -53,7 +53,10 @@ class SchedulerWatch:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(max(self._settings.interval, 0.5)):
+        # Two reads per look, in every process that does not lead: half a heartbeat apart is soon enough for a
+        # verdict that takes three heartbeats.
+        period = max(self._settings.interval, self._stale_after / HEARTBEATS_BEFORE_STALE / 2)
+        while not self._stop.wait(period):
             try:
                 self.look()
             except StoreUnavailable:
