@@ -123,3 +123,14 @@ def test_alert_on_warning_fires_at_the_first_failure(tmp_path):
     assert watcher.look(time.time()) == 1
     [firing] = sent(store, "job:a")
     assert firing["state"] == "warning" and firing["status"] == "firing"
+
+
+def test_pausing_a_firing_job_resolves_it_at_once(tmp_path):
+    store = store_with(tmp_path, "a")
+    watcher = monitor(store, {"a": JobAlerting(after_recoveries=3)}, error_rate_percent=0)
+    run(store, "a", "error")
+    run(store, "a", "error")
+    assert watcher.look(time.time()) == 1
+    store.update_next_run("a", None, True)  # an operator paused it: it stops paging
+    assert watcher.look(time.time()) == 1
+    assert [(p["status"], p["state"]) for p in sent(store, "job:a")] == [("firing", "unhealthy"), ("resolved", "paused")]

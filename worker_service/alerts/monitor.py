@@ -53,7 +53,7 @@ MIN_GAP = 0.25  # seconds between two looks, however often runs end: a look read
 
 
 class AlertMonitor:
-    """Looks at the subjects in a thread of its own while this process leads; starts and stops its deliverer."""
+    """Looks at the subjects in a thread of its own while this process leads; pokes this process's deliverer."""
 
     def __init__(self, settings: AlertSettings, store, channels: list[Channel], judge: Judge,  # noqa: ANN001
                  options: Mapping[str, JobAlerting], host: str, engine: HealthEngine | None = None,
@@ -166,6 +166,8 @@ class AlertMonitor:
                             (current.state if current else None), now)
 
     def _due_repeat(self, current: AlertState, now: float) -> bool:
+        # notified_at is the store's clock (the database's, in a fleet): within SCHEDULER_MAX_CLOCK_SKEW of this
+        # host's, which a repeat every ALERT_REPEAT seconds (minutes, in practice) can live with.
         return (self.settings.repeat > 0 and current.notified_at is not None
                 and now - current.notified_at >= self.settings.repeat)
 

@@ -60,9 +60,11 @@ def job_observations(settings: AlertSettings, records: list[JobRecord], options:
         if not job.alert:
             continue
         state, reason = judge(record, now, job.after_failures or settings.failure_threshold)
+        # A job an operator paused stops paging at once (it runs no more, so it could never recover).
+        recoveries = 0 if state == "paused" else job.after_recoveries
         observed.append(Observation(f"job:{record.definition.id}", "job", record.definition.id, state,
                                     state in settings.firing_states, reason,
-                                    recoveries_needed=job.after_recoveries, recoveries_seen=record.runs_since_problem))
+                                    recoveries_needed=recoveries, recoveries_seen=record.runs_since_problem))
     return observed
 
 
