@@ -13,8 +13,7 @@ it did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from .alert_records import OUTBOX_KEPT, AlertChange, AlertState, AlertSummary, Delivery
 
@@ -104,9 +103,10 @@ def _delivery(row: tuple) -> Delivery:
 class PostgresAlerts:
     """The alert methods of the state store protocol, on the store's statements."""
 
-    def _write(self, statement: str, /, **params: Any) -> tuple: ...  # noqa: D102 - the store's
-    def _one(self, statement: str, /, **params: Any) -> tuple | None: ...  # noqa: D102
-    def _all(self, statement: str, /, **params: Any) -> list[tuple]: ...  # noqa: D102
+    # The store's own statement runners (PostgresStateStore): a write with its fence, and reads.
+    _write: Callable[..., tuple]
+    _one: Callable[..., tuple | None]
+    _all: Callable[..., list[tuple]]
 
     def alert_states(self) -> dict[str, AlertState]:
         """Every subject's alert state, by key."""
