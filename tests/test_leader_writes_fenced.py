@@ -20,6 +20,7 @@ from tests.support.pg import FAST_URL, scratch_schema
 from tests.support.servers import wait_until
 from worker_service.scheduler.leader_store import LeaderStore
 from worker_service.state import PostgresStateStore
+from worker_service.state.alert_records import AlertChange
 from worker_service.state.faults import FencedOut
 from worker_service.state.pg_lease import PostgresLease
 from worker_service.state.protocol import LeaderWriter, StateReader
@@ -53,6 +54,8 @@ SAMPLES: dict[str, Any] = {
     "clear_heartbeat": lambda run: ((1,), {}),
     "finish_command": lambda run: ((1, "done", 200, "ran", time.time(), "stale/1"), {}),
     "set_operator_pause": lambda run: (("job", True, "ops", time.time()), {}),
+    "record_alert": lambda run: ((AlertChange("job:job", "job", "job", "unhealthy", True, "failing", time.time(), 0,
+                                              f"e-{run}", "{}"), ["webhook-1"]), {}),
 }
 
 
@@ -98,7 +101,8 @@ def test_the_database_refuses_each_write_of_a_stale_epoch(stale, name):
 
 
 def _state(store: PostgresStateStore) -> tuple:
-    return (store.jobs(), store.scheduler(), store.runs("job"), store.crash_state("job"), store.operator_pauses())
+    return (store.jobs(), store.scheduler(), store.runs("job"), store.crash_state("job"), store.operator_pauses(),
+            store.alert_states(), store.deliveries())
 
 
 class LostTerm:

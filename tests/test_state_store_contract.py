@@ -22,7 +22,7 @@ import pytest
 from tests.support import pg
 from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore, pg_schema
 from worker_service.state.pg_pool import StatePool
-from worker_service.state.protocol import CommandQueue, FleetLedger, LeaderWriter
+from worker_service.state.protocol import AlertOutbox, CommandQueue, FleetLedger, LeaderWriter
 from worker_service.state.records import CrashState, JobDefinition, JobRecord, MissedSlots, OrphanedRun, RunRecord
 
 HISTORY = 5
@@ -110,7 +110,7 @@ def lead(store: StateStore, session: str = SESSION, pid: int = 4242) -> None:
 
 
 # -- the interface --------------------------------------------------------------
-ROLES = (StateReader, CommandQueue, LeaderWriter, StateStore)
+ROLES = (StateReader, CommandQueue, AlertOutbox, LeaderWriter, StateStore)
 
 
 def methods(cls: type) -> set[str]:
@@ -132,12 +132,15 @@ def test_the_protocol_is_cut_by_role_and_names_what_the_callers_use_and_nothing_
     assert methods(StateReader) == {  # every read, by any worker or the leader
         "scheduler", "jobs", "quarantined_jobs", "command", "commands", "operator_pauses", "pending_commands",
         "crash_state", "job_count", "definition", "runs", "recent_runs", "run_counts",
+        "alert_states", "deliveries", "alert_summary",
     }
     assert methods(CommandQueue) == {"submit_command"}  # what any worker may write
+    assert methods(AlertOutbox) == {"claim_deliveries", "finish_delivery"}  # any worker's deliverer, by claims
     assert methods(LeaderWriter) == {  # the leader's writes, each fenced in a fleet
         "record_submitted", "record_started", "forget_run", "forget_runs_except", "record_run", "record_missed",
         "record_max_instances", "mark_stopping", "settle_orphans", "set_crash_hold", "release_quarantine",
         "publish_jobs", "update_next_run", "beat", "clear_heartbeat", "finish_command", "set_operator_pause",
+        "record_alert",
     }
     assert methods(StateStore) == {"fenced"}
     assert methods(FleetLedger) == {"lease", "leadership_changes"}  # the PostgreSQL store only

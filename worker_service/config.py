@@ -20,6 +20,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from common.helpers.health import register_secret, register_url_secrets
 
+from .channel_urls import register_channel_secrets
 from .messages import plain
 from .state_dir import default_state_dir
 
@@ -112,6 +113,12 @@ class CommaList(fields.Field):
         if not isinstance(value, str):
             raise ValidationError("must be a comma-separated list")
         return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _apprise_url(value: str) -> None:
+    scheme, separator, rest = value.partition("://")
+    if not separator or not scheme.isascii() or not scheme.replace("+", "").isalnum() or not rest:
+        raise ValidationError("must be Apprise URLs such as slack://..., mailto://..., json://host/path")
 
 
 def _components(value: list[str]) -> None:
@@ -217,6 +224,35 @@ class SettingsSchema(Schema):
     CLEANUP_MAX_AGE = fields.Float(load_default=86400.0, validate=_not_negative,
                                    metadata={"help": "Age in seconds past which cleanup_temporary_files deletes a file."})
 
+    ALERT_WEBHOOK_URLS = CommaList(load_default=list, validate=lambda urls: [_url("http", "https")(u) for u in urls],
+                                   metadata=_secret(help="Comma-separated URLs each alert is POSTed to as JSON (README, Alerts). Unset: no webhook."))
+    ALERT_WEBHOOK_SECRET = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8, error="must be at least 8 characters"),
+                                         metadata=_secret(help="If set, each webhook carries X-Worker-Service-Signature-256: sha256=<HMAC-SHA256 of the body>."))
+    ALERT_APPRISE_URLS = CommaList(load_default=list, validate=lambda urls: [_apprise_url(u) for u in urls],
+                                   metadata=_secret(help="Comma-separated Apprise URLs (slack://, msteams://, mailto://, pagerduty://, tgram://, ntfy://, ...)."))
+    ALERT_ON = fields.String(load_default="unhealthy", validate=validate.OneOf(["unhealthy", "warning"]),
+                             metadata={"help": "A job alerts when it becomes unhealthy, or (warning) already when it becomes warning."})
+    ALERT_REPEAT = fields.Float(load_default=0.0, validate=_not_negative,
+                                metadata={"help": "Seconds between repeats of an alert that is still firing; 0: never repeated."})
+    ALERT_TIMEOUT = fields.Float(load_default=5.0, validate=[_positive, validate.Range(max=60, error="must be 60 or less")],
+                                 metadata={"help": "Seconds one delivery attempt may take (connect and answer)."})
+    ALERT_RETRY_FOR = fields.Float(load_default=1200.0, validate=validate.Range(min=1, error="must be 1 or more"),
+                                   metadata={"help": "Seconds a notification is retried (exponential backoff with jitter) before it is given up."})
+    ALERT_HOLD = fields.Float(load_default=60.0, validate=_not_negative,
+                              metadata={"help": "Seconds a metric rule must hold (over or back under its threshold) before it fires or resolves."})
+    ALERT_INTERVAL = fields.Float(load_default=1.0, validate=[_positive, validate.Range(max=60, error="must be 60 or less")],
+                                  metadata={"help": "Seconds between the leader's looks at the jobs, components and metrics."})
+    ALERT_DISK_PERCENT = fields.Float(load_default=90.0, validate=validate.Range(min=0, max=100, error="must be between 0 and 100"),
+                                      metadata={"help": "Alert when STATUS_DISK_PATH is this full (percent); 0: off."})
+    ALERT_MEMORY_PERCENT = fields.Float(load_default=90.0, validate=validate.Range(min=0, max=100, error="must be between 0 and 100"),
+                                        metadata={"help": "Alert when the host's memory is this used (percent); 0: off."})
+    ALERT_DURATION_PERCENT = fields.Float(load_default=80.0, validate=validate.Range(min=0, max=100, error="must be between 0 and 100"),
+                                          metadata={"help": "Alert when a job's p95 duration reaches this share of its max_runtime (percent); 0: off."})
+    ALERT_ERROR_RATE_PERCENT = fields.Float(load_default=50.0, validate=validate.Range(min=0, max=100, error="must be between 0 and 100"),
+                                            metadata={"help": "Alert when this share of a job's last 20 runs failed while it is under its failure threshold (percent); 0: off."})
+    ALERT_PUBLIC_URL = fields.String(load_default=None, allow_none=True, validate=_url("http", "https"),
+                                     metadata={"help": "Base URL of the service as operators reach it, for the url field of alerts. Unset: a path (/status#job=<id>: the status page, filtered to the job)."})
+
     @post_load
     def _derive(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         if bool(data["SUPABASE_URL"]) != bool(data["SUPABASE_KEY"]):
@@ -287,6 +323,9 @@ def _register_secrets(settings: Mapping[str, Any]) -> None:
             register_url_secrets(value)
             if name in _POSTGRES_URLS:  # what libpq sends, where a URL parser reads it otherwise ("p#w@h")
                 register_secret(_postgres_password(value))
+        elif name.endswith("_URLS"):
+            for url in value or ():
+                register_channel_secrets(url)
         elif value:
             register_secret(value)
 

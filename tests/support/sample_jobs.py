@@ -126,3 +126,27 @@ def fleet_tick(table: str, hold: float = 0.0, idle: float = 0.0, resource: str =
 def raise_control_characters() -> None:
     """Fail with a message holding a terminal escape, BEL, CR, NUL, a direction override and a forged log line."""
     raise RuntimeError("red \x1b[31mALERT\x07 back\rover nul\x00 rtl\u202eevil\nts=forged level=CRITICAL msg=\"forged\"")
+
+
+def fail_while(path: str) -> None:
+    """Fail (with a secret-looking value to redact) while ``path`` exists; succeed otherwise (a flapping job)."""
+    if os.path.exists(path):
+        raise RuntimeError("upstream refused: token=canary-alert-secret-0001")
+
+
+def sleep_from(path: str) -> None:
+    """Sleep for the seconds written in ``path`` (0 if it is missing): a job whose runs grow on request."""
+    try:
+        with open(path) as handle:
+            seconds = float(handle.read().strip() or 0)
+    except OSError:
+        seconds = 0.0
+    time.sleep(seconds)
+
+
+def fail_while_noting(flag: str, notes: str) -> None:
+    """As :func:`fail_while`, and note the time of each failure in ``notes`` (bench/alert_latency.py)."""
+    if os.path.exists(flag):
+        with open(notes, "a") as handle:
+            handle.write(f"{time.time():.6f}\n")
+        raise RuntimeError("failing on purpose")

@@ -57,7 +57,8 @@ class MetricsExporter:
         snapshot = take_snapshot(extensions["store"], self._policy, fleet=fleet_mode(settings))
         report = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
                                      judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
-        families = [*_components(report), *_scheduler(snapshot, settings), *_processes()]
+        families = [*_components(report), *_scheduler(snapshot, settings), *_processes(),
+                    *_alerts(extensions["store"], settings)]
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the service (gunicorn master) started.")
         uptime.add_metric([], service_uptime())
         families.append(uptime)
@@ -139,6 +140,32 @@ def _lease(fleet: FleetView) -> Iterator[Metric]:
     if fleet.leader is not None:
         holder.add_metric([fleet.leader.host or "", "" if fleet.leader.pid is None else str(fleet.leader.pid)], 1.0)
     yield from (epoch, expires, live, holder)
+
+
+def _alerts(store: Any, settings: Any) -> Iterator[Metric]:
+    """The outbox: notifications ended by channel and outcome, pending ones, the oldest one's age, alerts firing."""
+    sent = CounterMetricFamily(f"{PREFIX}_alerts_sent", "Alert notifications ended, by channel (its id, as /status "
+                               "shows it) and outcome (sent, failed for good).", labels=["channel", "outcome"])
+    pending = GaugeMetricFamily(f"{PREFIX}_alerts_pending", "Alert notifications not yet sent (retries included).")
+    oldest = GaugeMetricFamily(f"{PREFIX}_alerts_oldest_pending_age_seconds",
+                               "Age of the oldest notification not yet sent (0 when none is).")
+    firing = GaugeMetricFamily(f"{PREFIX}_alerts_firing", "Subjects whose alert is firing, by kind.", labels=["kind"])
+    if settings.get("ALERT_WEBHOOK_URLS") or settings.get("ALERT_APPRISE_URLS"):
+        try:
+            summary, states = store.alert_summary(), store.alert_states()
+        except Exception:  # noqa: BLE001 - a store that cannot be read never fails the scrape
+            summary = states = None
+        if summary is not None and states is not None:
+            for (channel, outcome), count in sorted(summary.counts.items()):
+                sent.add_metric([channel, outcome], count)
+            pending.add_metric([], summary.pending)
+            oldest.add_metric([], round(summary.oldest_pending_age or 0.0, 3))
+            kinds: dict[str, int] = {}
+            for state in states.values():
+                kinds[state.kind] = kinds.get(state.kind, 0) + int(state.firing)
+            for kind, count in sorted(kinds.items()):
+                firing.add_metric([kind], count)
+    yield from (sent, pending, oldest, firing)
 
 
 def _processes() -> Iterator[Metric]:

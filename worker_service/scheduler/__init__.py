@@ -18,7 +18,14 @@ def init_app(app: Flask) -> None:
     if not app.config["SCHEDULER_AUTOSTART"] or os.environ.get(UNDER_GUNICORN):
         return
     owned = app.extensions["resources"]
-    leadership = SchedulerLeadership(owned.settings, owned.store, owned.election, owned.lease)
+    checks = None
+    if app.config.get("ALERT_WEBHOOK_URLS") or app.config.get("ALERT_APPRISE_URLS"):
+        from common.helpers.health import HealthEngine
+
+        checks = HealthEngine(timeout=app.config["HEALTH_CHECK_TIMEOUT"], cache_ttl=app.config["HEALTH_CACHE_TTL"])
+        checks.register("cache", owned.cache.health_check())
+        checks.register("database", owned.database.health_check())
+    leadership = SchedulerLeadership(owned.settings, owned.store, owned.election, owned.lease, checks)
     leadership.stand_by()
     app.extensions["scheduler"] = leadership
     atexit.register(leadership.stop, True)

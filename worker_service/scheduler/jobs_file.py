@@ -60,6 +60,9 @@ class JobSpec:
     args: tuple
     kwargs: dict[str, Any]
     max_runtime: float | None = None
+    alert: bool = True  # notify the alert channels of its changes of state (README, Alerts)
+    alert_after_failures: int | None = None  # failures in a row before it alerts; default JOB_FAILURE_THRESHOLD
+    alert_after_recoveries: int = 1  # runs without a problem in a row before its alert resolves
 
     @property
     def interval_seconds(self) -> float | None:
@@ -117,6 +120,10 @@ class _JobSchema(Schema):
     executor = fields.String(load_default="default", validate=validate.OneOf(["default"], error='must be "default"'))
     args = fields.List(fields.Raw(), load_default=list)
     kwargs = fields.Dict(keys=fields.String(), load_default=dict)
+    alert = fields.Boolean(load_default=True)
+    alert_after_failures = fields.Integer(load_default=None, allow_none=True,
+                                          validate=validate.Range(min=1, error="must be 1 or more"))
+    alert_after_recoveries = fields.Integer(load_default=1, validate=validate.Range(min=1, error="must be 1 or more"))
 
 
 _not_negative = validate.Range(min=0, error="must not be negative")
@@ -245,7 +252,8 @@ def _load_job(job_id: str, table: Any, tz: zoneinfo.ZoneInfo, path: str) -> JobS
         trigger_kind=trigger_kind, trigger=trigger, critical=options["critical"], paused=options["paused"],
         misfire_grace_time=options["misfire_grace_time"], max_instances=options["max_instances"],
         coalesce=options["coalesce"], executor=options["executor"], args=tuple(options["args"]),
-        kwargs=dict(options["kwargs"]), max_runtime=options["max_runtime"],
+        kwargs=dict(options["kwargs"]), max_runtime=options["max_runtime"], alert=options["alert"],
+        alert_after_failures=options["alert_after_failures"], alert_after_recoveries=options["alert_after_recoveries"],
     )
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 from ..state import StateStore, StoreUnavailable
+from ..state.alert_records import AlertChange, AlertState, AlertSummary, Delivery
 from ..state.faults import FencedOut
 from ..state.protocol import LeaderWriter
 from ..state.records import (
@@ -165,6 +166,17 @@ class LeaderStore:
     def set_operator_pause(self, job_id: str, paused: bool, by: str, at: float) -> None:
         self._leading(lambda w: w.set_operator_pause(job_id, paused, by, at))
 
+    def record_alert(self, change: AlertChange, channels: Sequence[str]) -> bool:
+        return self._leading(lambda w: w.record_alert(change, channels))
+
+    # -- the alerts' outbox: claimed, never fenced (a claim keeps two deliverers off one row) ------------------------
+    def claim_deliveries(self, claimer: str, hold: float, limit: int = 10) -> list[Delivery]:
+        return self._base.claim_deliveries(claimer, hold, limit)
+
+    def finish_delivery(self, delivery_id: int, claimer: str, outcome: str, error: str | None = None,
+                        retry_in: float | None = None) -> bool:
+        return self._base.finish_delivery(delivery_id, claimer, outcome, error, retry_in)
+
     # -- reads, as they are -------------------------------------------------------------------------------------------
     def scheduler(self) -> SchedulerRecord | None:
         return self._base.scheduler()
@@ -204,6 +216,15 @@ class LeaderStore:
 
     def run_counts(self, since: float) -> list[tuple[int, str, int]]:
         return self._base.run_counts(since)
+
+    def alert_states(self) -> dict[str, AlertState]:
+        return self._base.alert_states()
+
+    def deliveries(self, limit: int = 20) -> list[Delivery]:
+        return self._base.deliveries(limit)
+
+    def alert_summary(self) -> AlertSummary:
+        return self._base.alert_summary()
 
     # -- a handover ---------------------------------------------------------------------------------------------------
     def _await_predecessor(self) -> None:

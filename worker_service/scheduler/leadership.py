@@ -21,6 +21,12 @@ import os
 import threading
 from typing import Any
 
+from common.helpers.health import HealthEngine
+
+from ..alerts import AlertSettings, build_channels
+from ..alerts.deliverer import Deliverer
+from ..alerts.watch import SchedulerWatch
+from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
 from .crash_policy import CrashPolicy
 from .election import LeaderElection
@@ -43,12 +49,15 @@ class SchedulerLeadership:
     """
 
     def __init__(self, settings: dict[str, Any], store: StateStore, election: LeaderElection,
-                 lease: SchedulerLease | None = None) -> None:
+                 lease: SchedulerLease | None = None, checks: HealthEngine | None = None) -> None:
         self._settings = settings
         self._store = store
         self._election = election
         self._lease: SchedulerLease = lease if lease is not None else HostOnlyLease()
         self._service: SchedulerService | None = None
+        self._checks = checks  # the components the leader's alerts look at (cache, database)
+        self._watch: SchedulerWatch | None = None
+        self._deliverer: Deliverer | None = None
         self._term: LeaseTerm | None = None
         self._stopping = threading.Event()
         self._attention = threading.Event()  # the term was lost, or the process stops
@@ -72,6 +81,16 @@ class SchedulerLeadership:
             return
         self._thread = threading.Thread(target=self._wait_and_lead, name="scheduler-election", daemon=True)
         self._thread.start()
+        alerts = AlertSettings.from_settings(self._settings)
+        if alerts.enabled:
+            channels = build_channels(alerts)
+            # Every process delivers (claims are exclusive), and every one that does not lead tells when none does.
+            self._deliverer = Deliverer(self._store, channels, alerts.retry_for, alerts.timeout)
+            self._deliverer.start()
+            self._watch = SchedulerWatch(alerts, self._store, [c.id for c in channels],
+                                         self._settings["SCHEDULER_HEARTBEAT_INTERVAL"], alerts.fleet,
+                                         lambda: self.is_leader, host_label(host_id()) or "")
+            self._watch.start()
 
     def _wait_and_lead(self) -> None:
         backoff = RETRY_FIRST
@@ -128,6 +147,7 @@ class SchedulerLeadership:
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                 CrashPolicy.from_settings(self._settings), fleet=term.can_be_lost,
                 max_clock_skew=float(self._settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0),
+                alerts=AlertSettings.from_settings(self._settings), checks=self._checks, deliverer=self._deliverer,
             )
             service.start()
             self._service = service
@@ -185,6 +205,8 @@ class SchedulerLeadership:
 
     def retire(self) -> None:
         """This process is going away (SIGTERM): never start leading from now on; a running scheduler goes on."""
+        if self._watch is not None:
+            self._watch.stop()
         self._stopping.set()
         self._attention.set()
         self._marks.withdraw()
@@ -201,6 +223,8 @@ class SchedulerLeadership:
         """
         self._stopping.set()
         self._attention.set()
+        if self._watch is not None:
+            self._watch.stop()
         with self._transition:
             if wait and self.is_leader:
                 self._hand_over(successor_wait, workers, handover_wait)
@@ -220,6 +244,8 @@ class SchedulerLeadership:
                 term.end(release=True)
             if self._election.held:
                 self._election.release()
+            if self._deliverer is not None:  # after the scheduler: its last changes may still be sent meanwhile
+                self._deliverer.stop()
 
     def _hand_over(self, successor_wait: float, workers: int, handover_wait: float) -> None:
         """Keep scheduling until a successor is ready: a newer worker here (reload), else another host (fleet)."""

@@ -27,8 +27,15 @@ import zoneinfo
 from typing import Any
 
 import psutil
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
+from common.helpers.health import HealthEngine
+
+from ..alerts import AlertSettings, build_channels
+from ..alerts.deliverer import Deliverer
+from ..alerts.monitor import AlertMonitor, judge_with
+from ..alerts.rules import JobAlerting
 from ..host_identity import host_id, host_label, same_machine
 from ..state import StateStore
 from ..state.faults import FencedOut
@@ -38,6 +45,7 @@ from .commands import CommandApplier, JobRoster
 from .component_check import REPLANNING
 from .crash_policy import CrashPolicy
 from .executor import TrackedThreadPoolExecutor
+from .job_health import judge
 from .jobs_file import JobSpec
 from .replanning import ReplanningScheduler
 from .replanning import latest_next_run as _latest_next_run
@@ -56,7 +64,8 @@ class SchedulerService:
 
     def __init__(self, specs: list[JobSpec], store: StateStore, timezone: str, heartbeat_interval: float,
                  crash_policy: CrashPolicy | None = None, executor_threads: int = 10, fleet: bool = False,
-                 max_clock_skew: float = 2.0) -> None:
+                 max_clock_skew: float = 2.0, alerts: AlertSettings | None = None, checks: HealthEngine | None = None,
+                 deliverer: Deliverer | None = None) -> None:
         self.specs = specs
         self.max_clock_skew = max_clock_skew  # SCHEDULER_MAX_CLOCK_SKEW: how far apart two leaders' clocks may be
         self.fleet = fleet  # the store is shared by several hosts (another host's runs are in it)
@@ -91,6 +100,12 @@ class SchedulerService:
         self.roster = JobRoster(known=frozenset(spec.id for spec in specs))
         self.commands = CommandApplier(store, self.scheduler, self.executor, self._plan_lock, self.roster,
                                        self._publish_changes)
+        self.alerts: AlertMonitor | None = None
+        if alerts is not None and alerts.enabled:
+            options = {spec.id: JobAlerting(spec.alert, spec.alert_after_failures, spec.alert_after_recoveries)
+                       for spec in specs}
+            self.alerts = AlertMonitor(alerts, store, build_channels(alerts), judge_with(judge, alerts.overdue_grace),
+                                       options, host_label(self.host) or "", checks, deliverer)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -120,6 +135,10 @@ class SchedulerService:
         self._beater = threading.Thread(target=self._beat_forever, name="scheduler-heartbeat", daemon=True)
         self._beater.start()
         self.commands.start()
+        if self.alerts is not None:  # after the jobs' first write: what it looks at is published
+            self.scheduler.add_listener(self.alerts.poke, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+                                        | EVENT_JOB_MAX_INSTANCES)
+            self.alerts.start()
         log.info("scheduler started in pid %d with %d jobs (timezone %s)", os.getpid(), len(self.specs),
                  self.timezone)
 
@@ -138,6 +157,8 @@ class SchedulerService:
         expected, and only noted.
         """
         self.commands.stop()
+        if self.alerts is not None:  # what is pending stays in the outbox for the next leader
+            self.alerts.stop()
         self._stopping = True
         if wait:
             try:
@@ -339,6 +360,8 @@ class SchedulerService:
             self.scheduler.pause()
         log.error("the state store is failing (%s): no job is submitted until it can record runs again; this "
                   "worker keeps the scheduler lock meanwhile", error)
+        if self.alerts is not None and not isinstance(error, FencedOut):
+            self.alerts.store_failed(str(error))
 
     def _store_recovered(self) -> None:
         with self._store_lock:
@@ -352,6 +375,8 @@ class SchedulerService:
         if not self._stopping:
             self.scheduler.resume()
         log.warning("the state store records again: job submission resumed")
+        if self.alerts is not None:
+            self.alerts.store_recovered()
 
     # -- heartbeat --------------------------------------------------------------
     def _clock_jumped(self, seconds: float) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import psycopg
 
+from . import pg_alerts
 from .faults import StoreUnavailable
 from .pg_pool import PREFIX, StatePool
 
@@ -111,6 +112,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (3, "each job's p95 duration over its history", _V3),
     (4, "the fence rows jobs write through (worker_service.fencing)", _V4),
     (5, "each job's last gap of slots no process ran", _V5),
+    (6, "alerts: each subject's alert state and the outbox of notifications (worker_service.alerts)", pg_alerts.MIGRATION),
 )
 LATEST = MIGRATIONS[-1][0]
 _LOCK_WAIT = 0.8  # of the migration's budget, the part it may wait for another host's migration

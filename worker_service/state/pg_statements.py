@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import pg_alerts
 from .columns import COMMAND_COLUMNS, DEFINITION_COLUMNS, STAT_COLUMNS
 
 _FENCED = ("fence AS MATERIALIZED (SELECT 1 FROM {s}.lease WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint"
@@ -315,6 +316,6 @@ class Statements:
 def render(quoted_schema: str, fenced: bool) -> Statements:
     """The statements for ``quoted_schema``, the writes with the epoch check (``fenced``) or without."""
     fence = (_FENCED if fenced else _UNFENCED).format(s=quoted_schema)
-    writes = {name: sql.format(s=quoted_schema, fence=fence) for name, sql in _TEMPLATES.items()}
-    reads = {name: sql.format(s=quoted_schema) for name, sql in _READS.items()}
+    writes = {name: sql.format(s=quoted_schema, fence=fence) for name, sql in {**_TEMPLATES, **pg_alerts.WRITES}.items()}
+    reads = {name: sql.format(s=quoted_schema) for name, sql in {**_READS, **pg_alerts.READS}.items()}
     return Statements(writes, reads)

@@ -31,6 +31,7 @@ import psycopg
 
 from .columns import COMMANDS_KEPT, DEFINITION_COLUMNS, STAT_COLUMNS
 from .faults import FencedOut, StoreUnavailable
+from .pg_alerts import PostgresAlerts
 from .pg_pool import PREFIX, StatePool
 from .pg_schema import migrate, quoted
 from .pg_statements import Statements, render
@@ -73,7 +74,7 @@ class _SchemaState:
         return None
 
 
-class PostgresStateStore:
+class PostgresStateStore(PostgresAlerts):
     """Job stats, run history, published jobs, heartbeat, lease and commands, in one PostgreSQL schema."""
 
     def __init__(self, url: str, schema: str = "worker_service", history_size: int = 50, timeout: float = 2.0,

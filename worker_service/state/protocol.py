@@ -13,6 +13,9 @@ The store is cut by role, each role an interface of its own:
   :class:`worker_service.scheduler.lease.LeaderStore`, which implements this
   interface method by method, and ``tests/test_leader_writes_fenced.py``
   fails for a write added here that is not fenced;
+* :class:`AlertOutbox`: the notifications' outbox as a deliverer claims and
+  finishes its rows (any worker; a claim, not a fence, keeps two deliverers
+  off one row);
 * :class:`FleetLedger`: the fleet's lease and leadership log, kept by the
   PostgreSQL store only.
 
@@ -52,6 +55,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
+from .alert_records import AlertChange, AlertState, AlertSummary, Delivery
 from .records import (
     Command,
     CrashState,
@@ -133,6 +137,19 @@ class StateReader(Protocol):
 
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
+        ...
+
+    # -- alerts (worker_service.alerts) ------------------------------------------
+    def alert_states(self) -> dict[str, AlertState]:
+        """Every subject's alert state (what was last notified for it), by key."""
+        ...
+
+    def deliveries(self, limit: int = 20) -> list[Delivery]:
+        """The newest notifications (one per change and channel), pending or not, newest first."""
+        ...
+
+    def alert_summary(self) -> AlertSummary:
+        """Pending notifications, the oldest one's age (the store's clock), the last failure, the counts by outcome."""
         ...
 
 
@@ -288,6 +305,35 @@ class LeaderWriter(Protocol):
         """Record an operator's pause or resume; it survives leaders and restarts (fenced)."""
         ...
 
+    # -- alerts: the leader records each change of state with its notifications -------
+    def record_alert(self, change: AlertChange, channels: Sequence[str]) -> bool:
+        """Set a subject's alert state and queue one notification per channel, in one write (fenced); whether it did.
+
+        Written only if the subject's ``seq`` is still ``change.expected_seq``
+        (0: no state yet): of two writers of the same change, one wins and
+        queues it, the other writes nothing and gets ``False``.
+        """
+        ...
+
+
+@runtime_checkable
+class AlertOutbox(Protocol):
+    """The notifications' outbox as a deliverer works it: any worker may claim and finish a row (never fenced)."""
+
+    def claim_deliveries(self, claimer: str, hold: float, limit: int = 10) -> list[Delivery]:
+        """Claim due pending notifications for ``hold`` seconds (the store's clock), oldest first; not fenced.
+
+        A row claimed by another claim that has not ended is never returned,
+        so no two deliverers hold one row; a claim whose holder died ends by
+        itself and the row is claimed again.
+        """
+        ...
+
+    def finish_delivery(self, delivery_id: int, claimer: str, outcome: str, error: str | None = None,
+                        retry_in: float | None = None) -> bool:
+        """End ``claimer``'s try: ``sent``, ``failed`` (for good), or ``retry`` in ``retry_in`` s; whether it held the claim."""
+        ...
+
 
 @runtime_checkable
 class LeaderView(StateReader, LeaderWriter, Protocol):
@@ -295,7 +341,7 @@ class LeaderView(StateReader, LeaderWriter, Protocol):
 
 
 @runtime_checkable
-class StateStore(StateReader, CommandQueue, LeaderWriter, Protocol):
+class StateStore(StateReader, CommandQueue, AlertOutbox, LeaderWriter, Protocol):
     """A whole store: every read, the command queue and the leader's writes, shared by every worker of the host.
 
     A fleet's store (PostgreSQL) is also a :class:`FleetLedger`.

@@ -36,6 +36,7 @@ from .records import (
     RunRecord,
     SchedulerRecord,
 )
+from .sqlite_alerts import ALERT_SCHEMA, SqliteAlerts
 from .sqlite_file import SqliteFile, WriteTransaction
 
 if TYPE_CHECKING:
@@ -121,13 +122,13 @@ _RUNNING = (
 )
 
 
-class SqliteStateStore:
+class SqliteStateStore(SqliteAlerts):
     """Job stats, run history, the published job list, the heartbeat and operators' commands, in one SQLite file."""
 
     def __init__(self, path: str, history_size: int = 50) -> None:
         self.path = path
         self.history_size = history_size
-        self.file = SqliteFile(path, _SCHEMA, prepare=_add_missing_columns)
+        self.file = SqliteFile(path, _SCHEMA + ALERT_SCHEMA, prepare=_add_missing_columns)
         try:
             self.file.connection()
         except StoreUnavailable as error:  # never fatal: a worker without its store still answers /health

@@ -183,6 +183,26 @@
     document.getElementById("fleet-changes").hidden = rows.length === 0;
   }
 
+  /* The recent alert deliveries (metrics.alerts), when a channel is configured. */
+  function renderAlerts(alerts) {
+    const section = document.getElementById("alerts-section");
+    section.hidden = !alerts || !alerts.enabled;
+    if (section.hidden) return;
+    const firing = (alerts.firing || []).length;
+    document.getElementById("alerts-summary").textContent = count(firing) + " firing, " + count(alerts.pending ?? 0) +
+      " pending, " + count(alerts.sent ?? 0) + " sent, " + count(alerts.failed ?? 0) + " given up" +
+      (alerts.error ? "; the outbox cannot be read: " + alerts.error : "");
+    const channels = new Map((alerts.channels || []).map((c) => [c.id, c.type + " " + c.url]));
+    const rows = (alerts.recent || []).map((row) => el("tr", { class: "alert-" + row.status },
+      el("td", null, row.created_at ? time(row.created_at, utc(row.created_at)) : "—"),
+      el("td", null, badge(row.status === "firing" ? "unhealthy" : "healthy"), " " + row.status),
+      el("td", { title: row.reason || "" }, (row.kind || "") + " " + (row.subject || "")),
+      el("td", null, row.state || "—"),
+      el("td", null, channels.get(row.channel) || row.channel),
+      el("td", { title: row.last_error || "" }, row.outcome + (row.attempts > 1 ? " (" + row.attempts + " tries)" : ""))));
+    document.querySelector("#alerts tbody").replaceChildren(...rows);
+  }
+
   // -- the chart: runs per minute by outcome, last hour --------------------------------------------------------
   function outcomeClass(outcome) {
     if (outcome === "success") return "point-success";
@@ -667,6 +687,7 @@
         getJson(CHART_URL, true)]);
       measured("status-render", () => {
         renderOverview(overview);
+        renderAlerts(overview.metrics && overview.metrics.alerts);
         if (seq === pageSeq) renderJobs(listing);
         renderChart(chart);
       });
@@ -715,9 +736,16 @@
   const initial = JSON.parse(document.getElementById("initial-data").textContent);
   measured("status-render", () => {
     renderOverview(initial.overview);
+    renderAlerts(initial.overview.metrics && initial.overview.metrics.alerts);
     renderJobs(initial.jobs);
     renderChart(initial.chart);
   });
+  if (location.hash.startsWith("#job=")) {  // an alert's link: show that job
+    filterBox.value = decodeURIComponent(location.hash.slice(5));
+    query.q = filterBox.value.trim();
+    query.offset = 0;
+    loadPage();
+  }
   // After the frame that shows the table has been painted (a task queued from its animation frame).
   requestAnimationFrame(() => setTimeout(() => performance.mark("status-table-rendered")));
   schedule();

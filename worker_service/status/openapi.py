@@ -14,6 +14,7 @@ from ..health.ready import ReadinessSchema
 from ..health.schemas import ComponentHealthSchema, ErrorSchema, HealthJsonSchema, HealthSchema, LivenessSchema
 from ..version import __version__
 from .schemas import OverviewSchema, RunChartSchema, StatusSchema
+from .webhook_schema import describe_alert_webhook
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
@@ -38,7 +39,7 @@ _EXCLUDE = {"name": "exclude", "in": "query", "required": False, "style": "form"
 
 def build_openapi(app: Flask) -> dict[str, Any]:
     """Return the document as a dict."""
-    spec = APISpec(title="worker-service", version=__version__, openapi_version="3.0.3",
+    spec = APISpec(title="worker-service", version=__version__, openapi_version="3.1.0",
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Health and status of a worker service that runs scheduled jobs, and "
                                         "job control (run now, pause, resume)."})
@@ -123,4 +124,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "responses": {"200": {"description": "the document",
                               "content": {"application/json": {"schema": {"type": "object"}}}}},
     }})
-    return spec.to_dict()
+    webhooks = describe_alert_webhook(spec)
+    document = spec.to_dict()
+    document["webhooks"] = webhooks  # OpenAPI 3.1: what the service sends (alerts), beside what it answers
+    return document

@@ -33,6 +33,7 @@ from common.helpers.health import format_timestamp, format_uptime
 
 from ..health.bounded_cache import BoundedCache
 from ..health.report import build_health_report
+from ..reporting.alerts_view import alerts_block
 from ..reporting.fleet_view import view_fleet
 from ..reporting.scheduler_view import view_scheduler
 from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
@@ -140,6 +141,7 @@ class StatusReporter:
                 }
                 for name, result in health.results.items()
             },
+            "alerts": alerts_block(extensions["store"], settings),
         }
         body = {
             "status": health.status.value,
@@ -152,7 +154,7 @@ class StatusReporter:
 
 
 _METRICS_ORDER = ("service_type", "uptime_seconds", "uptime_formatted", "scheduler_status", "fleet", "jobs_analysis",
-                  "scheduled_jobs", "system_resources", "dependencies")
+                  "scheduled_jobs", "system_resources", "dependencies", "alerts")
 
 
 def _in_seed_order(body: dict[str, Any]) -> dict[str, Any]:

@@ -211,6 +211,50 @@ class DependencySchema(Schema):
     reason = fields.String(allow_none=True, required=True)
 
 
+class AlertChannelSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "stable name, shows nothing of the URL (the outbox's)"})
+    type = fields.String(required=True, validate=validate.OneOf(["webhook", "apprise"]))
+    url = fields.String(required=True, metadata={"description": "masked: scheme and (HTTP, e-mail) host only"})
+
+
+class AlertDeliverySchema(Schema):
+    id = fields.Integer(required=True)
+    created_at = fields.String(allow_none=True, required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["firing", "resolved"]))
+    kind = fields.String(allow_none=True, required=True)
+    subject = fields.String(allow_none=True, required=True)
+    state = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)
+    channel = fields.String(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(["pending", "sent", "failed"]))
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(allow_none=True, required=True, metadata={"description": "redacted"})
+    finished_at = fields.String(allow_none=True, required=True)
+
+
+class FiringAlertSchema(Schema):
+    key = fields.String(required=True)
+    kind = fields.String(required=True)
+    subject = fields.String(required=True)
+    state = fields.String(required=True)
+    since = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)
+
+
+class AlertsSchema(Schema):
+    enabled = fields.Boolean(required=True, metadata={"description": "a channel is configured"})
+    channels = fields.List(fields.Nested(AlertChannelSchema), required=True)
+    pending = fields.Integer(allow_none=True, required=True, metadata={"description": "notifications not yet sent"})
+    oldest_pending_age_seconds = _seconds(allow_none=True, required=True)
+    last_failure = fields.Nested(AlertDeliverySchema, allow_none=True, required=True,
+                                 metadata={"description": "the last delivery whose try failed (retried or not)"})
+    sent = fields.Integer(allow_none=True, required=True)
+    failed = fields.Integer(allow_none=True, required=True, metadata={"description": "given up for good"})
+    firing = fields.List(fields.Nested(FiringAlertSchema), required=True)
+    recent = fields.List(fields.Nested(AlertDeliverySchema), required=True, metadata={"description": "newest first"})
+    error = fields.String(allow_none=True, required=True, metadata={"description": "why the outbox could not be read"})
+
+
 class MetricsSchema(Schema):
     service_type = fields.String(required=True)
     uptime_seconds = _seconds(required=True)
@@ -221,6 +265,7 @@ class MetricsSchema(Schema):
     scheduled_jobs = fields.List(fields.Nested(ScheduledJobSchema), required=True)
     system_resources = fields.Nested(SystemResourcesSchema, required=True)
     dependencies = fields.Dict(keys=fields.String(), values=fields.Nested(DependencySchema), required=True)
+    alerts = fields.Nested(AlertsSchema, required=True, metadata={"description": "README, Alerts"})
 
 
 class StatusSchema(Schema):

@@ -1,0 +1,81 @@
+"""The alerts as /status, /metrics and the page show them: channels masked, the outbox summed up, recent deliveries."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from common.helpers.health import format_timestamp, redact
+
+from ..alerts import AlertSettings, build_channels
+from ..state import StateReader, StoreUnavailable
+from ..state.alert_records import Delivery
+
+log = logging.getLogger(__name__)
+RECENT = 10  # deliveries shown in /status and on the page
+
+
+def channels(settings: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Each configured channel: its id (the outbox's), its type and its URL masked."""
+    return [{"id": channel.id, "type": channel.id.split("-")[0], "url": channel.label}
+            for channel in build_channels(AlertSettings.from_settings(settings))]
+
+
+def _at(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    import datetime as dt
+
+    return format_timestamp(dt.datetime.fromtimestamp(epoch, dt.UTC))
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """One delivery for people: what it said, where to, how it went."""
+    try:
+        payload = json.loads(delivery.payload)
+    except ValueError:
+        payload = {}
+    return {
+        "id": delivery.id,
+        "created_at": _at(delivery.created_at),
+        "status": delivery.status,
+        "kind": payload.get("kind"),
+        "subject": payload.get("subject"),
+        "state": payload.get("state"),
+        "reason": payload.get("reason"),
+        "channel": delivery.channel,
+        "outcome": delivery.outcome,
+        "attempts": delivery.attempts,
+        "last_error": None if delivery.last_error is None else redact(delivery.last_error),
+        "finished_at": _at(delivery.finished_at),
+    }
+
+
+def alerts_block(store: StateReader, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``metrics.alerts`` block of /status."""
+    shown = channels(settings)
+    block: dict[str, Any] = {"enabled": bool(shown), "channels": shown, "pending": None,
+                             "oldest_pending_age_seconds": None, "last_failure": None, "sent": None, "failed": None,
+                             "firing": [], "recent": [], "error": None}
+    if not shown:
+        return block
+    try:
+        summary = store.alert_summary()
+        states = store.alert_states()
+        recent = store.deliveries(RECENT)
+    except (StoreUnavailable, Exception) as error:  # noqa: BLE001 - a driver's error; the rest of /status stands
+        block["error"] = redact(getattr(error, "reason", None) or str(error))
+        return block
+    block.update(
+        pending=summary.pending,
+        oldest_pending_age_seconds=None if summary.oldest_pending_age is None else round(summary.oldest_pending_age, 3),
+        last_failure=None if summary.last_failure is None else delivery_view(summary.last_failure),
+        sent=sum(n for (_, outcome), n in summary.counts.items() if outcome == "sent"),
+        failed=sum(n for (_, outcome), n in summary.counts.items() if outcome == "failed"),
+        firing=[{"key": s.key, "kind": s.kind, "subject": s.subject, "state": s.state, "since": _at(s.since),
+                 "reason": s.reason} for s in sorted(states.values(), key=lambda s: s.since) if s.firing],
+        recent=[delivery_view(d) for d in recent],
+    )
+    return block
