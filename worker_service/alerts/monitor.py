@@ -32,6 +32,7 @@ from common.helpers.health import HealthEngine, Status, redact
 from ..state import StoreUnavailable
 from ..state.alert_records import AlertChange, AlertState
 from ..state.faults import FencedOut
+from ..state.protocol import FleetLedger
 from ..state.records import JobRecord, RunRecord
 from . import payload as payloads
 from .channels import Channel
@@ -57,9 +58,10 @@ class AlertMonitor:
 
     def __init__(self, settings: AlertSettings, store, channels: list[Channel], judge: Judge,  # noqa: ANN001
                  options: Mapping[str, JobAlerting], host: str, engine: HealthEngine | None = None,
-                 deliverer: Deliverer | None = None) -> None:
+                 deliverer: Deliverer | None = None, ledger: FleetLedger | None = None) -> None:
         self.settings = settings
         self._store = store  # the leader's (fenced) view
+        self._ledger = ledger  # the fleet's lease, read from the shared store (None on one host)
         self._channels = [channel.id for channel in channels]
         self._judge = judge
         self._options = dict(options)
@@ -117,7 +119,8 @@ class AlertMonitor:
         observed += host_observations(self.settings)
         observed += job_metric_observations(self.settings, records, self._options, self._runs_of)
         observed.append(scheduler_observation())
-        lease = lease_observation(self.settings, self._store.lease()) if self.settings.fleet else None
+        lease = (lease_observation(self.settings, self._ledger.lease())
+                 if self.settings.fleet and self._ledger is not None else None)
         if lease is not None:
             observed.append(lease)
         recorded = self._record_store_back()

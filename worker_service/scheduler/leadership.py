@@ -28,6 +28,7 @@ from ..alerts.deliverer import Deliverer
 from ..alerts.watch import SchedulerWatch
 from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
+from ..state.protocol import FleetLedger
 from .crash_policy import CrashPolicy
 from .election import LeaderElection
 from .handover import StandbyMarks, newer_siblings
@@ -148,6 +149,7 @@ class SchedulerLeadership:
                 CrashPolicy.from_settings(self._settings), fleet=term.can_be_lost,
                 max_clock_skew=float(self._settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0),
                 alerts=AlertSettings.from_settings(self._settings), checks=self._checks, deliverer=self._deliverer,
+                ledger=self._store if isinstance(self._store, FleetLedger) else None,
             )
             service.start()
             self._service = service

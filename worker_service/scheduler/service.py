@@ -39,6 +39,7 @@ from ..alerts.rules import JobAlerting
 from ..host_identity import host_id, host_label, same_machine
 from ..state import StateStore
 from ..state.faults import FencedOut
+from ..state.protocol import FleetLedger
 from ..state.records import JobDefinition, OrphanedRun
 from . import log_noise
 from .commands import CommandApplier, JobRoster
@@ -65,7 +66,7 @@ class SchedulerService:
     def __init__(self, specs: list[JobSpec], store: StateStore, timezone: str, heartbeat_interval: float,
                  crash_policy: CrashPolicy | None = None, executor_threads: int = 10, fleet: bool = False,
                  max_clock_skew: float = 2.0, alerts: AlertSettings | None = None, checks: HealthEngine | None = None,
-                 deliverer: Deliverer | None = None) -> None:
+                 deliverer: Deliverer | None = None, ledger: FleetLedger | None = None) -> None:
         self.specs = specs
         self.max_clock_skew = max_clock_skew  # SCHEDULER_MAX_CLOCK_SKEW: how far apart two leaders' clocks may be
         self.fleet = fleet  # the store is shared by several hosts (another host's runs are in it)
@@ -105,7 +106,7 @@ class SchedulerService:
             options = {spec.id: JobAlerting(spec.alert, spec.alert_after_failures, spec.alert_after_recoveries)
                        for spec in specs}
             self.alerts = AlertMonitor(alerts, store, build_channels(alerts), judge_with(judge, alerts.overdue_grace),
-                                       options, host_label(self.host) or "", checks, deliverer)
+                                       options, host_label(self.host) or "", checks, deliverer, ledger)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
