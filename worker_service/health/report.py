@@ -68,12 +68,18 @@ class HealthBodies:
         self._last: tuple[tuple[CheckResult, ...], Status, bytes, bytes] | None = None
 
     def current(self) -> tuple[Status, bytes]:
-        """The overall status and the encoded body to send now."""
-        report = build_health_report(self._engine, self._critical)
-        values = tuple(report.results.values())
+        """The overall status and the encoded body to send now.
+
+        While the engine hands back the very same result objects (its cache),
+        nothing is aggregated or dumped again: one identity check per component.
+        """
+        results = self._engine.run()
         last = self._last
-        if last is None or len(last[0]) != len(values) or any(a is not b for a, b in zip(last[0], values, strict=True)):
+        if (last is None or len(last[0]) != len(results)
+                or any(a is not b for a, b in zip(last[0], results.values(), strict=True))):
+            report = HealthReport(aggregate({name: r.status for name, r in results.items()}, self._critical),
+                                  results, utc_now())
             body = {**self._schema.dump(report.body(self._service)), "timestamp": self._MARK}
             head, _, tail = json.dumps(body, separators=(",", ":")).partition(json.dumps(self._MARK))
-            last = self._last = (values, report.status, head.encode() + b'"', b'"' + tail.encode())
-        return last[1], last[2] + format_timestamp(report.timestamp).encode() + last[3]
+            last = self._last = (tuple(results.values()), report.status, head.encode() + b'"', b'"' + tail.encode())
+        return last[1], last[2] + format_timestamp(utc_now()).encode() + last[3]
