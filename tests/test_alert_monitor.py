@@ -134,3 +134,22 @@ def test_pausing_a_firing_job_resolves_it_at_once(tmp_path):
     store.update_next_run("a", None, True)  # an operator paused it: it stops paging
     assert watcher.look(time.time()) == 1
     assert [(p["status"], p["state"]) for p in sent(store, "job:a")] == [("firing", "unhealthy"), ("resolved", "paused")]
+
+
+def test_a_firing_job_removed_from_the_jobs_file_or_silenced_resolves(tmp_path):
+    store = store_with(tmp_path, "gone", "hushed", "kept")
+    watcher = monitor(store, error_rate_percent=0)
+    for job_id in ("gone", "hushed", "kept"):
+        run(store, job_id, "error")
+        run(store, job_id, "error")
+    assert watcher.look(time.time()) == 3
+    store.publish_jobs([record.definition for record in store.jobs() if record.definition.id != "gone"])
+    silenced = monitor(store, {"hushed": JobAlerting(alert=False)}, error_rate_percent=0)  # the reload's new options
+    assert silenced.look(time.time()) == 2
+    [_, gone] = sent(store, "job:gone")
+    [_, hushed] = sent(store, "job:hushed")
+    assert (gone["status"], gone["state"], gone["reason"]) == ("resolved", "removed",
+                                                               "the job is no longer in the jobs file")
+    assert (hushed["status"], hushed["state"]) == ("resolved", "not alerting")
+    assert [p["status"] for p in sent(store, "job:kept")] == ["firing"]
+    assert silenced.look(time.time()) == 0  # resolved once

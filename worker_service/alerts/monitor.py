@@ -45,6 +45,7 @@ from .rules import (
     job_metric_observations,
     job_observations,
     lease_observation,
+    orphaned_job_observations,
     scheduler_observation,
 )
 from .settings import AlertSettings
@@ -118,6 +119,7 @@ class AlertMonitor:
         observed += self._components()
         observed += host_observations(self.settings)
         observed += job_metric_observations(self.settings, records, self._options, self._runs_of)
+        observed += orphaned_job_observations(states, records, self._options)
         observed.append(scheduler_observation())
         lease = (lease_observation(self.settings, self._ledger.lease())
                  if self.settings.fleet and self._ledger is not None else None)

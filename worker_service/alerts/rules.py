@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
+from ..state.alert_records import AlertState
 from ..state.records import JobRecord, LeaseRecord, RunRecord
 from .settings import AlertSettings
 
@@ -127,6 +128,32 @@ def job_metric_observations(settings: AlertSettings, records: list[JobRecord], o
                 f"metric:crashes:{job_id}", "metric", job_id, "warning" if firing else "healthy", firing,
                 f"its worker died under it {record.consecutive_crashes} times in a row; quarantined at "
                 f"{settings.crash_limit}"))
+    return observed
+
+
+JOB_METRIC_RULES = ("duration", "error_rate", "crashes")
+
+
+def orphaned_job_observations(states: Mapping[str, AlertState], records: list[JobRecord],
+                              options: Mapping[str, JobAlerting]) -> list[Observation]:
+    """Resolve the firing alerts of jobs that are gone from the jobs file or had ``alert = false`` set since.
+
+    Nobody judges such a job any more, so without this its alert would stay
+    firing for ever (and repeat, with ``ALERT_REPEAT``).
+    """
+    alerting = {record.definition.id for record in records if options.get(record.definition.id, JobAlerting()).alert}
+    known = {record.definition.id for record in records}
+    observed = []
+    for key, state in states.items():
+        per_job = key == f"job:{state.subject}" or any(key == f"metric:{rule}:{state.subject}"
+                                                       for rule in JOB_METRIC_RULES)
+        if not state.firing or not per_job or state.subject in alerting:
+            continue
+        if state.subject in known:
+            word, reason = "not alerting", "alert = false was set for this job in the jobs file"
+        else:
+            word, reason = "removed", "the job is no longer in the jobs file"
+        observed.append(Observation(key, state.kind, state.subject, word, False, reason))
     return observed
 
 
