@@ -244,8 +244,12 @@ def _requested_guard(app: Flask) -> Callable[[], Response | None] | None:
     a method the path lacks gets the strictest: the control guard.
     """
     if request.url_rule is not None:
-        endpoints = [request.url_rule.endpoint]
-    elif isinstance(request.routing_exception, MethodNotAllowed) and request.routing_exception.valid_methods:
+        endpoint = request.url_rule.endpoint
+        known: dict[str, Callable[[], Response | None] | None] = app.extensions.setdefault("access_guards", {})
+        if endpoint not in known:  # the views are fixed once the app is built: judge each endpoint once
+            known[endpoint] = _strictest(app, [endpoint])
+        return known[endpoint]
+    if isinstance(request.routing_exception, MethodNotAllowed) and request.routing_exception.valid_methods:
         adapter = app.create_url_adapter(request)
         endpoints = []
         for method in sorted(request.routing_exception.valid_methods):
@@ -253,8 +257,11 @@ def _requested_guard(app: Flask) -> Callable[[], Response | None] | None:
                 endpoints.append(adapter.match(method=method)[0])
             except HTTPException:
                 continue
-    else:
-        return None
+        return _strictest(app, endpoints)
+    return None
+
+
+def _strictest(app: Flask, endpoints: list[str]) -> Callable[[], Response | None] | None:
     guards = [guard for endpoint in endpoints
               if (guard := getattr(app.view_functions.get(endpoint), ACCESS_GUARD, None)) is not None]
     if refuse_without_admin_token in guards:

@@ -41,6 +41,10 @@ class HealthQuery:
     unmatched: tuple[str, ...] = ()
 
 
+_SEED_ONLY = HealthQuery(Format.SEED)
+_HEALTH_JSON_ONLY = HealthQuery(Format.HEALTH_JSON)
+
+
 def wants_health_json(request: Request) -> bool:
     """True when ``Accept`` names application/health+json, with a quality no lower than application/json's."""
     accept = request.headers.get("Accept", "")
@@ -58,8 +62,8 @@ def _prefers_health_json(accept: str) -> bool:
 def parse_query(request: Request, known: Iterable[str]) -> HealthQuery:
     """The format and the exclusions ``request`` asks for, judged against the ``known`` component names."""
     health_json = wants_health_json(request)
-    if not request.query_string:
-        return HealthQuery(Format.HEALTH_JSON if health_json else Format.SEED)
+    if not request.query_string:  # a probe's request: one of two answers, built once
+        return _HEALTH_JSON_ONLY if health_json else _SEED_ONLY
     if "verbose" in request.args:
         chosen = Format.VERBOSE
     elif health_json:

@@ -21,7 +21,8 @@ def format_timestamp(moment: dt.datetime | float | None) -> str | None:
         moment = dt.datetime.fromtimestamp(moment, dt.UTC)
     elif moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is C all the way (strftime costs several times as much on a probe's path); same text, "Z" for "+00:00".
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def format_uptime(seconds: float) -> str:
