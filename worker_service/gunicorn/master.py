@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -181,17 +181,22 @@ def logger_class() -> type:
     return load_sibling("logfmt").gunicorn_logger_class()
 
 
-def configuration_problem(*options: str) -> str | None:
+def configuration_problem(*options: str, warn: Callable[[str], None] | None = None) -> str | None:
     """Run ``worker-service check-config`` in a child process; return its one-line complaint, if any.
 
     Warnings it prints on success (a state database that does not answer yet,
-    with ``--at-start``) go to stderr as they are.
+    with ``--at-start``) go to ``warn`` (the master's log, so they read like its
+    other lines), or to stderr as they are.
     """
     done = subprocess.run([sys.executable, "-m", "worker_service.cli", "check-config", *options],
                           capture_output=True, text=True, timeout=CHECK_CONFIG_TIMEOUT)
     if done.returncode == 0:
         for line in done.stderr.splitlines():
-            if line.strip():
+            if not line.strip():
+                continue
+            if warn is not None:
+                warn(line.removeprefix("worker-service: "))
+            else:
                 print(line, file=sys.stderr, flush=True)
         return None
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -209,7 +214,7 @@ def on_starting(server: Any) -> None:
     os.environ.setdefault(STARTED_MONOTONIC, repr(time.monotonic()))
     os.environ[INSTANCE] = uuid.uuid4().hex[:12]  # worker_service.host_identity: new for every running master
     jobs = _JobsFileCheck()
-    problem = configuration_problem("--at-start")
+    problem = configuration_problem("--at-start", warn=lambda line: server.log.warning("%s", line))
     if problem:
         print(problem, file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG)
@@ -229,7 +234,7 @@ def on_reload(server: Any) -> None:
     """
     forget_package(server)  # gunicorn has just read its configuration again; the new workers are forked next
     jobs = _JobsFileCheck()
-    problem = configuration_problem("--at-start")
+    problem = configuration_problem("--at-start", warn=lambda line: server.log.warning("reload: %s", line))
     if not problem:
         jobs.found_good(server)
         return
