@@ -19,6 +19,7 @@ from tests.support import pg
 from tests.support.pg import schema  # noqa: F401 - the fixture
 from tests.support.servers import wait_until
 from worker_service.state import FencedOut, LeaseGrant, PostgresLease, PostgresStateStore, StoreUnavailable
+from worker_service.state.faults import ClockSkewed
 from worker_service.state.records import JobDefinition
 
 TTL = 1.0
@@ -427,3 +428,37 @@ def test_every_lease_operation_is_one_statement_with_no_transaction_left_open(st
             "SELECT state FROM pg_stat_activity WHERE application_name = 'worker-service-state' AND query LIKE %s",
             (f'%"{schema}"%',)).fetchall()
     assert sessions and all(state == "idle" for (state,) in sessions)
+
+
+# -- a host whose clock is off -------------------------------------------------------------------------------
+@pytest.mark.parametrize("offset", [3600.0, -3600.0, 3.5])
+def test_a_host_whose_clock_is_off_by_more_than_the_bound_is_refused_and_leaves_only_an_unheld_row(store, offset):
+    skewed = PostgresLease(store, LONG_TTL, max_skew=2.0, wall=lambda: time.time() + offset)
+    honest = PostgresLease(store, LONG_TTL, max_skew=2.0)
+    try:
+        with pytest.raises(ClockSkewed) as refused:
+            skewed.acquire("host-skewed", 11, "session-skewed")
+        assert refused.value.bound == 2.0 and abs(refused.value.skew - offset) < 1.0
+        assert "SCHEDULER_MAX_CLOCK_SKEW" in str(refused.value)
+        row = skewed.current()  # a row nobody holds, so the refused host can read its skew off the lease
+        assert row is not None and row.holder_session is None and not row.live
+        assert store.leadership_changes(limit=5) == []  # nobody led: nothing logged
+        grant = honest.acquire("host-honest", 22, "session-honest")  # the placeholder blocks nobody
+        assert grant is not None and grant.epoch > row.epoch and abs(grant.clock_skew) <= 2.0
+        with pytest.raises(ClockSkewed):  # nor does a live lease make the skewed host's refusal quieter
+            skewed.acquire("host-skewed", 11, "session-skewed")
+        assert skewed.current().holder_session == "session-honest"
+    finally:
+        skewed.close()
+        honest.close()
+
+
+def test_a_host_within_the_bound_leads_as_any_other(store):
+    near = PostgresLease(store, LONG_TTL, max_skew=2.0, wall=lambda: time.time() + 0.5)
+    try:
+        grant = near.acquire("host-near", 11, "session-near")
+        assert grant is not None and 0 < grant.expires_in <= LONG_TTL
+        renewed = near.renew(grant)
+        assert renewed.epoch == grant.epoch and 0 <= renewed.clock_skew <= 2.0  # measured, and within the bound
+    finally:
+        near.close()
