@@ -10,7 +10,7 @@ same). Each probe is `worker-service check` (the Nagios plugin) followed by
 /status for the age of the cache's result; Redis is stopped and started again
 *between* two probes, with no probe in between.
 
-Usage (from the repository, needs redis-server): scripts/replay-stale-answer [--spacing 20]
+Usage (from the repository, needs redis-server): bench/replay_stale_answer.py [--spacing 20]
 Exit 0 when the first probe after the outage shows it and the first after the recovery shows that.
 """
 

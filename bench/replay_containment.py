@@ -13,7 +13,7 @@ Scenarios, each on a fresh state directory, each for a bounded time:
   1 s job runs: runs while unwritable, leaders, /health, and after recovery;
 * corrupt store at start: the file overwritten with garbage before the start.
 
-Usage (from the repository, as root for chattr): scripts/replay-containment [--only poison,fork,...]
+Usage (from the repository, as root for chattr): bench/replay_containment.py [--only poison,fork,...]
 """
 
 from __future__ import annotations
