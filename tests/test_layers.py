@@ -126,11 +126,16 @@ def test_the_checker_counts_importlib_loads_written_out(tmp_path):
     root = _tree(tmp_path, {"app/__init__.py": "", "app/low.py": "",
                             "app/high.py": "import importlib\nimportlib.import_module('app.low')\n",
                             "app/conf.py": "spec_from_file_location('m', os.path.join(here, 'master.py'))\n"
-                                           "from importlib import import_module\nimport_module('.high', __name__)\n",
-                            "app/master.py": "load_sibling('low')\n"})
+                                           "from importlib import import_module\nimport_module('.high', __package__)\n",
+                            "app/master.py": "load_sibling('low')\n",
+                            "app/lazy/__init__.py": "_LAZY = {'Store': 'pg_store'}\n"
+                                                    "def __getattr__(name):\n"
+                                                    "    return import_module(f'.{_LAZY[name]}', __name__)\n",
+                            "app/lazy/pg_store.py": "from . import helpers\n", "app/lazy/helpers.py": ""})
     graph = checker.import_graph(root, ["app"], {"load_sibling": "app"})
     assert graph["app.high"] == {"app.low"} and graph["app.master"] == {"app.low"}
     assert graph["app.conf"] == {"app.master", "app.high"}
+    assert graph["app.lazy"] == {"app.lazy.pg_store"}
 
 
 def test_an_exception_that_names_nothing_is_reported():
