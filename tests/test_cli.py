@@ -274,7 +274,7 @@ def test_status_prints_a_table_without_colour_when_piped_and_json_on_request(hea
 
 
 def test_status_uses_colour_on_a_terminal(healthy):
-    from worker_service.status_table import render
+    from worker_service.cli.status_table import render
 
     _, _, body = healthy.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
     assert "\x1b[" in render(body, colour=True) and "\x1b[" not in render(body, colour=False)

@@ -136,14 +136,14 @@ def test_an_unreachable_service_exits_3(command):
     (500, {"error": "Internal Server Error"}, 3, "answered HTTP 500"),
 ])
 def test_each_answer_to_a_command_maps_to_the_check_commands_exit_codes(status, body, code, needle):
-    from worker_service.cli import _command_verdict
+    from worker_service.cli.jobs import _command_verdict
 
     verdict, line = _command_verdict("x", "run", status, body)
     assert verdict == code and needle in line
 
 
 def test_the_cli_imports_no_flask_for_its_commands():
-    done = subprocess.run([sys.executable, "-c", "import sys, worker_service.cli, worker_service.control.tables;"
+    done = subprocess.run([sys.executable, "-c", "import sys, worker_service.cli;"
                                                  "print(sorted(m for m in sys.modules if m.split('.')[0] in "
                                                  "('flask', 'werkzeug', 'marshmallow', 'apscheduler')))"],
                           capture_output=True, text=True, timeout=30)
@@ -151,7 +151,7 @@ def test_the_cli_imports_no_flask_for_its_commands():
 
 
 def test_the_tables_print_no_control_character_from_the_service():
-    from worker_service.control.tables import render_history, render_jobs
+    from worker_service.cli.tables import render_history, render_jobs
 
     evil = "boom\x1b[2J\x1b[31m\nforged line\x9b0m\u202e"
     run = {"started_at": None, "finished_at": None, "duration_seconds": 0.5, "outcome": "error", "trigger": "manual",

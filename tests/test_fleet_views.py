@@ -19,9 +19,9 @@ import pytest
 from tests.support.pg import DATABASE_URL, FAST_URL, scratch_schema
 from tests.support.servers import wait_until
 from tests.support.tcp_proxy import TcpProxy
+from worker_service.cli.status_table import render
 from worker_service.host_identity import host_id
 from worker_service.scheduler.heartbeat import LEADERS
-from worker_service.status_table import render
 
 HOST_B = "host-b.fleet.test"  # another host: never this one
 FLEET = {"HEALTH_CACHE_TTL": 0, "STATUS_CACHE_TTL": 0, "SCHEDULER_HEARTBEAT_INTERVAL": 1.0,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
 from pathlib import Path
@@ -11,7 +10,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.runs import duplicate_slots, jobs_file, read_runs, read_scheduled
+from tests.support.runs import (
+    duplicate_slots,
+    jobs_file,
+    kill_children,
+    kill_the_leader_once_a_child_lingers,
+    read_runs,
+    read_scheduled,
+)
 from tests.support.servers import wait_until
 from worker_service.state import SqliteStateStore
 from worker_service.state.setup import STATE_FILE
@@ -71,12 +77,8 @@ def test_a_child_a_job_starts_keeps_neither_the_scheduler_lock_nor_the_port(how,
     server = gunicorn(WORKER_JOBS_FILE=str(path), WEB_CONCURRENCY="2", GUNICORN_GRACEFUL_TIMEOUT="2",
                       JOB_CRASH_BACKOFF="1", **FAST)
     try:
-        wait_until(lambda: children.exists() and children.read_text().strip(), timeout=10, what="a child")
-        leader = read_runs(runs)[-1][0]
-        os.kill(leader, signal.SIGKILL)
-        killed = time.monotonic()
-        wait_until(lambda: read_runs(runs)[-1][0] != leader, timeout=10, what="a new leader")
-        assert time.monotonic() - killed < 5, "the children kept the host without a scheduler"
+        takeover = kill_the_leader_once_a_child_lingers(runs, children, timeout=10)
+        assert takeover < 5, "the children kept the host without a scheduler"
         server.stop()
         live = [int(pid) for pid in children.read_text().split() if psutil.pid_exists(int(pid))]
         assert live, "the children should outlive the service for this test to mean anything"
@@ -88,11 +90,7 @@ def test_a_child_a_job_starts_keeps_neither_the_scheduler_lock_nor_the_port(how,
             probe.bind(("127.0.0.1", server.port))
             probe.listen()
     finally:
-        for pid in children.read_text().split() if children.exists() else []:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_children(children)
 
 
 def test_a_job_killed_at_the_graceful_timeout_is_recorded_as_killed_at_the_stop(tmp_path, gunicorn, state_dir):

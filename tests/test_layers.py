@@ -32,6 +32,19 @@ def test_no_module_of_worker_service_or_common_is_part_of_an_import_cycle(graph)
     assert checker.cycles(graph) == []
 
 
+def test_no_package_of_worker_service_or_common_is_part_of_an_import_cycle(graph):
+    assert checker.cycles(checker.package_graph(graph)) == []
+
+
+def test_the_importlib_loads_of_the_gunicorn_wiring_are_edges(graph):
+    assert {"worker_service.gunicorn.hooks", "worker_service.gunicorn.master"} <= graph["worker_service.gunicorn.conf"]
+    assert "worker_service.logfmt" in graph["worker_service.gunicorn.master"]  # load_sibling("logfmt")
+
+
+def test_every_exception_names_a_module_or_an_import_that_exists():
+    assert checker.stale_exceptions(checker.import_graph()) == []
+
+
 def test_every_module_has_a_layer_and_imports_none_above_its_own(graph):
     assert checker.layer_violations(graph) == []
 
@@ -52,7 +65,7 @@ def test_the_script_prints_its_summary_and_exits_0_on_this_tree():
     done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "modules" in done.stdout and "edges" in done.stdout and "common < base" in done.stdout
-    assert done.stdout.rstrip().endswith("no cycle, no upward import")
+    assert done.stdout.rstrip().endswith("no cycle of modules or packages, no upward import")
 
 
 # -- the checker itself, on small trees ----------------------------------------------------------------------------
@@ -85,3 +98,47 @@ def test_an_exact_pattern_names_the_package_root_only(tmp_path):
     assert checker.layer_of("app", LAYERS) == 1
     assert checker.layer_of("app.low.deep", LAYERS) == 0
     assert checker.layer_of("app.other", LAYERS) is None
+
+
+def test_the_checker_finds_a_cycle_of_two_packages_that_no_two_modules_form(tmp_path):
+    root = _tree(tmp_path, {"app/__init__.py": "", "app/status/__init__.py": "", "app/control/__init__.py": "",
+                            "app/status/openapi.py": "from ..control import paths\n", "app/control/paths.py": "",
+                            "app/control/reads.py": "from app.status.analysis import entry\n",
+                            "app/status/analysis.py": "entry = 1\n", "app/config.py": "",
+                            "app/status/views.py": "from .. import config\n"})
+    graph = checker.import_graph(root, ["app"])
+    assert checker.cycles(graph) == []
+    assert checker.cycles(checker.package_graph(graph, ["app"], {})) == [["app.control", "app.status"]]
+
+
+def test_a_module_placed_apart_from_its_package_is_its_own_unit_and_layer(tmp_path):
+    root = _tree(tmp_path, {"app/__init__.py": "", "app/low.py": "from .wiring import master\n",
+                            "app/wiring/__init__.py": "", "app/wiring/master.py": "",
+                            "app/wiring/hooks.py": "from .. import low\n"})
+    graph = checker.import_graph(root, ["app"])
+    placed = {"app.wiring.hooks": ("high", "built on the low layer")}
+    assert checker.cycles(checker.package_graph(graph, ["app"], {})) == [["app.low", "app.wiring"]]
+    assert checker.cycles(checker.package_graph(graph, ["app"], placed)) == []
+    assert checker.layer_of("app.wiring.hooks", LAYERS, placed) == 1
+
+
+def test_the_checker_counts_importlib_loads_written_out(tmp_path):
+    root = _tree(tmp_path, {"app/__init__.py": "", "app/low.py": "",
+                            "app/high.py": "import importlib\nimportlib.import_module('app.low')\n",
+                            "app/conf.py": "spec_from_file_location('m', os.path.join(here, 'master.py'))\n"
+                                           "from importlib import import_module\nimport_module('.high', __package__)\n",
+                            "app/master.py": "load_sibling('low')\n",
+                            "app/lazy/__init__.py": "_LAZY = {'Store': 'pg_store'}\n"
+                                                    "def __getattr__(name):\n"
+                                                    "    return import_module(f'.{_LAZY[name]}', __name__)\n",
+                            "app/lazy/pg_store.py": "from . import helpers\n", "app/lazy/helpers.py": ""})
+    graph = checker.import_graph(root, ["app"], {"load_sibling": "app"})
+    assert graph["app.high"] == {"app.low"} and graph["app.master"] == {"app.low"}
+    assert graph["app.conf"] == {"app.master", "app.high"}
+    assert graph["app.lazy"] == {"app.lazy.pg_store"}
+
+
+def test_an_exception_that_names_nothing_is_reported():
+    graph = {"app.a": {"app.b"}, "app.b": set()}
+    assert checker.stale_exceptions(graph, {"app.gone": ("low", "why")}, {("app.b", "app.a"): "why"}) == [
+        "MODULE_LAYERS names app.gone, which does not exist", "EXCEPTIONS names app.b -> app.a, which is no import"]

@@ -79,7 +79,7 @@ def test_the_scheduler_reason_and_the_job_rows_come_from_one_read_of_the_store(m
     assert "a: 5 consecutive failures" in scheduler["reason"], scheduler
     assert scheduler["age_seconds"] < 0.5
 
-    from worker_service.status_table import render
+    from worker_service.cli.status_table import render
 
     table = render(body, colour=False)
     assert "5 consecutive failures" in table and "5/5" in table and "3 consecutive" not in table

@@ -32,7 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(owned.settings)
     app.json.sort_keys = False
 
-    from . import control, health, metrics, scheduler, status
+    from . import control, health, metrics, openapi, scheduler, status
     from .health import ready as health_ready
 
     web.init_app(app)
@@ -44,4 +44,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     status.init_app(app)
     metrics.init_app(app)
     control.init_app(app)  # /jobs: list, history; run, pause, resume through the leader
+    openapi.init_app(app)  # /openapi.json: every payload above, in one document
     return app

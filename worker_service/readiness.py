@@ -11,6 +11,13 @@
 
 :func:`begin_draining` runs inside a signal handler, so it takes no lock: one
 attribute store, atomic under the GIL, wins over any later ``ready``.
+
+This module is readiness's home; :mod:`worker_service.health.ready` is only its
+endpoint. It stays in the base layer, outside ``health/``: the SIGTERM hook
+(:mod:`worker_service.gunicorn.hooks`), the boot checks
+(:mod:`worker_service.health_refresh`) and job control's refusal while draining
+(:mod:`worker_service.control.submission`) set or read it, and none of them
+should import the health package (Flask, the engine, the checks) to do so.
 """
 
 from __future__ import annotations

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
+
+from tests.support.servers import wait_until
 
 
 def _lines(path: Path) -> list[list[str]]:
@@ -26,6 +31,25 @@ def read_scheduled(path: Path, every_run: bool = True) -> list[tuple[int, float,
     if every_run:
         assert all(len(parts) == 3 for parts in lines), f"a run without its slot in {path}"
     return [(int(parts[0]), float(parts[1]), float(parts[2])) for parts in lines if len(parts) == 3]
+
+
+def kill_the_leader_once_a_child_lingers(runs: Path, children: Path, timeout: float) -> float:
+    """Once a run's child is written to ``children``, SIGKILL the worker that ran it; seconds until another runs."""
+    wait_until(lambda: children.exists() and children.read_text().strip(), timeout=10, what="a child")
+    leader = read_runs(runs)[-1][0]
+    os.kill(leader, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: read_runs(runs)[-1][0] != leader, timeout=timeout, what="a new leader")
+    return time.monotonic() - killed
+
+
+def kill_children(children: Path) -> None:
+    """SIGKILL every process whose pid a job wrote to ``children`` (those still alive)."""
+    for pid in children.read_text().split() if children.exists() else []:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def jobs_file(path: Path, text: str) -> Path:

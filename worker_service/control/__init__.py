@@ -6,7 +6,7 @@
 * :mod:`.submission`: a command queued for the leader, and the bounded wait for its outcome;
 * :mod:`.leader`: whether a scheduler leads; :mod:`.requester`: who asked;
 * :mod:`.payloads`, :mod:`.schemas`: the JSON and its schemas; :mod:`.openapi`: the document's paths;
-* :mod:`.tables`: the CLI's tables of that JSON (imports no Flask: ``worker-service jobs`` stays light).
+* :mod:`.health_entry`: a job's health entry, which /status shows too (the status package builds on this one);
 
 The leader applies the commands (:mod:`worker_service.scheduler.commands`).
 """

@@ -1,4 +1,4 @@
-"""Job control's paths in the OpenAPI document (:func:`worker_service.status.openapi.build_openapi` calls this)."""
+"""Job control's paths in the OpenAPI document (:func:`worker_service.openapi.build_openapi` calls this)."""
 
 from __future__ import annotations
 

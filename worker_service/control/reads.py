@@ -11,8 +11,7 @@ from common.helpers.health import format_timestamp
 from ..scheduler.heartbeat import judging_now
 from ..scheduler.job_health import JobPolicy
 from ..state import StateStore
-from ..status.analysis import job_health_entry
-from ..status.schemas import JobHealthSchema
+from .health_entry import JobHealthSchema, job_health_entry
 from .payloads import command_entry, history_entry, job_fields, job_summary
 
 COMMANDS_SHOWN = 20  # a job's last commands in GET /jobs/<id>

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..status.schemas import JOB_STATES, JobHealthSchema
+from .health_entry import JOB_STATES, JobHealthSchema
 from .submission import ACTIONS
 
 _time = {"metadata": {"description": "ISO-8601, UTC", "example": "2023-06-15T10:30:45.123456Z"}}

@@ -1,5 +1,7 @@
 """GET /health/ready: may a load balancer send this worker traffic? (starting, ready, draining).
 
+The state it answers from is :mod:`worker_service.readiness`'s; this module only serves it.
+
 Under gunicorn each worker runs its first checks when it boots
 (:mod:`worker_service.health_refresh`), so ``starting`` lasts only until they
 end (a few milliseconds with healthy dependencies, one check timeout with a

@@ -1,4 +1,4 @@
-"""GET /status: the detailed view, and the OpenAPI document of every payload."""
+"""GET /status: the detailed view (as JSON, or the status page)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register /status and /openapi.json, and prime the CPU samplers."""
-    from .openapi import build_openapi
+    """Register /status, and prime the CPU samplers."""
     from .report import StatusReporter
     from .run_chart import RunChart
     from .views import bp
@@ -17,4 +16,3 @@ def init_app(app: Flask) -> None:
     app.extensions["status"] = reporter
     app.extensions["run_chart"] = RunChart(app.extensions["store"], app.config["STATUS_CACHE_TTL"])
     app.register_blueprint(bp)
-    app.extensions["openapi"] = build_openapi(app)

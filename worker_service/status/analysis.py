@@ -9,7 +9,6 @@ from common.helpers.health import format_timestamp
 from ..host_identity import host_label
 from ..reporting.fleet_view import FleetView
 from ..reporting.scheduler_view import SchedulerView
-from ..scheduler.job_health import JobHealth
 from ..state.records import JobRecord
 
 
@@ -57,34 +56,6 @@ def fleet_status(view: FleetView) -> dict[str, Any]:
             "to": None if change.to_host is None else {"host": host_label(change.to_host), "pid": change.to_pid},
         } for change in view.changes],
         "error": view.error,
-    }
-
-
-def _since(moment: float | None, now: float) -> dict[str, Any] | None:
-    if moment is None:
-        return None
-    return {"timestamp": format_timestamp(moment), "time_ago_seconds": time_ago(moment, now)}
-
-
-def time_ago(moment: float, now: float) -> float:
-    """Seconds since ``moment``; negative when it is in the future (the wall clock went back), never clamped."""
-    return round(now - moment, 3)
-
-
-def job_health_entry(record: JobRecord, verdict: JobHealth, now: float) -> dict[str, Any]:
-    """One job's entry in ``jobs_analysis.job_health``."""
-    definition = record.definition
-    return {
-        "status": verdict.state.value,
-        "reason": verdict.reason,
-        "is_active": not definition.paused,
-        "is_critical": definition.critical,
-        "error_count": record.error_count,
-        "success_count": record.success_count,
-        "consecutive_failures": record.consecutive_failures,
-        "last_execution": _since(record.last_run_at, now),
-        "last_success": _since(record.last_success_at, now),
-        "next_execution": format_timestamp(definition.next_run_time),
     }
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..control.health_entry import JobHealthSchema, job_health_entry, time_ago
 from ..scheduler.job_health import JobHealth
 from ..state.records import JobRecord
-from .analysis import job_health_entry, scheduled_job_entry, time_ago
-from .schemas import JobHealthSchema, ScheduledJobSchema
+from .analysis import scheduled_job_entry
+from .schemas import ScheduledJobSchema
 
 _AGO_FIELDS = (("last_execution", "last_run_at"), ("last_success", "last_success_at"))
 

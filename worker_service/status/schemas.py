@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from ..control.health_entry import JOB_STATES, JobHealthSchema
 from ..health.schemas import STATUS_WORDS, ComponentsSchema
-from ..vocabulary import JobState
 
-JOB_STATES = [state.value for state in JobState]
 LEADERSHIP_REASONS = ["first", "released", "handover", "expired", "lost"]
 _status = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
 
@@ -81,25 +80,6 @@ class FleetSchema(Schema):
                           metadata={"description": "the last 10 changes of leader, newest first ([] on one host)"})
     error = fields.String(allow_none=True, required=True,
                           metadata={"description": "why the state store could not be read from this worker"})
-
-
-class LastExecutionSchema(Schema):
-    timestamp = fields.String(required=True)
-    time_ago_seconds = _seconds(required=True, metadata={"description": "negative when the time is in the future "
-                                                                         "(the wall clock went back)"})
-
-
-class JobHealthSchema(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
-    reason = fields.String(allow_none=True)
-    is_active = fields.Boolean(required=True)
-    is_critical = fields.Boolean(required=True)
-    error_count = fields.Integer(required=True)
-    success_count = fields.Integer(required=True)
-    consecutive_failures = fields.Integer(required=True)
-    last_execution = fields.Nested(LastExecutionSchema, allow_none=True, required=True)
-    last_success = fields.Nested(LastExecutionSchema, allow_none=True, required=True)
-    next_execution = fields.String(allow_none=True, required=True)
 
 
 class JobsAnalysisSchema(Schema):

@@ -1,4 +1,4 @@
-"""GET /status (and the status page's /status/overview and /status/runs) and GET /openapi.json."""
+"""GET /status (and the status page's /status/overview and /status/runs)."""
 
 from __future__ import annotations
 
@@ -64,9 +64,3 @@ def run_chart() -> Response:
     except StoreUnavailable as error:
         return error_response(503, str(error))
     return revalidated_json(chart, exclude=("timestamp",))
-
-
-@bp.get("/openapi.json")
-def openapi():
-    """The OpenAPI document generated from the marshmallow schemas."""
-    return json_response(current_app.extensions["openapi"], 200)

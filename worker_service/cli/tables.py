@@ -1,5 +1,7 @@
 """Render GET /jobs and a job's history (GET /jobs/<id>) as text tables for the CLI (no Flask here).
 
+:mod:`.status_table` renders /status with the helpers below (:func:`printable`, :func:`span`).
+
 Every text from the service is printed through :func:`printable`: no control character reaches the terminal.
 """
 
@@ -34,10 +36,18 @@ def _when(timestamp: str | None, now: dt.datetime) -> str:
     except ValueError:
         return timestamp
     seconds = (now - moment).total_seconds()
-    span = abs(seconds)
-    text = (f"{span:.0f}s" if span < 60 else f"{span / 60:.0f}m" if span < 3600
-            else f"{span / 3600:.1f}h" if span < 86400 else f"{span / 86400:.1f}d")
-    return f"{text} ago" if seconds >= 0 else f"in {text}"
+    return f"{span(abs(seconds))} ago" if seconds >= 0 else f"in {span(abs(seconds))}"
+
+
+def span(seconds: float) -> str:
+    """A length of time as a person reads it at a glance: ``42s``, ``5m``, ``1.5h``, ``2.0d``."""
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
 
 
 def _table(headers: list[str], rows: list[list[str]], painted: set[int], colour: bool) -> str:

@@ -10,7 +10,7 @@ same). Each probe is `worker-service check` (the Nagios plugin) followed by
 /status for the age of the cache's result; Redis is stopped and started again
 *between* two probes, with no probe in between.
 
-Usage (from the repository, needs redis-server): scripts/replay-stale-answer [--spacing 20]
+Usage (from the repository, needs redis-server): bench/replay_stale_answer.py [--spacing 20]
 Exit 0 when the first probe after the outage shows it and the first after the recovery shows that.
 """
 
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,14 @@ def pause(seconds: float) -> None:
     wait_until(lambda: time.monotonic() >= until, timeout=seconds + 5, interval=0.1, what="the next probe")
 
 
+def between_probes(spacing: float, started: float, change: Callable[[], object], what: str) -> None:
+    """Half a spacing, ``change`` (said as ``what``), half a spacing: no probe sees the moment of the change."""
+    pause(spacing / 2)
+    change()
+    print(f"t={time.monotonic() - started:6.1f}s  -- {what}", flush=True)
+    pause(spacing / 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spacing", type=float, default=20.0, help="seconds between the spaced probes")
@@ -74,17 +83,11 @@ def main() -> int:
             probe(server, started, "healthy, frequent")
             pause(0.25)
         probe(server, started, "last probe before outage")
-        pause(spacing / 2)
-        redis.stop()
-        print(f"t={time.monotonic() - started:6.1f}s  -- Redis stopped (no probe until the next spaced one)", flush=True)
-        pause(spacing / 2)
+        between_probes(spacing, started, redis.stop, "Redis stopped (no probe until the next spaced one)")
         after_outage = probe(server, started, "first after the outage")
         pause(spacing)
         probe(server, started, "still down")
-        pause(spacing / 2)
-        redis.start()
-        print(f"t={time.monotonic() - started:6.1f}s  -- Redis started again (no probe until the next)", flush=True)
-        pause(spacing / 2)
+        between_probes(spacing, started, redis.start, "Redis started again (no probe until the next)")
         after_recovery = probe(server, started, "first after the recovery")
     finally:
         server.stop()

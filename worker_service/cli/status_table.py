@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .control.tables import printable
-from .vocabulary import JobState, Status
+from ..vocabulary import JobState, Status
+from .tables import printable, span
 
 COLOURS = {
     Status.AVAILABLE: "green", JobState.HEALTHY: "green", "running": "green",
@@ -27,17 +27,7 @@ def _ago(timestamp: str | None, now: dt.datetime) -> str:
         return "-"
     moment = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
     seconds = (now - moment).total_seconds()
-    return _span(abs(seconds)) + (" ago" if seconds >= 0 else " from now")
-
-
-def _span(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
+    return span(abs(seconds)) + (" ago" if seconds >= 0 else " from now")
 
 
 def _table(headers: list[str], rows: list[list[str]], colour_columns: set[int], colour: bool) -> list[str]:

@@ -13,14 +13,13 @@ Scenarios, each on a fresh state directory, each for a bounded time:
   1 s job runs: runs while unwritable, leaders, /health, and after recovery;
 * corrupt store at start: the file overwritten with garbage before the start.
 
-Usage (from the repository, as root for chattr): scripts/replay-containment [--only poison,fork,...]
+Usage (from the repository, as root for chattr): bench/replay_containment.py [--only poison,fork,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -35,7 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from tests.support.runs import duplicate_slots, read_runs  # noqa: E402
+from tests.support.runs import (  # noqa: E402
+    duplicate_slots,
+    kill_children,
+    kill_the_leader_once_a_child_lingers,
+    read_runs,
+)
 from tests.support.servers import Gunicorn, base_env, wait_until  # noqa: E402
 
 FAST = {"SCHEDULER_HEARTBEAT_INTERVAL": "1", "HEALTH_CACHE_TTL": "0", "STATUS_CACHE_TTL": "0",
@@ -92,12 +96,7 @@ def child(work: Path, how: str) -> None:
     server = start(work, job("spawner", "fork_and_linger", 1, how=how, seconds=30.0, pids_path=str(children),
                              runs_path=str(runs)))
     try:
-        wait_until(lambda: children.exists() and children.read_text().strip(), timeout=10, what="a child")
-        leader = read_runs(runs)[-1][0]
-        os.kill(leader, signal.SIGKILL)
-        killed = time.monotonic()
-        wait_until(lambda: read_runs(runs)[-1][0] != leader, timeout=30, what="a new leader")
-        takeover = time.monotonic() - killed
+        takeover = kill_the_leader_once_a_child_lingers(runs, children, timeout=30)
         server.stop()
         pids = [int(pid) for pid in children.read_text().split()]
         alive = [pid for pid in pids if psutil.pid_exists(pid)]
@@ -113,11 +112,7 @@ def child(work: Path, how: str) -> None:
         print(f"{how}: next run by a new leader {takeover:.2f} s after SIGKILL of the leader; {len(alive)} children "
               f"alive after the stop, {listening} listening; port free for a new master: {bound}")
     finally:
-        for pid in children.read_text().split() if children.exists() else []:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_children(children)
 
 
 def unwritable(work: Path) -> None:

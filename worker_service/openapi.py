@@ -1,4 +1,9 @@
-"""The OpenAPI 3 document, generated with apispec from the payload schemas."""
+"""GET /openapi.json: the OpenAPI 3 document of every payload, generated with apispec from the payload schemas.
+
+Assembled here, at the top, from what each endpoint package describes (health,
+status, job control, the alert webhook): no endpoint package imports another
+one to be in the document.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,18 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask
+from flask import Blueprint, Flask, Response, current_app
 
-from ..config import COMPONENTS
-from ..control.openapi import describe_job_control
-from ..health.ready import ReadinessSchema
-from ..health.schemas import ComponentHealthSchema, ErrorSchema, HealthJsonSchema, HealthSchema, LivenessSchema
-from ..version import __version__
-from .schemas import OverviewSchema, RunChartSchema, StatusSchema
-from .webhook_schema import describe_alert_webhook
+from .config import COMPONENTS
+from .control.openapi import describe_job_control
+from .health.ready import ReadinessSchema
+from .health.schemas import ComponentHealthSchema, ErrorSchema, HealthJsonSchema, HealthSchema, LivenessSchema
+from .status.schemas import OverviewSchema, RunChartSchema, StatusSchema
+from .status.webhook_schema import describe_alert_webhook
+from .version import __version__
+from .web import json_response
+
+bp = Blueprint("openapi", __name__)
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
@@ -128,3 +136,15 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     document = spec.to_dict()
     document["webhooks"] = webhooks  # OpenAPI 3.1: what the service sends (alerts), beside what it answers
     return document
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document generated from the marshmallow schemas."""
+    return json_response(current_app.extensions["openapi"], 200)
+
+
+def init_app(app: Flask) -> None:
+    """Build the document once (the app's settings decide which operations are guarded) and serve it."""
+    app.extensions["openapi"] = build_openapi(app)
+    app.register_blueprint(bp)
