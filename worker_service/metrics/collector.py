@@ -36,6 +36,7 @@ from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
 from ..reporting.uptime import service_uptime
 from ..scheduler.component_check import fleet_mode
 from ..scheduler.job_health import JobPolicy
+from ..vocabulary import SchedulerState
 from .job_series import PREFIX, JobSeries
 
 
@@ -112,7 +113,7 @@ def _scheduler(snapshot: StoreSnapshot, settings: Any) -> Iterator[Metric]:
         return
     view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.beat_now)
     running.add_metric([], 1.0 if view.running else 0.0)
-    if view.leader is not None and view.state != "stopped":
+    if view.leader is not None and view.state != SchedulerState.STOPPED:
         leader_info.add_metric([str(view.leader.pid), view.leader.hostname or ""], 1.0)
     if view.heartbeat_age is not None:
         age.add_metric([], round(view.heartbeat_age, 3))

@@ -12,6 +12,7 @@ import dataclasses
 
 from ..host_identity import host_label
 from ..state.records import LeadershipChange, LeaseRecord
+from ..vocabulary import SchedulerState
 from .scheduler_view import SchedulerView
 from .snapshot import StoreSnapshot
 
@@ -56,7 +57,7 @@ def view_fleet(snapshot: StoreSnapshot, scheduler: SchedulerView | None) -> Flee
 
 def _heartbeat_leader(scheduler: SchedulerView | None) -> FleetLeader | None:
     """One host's leader: the process whose heartbeat is fresh (since its scheduler started)."""
-    if scheduler is None or scheduler.leader is None or scheduler.state == "stopped":
+    if scheduler is None or scheduler.leader is None or scheduler.state == SchedulerState.STOPPED:
         return None
     record = scheduler.leader
     return FleetLeader(record.hostname, record.pid, record.started_at)

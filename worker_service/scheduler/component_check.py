@@ -42,6 +42,7 @@ from ..state import StateReader, StoreUnavailable
 from ..state.faults import clock_skew, clock_skew_reason, reason_alone
 from ..state.protocol import FleetLedger
 from ..state.records import LeaseRecord, SchedulerRecord
+from ..vocabulary import SchedulerState
 from .heartbeat import (
     LEADERS,
     SIGHTINGS,
@@ -55,10 +56,9 @@ from .job_health import JobPolicy, JobState
 from .jobs_source import problem_reason
 
 # The heartbeat's names stay importable from here, where they lived before .heartbeat.
-__all__ = ["REPLANNING", "HeartbeatSightings", "SchedulerCheck", "fleet_mode", "heartbeat_age", "heartbeat_is_fresh",
+__all__ = ["HeartbeatSightings", "SchedulerCheck", "fleet_mode", "heartbeat_age", "heartbeat_is_fresh",
            "read_lease"]
 
-REPLANNING = "replanning"  # the leader's heartbeat state while it re-plans its jobs after a clock jump
 READ_SHARE = 0.8  # of HEALTH_CHECK_TIMEOUT: the fleet's reads must end before the engine's deadline
 
 
@@ -137,12 +137,12 @@ class SchedulerCheck(ComponentCheck):
             leader, beat_now = self._fleet_leader()
         else:
             leader, beat_now = self._host_leader(now), now
-        if leader.state == REPLANNING:
+        if leader.state == SchedulerState.REPLANNING:
             raise ServiceDegraded("the wall clock jumped; re-planning jobs")
         jump = self._sightings.sight(leader, beat_now).clock_jump
         if jump is not None:
             raise ServiceDegraded(f"wall clock jumped by about {jump:+.0f} s since the last heartbeat; re-planning jobs")
-        if leader.state == "paused":
+        if leader.state == SchedulerState.PAUSED:
             raise ServiceDegraded("scheduler is paused")
         problems = []
         # A reload found the jobs file broken: the leader keeps the last good job set (.jobs_source).
@@ -171,7 +171,7 @@ class SchedulerCheck(ComponentCheck):
         if leader is None:
             raise ServiceUnavailable("no scheduler has run on this host")
         if not heartbeat_is_fresh(leader, self._heartbeat_interval, now, self._sightings):
-            if leader.state == "stopped":
+            if leader.state == SchedulerState.STOPPED:
                 raise ServiceUnavailable(f"the scheduler stopped (last leader pid {leader.pid})")
             age = heartbeat_age(leader, now, self._sightings)
             silent = f"no scheduler heartbeat for {age:.0f} s (last leader pid {leader.pid})"
@@ -202,7 +202,7 @@ class SchedulerCheck(ComponentCheck):
             holder = f"{host_label(lease.holder_host)} pid {lease.holder_pid} (epoch {lease.epoch}) holds the scheduler lease"
             if leader is None or leader.heartbeat_at <= 0:
                 raise ServiceUnavailable(f"{holder}, but no scheduler heartbeat was written")
-            if leader.state == "stopped":
+            if leader.state == SchedulerState.STOPPED:
                 raise ServiceUnavailable(f"{holder}, but the scheduler stopped "
                                          f"(last leader {leader.hostname} pid {leader.pid})")
             age = heartbeat_age(leader, beat_now, self._sightings)

@@ -11,6 +11,7 @@ from ..reporting.fleet_view import FleetView
 from ..reporting.scheduler_view import SchedulerView
 from ..scheduler.job_health import JobHealth
 from ..state.records import JobRecord
+from ..vocabulary import SchedulerState
 
 
 def _ms(value: float | None) -> float | None:
@@ -21,7 +22,7 @@ def scheduler_status(view: SchedulerView, timezone: str) -> dict[str, Any]:
     """The ``scheduler_status`` block; ``timezone`` (``SCHEDULER_TIMEZONE``) is shown while no scheduler ever ran."""
     leader = view.leader
     if leader is None:
-        return {"running": False, "timezone": timezone, "state": "stopped", "pid": None,
+        return {"running": False, "timezone": timezone, "state": SchedulerState.STOPPED, "pid": None,
                 "hostname": None, "heartbeat_age_seconds": None, "started_at": None}
     return {
         "running": view.running,

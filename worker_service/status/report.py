@@ -40,6 +40,7 @@ from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
 from ..reporting.uptime import service_uptime
 from ..scheduler.component_check import fleet_mode
 from ..scheduler.job_health import JobPolicy
+from ..vocabulary import SchedulerState
 from .analysis import fleet_status, jobs_summary, scheduler_status
 from .job_fragments import JobFragments
 from .schemas import StatusSchema
@@ -120,7 +121,7 @@ class StatusReporter:
             view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.beat_now)
             scheduler = scheduler_status(view, settings["SCHEDULER_TIMEZONE"])
         else:
-            scheduler = {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": "unknown", "pid": None,
+            scheduler = {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": SchedulerState.UNKNOWN, "pid": None,
                          "hostname": None, "heartbeat_age_seconds": None, "started_at": None}
         metrics = {
             "service_type": "worker",
