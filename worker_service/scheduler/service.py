@@ -73,7 +73,7 @@ class SchedulerService:
         self.store = store
         self.timezone = timezone
         self.heartbeat_interval = heartbeat_interval
-        self.crash_policy = crash_policy or CrashPolicy(limit=3, backoff=10.0)
+        self.crash_policy = crash_policy or CrashPolicy()
         self.session = uuid.uuid4().hex
         self.host = host_id()  # compared whole: two hosts may share a host name
         log_noise.install()  # APScheduler's echoes of the events the tracker logs
