@@ -126,7 +126,7 @@ def test_a_live_lease_whose_scheduler_does_not_beat_is_unavailable(fleet_app):
 
 
 def test_the_heartbeat_is_judged_on_the_databases_clock_not_this_hosts(fleet_app):
-    from worker_service.scheduler.component_check import SchedulerCheck
+    from worker_service.health.scheduler_check import SchedulerCheck
 
     app = fleet_app()
     lead(app.extensions["store"])
@@ -142,7 +142,7 @@ def test_jobs_are_judged_on_the_databases_clock_not_this_hosts(fleet_app, monkey
     import types
 
     from worker_service.reporting import snapshot
-    from worker_service.scheduler.component_check import SchedulerCheck
+    from worker_service.health.scheduler_check import SchedulerCheck
     from worker_service.scheduler.job_health import JobPolicy
     from worker_service.state.records import JobDefinition
 

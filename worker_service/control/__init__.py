@@ -4,7 +4,7 @@
 * :mod:`.reads`: the job list and a job's detail, read from the shared store;
 * :mod:`.listing`: a page of the jobs, filtered, problems first, with their newest runs (the status page's);
 * :mod:`.submission`: a command queued for the leader, and the bounded wait for its outcome;
-* :mod:`.leader`: whether a scheduler leads; :mod:`.requester`: who asked;
+* :mod:`.requester`: who asked (whether a scheduler leads: :mod:`worker_service.health.leader_status`);
 * :mod:`.payloads`, :mod:`.schemas`: the JSON and its schemas; :mod:`.openapi`: the document's paths;
 * :mod:`.tables`: the CLI's tables of that JSON (imports no Flask: ``worker-service jobs`` stays light).
 

@@ -3,15 +3,15 @@
 No prometheus_client multiprocess mode is needed: nothing is counted in a
 worker's memory. Job counters come from the state store the scheduler's leader
 writes, read once per build with the scheduler's heartbeat
-(:class:`~worker_service.reporting.snapshot.StoreSnapshot`, as /status does);
+(:class:`~worker_service.reporting.reading.Reading`, as /status takes it);
 cache and database statuses from the health engine, the scheduler's from that
-snapshot; process figures for the master and every worker, labelled by pid
+reading; process figures for the master and every worker, labelled by pid
 and role. In fleet mode the scheduler lease (epoch, holder, expiry on the
 database's clock) is read with the same snapshot; on one host its families
 are left out. A store that cannot be read leaves the job families empty and the
 scheduler component unavailable; it never fails the scrape.
 
-The text is cached like /status (:class:`~worker_service.health.bounded_cache.BoundedCache`,
+The text is cached like /status (:class:`~worker_service.reporting.bounded_cache.BoundedCache`,
 ``STATUS_CACHE_TTL``): never served older than the TTL, one build per expiry.
 """
 
@@ -28,14 +28,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from common.helpers.health import Status
 
 from ..gunicorn.master import UNDER_GUNICORN
-from ..health.bounded_cache import BoundedCache
-from ..health.report import HealthReport, build_health_report
-from ..reporting.fleet_view import FleetView, view_fleet
-from ..reporting.scheduler_view import view_scheduler
-from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
+from ..health.report import HealthReport
+from ..reporting.bounded_cache import BoundedCache
+from ..reporting.fleet_view import FleetView
+from ..reporting.reading import Reading, reader_for
 from ..reporting.uptime import service_uptime
-from ..scheduler.component_check import fleet_mode
-from ..scheduler.job_health import JobPolicy
 from ..vocabulary import SchedulerState
 from .job_series import PREFIX, JobSeries
 
@@ -45,7 +42,7 @@ class MetricsExporter:
 
     def __init__(self, app: Any) -> None:
         self._app = app
-        self._policy = JobPolicy.from_settings(app.config)
+        self._reader = reader_for(app)
         self._jobs = JobSeries()
         self._cache = BoundedCache(self._build, app.config["STATUS_CACHE_TTL"])
 
@@ -55,14 +52,13 @@ class MetricsExporter:
 
     def _build(self) -> bytes:
         settings, extensions = self._app.config, self._app.extensions
-        snapshot = take_snapshot(extensions["store"], self._policy, fleet=fleet_mode(settings))
-        report = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
-                                     judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
-        families = [*_components(report), *_scheduler(snapshot, settings), *_processes(),
+        reading = self._reader.take()
+        families = [*_components(reading.health), *_scheduler(reading), *_processes(),
                     *_alerts(extensions["store"], settings)]
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the service (gunicorn master) started.")
         uptime.add_metric([], service_uptime())
         families.append(uptime)
+        snapshot = reading.snapshot
         return generate_latest(_Families(families)) + self._jobs.render(snapshot.records, snapshot.verdicts).encode()
 
 
@@ -99,27 +95,24 @@ def _components(report: HealthReport) -> Iterator[Metric]:
     yield from (up, status, latency, age, overall)
 
 
-def _scheduler(snapshot: StoreSnapshot, settings: Any) -> Iterator[Metric]:
+def _scheduler(reading: Reading) -> Iterator[Metric]:
     running = GaugeMetricFamily(f"{PREFIX}_scheduler_running",
                                 "1 while the leader's scheduler beats (the fleet's, whichever host it runs on).")
     leader_info = GaugeMetricFamily(f"{PREFIX}_scheduler_leader_info",
                                     "The process that runs the scheduler (value 1).", labels=["pid", "hostname"])
     age = GaugeMetricFamily(f"{PREFIX}_scheduler_heartbeat_age_seconds", "Seconds since the last heartbeat.")
-    if snapshot.error is not None:
+    view = reading.scheduler
+    if view is None:
         running.add_metric([], 0.0)  # the store cannot be read: nothing can be said of a leader
-        yield from (running, leader_info, age)
-        if snapshot.fleet:
-            yield from _lease(view_fleet(snapshot, None))
-        return
-    view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.beat_now)
-    running.add_metric([], 1.0 if view.running else 0.0)
-    if view.leader is not None and view.state != SchedulerState.STOPPED:
-        leader_info.add_metric([str(view.leader.pid), view.leader.hostname or ""], 1.0)
-    if view.heartbeat_age is not None:
-        age.add_metric([], round(view.heartbeat_age, 3))
+    else:
+        running.add_metric([], 1.0 if view.running else 0.0)
+        if view.leader is not None and view.state != SchedulerState.STOPPED:
+            leader_info.add_metric([str(view.leader.pid), view.leader.hostname or ""], 1.0)
+        if view.heartbeat_age is not None:
+            age.add_metric([], round(view.heartbeat_age, 3))
     yield from (running, leader_info, age)
-    if snapshot.fleet:
-        yield from _lease(view_fleet(snapshot, view))
+    if reading.snapshot.fleet:
+        yield from _lease(reading.fleet)
 
 
 def _lease(fleet: FleetView) -> Iterator[Metric]:

@@ -48,7 +48,7 @@ def view_fleet(snapshot: StoreSnapshot, scheduler: SchedulerView | None) -> Flee
         return FleetView(FLEET if snapshot.fleet else SINGLE_HOST, None, None, [], snapshot.error)
     if not snapshot.fleet:
         return FleetView(SINGLE_HOST, _heartbeat_leader(scheduler), None, [])
-    lease, leader = snapshot.held_lease, None
+    lease, leader = snapshot.lease, None
     if lease is not None and lease.live:
         leader = FleetLeader(host_label(lease.holder_host), lease.holder_pid, lease.acquired_at, lease.epoch, lease.expires_at,
                              lease.expires_in)
