@@ -26,6 +26,6 @@ def init_app(app: Flask) -> None:
     from .views import bp
 
     store = app.extensions["store"]
-    app.extensions["job_reports"] = JobReports(store, app.config)
+    app.extensions["job_reports"] = JobReports(store, app.config, app.extensions["resources"].coordination.is_fleet)
     app.extensions["job_control"] = JobControl(store, app.config)
     app.register_blueprint(bp)
