@@ -29,6 +29,7 @@ from common.helpers.health import Status
 
 from ..gunicorn.master import UNDER_GUNICORN
 from ..health.report import HealthReport
+from ..reporting.alerts_view import AlertsRead
 from ..reporting.bounded_cache import BoundedCache
 from ..reporting.fleet_view import FleetView
 from ..reporting.reading import Reading, reader_for
@@ -41,7 +42,6 @@ class MetricsExporter:
     """Builds the exposition text; reuses it for at most ``STATUS_CACHE_TTL`` seconds."""
 
     def __init__(self, app: Any) -> None:
-        self._app = app
         self._reader = reader_for(app)
         self._jobs = JobSeries()
         self._cache = BoundedCache(self._build, app.config["STATUS_CACHE_TTL"])
@@ -51,10 +51,8 @@ class MetricsExporter:
         return self._cache.get()
 
     def _build(self) -> bytes:
-        settings, extensions = self._app.config, self._app.extensions
         reading = self._reader.take()
-        families = [*_components(reading.health), *_scheduler(reading), *_processes(),
-                    *_alerts(extensions["store"], settings)]
+        families = [*_components(reading.health), *_scheduler(reading), *_processes(), *_alerts(reading.alerts)]
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the service (gunicorn master) started.")
         uptime.add_metric([], service_uptime())
         families.append(uptime)
@@ -136,7 +134,7 @@ def _lease(fleet: FleetView) -> Iterator[Metric]:
     yield from (epoch, expires, live, holder)
 
 
-def _alerts(store: Any, settings: Any) -> Iterator[Metric]:
+def _alerts(alerts: AlertsRead) -> Iterator[Metric]:
     """The outbox: notifications ended by channel and outcome, pending ones, the oldest one's age, alerts firing."""
     sent = CounterMetricFamily(f"{PREFIX}_alerts_sent", "Alert notifications ended, by channel (its id, as /status "
                                "shows it) and outcome (sent, failed for good).", labels=["channel", "outcome"])
@@ -144,21 +142,17 @@ def _alerts(store: Any, settings: Any) -> Iterator[Metric]:
     oldest = GaugeMetricFamily(f"{PREFIX}_alerts_oldest_pending_age_seconds",
                                "Age of the oldest notification not yet sent (0 when none is).")
     firing = GaugeMetricFamily(f"{PREFIX}_alerts_firing", "Subjects whose alert is firing, by kind.", labels=["kind"])
-    if settings.get("ALERT_WEBHOOK_URLS") or settings.get("ALERT_APPRISE_URLS"):
-        try:
-            summary, states = store.alert_summary(), store.alert_states()
-        except Exception:  # noqa: BLE001 - a store that cannot be read never fails the scrape
-            summary = states = None
-        if summary is not None and states is not None:
-            for (channel, outcome), count in sorted(summary.counts.items()):
-                sent.add_metric([channel, outcome], count)
-            pending.add_metric([], summary.pending)
-            oldest.add_metric([], round(summary.oldest_pending_age or 0.0, 3))
-            kinds: dict[str, int] = {}
-            for state in states.values():
-                kinds[state.kind] = kinds.get(state.kind, 0) + int(state.firing)
-            for kind, count in sorted(kinds.items()):
-                firing.add_metric([kind], count)
+    summary = alerts.summary  # None when no channel is configured, or the store could not be read (never fails a scrape)
+    if summary is not None:
+        for (channel, outcome), count in sorted(summary.counts.items()):
+            sent.add_metric([channel, outcome], count)
+        pending.add_metric([], summary.pending)
+        oldest.add_metric([], round(summary.oldest_pending_age or 0.0, 3))
+        kinds: dict[str, int] = {}
+        for state in alerts.states.values():
+            kinds[state.kind] = kinds.get(state.kind, 0) + int(state.firing)
+        for kind, count in sorted(kinds.items()):
+            firing.add_metric([kind], count)
     yield from (sent, pending, oldest, firing)
 
 

@@ -1,5 +1,7 @@
 """One reading of the service for /status and /metrics: the store's rows, the health report, the scheduler's verdict.
 
+Also the alerts' outbox, read once for both.
+
 Both reporters take a :class:`Reading` and only render it, so they cannot
 tell different stories of one moment, and neither calls back into a lower
 layer while it renders. The scheduler component in it is judged from the
@@ -21,6 +23,7 @@ from ..health.scheduler_observer import SchedulerObserver
 from ..health.scheduler_verdict import SchedulerRules, scheduler_verdict
 from ..scheduler.job_health import JobPolicy
 from ..state import StateReader
+from .alerts_view import AlertsRead, channels, read_alerts
 from .fleet_view import FleetView, view_fleet
 from .scheduler_view import SchedulerView, view_scheduler
 from .snapshot import StoreSnapshot, take_snapshot
@@ -37,6 +40,7 @@ class Reading:
     health: HealthReport
     scheduler: SchedulerView | None  # None when the store could not be read
     fleet: FleetView
+    alerts: AlertsRead
 
 
 class Reader:
@@ -48,6 +52,7 @@ class Reader:
         self._engine = engine
         self._critical: list[str] = settings["HEALTH_CRITICAL_COMPONENTS"]
         self.policy = policy or JobPolicy.from_settings(settings)
+        self._channels = channels(settings)  # the alert channels, masked
         self._observer = SchedulerObserver(SchedulerRules.from_settings(settings, self.policy),
                                            settings.get("WORKER_STATE_DIR") or "")
 
@@ -67,7 +72,8 @@ class Reader:
         view = None
         if snapshot.error is None:
             view = view_scheduler(snapshot.leader, self._observer.rules.heartbeat_interval, snapshot.beat_now)
-        return Reading(snapshot=snapshot, health=health, scheduler=view, fleet=view_fleet(snapshot, view))
+        return Reading(snapshot=snapshot, health=health, scheduler=view, fleet=view_fleet(snapshot, view),
+                       alerts=read_alerts(self._store, self._channels))
 
     def _scheduler(self, snapshot: StoreSnapshot) -> CheckResult:
         """The scheduler component, judged from ``snapshot``'s rows (unreachable when they could not be read)."""

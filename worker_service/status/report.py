@@ -55,7 +55,6 @@ class StatusReporter:
     """Builds the /status body; reuses it for at most ``STATUS_CACHE_TTL`` seconds."""
 
     def __init__(self, app: Flask) -> None:
-        self._app = app
         self._settings = app.config
         self._reader = reader_for(app)
         self._sampler = SystemSampler(app.config["STATUS_DISK_PATH"], min_interval=1.0)
@@ -108,7 +107,7 @@ class StatusReporter:
 
     def _schema_body(self, reading: Reading, schema: StatusSchema) -> dict[str, Any]:
         """The report of ``reading``, dumped by ``schema`` (which leaves out the per-job parts)."""
-        extensions, settings, health = self._app.extensions, self._settings, reading.health
+        settings, health = self._settings, reading.health
         uptime = service_uptime()
         if reading.scheduler is not None:
             scheduler = scheduler_status(reading.scheduler, settings["SCHEDULER_TIMEZONE"])
@@ -134,7 +133,7 @@ class StatusReporter:
                 }
                 for name, result in health.results.items()
             },
-            "alerts": alerts_block(extensions["store"], settings),
+            "alerts": alerts_block(reading.alerts),
         }
         body = {
             "status": health.status.value,
