@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+
+import pytest
 
 from tests.support.servers import wait_until
 from worker_service.state.records import JobDefinition
@@ -191,4 +194,6 @@ def test_the_snapshot_holds_the_heartbeat_jobs_and_quarantines_and_forwards_noth
     failures(store, "a", 1)  # after the snapshot: it does not see this run
     assert snapshot.leader.pid == 1 and snapshot.records[0].error_count == 0
     assert snapshot.critical == snapshot.records and snapshot.quarantined == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.records = ()  # type: ignore[misc]
     assert not hasattr(snapshot, "definition")  # a read it does not hold is no read at all

@@ -41,13 +41,13 @@ class StoreSnapshot:
 
     now: float
     leader: SchedulerRecord | None
-    records: list[JobRecord]
-    verdicts: list[JobHealth]
+    records: tuple[JobRecord, ...]
+    verdicts: tuple[JobHealth, ...]
     error: str | None = None  # why the store could not be read
     fleet: bool = False  # a store shared by several hosts (STATE_DATABASE_URL)
     lease: LeaseRecord | None = None  # the fleet's scheduler lease (fleet mode only)
     lease_answered: float = 0.0  # this host's wall clock when the lease read returned (for its clock skew)
-    changes: list[LeadershipChange] = dataclasses.field(default_factory=list)  # newest first, if asked for
+    changes: tuple[LeadershipChange, ...] = ()  # newest first, if asked for
     quarantined: tuple[str, ...] = ()  # jobs quarantined for killing their worker
     took: float | None = None  # seconds the reads took
 
@@ -57,9 +57,9 @@ class StoreSnapshot:
         return judging_now(self.lease, self.now)
 
     @property
-    def critical(self) -> list[JobRecord]:
+    def critical(self) -> tuple[JobRecord, ...]:
         """The critical jobs' records."""
-        return [record for record in self.records if record.definition.critical]
+        return tuple(record for record in self.records if record.definition.critical)
 
 
 def take_snapshot(store: StateReader, policy: JobPolicy, fleet: bool = False, changes: int = 0) -> StoreSnapshot:
@@ -80,8 +80,8 @@ def take_snapshot(store: StateReader, policy: JobPolicy, fleet: bool = False, ch
         reason = str(error) if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
         reason = redact(reason if reason.startswith(("state store", "state database")) else f"state store: {reason}")
         log.warning("status: the state store cannot be read: %s", reason)
-        return StoreSnapshot(now=now, leader=None, records=[], verdicts=[], error=reason[:300], fleet=fleet)
-    return StoreSnapshot(now=now, leader=leader, records=records,
-                         verdicts=policy.judge_all(records, judging_now(lease, now)), fleet=fleet, lease=lease,
-                         lease_answered=answered, changes=list(history), quarantined=quarantined,
+        return StoreSnapshot(now=now, leader=None, records=(), verdicts=(), error=reason[:300], fleet=fleet)
+    return StoreSnapshot(now=now, leader=leader, records=tuple(records),
+                         verdicts=tuple(policy.judge_all(records, judging_now(lease, now))), fleet=fleet, lease=lease,
+                         lease_answered=answered, changes=tuple(history), quarantined=quarantined,
                          took=time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from common.helpers.health import format_timestamp
@@ -123,7 +124,7 @@ def scheduled_job_entry(record: JobRecord) -> dict[str, Any]:
     }
 
 
-def jobs_summary(records: list[JobRecord]) -> dict[str, Any]:
+def jobs_summary(records: Sequence[JobRecord]) -> dict[str, Any]:
     """The counters and per-job figures of ``jobs_analysis`` (without ``job_health``)."""
     return {
         "total_jobs": len(records),
