@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from common.helpers.health import ServiceDegraded, ServiceUnavailable
+from worker_service.health.leader_status import LeaderStatus
 from worker_service.health.scheduler_verdict import (
     LeaderFacts,
     SchedulerFacts,
@@ -13,6 +16,7 @@ from worker_service.health.scheduler_verdict import (
 )
 from worker_service.scheduler.heartbeat import LeaderSeen, Sighting
 from worker_service.scheduler.job_health import JobPolicy
+from worker_service.state import StoreUnavailable
 from worker_service.state.records import JobDefinition, JobRecord, LeaseRecord, SchedulerRecord
 
 NOW = 1_800_000_000.0
@@ -102,3 +106,28 @@ def test_rules_come_from_the_settings_once():
     rules = SchedulerRules.from_settings(FLEET)
     assert rules.fleet and rules.lease_ttl == 10.0 and rules.heartbeat_interval == 5.0
     assert isinstance(rules.policy, JobPolicy) and not SchedulerRules.from_settings(HOST).fleet
+
+
+class HeartbeatOnly:
+    """A one-host store that holds a heartbeat and nothing else, or cannot be read at all."""
+
+    def __init__(self, record: SchedulerRecord | None, fails: bool = False) -> None:
+        self.record, self.fails, self.reads = record, fails, 0
+
+    def scheduler(self) -> SchedulerRecord | None:
+        self.reads += 1
+        if self.fails:
+            raise StoreUnavailable("state store: locked")
+        return self.record
+
+
+def test_a_post_asks_leader_status_which_reads_only_the_heartbeat_on_one_host(tmp_path):
+    import time
+
+    settings = {**HOST, "WORKER_STATE_DIR": str(tmp_path)}
+    now = time.time()
+    fresh = HeartbeatOnly(SchedulerRecord(4101, "h1", "paused", "UTC", now - 60, now - 1))
+    assert LeaderStatus(fresh, settings).problem() is None and fresh.reads == 1  # paused still leads
+    stale = HeartbeatOnly(SchedulerRecord(4102, "h1", "running", "UTC", now - 600, now - 300))
+    assert re.fullmatch(r"no scheduler heartbeat for 30\d s \(last leader pid 4102\)", LeaderStatus(stale, settings).problem())
+    assert LeaderStatus(HeartbeatOnly(None, fails=True), settings).problem() == "state store: locked"
