@@ -23,13 +23,9 @@ from common.helpers.health import Status
 from tests.support.clock_offset import HOOK_DIR, OFFSET_FILE_VARIABLE
 from tests.support.runs import read_runs
 from tests.support.servers import wait_until
+from worker_service.health.scheduler_check import SchedulerCheck
 from worker_service.scheduler.clock_watch import JUMP_THRESHOLD, ClockWatch
-from worker_service.scheduler.component_check import (
-    HeartbeatSightings,
-    SchedulerCheck,
-    heartbeat_age,
-    heartbeat_is_fresh,
-)
+from worker_service.scheduler.heartbeat import HeartbeatSightings, heartbeat_age, heartbeat_is_fresh
 from worker_service.scheduler.replanning import ReplanningScheduler, replanned
 from worker_service.state import SqliteStateStore
 from worker_service.state.records import SchedulerRecord

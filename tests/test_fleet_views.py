@@ -126,7 +126,7 @@ def test_a_live_lease_whose_scheduler_does_not_beat_is_unavailable(fleet_app):
 
 
 def test_the_heartbeat_is_judged_on_the_databases_clock_not_this_hosts(fleet_app):
-    from worker_service.scheduler.component_check import SchedulerCheck
+    from worker_service.health.scheduler_check import SchedulerCheck
 
     app = fleet_app()
     lead(app.extensions["store"])
@@ -141,8 +141,8 @@ def test_the_heartbeat_is_judged_on_the_databases_clock_not_this_hosts(fleet_app
 def test_jobs_are_judged_on_the_databases_clock_not_this_hosts(fleet_app, monkeypatch):
     import types
 
+    from worker_service.health.scheduler_check import SchedulerCheck
     from worker_service.reporting import snapshot
-    from worker_service.scheduler.component_check import SchedulerCheck
     from worker_service.scheduler.job_health import JobPolicy
     from worker_service.state.records import JobDefinition
 
@@ -157,7 +157,7 @@ def test_jobs_are_judged_on_the_databases_clock_not_this_hosts(fleet_app, monkey
     result = check.run("scheduler")  # not overdue: degraded only for this host's own clock
     assert result.status.value == "degraded" and "overdue" not in result.reason and "SCHEDULER_MAX_CLOCK_SKEW" in result.reason
     real = time.time
-    monkeypatch.setattr(snapshot, "time", types.SimpleNamespace(time=lambda: real() + 3600))
+    monkeypatch.setattr(snapshot, "time", types.SimpleNamespace(time=lambda: real() + 3600, perf_counter=time.perf_counter))
     policy = JobPolicy.from_settings(app.config)
     taken = snapshot.take_snapshot(store, policy, fleet=True)
     assert [verdict.state.value for verdict in taken.verdicts] == ["pending"], taken.verdicts  # not run yet, on time

@@ -107,7 +107,7 @@ def test_the_scheduler_keeps_beating_as_stopping_while_a_running_job_finishes(tm
     import threading
 
     from common.helpers.health import Status
-    from worker_service.scheduler.component_check import SchedulerCheck
+    from worker_service.health.scheduler_check import SchedulerCheck
 
     # Stale after 3 intervals (0.9 s): one beat late by up to 0.6 s on a loaded machine still reads fresh.
     interval = 0.3
@@ -143,7 +143,7 @@ def _record(store, job_id):
 
 def test_a_critical_job_running_past_its_max_runtime_is_unhealthy_and_degrades_the_scheduler(tmp_path, store):
     from common.helpers.health import Status
-    from worker_service.scheduler.component_check import SchedulerCheck
+    from worker_service.health.scheduler_check import SchedulerCheck
 
     marks = tmp_path / "marks.txt"
     specs = parse_jobs(f'[jobs.hung]\nfunc = "tests.support.sample_jobs:slow"\ntrigger = "interval"\nseconds = 0.3\n'

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+
+import pytest
 
 from tests.support.servers import wait_until
 from worker_service.state.records import JobDefinition
@@ -180,7 +183,7 @@ def test_uptime_comes_from_the_monotonic_clock_when_the_master_recorded_it(make_
     assert 5000 <= service_uptime() < 5001  # without it: the wall clock, as before
 
 
-def test_the_snapshot_holds_the_heartbeat_and_jobs_and_leaves_other_reads_to_the_store(make_app):
+def test_the_snapshot_holds_the_heartbeat_jobs_and_quarantines_and_forwards_nothing_to_the_store(make_app):
     from worker_service.reporting.snapshot import take_snapshot
     from worker_service.scheduler.job_health import JobPolicy
 
@@ -189,6 +192,8 @@ def test_the_snapshot_holds_the_heartbeat_and_jobs_and_leaves_other_reads_to_the
     publish(store, time.time())
     snapshot = take_snapshot(store, JobPolicy.from_settings(app.config))
     failures(store, "a", 1)  # after the snapshot: it does not see this run
-    assert snapshot.scheduler().pid == 1 and snapshot.jobs()[0].error_count == 0
-    assert snapshot.jobs(critical_only=True) == snapshot.jobs()
-    assert snapshot.definition("a") == store.definition("a")  # a read it does not hold goes to the store
+    assert snapshot.leader.pid == 1 and snapshot.records[0].error_count == 0
+    assert snapshot.critical == snapshot.records and snapshot.quarantined == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.records = ()  # type: ignore[misc]
+    assert not hasattr(snapshot, "definition")  # a read it does not hold is no read at all

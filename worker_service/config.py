@@ -25,6 +25,9 @@ from .messages import plain
 from .state_dir import default_state_dir
 
 COMPONENTS = ("cache", "database", "scheduler")
+# The crash policy's defaults (JOB_CRASH_LIMIT, JOB_CRASH_BACKOFF), for settings that never went through the schema.
+CRASH_LIMIT_DEFAULT = 3
+CRASH_BACKOFF_DEFAULT = 10.0
 BUILTIN_JOBS_FILE = str(resources.files("worker_service.jobs").joinpath("builtin.toml"))
 
 _positive = validate.Range(min=0, min_inclusive=False, error="must be greater than 0")
@@ -215,9 +218,9 @@ class SettingsSchema(Schema):
                                      metadata={"help": "Seconds past its next run time before a job counts as overdue."})
     JOB_HISTORY_SIZE = fields.Integer(load_default=50, validate=validate.Range(min=1, max=10000, error="must be between 1 and 10000"),
                                       metadata={"help": "Runs kept per job in the history."})
-    JOB_CRASH_LIMIT = fields.Integer(load_default=3, validate=validate.Range(min=1, max=100, error="must be between 1 and 100"),
+    JOB_CRASH_LIMIT = fields.Integer(load_default=CRASH_LIMIT_DEFAULT, validate=validate.Range(min=1, max=100, error="must be between 1 and 100"),
                                      metadata={"help": "Crashes of its worker in a row (a job that kills its process) before a job is quarantined."})
-    JOB_CRASH_BACKOFF = fields.Float(load_default=10.0, validate=_positive,
+    JOB_CRASH_BACKOFF = fields.Float(load_default=CRASH_BACKOFF_DEFAULT, validate=_positive,
                                      metadata={"help": "Seconds a job is held back after it crashed its worker; doubles with each crash in a row."})
     CLEANUP_DIR = fields.String(load_default=None, allow_none=True,
                                 metadata={"help": "Directory cleanup_temporary_files empties. Default: <state dir>/tmp."})
@@ -291,6 +294,15 @@ def check_cleanup_dir(settings: Mapping[str, Any]) -> str | None:
         return None
     problem = "is not a directory" if os.path.exists(directory) else "does not exist (create it, or leave CLEANUP_DIR unset)"
     return f"configuration error: CLEANUP_DIR={directory!r} {problem}"
+
+
+def fleet_mode(settings: Mapping[str, Any]) -> bool:
+    """Whether the hosts share a state database and one scheduler lease (``STATE_DATABASE_URL`` is set).
+
+    The one statement of the rule; the process's resources carry it as
+    :attr:`worker_service.resources.Coordination.is_fleet`.
+    """
+    return bool(settings.get("STATE_DATABASE_URL"))
 
 
 _POSTGRES_URLS = ("DATABASE_URL", "STATE_DATABASE_URL")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from common.helpers.health import HealthEngine
 
 from .cache import Cache, build_cache
-from .config import load_settings
+from .config import fleet_mode, load_settings
 from .database import Database, build_database
 from .logging_setup import configure_logging
 from .scheduler.election import FileLockElection, LeaderElection
@@ -38,6 +38,20 @@ LOCK_FILE = "scheduler.lock"  # in WORKER_STATE_DIR: the host-local election's l
 
 
 @dataclass(frozen=True)
+class Coordination:
+    """Who may run the scheduler and how its writes are fenced: one place that decides "fleet" and "who leads".
+
+    One host: the host lock alone picks the leader (``lease`` a :class:`HostOnlyLease`).
+    A fleet (``is_fleet``, ``STATE_DATABASE_URL``): the host lock picks each host's
+    candidate, and the lease in the shared database the one leader among them.
+    """
+
+    is_fleet: bool
+    election: LeaderElection
+    lease: SchedulerLease = field(default_factory=HostOnlyLease)
+
+
+@dataclass(frozen=True)
 class Resources:
     """Everything the process shares between the app, the scheduler and the jobs."""
 
@@ -45,16 +59,15 @@ class Resources:
     cache: Cache
     database: Database
     store: StateStore
-    election: LeaderElection
-    lease: SchedulerLease = field(default_factory=HostOnlyLease)
+    coordination: Coordination
 
 
 _current: Resources | None = None
 _lock = threading.RLock()
 
 
-def coordination(settings: Mapping[str, Any]) -> tuple[StateStore, LeaderElection, SchedulerLease]:
-    """The state store, the host's election and the fleet's lease the settings ask for: the one place choosing them.
+def coordination(settings: Mapping[str, Any]) -> tuple[StateStore, Coordination]:
+    """The state store and the coordination (election, lease) the settings ask for: the one place choosing them.
 
     Without ``STATE_DATABASE_URL``: SQLite in ``WORKER_STATE_DIR`` and the
     host lock alone. With it: the PostgreSQL store shared by every host, the
@@ -65,21 +78,22 @@ def coordination(settings: Mapping[str, Any]) -> tuple[StateStore, LeaderElectio
     """
     store = build_store(settings)
     election = FileLockElection(os.path.join(settings["WORKER_STATE_DIR"], LOCK_FILE))
-    if not settings.get("STATE_DATABASE_URL"):
-        return store, election, HostOnlyLease()
+    if not fleet_mode(settings):
+        return store, Coordination(is_fleet=False, election=election)
     from .state.pg_lease import PostgresLease
 
     timing = LeaseTiming.from_settings(dict(settings))
     backend = PostgresLease(store, timing.ttl, max_skew=timing.max_skew)
-    return store, election, FleetLease(backend, store, timing)  # type: ignore[arg-type]
+    return store, Coordination(is_fleet=True, election=election,
+                               lease=FleetLease(backend, store, timing))  # type: ignore[arg-type]
 
 
 def build(settings: dict[str, Any]) -> Resources:
     """Build a new set from validated settings (logging first, so building can log); install nothing."""
     configure_logging(settings["LOG_LEVEL"])
-    store, election, lease = coordination(settings)
+    store, chosen = coordination(settings)
     return Resources(settings=settings, cache=build_cache(settings), database=build_database(settings),
-                     store=store, election=election, lease=lease)
+                     store=store, coordination=chosen)
 
 
 def current() -> Resources:

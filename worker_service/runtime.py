@@ -42,4 +42,4 @@ def fencing_token() -> int | None:
     lease (README, "Several hosts"). In a fleet, ``None`` means this process
     does not lead: such a job must not write at all.
     """
-    return resources.current().lease.fencing_token
+    return resources.current().coordination.lease.fencing_token

@@ -1,4 +1,4 @@
-"""The words of the service's payloads, each defined once: status words and job states.
+"""The words of the service's payloads, each defined once: status words, job states and scheduler states.
 
 Tiny and free of Flask and marshmallow on purpose: the ``worker-service check``
 command imports it to map the words it reads to exit codes. The component
@@ -12,7 +12,7 @@ import enum
 
 from common.helpers.health.status import Status
 
-__all__ = ["JobState", "Status"]
+__all__ = ["RUNNING_STATES", "JobState", "SchedulerState", "Status"]
 
 
 class JobState(enum.StrEnum):
@@ -23,3 +23,17 @@ class JobState(enum.StrEnum):
     WARNING = "warning"
     UNHEALTHY = "unhealthy"
     PAUSED = "paused"
+
+
+class SchedulerState(enum.StrEnum):
+    """The scheduler's state: what the leader writes in its heartbeat, and what /status says of it."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"  # shutting down while running jobs finish
+    REPLANNING = "replanning"  # re-planning the jobs after a wall-clock jump
+    STOPPED = "stopped"
+    UNKNOWN = "unknown"  # /status only: the state store could not be read
+
+# The states in which the scheduler runs jobs (re-planning them after a clock jump); a heartbeat's bare word matches too.
+RUNNING_STATES = frozenset({SchedulerState.RUNNING, SchedulerState.REPLANNING})

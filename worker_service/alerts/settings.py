@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ..config import CRASH_LIMIT_DEFAULT, fleet_mode
+
 
 @dataclasses.dataclass(frozen=True)
 class AlertSettings:
@@ -29,7 +31,7 @@ class AlertSettings:
     service: str = "worker-service"
     failure_threshold: int = 3
     overdue_grace: float = 60.0
-    crash_limit: int = 3
+    crash_limit: int = CRASH_LIMIT_DEFAULT
     fleet: bool = False  # STATE_DATABASE_URL: a lease to watch
     lease_ttl: float = 10.0
 
@@ -61,6 +63,6 @@ class AlertSettings:
             service=settings.get("SERVICE_NAME", "worker-service"),
             failure_threshold=int(settings.get("JOB_FAILURE_THRESHOLD", 3)),
             overdue_grace=float(settings.get("JOB_OVERDUE_GRACE", 60.0)),
-            crash_limit=int(settings.get("JOB_CRASH_LIMIT", 3)),
-            fleet=bool(settings.get("STATE_DATABASE_URL")), lease_ttl=float(settings.get("SCHEDULER_LEASE_TTL", 10.0)),
+            crash_limit=int(settings.get("JOB_CRASH_LIMIT", CRASH_LIMIT_DEFAULT)),
+            fleet=fleet_mode(settings), lease_ttl=float(settings.get("SCHEDULER_LEASE_TTL", 10.0)),
         )

@@ -4,7 +4,7 @@
 * :mod:`.reads`: the job list and a job's detail, read from the shared store;
 * :mod:`.listing`: a page of the jobs, filtered, problems first, with their newest runs (the status page's);
 * :mod:`.submission`: a command queued for the leader, and the bounded wait for its outcome;
-* :mod:`.leader`: whether a scheduler leads; :mod:`.requester`: who asked;
+* :mod:`.requester`: who asked (whether a scheduler leads: :mod:`worker_service.health.leader_status`);
 * :mod:`.payloads`, :mod:`.schemas`: the JSON and its schemas; :mod:`.openapi`: the document's paths;
 * :mod:`.health_entry`: a job's health entry, which /status shows too (the status package builds on this one);
 
@@ -26,6 +26,6 @@ def init_app(app: Flask) -> None:
     from .views import bp
 
     store = app.extensions["store"]
-    app.extensions["job_reports"] = JobReports(store, app.config)
+    app.extensions["job_reports"] = JobReports(store, app.config, app.extensions["resources"].coordination.is_fleet)
     app.extensions["job_control"] = JobControl(store, app.config)
     app.register_blueprint(bp)

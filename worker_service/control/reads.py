@@ -24,11 +24,11 @@ class UnknownJob(LookupError):
 class JobReports:
     """Reads the store for the job-control views; every call may raise ``StoreUnavailable``."""
 
-    def __init__(self, store: StateStore, settings: Mapping[str, Any]) -> None:
+    def __init__(self, store: StateStore, settings: Mapping[str, Any], fleet: bool = False) -> None:
         self._store = store
         self._policy = JobPolicy.from_settings(settings)
         self._history_size: int = settings["JOB_HISTORY_SIZE"]
-        self._fleet = bool(settings.get("STATE_DATABASE_URL"))
+        self._fleet = fleet  # Coordination.is_fleet: the store holds the fleet's lease
         self._stats_schema = JobHealthSchema()
 
     def _judging_now(self, wall: float) -> float:

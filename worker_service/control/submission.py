@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import readiness
+from ..health.leader_status import LeaderStatus
 from ..state import StateStore, StoreUnavailable
 from ..state.records import Command
-from .leader import leader_problem
 from .payloads import PENDING
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class JobControl:
     def __init__(self, store: StateStore, settings: Mapping[str, Any], waiters: int | None = None,
                  draining: Callable[[], bool] | None = None) -> None:
         self._store = store
-        self._settings = settings
+        self._leader = LeaderStatus(store, settings)
         limit = waiting_threads() if waiters is None else waiters
         self._waiters = threading.BoundedSemaphore(limit) if limit else None
         self._draining = draining or (lambda: readiness.current().state == readiness.DRAINING)
@@ -78,7 +78,7 @@ class JobControl:
         """
         if self._store.definition(job_id) is None:
             raise Refusal(404, f"unknown job: {job_id!r}")
-        problem = leader_problem(self._store, self._settings)
+        problem = self._leader.problem()
         if problem is not None:
             raise Refusal(503, f"no scheduler leads: {problem}; the command was not queued")
         queued = self._store.submit_command(job_id, action, requested_by)  # stamped by the store's clock, not ours

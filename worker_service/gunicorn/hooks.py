@@ -68,8 +68,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
     protect_listeners(getattr(worker, "sockets", ()))
     owned = resources.current()  # the app this worker loads next takes this same set (create_app)
-    _leadership = SchedulerLeadership(owned.settings, owned.store, owned.election, owned.lease,
-                                      resources.component_checks(owned))
+    _leadership = SchedulerLeadership(owned.settings, owned.store, owned.coordination.election,
+                                      owned.coordination.lease, resources.component_checks(owned))
     _leadership.stand_by()
 
 

@@ -7,10 +7,10 @@ from flask import Flask
 from common.helpers.health import HealthEngine
 
 from .. import health_refresh as refresh
-from ..scheduler.component_check import SchedulerCheck
 from ..version import __version__
 from .health_json import HealthJsonBodies
 from .report import HealthBodies
+from .scheduler_check import SchedulerCheck
 
 
 def init_app(app: Flask) -> None:

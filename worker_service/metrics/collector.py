@@ -3,15 +3,15 @@
 No prometheus_client multiprocess mode is needed: nothing is counted in a
 worker's memory. Job counters come from the state store the scheduler's leader
 writes, read once per build with the scheduler's heartbeat
-(:class:`~worker_service.reporting.snapshot.StoreSnapshot`, as /status does);
+(:class:`~worker_service.reporting.reading.Reading`, as /status takes it);
 cache and database statuses from the health engine, the scheduler's from that
-snapshot; process figures for the master and every worker, labelled by pid
+reading; process figures for the master and every worker, labelled by pid
 and role. In fleet mode the scheduler lease (epoch, holder, expiry on the
 database's clock) is read with the same snapshot; on one host its families
 are left out. A store that cannot be read leaves the job families empty and the
 scheduler component unavailable; it never fails the scrape.
 
-The text is cached like /status (:class:`~worker_service.health.bounded_cache.BoundedCache`,
+The text is cached like /status (:class:`~worker_service.reporting.bounded_cache.BoundedCache`,
 ``STATUS_CACHE_TTL``): never served older than the TTL, one build per expiry.
 """
 
@@ -28,14 +28,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from common.helpers.health import Status
 
 from ..gunicorn.master import UNDER_GUNICORN
-from ..health.bounded_cache import BoundedCache
-from ..health.report import HealthReport, build_health_report
-from ..reporting.fleet_view import FleetView, view_fleet
-from ..reporting.scheduler_view import view_scheduler
-from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
+from ..health.report import HealthReport
+from ..reporting.alerts_view import AlertsRead
+from ..reporting.bounded_cache import BoundedCache
+from ..reporting.fleet_view import FleetView
+from ..reporting.reading import Reading, reader_for
 from ..reporting.uptime import service_uptime
-from ..scheduler.component_check import fleet_mode
-from ..scheduler.job_health import JobPolicy
+from ..vocabulary import SchedulerState
 from .job_series import PREFIX, JobSeries
 
 
@@ -43,8 +42,7 @@ class MetricsExporter:
     """Builds the exposition text; reuses it for at most ``STATUS_CACHE_TTL`` seconds."""
 
     def __init__(self, app: Any) -> None:
-        self._app = app
-        self._policy = JobPolicy.from_settings(app.config)
+        self._reader = reader_for(app)
         self._jobs = JobSeries()
         self._cache = BoundedCache(self._build, app.config["STATUS_CACHE_TTL"])
 
@@ -53,15 +51,12 @@ class MetricsExporter:
         return self._cache.get()
 
     def _build(self) -> bytes:
-        settings, extensions = self._app.config, self._app.extensions
-        snapshot = take_snapshot(extensions["store"], self._policy, fleet=fleet_mode(settings))
-        report = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
-                                     judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
-        families = [*_components(report), *_scheduler(snapshot, settings), *_processes(),
-                    *_alerts(extensions["store"], settings)]
+        reading = self._reader.take()
+        families = [*_components(reading.health), *_scheduler(reading), *_processes(), *_alerts(reading.alerts)]
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the service (gunicorn master) started.")
         uptime.add_metric([], service_uptime())
         families.append(uptime)
+        snapshot = reading.snapshot
         return generate_latest(_Families(families)) + self._jobs.render(snapshot.records, snapshot.verdicts).encode()
 
 
@@ -98,27 +93,24 @@ def _components(report: HealthReport) -> Iterator[Metric]:
     yield from (up, status, latency, age, overall)
 
 
-def _scheduler(snapshot: StoreSnapshot, settings: Any) -> Iterator[Metric]:
+def _scheduler(reading: Reading) -> Iterator[Metric]:
     running = GaugeMetricFamily(f"{PREFIX}_scheduler_running",
                                 "1 while the leader's scheduler beats (the fleet's, whichever host it runs on).")
     leader_info = GaugeMetricFamily(f"{PREFIX}_scheduler_leader_info",
                                     "The process that runs the scheduler (value 1).", labels=["pid", "hostname"])
     age = GaugeMetricFamily(f"{PREFIX}_scheduler_heartbeat_age_seconds", "Seconds since the last heartbeat.")
-    if snapshot.error is not None:
+    view = reading.scheduler
+    if view is None:
         running.add_metric([], 0.0)  # the store cannot be read: nothing can be said of a leader
-        yield from (running, leader_info, age)
-        if snapshot.fleet:
-            yield from _lease(view_fleet(snapshot, None))
-        return
-    view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.beat_now)
-    running.add_metric([], 1.0 if view.running else 0.0)
-    if view.leader is not None and view.state != "stopped":
-        leader_info.add_metric([str(view.leader.pid), view.leader.hostname or ""], 1.0)
-    if view.heartbeat_age is not None:
-        age.add_metric([], round(view.heartbeat_age, 3))
+    else:
+        running.add_metric([], 1.0 if view.running else 0.0)
+        if view.leader is not None and view.state != SchedulerState.STOPPED:
+            leader_info.add_metric([str(view.leader.pid), view.leader.hostname or ""], 1.0)
+        if view.heartbeat_age is not None:
+            age.add_metric([], round(view.heartbeat_age, 3))
     yield from (running, leader_info, age)
-    if snapshot.fleet:
-        yield from _lease(view_fleet(snapshot, view))
+    if reading.snapshot.fleet:
+        yield from _lease(reading.fleet)
 
 
 def _lease(fleet: FleetView) -> Iterator[Metric]:
@@ -142,7 +134,7 @@ def _lease(fleet: FleetView) -> Iterator[Metric]:
     yield from (epoch, expires, live, holder)
 
 
-def _alerts(store: Any, settings: Any) -> Iterator[Metric]:
+def _alerts(alerts: AlertsRead) -> Iterator[Metric]:
     """The outbox: notifications ended by channel and outcome, pending ones, the oldest one's age, alerts firing."""
     sent = CounterMetricFamily(f"{PREFIX}_alerts_sent", "Alert notifications ended, by channel (its id, as /status "
                                "shows it) and outcome (sent, failed for good).", labels=["channel", "outcome"])
@@ -150,21 +142,17 @@ def _alerts(store: Any, settings: Any) -> Iterator[Metric]:
     oldest = GaugeMetricFamily(f"{PREFIX}_alerts_oldest_pending_age_seconds",
                                "Age of the oldest notification not yet sent (0 when none is).")
     firing = GaugeMetricFamily(f"{PREFIX}_alerts_firing", "Subjects whose alert is firing, by kind.", labels=["kind"])
-    if settings.get("ALERT_WEBHOOK_URLS") or settings.get("ALERT_APPRISE_URLS"):
-        try:
-            summary, states = store.alert_summary(), store.alert_states()
-        except Exception:  # noqa: BLE001 - a store that cannot be read never fails the scrape
-            summary = states = None
-        if summary is not None and states is not None:
-            for (channel, outcome), count in sorted(summary.counts.items()):
-                sent.add_metric([channel, outcome], count)
-            pending.add_metric([], summary.pending)
-            oldest.add_metric([], round(summary.oldest_pending_age or 0.0, 3))
-            kinds: dict[str, int] = {}
-            for state in states.values():
-                kinds[state.kind] = kinds.get(state.kind, 0) + int(state.firing)
-            for kind, count in sorted(kinds.items()):
-                firing.add_metric([kind], count)
+    summary = alerts.summary  # None when no channel is configured, or the store could not be read (never fails a scrape)
+    if summary is not None:
+        for (channel, outcome), count in sorted(summary.counts.items()):
+            sent.add_metric([channel, outcome], count)
+        pending.add_metric([], summary.pending)
+        oldest.add_metric([], round(summary.oldest_pending_age or 0.0, 3))
+        kinds: dict[str, int] = {}
+        for state in alerts.states.values():
+            kinds[state.kind] = kinds.get(state.kind, 0) + int(state.firing)
+        for kind, count in sorted(kinds.items()):
+            firing.add_metric([kind], count)
     yield from (sent, pending, oldest, firing)
 
 

@@ -11,6 +11,7 @@ formatting (``floatToGoString``) and label escaping rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from prometheus_client.utils import floatToGoString
@@ -86,7 +87,7 @@ class JobSeries:
     def __init__(self) -> None:
         self._memo: dict[JobInputs, tuple[str, ...]] = {}
 
-    def render(self, records: list[JobRecord], verdicts: list[JobHealth]) -> str:
+    def render(self, records: Sequence[JobRecord], verdicts: Sequence[JobHealth]) -> str:
         """The text of every job family, headers included (an empty family keeps its headers)."""
         previous, memo = self._memo, {}
         for record, verdict in zip(records, verdicts, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from common.helpers.health import format_timestamp, redact
 
 from ..alerts import AlertSettings, build_channels
 from ..state import StateReader, StoreUnavailable
-from ..state.alert_records import Delivery
+from ..state.alert_records import AlertState, AlertSummary, Delivery
 
 log = logging.getLogger(__name__)
 RECENT = 10  # deliveries shown in /status and on the page
@@ -53,20 +54,33 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def alerts_block(store: StateReader, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``metrics.alerts`` block of /status."""
-    shown = channels(settings)
-    block: dict[str, Any] = {"enabled": bool(shown), "channels": shown, "pending": None,
-                             "oldest_pending_age_seconds": None, "last_failure": None, "sent": None, "failed": None,
-                             "firing": [], "recent": [], "error": None}
+@dataclasses.dataclass(frozen=True)
+class AlertsRead:
+    """The outbox as read once for /status and /metrics; nothing read when no channel is configured."""
+
+    channels: list[dict[str, str]]
+    summary: AlertSummary | None = None
+    states: dict[str, AlertState] = dataclasses.field(default_factory=dict)
+    recent: list[Delivery] = dataclasses.field(default_factory=list)
+    error: str | None = None  # why the outbox could not be read
+
+def read_alerts(store: StateReader, shown: list[dict[str, str]]) -> AlertsRead:
+    """The outbox's summary, states and :data:`RECENT` deliveries, when ``shown`` (the channels) is not empty."""
     if not shown:
-        return block
+        return AlertsRead(shown)
     try:
-        summary = store.alert_summary()
-        states = store.alert_states()
-        recent = store.deliveries(RECENT)
-    except (StoreUnavailable, Exception) as error:  # noqa: BLE001 - a driver's error; the rest of /status stands
-        block["error"] = redact(getattr(error, "reason", None) or str(error))
+        return AlertsRead(shown, store.alert_summary(), store.alert_states(), store.deliveries(RECENT))
+    except (StoreUnavailable, Exception) as error:  # noqa: BLE001 - a driver's error; the rest of the report stands
+        return AlertsRead(shown, error=redact(getattr(error, "reason", None) or str(error)))
+
+
+def alerts_block(alerts: AlertsRead) -> dict[str, Any]:
+    """The ``metrics.alerts`` block of /status."""
+    block: dict[str, Any] = {"enabled": bool(alerts.channels), "channels": alerts.channels, "pending": None,
+                             "oldest_pending_age_seconds": None, "last_failure": None, "sent": None, "failed": None,
+                             "firing": [], "recent": [], "error": alerts.error}
+    summary, states = alerts.summary, alerts.states
+    if summary is None:
         return block
     block.update(
         pending=summary.pending,
@@ -76,6 +90,6 @@ def alerts_block(store: StateReader, settings: Mapping[str, Any]) -> dict[str, A
         failed=sum(n for (_, outcome), n in summary.counts.items() if outcome == "failed"),
         firing=[{"key": s.key, "kind": s.kind, "subject": s.subject, "state": s.state, "since": _at(s.since),
                  "reason": s.reason} for s in sorted(states.values(), key=lambda s: s.since) if s.firing],
-        recent=[delivery_view(d) for d in recent],
+        recent=[delivery_view(d) for d in alerts.recent],
     )
     return block

@@ -12,6 +12,7 @@ import dataclasses
 
 from ..host_identity import host_label
 from ..state.records import LeadershipChange, LeaseRecord
+from ..vocabulary import SchedulerState
 from .scheduler_view import SchedulerView
 from .snapshot import StoreSnapshot
 
@@ -47,7 +48,7 @@ def view_fleet(snapshot: StoreSnapshot, scheduler: SchedulerView | None) -> Flee
         return FleetView(FLEET if snapshot.fleet else SINGLE_HOST, None, None, [], snapshot.error)
     if not snapshot.fleet:
         return FleetView(SINGLE_HOST, _heartbeat_leader(scheduler), None, [])
-    lease, leader = snapshot.held_lease, None
+    lease, leader = snapshot.lease, None
     if lease is not None and lease.live:
         leader = FleetLeader(host_label(lease.holder_host), lease.holder_pid, lease.acquired_at, lease.epoch, lease.expires_at,
                              lease.expires_in)
@@ -56,7 +57,7 @@ def view_fleet(snapshot: StoreSnapshot, scheduler: SchedulerView | None) -> Flee
 
 def _heartbeat_leader(scheduler: SchedulerView | None) -> FleetLeader | None:
     """One host's leader: the process whose heartbeat is fresh (since its scheduler started)."""
-    if scheduler is None or scheduler.leader is None or scheduler.state == "stopped":
+    if scheduler is None or scheduler.leader is None or scheduler.state == SchedulerState.STOPPED:
         return None
     record = scheduler.leader
     return FleetLeader(record.hostname, record.pid, record.started_at)

@@ -1,4 +1,4 @@
-"""One read of the shared store, judged at one ``now``: what /status and /metrics report on.
+"""One read of the shared store, judged at one ``now``: the rows /status and /metrics report on.
 
 Everything /status shows about the scheduler and the jobs (the scheduler
 component, its reason, each job's state and counts) comes from one snapshot,
@@ -7,22 +7,15 @@ health engine's cache, read earlier than the job list, so one table could
 show a job at 21 consecutive failures in the scheduler's reason and at 26 in
 its own row.
 
-The scheduler component's rule stays in :class:`SchedulerCheck`: the snapshot
-offers the store's read methods (``scheduler()``, ``jobs()``), so the check
-runs against it unchanged. Any other read the check makes (quarantined jobs,
-say) goes on to the live store: the snapshot pins what /status shows side by
-side (heartbeat, jobs, counts), not every read a rule may add.
-
-In fleet mode (``STATE_DATABASE_URL``) the snapshot also holds the fleet's
-scheduler lease, read first, and on request the last changes of leader:
-what the heartbeat's age is judged against (the database's clock,
-:attr:`StoreSnapshot.beat_now`) and what /status's ``fleet`` block shows.
+The snapshot holds every row the reports and the scheduler rule look at
+(heartbeat, jobs, quarantined jobs; in fleet mode the lease, read first, and
+on request the last changes of leader), and nothing else: it is no store and
+forwards no read to one.
 
 A store read may fail (``StoreUnavailable`` from ``worker_service.state``, or
 any error of the store's driver): the snapshot then holds no records and the
-reason, and the scheduler component is unavailable with that reason (in fleet
-mode degraded, while another host's leader was read within a lease TTL:
-:meth:`SchedulerCheck.unreachable`); the report is still made.
+reason (:func:`~.reading.take_reading` judges the scheduler unreachable); the
+report is still made.
 """
 
 from __future__ import annotations
@@ -30,11 +23,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any
 
-from common.helpers.health import CheckResult, ServiceDegraded, Status, redact, utc_now
+from common.helpers.health import redact
 
-from ..scheduler.component_check import SchedulerCheck, read_lease
+from ..health.scheduler_observer import read_lease
 from ..scheduler.heartbeat import judging_now
 from ..scheduler.job_health import JobHealth, JobPolicy
 from ..state import StateReader, StoreUnavailable
@@ -49,41 +41,25 @@ class StoreSnapshot:
 
     now: float
     leader: SchedulerRecord | None
-    records: list[JobRecord]
-    verdicts: list[JobHealth]
+    records: tuple[JobRecord, ...]
+    verdicts: tuple[JobHealth, ...]
     error: str | None = None  # why the store could not be read
-    store: StateReader | None = dataclasses.field(default=None, repr=False, compare=False)  # for the reads not held here
     fleet: bool = False  # a store shared by several hosts (STATE_DATABASE_URL)
-    held_lease: LeaseRecord | None = None  # the fleet's scheduler lease (fleet mode only)
-    changes: list[LeadershipChange] = dataclasses.field(default_factory=list)  # newest first, if asked for
+    lease: LeaseRecord | None = None  # the fleet's scheduler lease (fleet mode only)
+    lease_answered: float = 0.0  # this host's wall clock when the lease read returned (for its clock skew)
+    changes: tuple[LeadershipChange, ...] = ()  # newest first, if asked for
+    quarantined: tuple[str, ...] = ()  # jobs quarantined for killing their worker
+    took: float | None = None  # seconds the reads took
 
     @property
     def beat_now(self) -> float:
         """The clock the heartbeat's age is judged by: the database's at the lease read, else ``now``."""
-        return judging_now(self.held_lease, self.now)
+        return judging_now(self.lease, self.now)
 
-    def __getattr__(self, name: str) -> Any:
-        """A read the snapshot does not hold, from the live store (only called for unknown attributes)."""
-        store = self.__dict__.get("store")
-        if store is None or name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(store, name)
-
-    def scheduler(self) -> SchedulerRecord | None:
-        """The heartbeat, as the store's method of that name returns it."""
-        return self.leader
-
-    def jobs(self, critical_only: bool = False) -> list[JobRecord]:
-        """The jobs, as the store's method of that name returns them."""
-        return [r for r in self.records if r.definition.critical] if critical_only else list(self.records)
-
-    def lease(self) -> LeaseRecord | None:
-        """The lease, as the store's method of that name returned it."""
-        return self.held_lease
-
-    def leadership_changes(self, limit: int = 10) -> list[LeadershipChange]:
-        """The changes read with the snapshot (at most as many as were asked for then)."""
-        return self.changes[:limit]
+    @property
+    def critical(self) -> tuple[JobRecord, ...]:
+        """The critical jobs' records."""
+        return tuple(record for record in self.records if record.definition.critical)
 
 
 def take_snapshot(store: StateReader, policy: JobPolicy, fleet: bool = False, changes: int = 0) -> StoreSnapshot:
@@ -93,30 +69,19 @@ def take_snapshot(store: StateReader, policy: JobPolicy, fleet: bool = False, ch
     of leader after the jobs.
     """
     now = time.time()
+    started = time.perf_counter()
     try:
         lease = read_lease(store) if fleet else None
+        answered = time.time()
         leader, records = store.scheduler(), store.jobs()
+        quarantined = tuple(store.quarantined_jobs())
         history = store.leadership_changes(changes) if fleet and changes else []
     except Exception as error:  # StoreUnavailable, or a raw driver error until every store wraps them
         reason = str(error) if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
         reason = redact(reason if reason.startswith(("state store", "state database")) else f"state store: {reason}")
         log.warning("status: the state store cannot be read: %s", reason)
-        return StoreSnapshot(now=now, leader=None, records=[], verdicts=[], error=reason[:300], store=store,
-                             fleet=fleet)
-    return StoreSnapshot(now=now, leader=leader, records=records,
-                         verdicts=policy.judge_all(records, judging_now(lease, now)),
-                         store=store, fleet=fleet, held_lease=lease, changes=list(history))
-
-
-def scheduler_result(snapshot: StoreSnapshot, settings: Any, policy: JobPolicy) -> CheckResult:
-    """The scheduler component, judged from ``snapshot`` by :class:`SchedulerCheck`'s rule and ``policy``."""
-    check = SchedulerCheck(snapshot, settings, policy=policy, bounded=False)
-    if snapshot.error is None:
-        return check.run("scheduler")
-    status, reason = Status.UNAVAILABLE, snapshot.error
-    if check.fleet:  # another host's leader may still run the jobs: the check's rule says
-        verdict = check.unreachable(snapshot.error)
-        status = Status.DEGRADED if isinstance(verdict, ServiceDegraded) else Status.UNAVAILABLE
-        reason = redact(verdict.reason)[:300]
-    return CheckResult(component="scheduler", status=status, backend=SchedulerCheck.backend,
-                       latency=None, checked_at=utc_now(), reason=reason)
+        return StoreSnapshot(now=now, leader=None, records=(), verdicts=(), error=reason[:300], fleet=fleet)
+    return StoreSnapshot(now=now, leader=leader, records=tuple(records),
+                         verdicts=tuple(policy.judge_all(records, judging_now(lease, now))), fleet=fleet, lease=lease,
+                         lease_answered=answered, changes=tuple(history), quarantined=quarantined,
+                         took=time.perf_counter() - started)

@@ -25,7 +25,8 @@ def init_app(app: Flask) -> None:
         checks = HealthEngine(timeout=app.config["HEALTH_CHECK_TIMEOUT"], cache_ttl=app.config["HEALTH_CACHE_TTL"])
         checks.register("cache", owned.cache.health_check())
         checks.register("database", owned.database.health_check())
-    leadership = SchedulerLeadership(owned.settings, owned.store, owned.election, owned.lease, checks)
+    leadership = SchedulerLeadership(owned.settings, owned.store, owned.coordination.election,
+                                     owned.coordination.lease, checks)
     leadership.stand_by()
     app.extensions["scheduler"] = leadership
     atexit.register(leadership.stop, True)

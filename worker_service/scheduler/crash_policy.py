@@ -25,6 +25,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ..config import CRASH_BACKOFF_DEFAULT, CRASH_LIMIT_DEFAULT
+
 MAX_HOLD = 900.0  # seconds: the longest a crashing job is held back before its next try
 
 
@@ -32,13 +34,14 @@ MAX_HOLD = 900.0  # seconds: the longest a crashing job is held back before its 
 class CrashPolicy:
     """``limit`` crashes in a row before quarantine; ``backoff`` seconds of hold after the first."""
 
-    limit: int
-    backoff: float
+    limit: int = CRASH_LIMIT_DEFAULT
+    backoff: float = CRASH_BACKOFF_DEFAULT
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> CrashPolicy:
-        """The policy from ``JOB_CRASH_LIMIT`` and ``JOB_CRASH_BACKOFF`` (defaults 3 and 10 s)."""
-        return cls(limit=settings.get("JOB_CRASH_LIMIT", 3), backoff=settings.get("JOB_CRASH_BACKOFF", 10.0))
+        """The policy from ``JOB_CRASH_LIMIT`` and ``JOB_CRASH_BACKOFF``."""
+        return cls(limit=settings.get("JOB_CRASH_LIMIT", CRASH_LIMIT_DEFAULT),
+                   backoff=settings.get("JOB_CRASH_BACKOFF", CRASH_BACKOFF_DEFAULT))
 
     def hold_for(self, consecutive_crashes: int) -> float:
         """Seconds to hold a job back after its ``consecutive_crashes``-th crash in a row."""

@@ -26,6 +26,7 @@ from common.helpers.health import HealthEngine
 from ..alerts import AlertSettings, build_channels
 from ..alerts.deliverer import Deliverer
 from ..alerts.watch import SchedulerWatch
+from ..config import fleet_mode
 from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
 from ..state.protocol import FleetLedger
@@ -68,7 +69,7 @@ class SchedulerLeadership:
         self._warmed = False
         self._marks = StandbyMarks(settings["WORKER_STATE_DIR"])
         # Never run jobs unfenced in a fleet: a caller that passes no lease there gets no scheduler.
-        self._unfenced = lease is None and bool(settings.get("STATE_DATABASE_URL"))
+        self._unfenced = lease is None and fleet_mode(settings)
 
     @property
     def is_leader(self) -> bool:

@@ -41,9 +41,9 @@ from ..state import StateStore
 from ..state.faults import FencedOut
 from ..state.protocol import FleetLedger
 from ..state.records import JobDefinition, OrphanedRun
+from ..vocabulary import SchedulerState
 from . import log_noise
 from .commands import CommandApplier, JobRoster
-from .component_check import REPLANNING
 from .crash_policy import CrashPolicy
 from .executor import TrackedThreadPoolExecutor
 from .job_health import judge
@@ -53,7 +53,7 @@ from .replanning import latest_next_run as _latest_next_run
 from .tracking import TRACKED_EVENTS, ExecutionTracker
 
 log = logging.getLogger(__name__)
-STATE_NAMES = {STATE_RUNNING: "running", STATE_PAUSED: "paused"}
+STATE_NAMES = {STATE_RUNNING: SchedulerState.RUNNING, STATE_PAUSED: SchedulerState.PAUSED}
 # Seconds past what an interval job's schedule allows that a published next run may lie and still be kept: hosts
 # within SCHEDULER_MAX_CLOCK_SKEW of the database are up to twice that apart, plus rounding. Only a later one (a
 # leader whose clock ran well ahead) is planned again, from this leader's time.
@@ -73,7 +73,7 @@ class SchedulerService:
         self.store = store
         self.timezone = timezone
         self.heartbeat_interval = heartbeat_interval
-        self.crash_policy = crash_policy or CrashPolicy(limit=3, backoff=10.0)
+        self.crash_policy = crash_policy or CrashPolicy()
         self.session = uuid.uuid4().hex
         self.host = host_id()  # compared whole: two hosts may share a host name
         log_noise.install()  # APScheduler's echoes of the events the tracker logs
@@ -128,7 +128,7 @@ class SchedulerService:
             for spec in self.specs:
                 self._add(spec)
             self._publish_all()
-            self._beat(state="running")  # as it will be the moment it resumes, below
+            self._beat(state=SchedulerState.RUNNING)  # as it will be the moment it resumes, below
         except BaseException:
             self.scheduler.shutdown(wait=False)
             raise
@@ -390,17 +390,17 @@ class SchedulerService:
         if self._stopping:
             return
         try:
-            self._beat(REPLANNING)
+            self._beat(SchedulerState.REPLANNING)
             self._publish_all()
             self._beat()
         except Exception as error:
             self._store_failed(error)
 
-    def _beat(self, state: str | None = None) -> None:
+    def _beat(self, state: SchedulerState | None = None) -> None:
         if state is None:
-            state = "stopping" if self._stopping else STATE_NAMES.get(self.scheduler.state, "stopped")
+            state = SchedulerState.STOPPING if self._stopping else STATE_NAMES.get(self.scheduler.state, SchedulerState.STOPPED)
         if self._store_down is not None and not self._stopping:
-            state = "running"  # paused only by us, for the store: it is the store that is reported down
+            state = SchedulerState.RUNNING  # paused only by us, for the store: it is the store that is reported down
         self.store.beat(os.getpid(), socket.gethostname(), state, self.timezone, self.started_at, self.session,
                         self.last_clock_jump)
 

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from ..host_identity import host_label
+from ..vocabulary import SchedulerState
 
 HEARTBEATS_BEFORE_STALE = 3  # a scheduler is gone after this many missed heartbeats
 
@@ -191,7 +192,7 @@ class SchedulerRecord:
     @property
     def has_beaten(self) -> bool:
         """A heartbeat was written, and the leader has not marked itself stopped."""
-        return self.state != "stopped" and self.heartbeat_at > 0
+        return self.state != SchedulerState.STOPPED and self.heartbeat_at > 0
 
     def is_fresh(self, heartbeat_interval: float, age: float) -> bool:
         """Whether a scheduler still beats: :attr:`has_beaten`, and ``age`` is within 3 heartbeat intervals.

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..config import fleet_mode
 from .faults import StoreUnavailable, is_corrupt, reason_alone, reason_for
 from .protocol import StateStore
 from .recovery import SIDE_FILES
@@ -34,7 +35,7 @@ def build_store(settings: Mapping[str, Any]) -> StateStore:
     at its first use (one read) and migrates it itself if needed (a schema
     dropped meanwhile, or a start without gunicorn).
     """
-    if settings.get("STATE_DATABASE_URL"):
+    if fleet_mode(settings):
         from .pg_store import PostgresStateStore  # psycopg only for the fleet
 
         return PostgresStateStore(settings["STATE_DATABASE_URL"], settings.get("STATE_DATABASE_SCHEMA", "worker_service"),
@@ -71,7 +72,7 @@ def check_state_store(settings: Mapping[str, Any], at_start: Warn | None = None)
     disk = settings.get("STATUS_DISK_PATH")
     if disk and not os.path.exists(disk):  # at the start only: a path that goes away later is reported in /status
         return f"configuration error: STATUS_DISK_PATH={disk!r} does not exist"
-    if settings.get("STATE_DATABASE_URL"):
+    if fleet_mode(settings):
         return check_state_database(settings, at_start)
     return None
 

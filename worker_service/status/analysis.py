@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from common.helpers.health import format_timestamp
@@ -10,6 +11,7 @@ from ..host_identity import host_label
 from ..reporting.fleet_view import FleetView
 from ..reporting.scheduler_view import SchedulerView
 from ..state.records import JobRecord
+from ..vocabulary import SchedulerState
 
 
 def _ms(value: float | None) -> float | None:
@@ -20,7 +22,7 @@ def scheduler_status(view: SchedulerView, timezone: str) -> dict[str, Any]:
     """The ``scheduler_status`` block; ``timezone`` (``SCHEDULER_TIMEZONE``) is shown while no scheduler ever ran."""
     leader = view.leader
     if leader is None:
-        return {"running": False, "timezone": timezone, "state": "stopped", "pid": None,
+        return {"running": False, "timezone": timezone, "state": SchedulerState.STOPPED, "pid": None,
                 "hostname": None, "heartbeat_age_seconds": None, "started_at": None}
     return {
         "running": view.running,
@@ -93,7 +95,7 @@ def scheduled_job_entry(record: JobRecord) -> dict[str, Any]:
     }
 
 
-def jobs_summary(records: list[JobRecord]) -> dict[str, Any]:
+def jobs_summary(records: Sequence[JobRecord]) -> dict[str, Any]:
     """The counters and per-job figures of ``jobs_analysis`` (without ``job_health``)."""
     return {
         "total_jobs": len(records),

@@ -9,6 +9,7 @@ per request. The memo holds the current jobs only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..control.health_entry import JobHealthSchema, job_health_entry, time_ago
@@ -28,7 +29,7 @@ class JobFragments:
         self._job_schema = ScheduledJobSchema()
         self._memo: dict[tuple[JobRecord, JobHealth], tuple[dict, dict]] = {}
 
-    def render(self, records: list[JobRecord], verdicts: list[JobHealth], now: float) -> tuple[dict, list]:
+    def render(self, records: Sequence[JobRecord], verdicts: Sequence[JobHealth], now: float) -> tuple[dict, list]:
         """Return ``(job_health, scheduled_jobs)``, serialized."""
         memo: dict[tuple[JobRecord, JobHealth], tuple[dict, dict]] = {}
         health: dict[str, Any] = {}

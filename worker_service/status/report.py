@@ -4,14 +4,14 @@ How current each part is (the bound an operator can rely on):
 
 * the scheduler and the jobs (states, counts, the scheduler component and its
   reason) are read from the store and judged when the report is built, all
-  from one :class:`~worker_service.reporting.snapshot.StoreSnapshot`; so is
+  from one :class:`~worker_service.reporting.reading.Reading`, as /metrics's; so is
   the ``fleet`` block (the lease and the last :data:`FLEET_CHANGES` changes
   of leader, in fleet mode), which holds nothing about the reading host;
 * cache and database come from the health engine: each result is at most
   ``HEALTH_CACHE_TTL`` + its grace old when the report is built, and says so
   (``metrics.dependencies.<name>.age_seconds``, beside ``checked_at``);
 * the report itself is reused for at most ``STATUS_CACHE_TTL`` seconds
-  (:class:`~worker_service.health.bounded_cache.BoundedCache`): an expired
+  (:class:`~worker_service.reporting.bounded_cache.BoundedCache`): an expired
   report is rebuilt by one request while the others wait for that build, never
   handed the old one. Its ``timestamp`` is when it was built.
 
@@ -31,15 +31,12 @@ from flask import Flask
 
 from common.helpers.health import format_timestamp, format_uptime
 
-from ..health.bounded_cache import BoundedCache
-from ..health.report import build_health_report
 from ..reporting.alerts_view import alerts_block
-from ..reporting.fleet_view import view_fleet
-from ..reporting.scheduler_view import view_scheduler
-from ..reporting.snapshot import StoreSnapshot, scheduler_result, take_snapshot
+from ..reporting.bounded_cache import BoundedCache
+from ..reporting.reading import Reading, reader_for
+from ..reporting.snapshot import StoreSnapshot
 from ..reporting.uptime import service_uptime
-from ..scheduler.component_check import fleet_mode
-from ..scheduler.job_health import JobPolicy
+from ..vocabulary import SchedulerState
 from .analysis import fleet_status, jobs_summary, scheduler_status
 from .job_fragments import JobFragments
 from .schemas import StatusSchema
@@ -58,9 +55,8 @@ class StatusReporter:
     """Builds the /status body; reuses it for at most ``STATUS_CACHE_TTL`` seconds."""
 
     def __init__(self, app: Flask) -> None:
-        self._app = app
         self._settings = app.config
-        self._policy = JobPolicy.from_settings(app.config)
+        self._reader = reader_for(app)
         self._sampler = SystemSampler(app.config["STATUS_DISK_PATH"], min_interval=1.0)
         self._schema = StatusSchema(exclude=_PER_JOB_FIELDS)
         self._fragments = JobFragments()
@@ -91,44 +87,40 @@ class StatusReporter:
         return self._overview.get()
 
     def _take_snapshot(self) -> StoreSnapshot:
-        return take_snapshot(self._app.extensions["store"], self._policy, fleet=fleet_mode(self._settings),
-                             changes=FLEET_CHANGES)
+        return self._reader.snapshot(changes=FLEET_CHANGES)
 
     def _build_overview(self) -> dict[str, Any]:
         snapshot = self.page_snapshot()
-        body = self._schema_body(snapshot, self._overview_schema)
+        body = self._schema_body(self._reader.take(snapshot=snapshot), self._overview_schema)
         analysis = body["metrics"]["jobs_analysis"]
         analysis["states"] = dict(sorted(Counter(verdict.state.value for verdict in snapshot.verdicts).items()))
         return _in_seed_order(body)
 
     def _build(self) -> dict[str, Any]:
-        snapshot = self._take_snapshot()
-        dumped = self._schema_body(snapshot, self._schema)
+        reading = self._reader.take(changes=FLEET_CHANGES)
+        snapshot = reading.snapshot
+        dumped = self._schema_body(reading, self._schema)
         job_health, listing = self._fragments.render(snapshot.records, snapshot.verdicts, snapshot.now)
         dumped["metrics"]["jobs_analysis"]["job_health"] = job_health
         dumped["metrics"]["scheduled_jobs"] = listing
         return _in_seed_order(dumped)
 
-    def _schema_body(self, snapshot: StoreSnapshot, schema: StatusSchema) -> dict[str, Any]:
-        """The report around ``snapshot``, dumped by ``schema`` (which leaves out the per-job parts)."""
-        extensions, settings = self._app.extensions, self._settings
-        health = build_health_report(extensions["health"], settings["HEALTH_CRITICAL_COMPONENTS"],
-                                     judged={"scheduler": scheduler_result(snapshot, settings, self._policy)})
+    def _schema_body(self, reading: Reading, schema: StatusSchema) -> dict[str, Any]:
+        """The report of ``reading``, dumped by ``schema`` (which leaves out the per-job parts)."""
+        settings, health = self._settings, reading.health
         uptime = service_uptime()
-        view = None
-        if snapshot.error is None:
-            view = view_scheduler(snapshot.leader, settings["SCHEDULER_HEARTBEAT_INTERVAL"], snapshot.beat_now)
-            scheduler = scheduler_status(view, settings["SCHEDULER_TIMEZONE"])
+        if reading.scheduler is not None:
+            scheduler = scheduler_status(reading.scheduler, settings["SCHEDULER_TIMEZONE"])
         else:
-            scheduler = {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": "unknown", "pid": None,
+            scheduler = {"running": False, "timezone": settings["SCHEDULER_TIMEZONE"], "state": SchedulerState.UNKNOWN, "pid": None,
                          "hostname": None, "heartbeat_age_seconds": None, "started_at": None}
         metrics = {
             "service_type": "worker",
             "uptime_seconds": round(uptime, 3),
             "uptime_formatted": format_uptime(uptime),
             "scheduler_status": scheduler,
-            "fleet": fleet_status(view_fleet(snapshot, view)),
-            "jobs_analysis": jobs_summary(snapshot.records),
+            "fleet": fleet_status(reading.fleet),
+            "jobs_analysis": jobs_summary(reading.snapshot.records),
             "system_resources": self._sampler.sample(),
             "dependencies": {
                 name: {
@@ -141,7 +133,7 @@ class StatusReporter:
                 }
                 for name, result in health.results.items()
             },
-            "alerts": alerts_block(extensions["store"], settings),
+            "alerts": alerts_block(reading.alerts),
         }
         body = {
             "status": health.status.value,

@@ -15,7 +15,7 @@ from typing import Any
 
 from common.helpers.health import format_timestamp
 
-from ..health.bounded_cache import BoundedCache
+from ..reporting.bounded_cache import BoundedCache
 from ..state import StateReader
 
 MINUTES = 60

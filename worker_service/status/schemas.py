@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from ..control.health_entry import JOB_STATES, JobHealthSchema
 from ..health.schemas import STATUS_WORDS, ComponentsSchema
+from ..vocabulary import SchedulerState
 
 LEADERSHIP_REASONS = ["first", "released", "handover", "expired", "lost"]
 _status = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
@@ -24,7 +25,7 @@ class SchedulerStatusSchema(Schema):
     running = fields.Boolean(required=True)
     timezone = fields.String(required=True)
     state = fields.String(required=True,
-                          validate=validate.OneOf(["running", "paused", "stopping", "replanning", "stopped", "unknown"]),
+                          validate=validate.OneOf([state.value for state in SchedulerState]),
                           metadata={"description": "stopping: shutting down while running jobs finish; "
                                                    "replanning: re-planning the jobs after a wall-clock jump; "
                                                    "unknown: the state store could not be read (the reason is in "
