@@ -181,3 +181,13 @@ def test_empty_gunicorn_variables_count_as_unset_for_check_config(state_dir):
     done = check_config(state_dir, GUNICORN_BIND="", WEB_CONCURRENCY="", GUNICORN_THREADS="", GUNICORN_TIMEOUT="",
                         GUNICORN_GRACEFUL_TIMEOUT="", CLEANUP_DIR="")
     assert done.returncode == 0 and "configuration OK" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", "must be between 1 and 500"), ("many", "must be a whole number")])
+def test_job_executor_threads_out_of_range_is_refused_in_one_line(state_dir, value, expected):
+    message = settings_error(state_dir, JOB_EXECUTOR_THREADS=value)
+    assert "JOB_EXECUTOR_THREADS" in message and expected in message and "\n" not in message.strip()
+
+
+def test_job_executor_threads_defaults_to_ten(state_dir):
+    assert load_settings({"WORKER_STATE_DIR": str(state_dir)})["JOB_EXECUTOR_THREADS"] == 10

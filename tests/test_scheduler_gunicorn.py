@@ -301,3 +301,22 @@ def test_a_stop_right_after_a_reload_does_not_wait_out_the_graceful_timeout(tick
     server.signal(signal.SIGTERM)
     server.process.wait(timeout=40)
     assert time.monotonic() - stopped < 10, f"the stop took {time.monotonic() - stopped:.1f} s"
+
+
+def test_job_executor_threads_bounds_the_runs_at_once(make_app, tmp_path):
+    """JOB_EXECUTOR_THREADS=1: two slow jobs due together run one after the other, never side by side."""
+    marks = tmp_path / "marks.txt"
+    path = jobs_file(tmp_path / "jobs.toml", "".join(
+        f'[jobs.{name}]\nfunc = "tests.support.sample_jobs:slow"\ntrigger = "interval"\nseconds = 1\n'
+        f'misfire_grace_time = 30\nkwargs = {{ seconds = 0.6, path = "{marks}" }}\n' for name in ("a", "b")))
+    app = make_app(WORKER_JOBS_FILE=str(path), SCHEDULER_AUTOSTART="true", SCHEDULER_HEARTBEAT_INTERVAL="1",
+                   JOB_EXECUTOR_THREADS="1")
+    try:
+        wait_until(lambda: marks.exists() and marks.read_text().count("end") >= 4, timeout=15, what="four runs")
+    finally:
+        app.extensions["scheduler"].stop(wait=True)
+    running = deepest = 0
+    for line in marks.read_text().splitlines():
+        running += 1 if line.startswith("start") else -1
+        deepest = max(deepest, running)
+    assert deepest == 1, marks.read_text()

@@ -222,6 +222,8 @@ class SettingsSchema(Schema):
                                      metadata={"help": "Crashes of its worker in a row (a job that kills its process) before a job is quarantined."})
     JOB_CRASH_BACKOFF = fields.Float(load_default=CRASH_BACKOFF_DEFAULT, validate=_positive,
                                      metadata={"help": "Seconds a job is held back after it crashed its worker; doubles with each crash in a row."})
+    JOB_EXECUTOR_THREADS = fields.Integer(load_default=10, validate=validate.Range(min=1, max=500, error="must be between 1 and 500"),
+                                          metadata={"help": "Threads that run jobs on this host (1 to 500). A run due while all are busy waits for one, within its misfire_grace_time."})
     CLEANUP_DIR = fields.String(load_default=None, allow_none=True,
                                 metadata={"help": "Directory cleanup_temporary_files empties. Default: <state dir>/tmp."})
     CLEANUP_MAX_AGE = fields.Float(load_default=86400.0, validate=_not_negative,

@@ -148,6 +148,7 @@ class SchedulerLeadership:
                 specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                 CrashPolicy.from_settings(self._settings), fleet=term.can_be_lost,
+                executor_threads=int(self._settings.get("JOB_EXECUTOR_THREADS") or 10),
                 max_clock_skew=float(self._settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0),
                 alerts=AlertSettings.from_settings(self._settings), checks=self._checks, deliverer=self._deliverer,
                 ledger=self._store if isinstance(self._store, FleetLedger) else None,
