@@ -339,6 +339,11 @@ class TokenOnly:
     fleet: bool = True
 
 
+def with_lease(current: resources.Resources, lease: object) -> resources.Resources:
+    """``current`` with its fleet lease swapped for ``lease`` (what the jobs' fencing token reads)."""
+    return dataclasses.replace(current, coordination=dataclasses.replace(current.coordination, lease=lease))
+
+
 def test_the_account_jobs_refuse_to_write_after_a_newer_epoch_did(make_app, schema):  # noqa: F811
     service = f"fence-test-{uuid.uuid4().hex[:6]}"
     make_app(STATE_DATABASE_URL=DATABASE_URL, STATE_DATABASE_SCHEMA=schema, REDIS_URL=REDIS_URL,
@@ -353,12 +358,12 @@ def test_the_account_jobs_refuse_to_write_after_a_newer_epoch_did(make_app, sche
         with pytest.raises(FencedOut, match="does not lead"):
             accounts.sync_accounts()  # fleet mode, not leading: no write at all
         assert client.get(f"{service}:account:a1") is None
-        resources.install(dataclasses.replace(current, lease=TokenOnly(7)))
+        resources.install(with_lease(current, TokenOnly(7)))
         assert runtime.fencing_token() == 7 and accounts.sync_accounts() == 1
         assert json.loads(client.get(f"{service}:account:a1"))["email"] == "a@example.org"
         assert client.get(accounts.fence_key()) == "7"
         client.delete(f"{service}:account:a1")
-        resources.install(dataclasses.replace(current, lease=TokenOnly(6)))  # a stale leader wakes up
+        resources.install(with_lease(current, TokenOnly(6)))  # a stale leader wakes up
         with pytest.raises(FencedOut, match="newer scheduler lease"):
             accounts.sync_accounts()
         assert client.get(f"{service}:account:a1") is None and client.get(accounts.fence_key()) == "7"
@@ -366,7 +371,7 @@ def test_the_account_jobs_refuse_to_write_after_a_newer_epoch_did(make_app, sche
         with pytest.raises(FencedOut):
             accounts.reconcile_database()
         assert client.get(f"{service}:account:gone") == "{}"
-        resources.install(dataclasses.replace(current, lease=TokenOnly(8)))
+        resources.install(with_lease(current, TokenOnly(8)))
         assert accounts.reconcile_database() == 1 and client.get(f"{service}:account:gone") is None
     finally:
         client.delete(*client.keys(f"{service}:*") or ["-"])
