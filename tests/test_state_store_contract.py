@@ -673,7 +673,8 @@ def test_an_older_sqlite_file_gains_the_p95_duration(tmp_path):
     before.publish_jobs([definition("a")])
     before.record_run("a", "success", 10.0, 4.0)
     old = sqlite3.connect(path)
-    old.execute("ALTER TABLE job_stats DROP COLUMN duration_p95")  # the file as the version before it left it
+    old.execute("ALTER TABLE job_stats DROP COLUMN duration_p95")  # the file as the version before it left it:
+    old.execute("PRAGMA user_version = 0")  # made before the file had versions
     old.commit()
     old.close()
     upgraded = SqliteStateStore(str(path), HISTORY)
