@@ -61,6 +61,11 @@ class Table:
         return self.sqlite_name if backend == SQLITE and self.sqlite_name else self.name
 
     @property
+    def column_names(self) -> tuple[str, ...]:
+        """Every column, in table order."""
+        return tuple(column.name for column in self.columns)
+
+    @property
     def record_columns(self) -> tuple[str, ...]:
         """The columns its record has a field for, in table order."""
         return tuple(column.name for column in self.columns if not column.internal)
