@@ -11,6 +11,7 @@ the latest version is left as it is.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from tests.support import pg
@@ -30,7 +31,7 @@ def _definition(job_id: str) -> JobDefinition:
 
 def sqlite_layout(path: Path) -> dict[str, list[tuple]]:
     """Each table's columns (name, type, not null, default, key) and the indexes of the file."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         tables = [name for (name,) in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")]
         layout = {table: [row[1:] for row in db.execute(f"PRAGMA table_info({table})")] for table in tables}
@@ -68,7 +69,7 @@ def test_a_new_sqlite_file_has_every_described_table_and_column_with_its_type_an
     assert set(layout) - {"indexes", "sqlite_sequence"} == set(described)
     for name, table in described.items():
         assert [(column[0], column[1]) for column in layout[name]] == _described(table, SQLITE), name
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         assert sqlite_migrations.version(db) == sqlite_migrations.LATEST
 
 
@@ -110,7 +111,7 @@ def _unversioned_file_of_the_last_release(path: Path) -> None:
 
 def _unversioned_file_of_an_early_release(path: Path) -> None:
     """A file of a release before most columns and tables: three tables, none of the columns added later."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         db.executescript("""
             CREATE TABLE jobs (id TEXT PRIMARY KEY, position INTEGER NOT NULL, name TEXT NOT NULL, trigger TEXT NOT NULL,
                                next_run_time REAL, misfire_grace_time REAL, max_instances INTEGER NOT NULL,
@@ -142,7 +143,7 @@ def test_an_unversioned_sqlite_file_is_migrated_to_the_new_files_layout_and_keep
         assert (job.id, job.definition.critical, job.success_count, job.duration_sum) == ("a", True, 3, 6.0)
         assert [(run.outcome, run.duration, run.trigger) for run in store.runs("a")] == [("success", 2.0, "scheduled")]
         assert sqlite_layout(path) == sqlite_layout(new), make.__name__
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db:
             assert sqlite_migrations.version(db) == sqlite_migrations.LATEST
         store.record_run("a", "success", 20.0, 4.0)
         assert next(iter(store.jobs())).duration_p95 == 4.0

@@ -29,9 +29,3 @@ def record_from(table: Table, record: type[R], row: Sequence[Any], **extra: Any)
             values[column.name] = bool(values[column.name])
     return record(**values, **extra)
 
-
-def placeholders(columns: Sequence[str], style: str) -> str:
-    """``?, ?, ...`` (``style`` ``"?"``) or ``%(name)s, ...`` (``style`` ``"%"``) for ``columns``."""
-    if style == "?":
-        return ", ".join("?" * len(columns))
-    return ", ".join(f"%({name})s" for name in columns)

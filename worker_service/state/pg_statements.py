@@ -44,7 +44,7 @@ _RUN_VALUES = {
     "error_type": "%(error_type)s::text", "error_message": "%(error_message)s::text",
     "trigger": "coalesce(g.trigger, 'scheduled')", "requested_by": "g.requested_by", "command_id": "g.command_id",
 }
-_STARTS = ", ".join(f"{counting.postgresql_start(name)} AS {name}" for name in JOB_STATS.column_names[1:])
+_STARTS = ", ".join(f"{counting.postgresql_start(name)} AS {name}" for name in JOB_STATS.column_names if name != "job_id")
 
 
 def _upsert_stats(rule: dict[str, str], condition: str) -> str:
