@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 @dataclasses.dataclass(frozen=True)
 class _RunOrigin:
     """What the live run row knows of a run and its history row carries: when it started, and who asked for it."""
