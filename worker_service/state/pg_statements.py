@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from . import counting, pg_alerts
 from .columns import COMMAND_COLUMNS, DEFINITION_COLUMNS, RUN_COLUMNS, STAT_COLUMNS
 from .ddl import cast
-from .tables import JOB_STATS, JOBS
+from .tables import JOB_STATS, JOBS, SCHEDULER
 
 _FENCED = ("fence AS MATERIALIZED (SELECT 1 FROM {s}.lease WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint"
            " AND (%(holder)s::text IS NULL OR holder_session = %(holder)s::text) FOR SHARE)")
@@ -221,8 +221,7 @@ _LEASE_COLUMNS = (
 )
 
 _READS = {
-    "scheduler": "SELECT pid, hostname, state, timezone, started_at, heartbeat_at, session, clock_jump_seconds,"
-                 " clock_jump_at FROM {s}.scheduler WHERE id = 1",
+    "scheduler": "SELECT " + ", ".join(SCHEDULER.record_columns) + " FROM {s}.scheduler WHERE id = 1",
     "jobs": _JOBS + " ORDER BY j.position",
     "critical_jobs": _JOBS + " WHERE j.critical ORDER BY j.position",
     "job_count": "SELECT count(*) FROM {s}.jobs",

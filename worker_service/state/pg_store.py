@@ -48,7 +48,7 @@ from .records import (
     RunRecord,
     SchedulerRecord,
 )
-from .tables import COMMANDS, JOB_RUNS, JOBS
+from .tables import COMMANDS, JOB_RUNS, JOBS, SCHEDULER
 
 if TYPE_CHECKING:
     from .protocol import LeaderWriter
@@ -327,7 +327,7 @@ class PostgresStateStore(PostgresAlerts):
     def scheduler(self) -> SchedulerRecord | None:
         """The last heartbeat, or ``None`` if no scheduler ever ran on this database."""
         row = self._one("scheduler")
-        return SchedulerRecord(*row) if row else None
+        return record_from(SCHEDULER, SchedulerRecord, row) if row else None
 
     def jobs(self, critical_only: bool = False) -> list[JobRecord]:
         """The published jobs (or only the critical ones), in the order published, each with its stats: one query."""

@@ -39,7 +39,7 @@ from .records import (
 from .sqlite_alerts import SqliteAlerts
 from .sqlite_file import SqliteFile, WriteTransaction
 from .sqlite_migrations import migrate
-from .tables import COMMANDS, JOB_RUNS, JOBS
+from .tables import COMMANDS, JOB_RUNS, JOBS, SCHEDULER
 
 if TYPE_CHECKING:
     from .protocol import LeaderWriter
@@ -319,10 +319,8 @@ class SqliteStateStore(SqliteAlerts):
     def scheduler(self) -> SchedulerRecord | None:
         """The last heartbeat, or ``None`` if no scheduler ever ran here."""
         row = self.file.read(lambda db: db.execute(
-            "SELECT pid, hostname, state, timezone, started_at, heartbeat_at, session, clock_jump_seconds, clock_jump_at"
-            " FROM scheduler WHERE id = 1"
-        ).fetchone())
-        return SchedulerRecord(*row) if row else None
+            f"SELECT {', '.join(SCHEDULER.record_columns)} FROM scheduler WHERE id = 1").fetchone())
+        return record_from(SCHEDULER, SchedulerRecord, row) if row else None
 
     def jobs(self, critical_only: bool = False) -> list[JobRecord]:
         """The published jobs (or only the critical ones), in file order, each with its stats."""
