@@ -61,7 +61,7 @@ def _described(table: Table, backend: str) -> list[tuple[str, str]]:
 
 
 # -- every described column, in both backends ------------------------------------------------------------
-def test_a_new_sqlite_file_has_every_described_table_and_column_with_its_type_and_nothing_else(tmp_path):
+def test_a_new_sqlite_file_has_every_described_table_and_column_and_nothing_else(tmp_path):
     path = tmp_path / "state.sqlite3"
     SqliteStateStore(str(path)).job_count()
     layout = sqlite_layout(path)
@@ -73,7 +73,7 @@ def test_a_new_sqlite_file_has_every_described_table_and_column_with_its_type_an
         assert sqlite_migrations.version(db) == sqlite_migrations.LATEST
 
 
-def test_a_new_postgresql_schema_has_every_described_table_and_column_with_its_type_and_nothing_else(schema):  # noqa: F811
+def test_a_new_postgresql_schema_has_every_described_table_and_column_and_nothing_else(schema):  # noqa: F811
     store = PostgresStateStore(pg.FAST_URL, schema, timeout=5.0)
     try:
         assert store.migrate() == pg_schema.LATEST
@@ -113,8 +113,8 @@ def _unversioned_file_of_an_early_release(path: Path) -> None:
     """A file of a release before most columns and tables: three tables, none of the columns added later."""
     with closing(sqlite3.connect(path)) as db:
         db.executescript("""
-            CREATE TABLE jobs (id TEXT PRIMARY KEY, position INTEGER NOT NULL, name TEXT NOT NULL, trigger TEXT NOT NULL,
-                               next_run_time REAL, misfire_grace_time REAL, max_instances INTEGER NOT NULL,
+            CREATE TABLE jobs (id TEXT PRIMARY KEY, position INTEGER NOT NULL, name TEXT NOT NULL,
+                               trigger TEXT NOT NULL, next_run_time REAL, misfire_grace_time REAL, max_instances INTEGER NOT NULL,
                                executor TEXT NOT NULL, paused INTEGER NOT NULL, critical INTEGER NOT NULL,
                                interval_seconds REAL);
             CREATE TABLE job_stats (job_id TEXT PRIMARY KEY, success_count INTEGER NOT NULL DEFAULT 0,

@@ -44,11 +44,12 @@ _RUN_VALUES = {
     "error_type": "%(error_type)s::text", "error_message": "%(error_message)s::text",
     "trigger": "coalesce(g.trigger, 'scheduled')", "requested_by": "g.requested_by", "command_id": "g.command_id",
 }
-_STARTS = ", ".join(f"{counting.postgresql_start(name)} AS {name}" for name in JOB_STATS.column_names if name != "job_id")
+_STARTS = ", ".join(f"{counting.postgresql_start(name)} AS {name}"
+                    for name in JOB_STATS.column_names if name != "job_id")
 
 
 def _upsert_stats(rule: dict[str, str], condition: str) -> str:
-    """``INSERT ... ON CONFLICT DO UPDATE`` of a job's stats by a counting ``rule`` (:mod:`.counting`), if ``condition``.
+    """``INSERT ... ON CONFLICT DO UPDATE`` of a job's stats by a counting ``rule``, if ``condition``.
 
     A job's first count applies the rule to the columns' defaults (the row
     ``d``); a later one to its row (``s``).
@@ -96,6 +97,7 @@ gap_runs AS (INSERT INTO {{s}}.job_runs (job_id, at, outcome)
 gap_trim AS (DELETE FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text AND %(gap_count)s::bigint > 0 AND {_ADMITTED}
              AND seq <= coalesce((SELECT seq FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text
                                   ORDER BY seq DESC OFFSET %(gap_keep)s::bigint LIMIT 1), -1))"""
+
 
 def _publish_jobs() -> str:
     """Replace the job list: drop the jobs not given, insert or update the given ones at their positions.

@@ -83,7 +83,8 @@ _UNVERSIONED_COLUMNS = {
     "scheduler": ("session TEXT", "clock_jump_seconds REAL", "clock_jump_at REAL"),
     "job_runs": ("started_at REAL", "error_type TEXT", "error_message TEXT",
                  "trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
-    "job_running": ("trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER", "host TEXT"),
+    "job_running": ("trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER",
+                    "host TEXT"),
 }
 
 

@@ -161,7 +161,8 @@ ALERT_OUTBOX = Table("alert_outbox", (
     Column("id", AUTO_ID), _required("event_id", TEXT), _required("key", TEXT), _required("status", TEXT),
     _required("channel", TEXT), _required("payload", TEXT), _required("created_at", REAL),
     Column("attempts", INT, not_null=True, default=0), _required("next_attempt_at", REAL),
-    Column("claimed_by", TEXT), Column("claimed_until", REAL), Column("outcome", TEXT, not_null=True, default="'pending'"),
+    Column("claimed_by", TEXT), Column("claimed_until", REAL),
+    Column("outcome", TEXT, not_null=True, default="'pending'"),
     Column("last_error", TEXT), Column("finished_at", REAL),
 ), indexes=(Index("pending", ("next_attempt_at",), where="outcome = 'pending'"),))
 ALERT_COUNTS = Table("alert_counts", (
