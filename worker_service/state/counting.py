@@ -22,14 +22,14 @@ PARAMETERS = {"job_id": TEXT, "at": REAL, "outcome": TEXT, "duration": REAL, "er
               "error_message": TEXT, "keep": COUNT, "gap_count": COUNT, "gap_from": REAL, "gap_to": REAL}
 
 # The nearest-rank p95 (the ceil(0.95 n)-th smallest, as percentile_disc) of the timed runs among the job's
-# :keep newest runs and this one. Integer arithmetic: (95 n + 99) / 100 is ceil(0.95 n), with no float to round.
-_P95 = """(SELECT duration FROM (
-             SELECT duration, row_number() OVER (ORDER BY duration) AS rank, count(*) OVER () AS timed
-             FROM (SELECT duration FROM (SELECT duration FROM {runs} WHERE job_id = :job_id
-                                         ORDER BY seq DESC LIMIT :keep) AS newest
-                   UNION ALL SELECT :duration) AS history
-             WHERE duration IS NOT NULL) AS ranked
-           WHERE rank = (95 * timed + 99) / 100)"""
+# :keep newest runs and this one. Its offset ceil(0.95 n) - 1 in integers, (95 n - 1) / 100, has no float to round
+# (and is 0, never negative, for no timed run: both databases truncate the division towards zero).
+_P95 = """(WITH timed AS (SELECT duration FROM (SELECT duration FROM (SELECT duration FROM {runs} WHERE job_id = :job_id
+                                                                ORDER BY seq DESC LIMIT :keep) AS newest
+                                          UNION ALL SELECT :duration) AS history
+                       WHERE duration IS NOT NULL)
+           SELECT duration FROM timed ORDER BY duration
+           LIMIT 1 OFFSET (SELECT (95 * count(*) - 1) / 100 FROM timed))"""
 # A run without a duration (its process died) leaves the durations alone.
 _DURATIONS = {
     "duration_sum": "{o}.duration_sum + coalesce(:duration, 0)",
