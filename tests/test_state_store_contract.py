@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import pg
+from tests.support.old_schemas import postgresql_schema_at
 from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore, pg_schema
 from worker_service.state.pg_pool import StatePool
 from worker_service.state.protocol import AlertOutbox, CommandQueue, FleetLedger, LeaderWriter
@@ -643,14 +644,9 @@ def test_an_older_sqlite_file_gains_the_host_and_its_live_runs_settle_without_on
     assert judged == [None, "host-b"] and [o.outcome for o in orphans] == ["crashed", "lost"]
 
 
-def test_a_postgresql_schema_at_version_1_is_migrated_and_its_live_runs_settle_without_a_host(monkeypatch):
+def test_a_postgresql_schema_at_version_1_is_migrated_and_its_live_runs_settle_without_a_host():
     with pg.scratch_schema() as schema:
-        with monkeypatch.context() as older:  # the service as it was before version 2
-            older.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:1])
-            older.setattr(pg_schema, "LATEST", 1)
-            before = PostgresStateStore(pg.FAST_URL, schema, timeout=5.0)
-            assert before.migrate() == 1
-            before.close()
+        postgresql_schema_at(schema, 1)  # the service as it was before version 2
         with pg.admin() as db:
             db.execute(f'INSERT INTO "{schema}".job_running (job_id, session, pid, scheduled_at, submitted_at,'
                        " started_at) VALUES ('a', 'old-session', 9, 20.0, 20.0, 20.5)")
@@ -673,7 +669,8 @@ def test_an_older_sqlite_file_gains_the_p95_duration(tmp_path):
     before.publish_jobs([definition("a")])
     before.record_run("a", "success", 10.0, 4.0)
     old = sqlite3.connect(path)
-    old.execute("ALTER TABLE job_stats DROP COLUMN duration_p95")  # the file as the version before it left it
+    old.execute("ALTER TABLE job_stats DROP COLUMN duration_p95")  # the file as the version before it left it:
+    old.execute("PRAGMA user_version = 0")  # made before the file had versions
     old.commit()
     old.close()
     upgraded = SqliteStateStore(str(path), HISTORY)
@@ -683,14 +680,9 @@ def test_an_older_sqlite_file_gains_the_p95_duration(tmp_path):
     assert record(upgraded, "a").duration_p95 == 4.0  # over the history, the runs from before included
 
 
-def test_a_postgresql_schema_at_version_2_gains_the_p95_duration(monkeypatch):
+def test_a_postgresql_schema_at_version_2_gains_the_p95_duration():
     with pg.scratch_schema() as schema:
-        with monkeypatch.context() as older:  # the service as it was before version 3
-            older.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:2])
-            older.setattr(pg_schema, "LATEST", 2)
-            before = PostgresStateStore(pg.FAST_URL, schema, HISTORY, timeout=5.0)
-            assert before.migrate() == 2
-            before.close()
+        postgresql_schema_at(schema, 2)  # the service as it was before version 3
         with pg.admin() as db:
             db.execute(f'INSERT INTO "{schema}".job_stats (job_id, success_count, duration_sum, duration_min,'
                        " duration_max) VALUES ('a', 1, 4.0, 4.0, 4.0)")

@@ -21,24 +21,6 @@ _NOW = "extract(epoch FROM clock_timestamp())::float8"
 _DELIVERY = ("id, event_id, key, status, channel, payload, created_at, attempts, outcome, last_error, finished_at, "
              f"greatest({_NOW} - created_at, 0)")
 
-# The fifth migration of pg_schema.
-MIGRATION = """
-CREATE TABLE {s}.alert_states (
-    key text PRIMARY KEY, kind text NOT NULL, subject text NOT NULL, state text NOT NULL, firing boolean NOT NULL,
-    reason text, since double precision NOT NULL, seq bigint NOT NULL, notified_at double precision
-);
-CREATE TABLE {s}.alert_outbox (
-    id bigserial PRIMARY KEY, event_id text NOT NULL, key text NOT NULL, status text NOT NULL, channel text NOT NULL,
-    payload text NOT NULL, created_at double precision NOT NULL, attempts integer NOT NULL DEFAULT 0,
-    next_attempt_at double precision NOT NULL, claimed_by text, claimed_until double precision,
-    outcome text NOT NULL DEFAULT 'pending', last_error text, finished_at double precision
-);
-CREATE INDEX alert_outbox_pending ON {s}.alert_outbox (next_attempt_at) WHERE outcome = 'pending';
-CREATE TABLE {s}.alert_counts (
-    channel text NOT NULL, outcome text NOT NULL, count bigint NOT NULL, PRIMARY KEY (channel, outcome)
-);
-"""
-
 WRITES = {
     "record_alert": f"""
 WITH {{fence}},

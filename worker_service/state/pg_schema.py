@@ -10,76 +10,21 @@ transaction is short and bounded (``lock_timeout``, ``statement_timeout``,
 ``idle_in_transaction_session_timeout``, all ``SET LOCAL``) and never touches
 the lease row. A database whose schema is newer than this code is refused with
 a clear reason: an older service must not write a newer layout.
+
+A new schema is made from the description of the tables (:mod:`.tables`,
+rendered by :mod:`.ddl`) and stamped with every version at once; a schema at an
+older version runs the migrations it lacks. So a field added to the
+description needs one migration here, for the schemas made before it.
 """
 
 from __future__ import annotations
 
 import psycopg
 
-from . import pg_alerts
+from .ddl import create_statements
 from .faults import StoreUnavailable
 from .pg_pool import PREFIX, StatePool
-
-_V1 = """
-CREATE TABLE {s}.jobs (
-    id text PRIMARY KEY, position integer NOT NULL, name text NOT NULL, trigger text NOT NULL,
-    next_run_time double precision, misfire_grace_time double precision, max_instances integer NOT NULL,
-    executor text NOT NULL, paused boolean NOT NULL, critical boolean NOT NULL, interval_seconds double precision,
-    max_runtime double precision
-);
-CREATE TABLE {s}.job_stats (
-    job_id text PRIMARY KEY,
-    success_count bigint NOT NULL DEFAULT 0, error_count bigint NOT NULL DEFAULT 0,
-    missed_count bigint NOT NULL DEFAULT 0, max_instances_count bigint NOT NULL DEFAULT 0,
-    duration_sum double precision NOT NULL DEFAULT 0, duration_min double precision, duration_max double precision,
-    consecutive_failures bigint NOT NULL DEFAULT 0,
-    last_run_at double precision, last_outcome text, last_success_at double precision,
-    last_error_type text, last_error_message text, last_error_at double precision,
-    runs_since_problem bigint, last_problem text,
-    crash_count bigint NOT NULL DEFAULT 0, consecutive_crashes bigint NOT NULL DEFAULT 0,
-    quarantined_at double precision, quarantine_key text, held_until double precision
-);
-CREATE TABLE {s}.job_runs (
-    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, job_id text NOT NULL, at double precision NOT NULL,
-    outcome text NOT NULL, duration double precision, started_at double precision, error_type text,
-    error_message text, trigger text NOT NULL DEFAULT 'scheduled', requested_by text, command_id bigint
-);
-CREATE INDEX job_runs_by_job ON {s}.job_runs (job_id, seq);
-CREATE TABLE {s}.job_running (
-    run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, job_id text NOT NULL, session text NOT NULL,
-    pid integer NOT NULL, scheduled_at double precision NOT NULL, submitted_at double precision NOT NULL,
-    started_at double precision, stopping boolean NOT NULL DEFAULT false,
-    trigger text NOT NULL DEFAULT 'scheduled', requested_by text, command_id bigint
-);
-CREATE INDEX job_running_by_session ON {s}.job_running (session);
-CREATE TABLE {s}.scheduler (
-    id integer PRIMARY KEY CHECK (id = 1), pid integer NOT NULL, hostname text NOT NULL, state text NOT NULL,
-    timezone text NOT NULL, started_at double precision NOT NULL, heartbeat_at double precision NOT NULL,
-    session text, clock_jump_seconds double precision, clock_jump_at double precision
-);
-CREATE TABLE {s}.lease (
-    name text PRIMARY KEY, epoch bigint NOT NULL, holder_host text, holder_pid integer, holder_session text,
-    acquired_at timestamptz, renewed_at timestamptz, expires_at timestamptz NOT NULL,
-    released boolean NOT NULL DEFAULT false, handover boolean NOT NULL DEFAULT false,
-    previous_host text, previous_pid integer, previous_session text, change_reason text
-);
-CREATE TABLE {s}.leadership_changes (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz NOT NULL, epoch bigint NOT NULL,
-    reason text NOT NULL, from_host text, from_pid integer, from_session text,
-    to_host text, to_pid integer, to_session text, lost_epoch bigint
-);
-CREATE UNIQUE INDEX leadership_changes_lost_once ON {s}.leadership_changes (lost_epoch) WHERE reason = 'lost';
-CREATE TABLE {s}.commands (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, job_id text NOT NULL, action text NOT NULL,
-    requested_by text NOT NULL, requested_at double precision NOT NULL, state text NOT NULL DEFAULT 'pending',
-    status integer, outcome text, finished_at double precision, applied_by text, run_id bigint
-);
-CREATE INDEX commands_pending ON {s}.commands (id) WHERE state = 'pending';
-CREATE INDEX commands_by_job ON {s}.commands (job_id, id);
-CREATE TABLE {s}.operator_pauses (
-    job_id text PRIMARY KEY, paused boolean NOT NULL, paused_by text NOT NULL, at double precision NOT NULL
-);
-"""
+from .tables import POSTGRESQL
 
 # The host that submitted a live run: a new leader records another host's unfinished run as lost, not crashed.
 _V2 = """
@@ -105,14 +50,34 @@ ALTER TABLE {s}.job_stats ADD COLUMN gap_missed bigint, ADD COLUMN gap_from doub
     ADD COLUMN gap_to double precision;
 """
 
-# (version, what it does, DDL with {s} for the quoted schema), in order. Never edit one that shipped: add the next.
-MIGRATIONS: tuple[tuple[int, str, str], ...] = (
-    (1, "job state, run history, heartbeat, the scheduler lease, operators' commands and pauses", _V1),
+# Alerts: each subject's alert state, and the outbox of notifications (worker_service.alerts).
+_V6 = """
+CREATE TABLE {s}.alert_states (
+    key text PRIMARY KEY, kind text NOT NULL, subject text NOT NULL, state text NOT NULL, firing boolean NOT NULL,
+    reason text, since double precision NOT NULL, seq bigint NOT NULL, notified_at double precision
+);
+CREATE TABLE {s}.alert_outbox (
+    id bigserial PRIMARY KEY, event_id text NOT NULL, key text NOT NULL, status text NOT NULL, channel text NOT NULL,
+    payload text NOT NULL, created_at double precision NOT NULL, attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at double precision NOT NULL, claimed_by text, claimed_until double precision,
+    outcome text NOT NULL DEFAULT 'pending', last_error text, finished_at double precision
+);
+CREATE INDEX alert_outbox_pending ON {s}.alert_outbox (next_attempt_at) WHERE outcome = 'pending';
+CREATE TABLE {s}.alert_counts (
+    channel text NOT NULL, outcome text NOT NULL, count bigint NOT NULL, PRIMARY KEY (channel, outcome)
+);
+"""
+
+# (version, what it does, the DDL that brings a schema at the version before to it, with {s} for the quoted
+# schema), in order. Never edit one that shipped: add the next. Version 1 has no DDL here: no schema is at
+# version 0 but a new one, and a new one is made from the description.
+MIGRATIONS: tuple[tuple[int, str, str | None], ...] = (
+    (1, "job state, run history, heartbeat, the scheduler lease, operators' commands and pauses", None),
     (2, "the host that submitted each live run", _V2),
     (3, "each job's p95 duration over its history", _V3),
     (4, "the fence rows jobs write through (worker_service.fencing)", _V4),
     (5, "each job's last gap of slots no process ran", _V5),
-    (6, "alerts: each subject's alert state and the outbox of notifications (worker_service.alerts)", pg_alerts.MIGRATION),
+    (6, "alerts: each subject's alert state and the outbox of notifications (worker_service.alerts)", _V6),
 )
 LATEST = MIGRATIONS[-1][0]
 _LOCK_WAIT = 0.8  # of the migration's budget, the part it may wait for another host's migration
@@ -149,12 +114,21 @@ def _migrate(connection: psycopg.Connection, schema: str, timeout: float) -> int
                            " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
         (version,) = connection.execute(f"SELECT coalesce(max(version), 0) FROM {name}.schema_version").fetchone()
         _refuse_newer(schema, version)
+        if version == 0:
+            _create_from_description(connection, name)  # at LATEST: the migrations' DDL is for older schemas
         for number, description, ddl in MIGRATIONS:
             if number > version:
-                connection.execute(ddl.format(s=name))
+                if version > 0 and ddl is not None:
+                    connection.execute(ddl.format(s=name))
                 connection.execute(f"INSERT INTO {name}.schema_version (version, description) VALUES (%s, %s)",
                                    (number, description))
         return max(version, LATEST)
+
+
+def _create_from_description(connection: psycopg.Connection, name: str) -> None:
+    """A new schema: every table as described, at :data:`LATEST` (every migration's row is written all the same)."""
+    for statement in create_statements(POSTGRESQL):
+        connection.execute(statement.format(s=name))
 
 
 def _current_version(connection: psycopg.Connection, schema: str) -> int:

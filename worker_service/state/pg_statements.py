@@ -27,65 +27,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import pg_alerts
-from .columns import COMMAND_COLUMNS, DEFINITION_COLUMNS, STAT_COLUMNS
+from . import counting, pg_alerts
+from .columns import COMMAND_COLUMNS, DEFINITION_COLUMNS, RUN_COLUMNS, STAT_COLUMNS
+from .ddl import cast
+from .tables import JOB_STATS, JOBS, SCHEDULER
 
 _FENCED = ("fence AS MATERIALIZED (SELECT 1 FROM {s}.lease WHERE name = 'scheduler' AND epoch = %(epoch)s::bigint"
            " AND (%(holder)s::text IS NULL OR holder_session = %(holder)s::text) FOR SHARE)")
 _UNFENCED = "fence AS MATERIALIZED (SELECT 1)"
 _ADMITTED = "EXISTS (SELECT 1 FROM fence)"
 
-_DEFAULTS = {
-    "success_count": "0::bigint", "error_count": "0::bigint", "missed_count": "0::bigint",
-    "max_instances_count": "0::bigint", "duration_sum": "0::float8", "duration_min": "NULL::float8",
-    "duration_max": "NULL::float8", "consecutive_failures": "0::bigint", "last_run_at": "NULL::float8",
-    "last_outcome": "NULL::text", "last_success_at": "NULL::float8", "last_error_type": "NULL::text",
-    "last_error_message": "NULL::text", "last_error_at": "NULL::float8", "runs_since_problem": "NULL::bigint",
-    "last_problem": "NULL::text", "crash_count": "0::bigint", "consecutive_crashes": "0::bigint",
-    "quarantined_at": "NULL::float8", "quarantine_key": "NULL::text", "held_until": "NULL::float8",
-    "duration_p95": "NULL::float8", "gap_missed": "NULL::bigint", "gap_from": "NULL::float8", "gap_to": "NULL::float8",
+# Each history column's value: this statement's parameters, and what the run's live row (``gone``) knew of it.
+_RUN_VALUES = {
+    "job_id": "%(job_id)s::text", "at": "%(at)s::float8", "outcome": "%(outcome)s::text",
+    "duration": "%(duration)s::float8", "started_at": "coalesce(g.started_at, %(started_at)s::float8)",
+    "error_type": "%(error_type)s::text", "error_message": "%(error_message)s::text",
+    "trigger": "coalesce(g.trigger, 'scheduled')", "requested_by": "g.requested_by", "command_id": "g.command_id",
 }
-_DURATION = {  # least/greatest ignore NULLs: a run without a duration leaves min and max alone
-    "duration_sum": "{o}.duration_sum + coalesce(%(duration)s::float8, 0)",
-    "duration_min": "least({o}.duration_min, %(duration)s::float8)",
-    "duration_max": "greatest({o}.duration_max, %(duration)s::float8)",
-    # a timed run: the p95 of the job's history with it (the window CTE); an untimed one leaves it alone
-    "duration_p95": "CASE WHEN %(duration)s::float8 IS NULL THEN {o}.duration_p95 ELSE (SELECT p95 FROM window_p95) END",
-}
-# The p95 duration (nearest rank: percentile_disc) over the job's history as it is after this run: its %(keep)s
-# newest runs (history_size - 1; the snapshot does not see the row this statement adds) and this one, the timed ones.
-_WINDOW_P95 = """
-window_p95 AS (SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY w.duration) AS p95
-               FROM ((SELECT duration FROM {s}.job_runs WHERE job_id = %(job_id)s::text
-                      ORDER BY seq DESC LIMIT %(keep)s::bigint)
-                     UNION ALL SELECT %(duration)s::float8) w WHERE w.duration IS NOT NULL),"""
-# How each kind of run changes a job's stats, in terms of the old row {o}.
-_SUCCESS = {
-    "success_count": "{o}.success_count + 1", **_DURATION,
-    "consecutive_failures": "0", "consecutive_crashes": "0", "last_run_at": "%(at)s::float8",
-    "last_outcome": "'success'", "last_success_at": "%(at)s::float8",
-    "runs_since_problem": "{o}.runs_since_problem + 1",
-}
-_FAILURE = {  # an error, a run whose process died under it (crashed, or killed at a stop), or one lost with its leader
-    "error_count": "{o}.error_count + 1", **_DURATION,
-    "consecutive_failures": "{o}.consecutive_failures + 1", "last_run_at": "%(at)s::float8",
-    "last_outcome": "'error'", "last_error_type": "%(error_type)s::text",
-    "last_error_message": "%(error_message)s::text", "last_error_at": "%(at)s::float8",
-    "runs_since_problem": "0", "last_problem": "%(outcome)s::text",
-    "crash_count": "{o}.crash_count + (%(outcome)s::text = 'crashed')::int",
-    # a lost run (its leader lost the scheduler) neither counts toward the crashes in a row nor ends them
-    "consecutive_crashes": "CASE %(outcome)s::text WHEN 'crashed' THEN {o}.consecutive_crashes + 1"
-                           " WHEN 'lost' THEN {o}.consecutive_crashes ELSE 0 END",
-}
-_SKIP = {  # missed (later than its grace time) or max_instances (still running): a problem, not a run
-    "missed_count": "{o}.missed_count + (%(outcome)s::text = 'missed')::int",
-    "max_instances_count": "{o}.max_instances_count + (%(outcome)s::text = 'max_instances')::int",
-    "runs_since_problem": "0", "last_problem": "%(outcome)s::text",
-}
-KINDS = {"success": _SUCCESS, "failure": _FAILURE, "skip": _SKIP}
+_STARTS = ", ".join(f"{counting.postgresql_start(name)} AS {name}"
+                    for name in JOB_STATS.column_names if name != "job_id")
 
 
-def _count_run(changes: dict[str, str]) -> str:
+def _upsert_stats(rule: dict[str, str], condition: str) -> str:
+    """``INSERT ... ON CONFLICT DO UPDATE`` of a job's stats by a counting ``rule``, if ``condition``.
+
+    A job's first count applies the rule to the columns' defaults (the row
+    ``d``); a later one to its row (``s``).
+    """
+    first = ", ".join(counting.postgresql(expression, "d") for expression in rule.values())
+    update = ", ".join(f"{column} = {counting.postgresql(expression, 's')}" for column, expression in rule.items())
+    return (f"INSERT INTO {{s}}.job_stats AS s (job_id, {', '.join(rule)})\n"
+            f"          SELECT %(job_id)s::text, {first} FROM (SELECT {_STARTS}) d WHERE {condition}\n"
+            f"          ON CONFLICT (job_id) DO UPDATE SET {update}")
+
+
+def _count_run(rule: dict[str, str]) -> str:
     """One finished, missed or skipped run: forget its running row, count it, append it, trim the history.
 
     ``%(claim)s``: count it only if this statement removed its running row (a
@@ -93,28 +69,18 @@ def _count_run(changes: dict[str, str]) -> str:
     of the run's leader and a settler writes first counts it, once).
     The trim runs every 16th run of the job and keeps ``%(keep)s`` older runs
     plus this one (the snapshot does not see the row this statement adds).
-    A finished run also sets the job's ``duration_p95`` over that same window
-    (``_WINDOW_P95``), in this statement: fenced and claimed as the rest.
+    A finished run also sets the job's ``duration_p95`` over that same window,
+    in this statement: fenced and claimed as the rest.
     """
-    columns = ", ".join(changes)
-    first = ", ".join(template.format(o="d") for template in changes.values())
-    update = ", ".join(f"{column} = {template.format(o='s')}" for column, template in changes.items())
-    defaults = ", ".join(f"{value} AS {column}" for column, value in _DEFAULTS.items())
-    window = _WINDOW_P95 if "duration_p95" in changes else ""
     return f"""
-WITH {{fence}},{window}
+WITH {{fence}},
 gone AS (DELETE FROM {{s}}.job_running WHERE run_id = %(run_id)s::bigint AND {_ADMITTED}
          RETURNING started_at, trigger, requested_by, command_id),
 go AS MATERIALIZED (SELECT {_ADMITTED} AND (NOT %(claim)s::boolean OR EXISTS (SELECT 1 FROM gone)) AS ok),
-stats AS (INSERT INTO {{s}}.job_stats AS s (job_id, {columns})
-          SELECT %(job_id)s::text, {first} FROM (SELECT {defaults}) d WHERE (SELECT ok FROM go)
-          ON CONFLICT (job_id) DO UPDATE SET {update}
+stats AS ({_upsert_stats(rule, "(SELECT ok FROM go)")}
           RETURNING s.success_count + s.error_count + s.missed_count + s.max_instances_count AS recorded),
-added AS (INSERT INTO {{s}}.job_runs (job_id, at, outcome, duration, started_at, error_type, error_message, trigger,
-                                      requested_by, command_id)
-          SELECT %(job_id)s::text, %(at)s::float8, %(outcome)s::text, %(duration)s::float8,
-                 coalesce(g.started_at, %(started_at)s::float8), %(error_type)s::text, %(error_message)s::text,
-                 coalesce(g.trigger, 'scheduled'), g.requested_by, g.command_id
+added AS (INSERT INTO {{s}}.job_runs ({', '.join(RUN_COLUMNS)})
+          SELECT {', '.join(_RUN_VALUES[name] for name in RUN_COLUMNS)}
           FROM (SELECT 1) one LEFT JOIN gone g ON true WHERE (SELECT ok FROM go)),
 trimmed AS (DELETE FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text AND (SELECT recorded FROM stats) %% 16 = 0
             AND seq <= coalesce((SELECT seq FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text
@@ -125,19 +91,32 @@ SELECT {_ADMITTED}, (SELECT ok FROM go)"""
 # Slots no process ran, folded into the run being submitted (%(gap_count)s of them, 0 for none): counted as missed,
 # one history row each for %(gap_slots)s (the newest, at most history_size), the gap kept for the job's health;
 # the history keeps %(gap_keep)s older rows (the snapshot does not see the rows this statement adds).
-_GAP = f"""gap AS (INSERT INTO {{s}}.job_stats AS s (job_id, missed_count, runs_since_problem, last_problem, gap_missed,
-                                          gap_from, gap_to)
-        SELECT %(job_id)s::text, %(gap_count)s::bigint, 0, 'no_scheduler', %(gap_count)s::bigint,
-               %(gap_from)s::float8, %(gap_to)s::float8
-        WHERE %(gap_count)s::bigint > 0 AND {_ADMITTED}
-        ON CONFLICT (job_id) DO UPDATE SET missed_count = s.missed_count + EXCLUDED.missed_count,
-           runs_since_problem = 0, last_problem = 'no_scheduler', gap_missed = EXCLUDED.gap_missed,
-           gap_from = EXCLUDED.gap_from, gap_to = EXCLUDED.gap_to),
+_GAP = f"""gap AS ({_upsert_stats(counting.GAP, f"%(gap_count)s::bigint > 0 AND {_ADMITTED}")}),
 gap_runs AS (INSERT INTO {{s}}.job_runs (job_id, at, outcome)
              SELECT %(job_id)s::text, slot, 'missed' FROM unnest(%(gap_slots)s::float8[]) AS slot WHERE {_ADMITTED}),
 gap_trim AS (DELETE FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text AND %(gap_count)s::bigint > 0 AND {_ADMITTED}
              AND seq <= coalesce((SELECT seq FROM {{s}}.job_runs WHERE job_id = %(job_id)s::text
                                   ORDER BY seq DESC OFFSET %(gap_keep)s::bigint LIMIT 1), -1))"""
+
+
+def _publish_jobs() -> str:
+    """Replace the job list: drop the jobs not given, insert or update the given ones at their positions.
+
+    Each column comes as an array parameter named after it (``%(name)s``), in
+    the order of :data:`.columns.DEFINITION_COLUMNS`.
+    """
+    arrays = ", ".join(f"%({name})s::{cast(JOBS.column(name).type)}[]" for name in DEFINITION_COLUMNS)
+    columns = ", ".join(DEFINITION_COLUMNS)
+    update = ", ".join(f"{name} = EXCLUDED.{name}" for name in ("position", *DEFINITION_COLUMNS[1:]))
+    return f"""
+WITH {{fence}},
+given AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS g({columns}, position)),
+dropped AS (DELETE FROM {{s}}.jobs WHERE id <> ALL(%(id)s::text[]) AND {_ADMITTED}),
+put AS (INSERT INTO {{s}}.jobs (position, {columns})
+        SELECT position - 1, {columns} FROM given WHERE {_ADMITTED}
+        ON CONFLICT (id) DO UPDATE SET {update})
+SELECT {_ADMITTED}"""
+
 
 _TEMPLATES = {
     # -- a run's steps ---------------------------------------------------------------------------------
@@ -170,9 +149,7 @@ SELECT {_ADMITTED}, (SELECT count(*) FROM d)""",
 WITH {{fence}},
 u AS (UPDATE {{s}}.job_running SET stopping = true WHERE session = %(session)s::text AND {_ADMITTED})
 SELECT {_ADMITTED}""",
-    "count_success": _count_run(_SUCCESS),
-    "count_failure": _count_run(_FAILURE),
-    "count_skip": _count_run(_SKIP),
+    **{f"count_{kind}": _count_run(rule) for kind, rule in counting.KINDS.items()},
     # -- leading -----------------------------------------------------------------------------------------
     "set_crash_hold": f"""
 WITH {{fence}},
@@ -189,25 +166,7 @@ WITH {{fence}},
 u AS (UPDATE {{s}}.job_stats SET quarantined_at = NULL, quarantine_key = NULL, held_until = NULL,
       consecutive_crashes = 0 WHERE job_id = %(job_id)s::text AND {_ADMITTED})
 SELECT {_ADMITTED}""",
-    "publish_jobs": f"""
-WITH {{fence}},
-given AS (SELECT * FROM unnest(%(id)s::text[], %(name)s::text[], %(trigger)s::text[], %(next_run_time)s::float8[],
-                               %(misfire_grace_time)s::float8[], %(max_instances)s::int[], %(executor)s::text[],
-                               %(paused)s::boolean[], %(critical)s::boolean[], %(interval_seconds)s::float8[],
-                               %(max_runtime)s::float8[])
-          WITH ORDINALITY AS g(id, name, trigger, next_run_time, misfire_grace_time, max_instances, executor, paused,
-                               critical, interval_seconds, max_runtime, position)),
-dropped AS (DELETE FROM {{s}}.jobs WHERE id <> ALL(%(id)s::text[]) AND {_ADMITTED}),
-put AS (INSERT INTO {{s}}.jobs (id, position, name, trigger, next_run_time, misfire_grace_time, max_instances, executor,
-                                paused, critical, interval_seconds, max_runtime)
-        SELECT id, position - 1, name, trigger, next_run_time, misfire_grace_time, max_instances, executor, paused,
-               critical, interval_seconds, max_runtime FROM given WHERE {_ADMITTED}
-        ON CONFLICT (id) DO UPDATE SET position = EXCLUDED.position, name = EXCLUDED.name,
-           trigger = EXCLUDED.trigger, next_run_time = EXCLUDED.next_run_time,
-           misfire_grace_time = EXCLUDED.misfire_grace_time, max_instances = EXCLUDED.max_instances,
-           executor = EXCLUDED.executor, paused = EXCLUDED.paused, critical = EXCLUDED.critical,
-           interval_seconds = EXCLUDED.interval_seconds, max_runtime = EXCLUDED.max_runtime)
-SELECT {_ADMITTED}""",
+    "publish_jobs": _publish_jobs(),
     "update_next_run": f"""
 WITH {{fence}},
 u AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8, paused = %(paused)s::boolean
@@ -256,6 +215,7 @@ _JOBS = (
     " LEFT JOIN (" + _RUNNING + ") r ON r.job_id = j.id"
 )
 _COMMAND_COLUMNS = ", ".join(COMMAND_COLUMNS)
+_RUN_COLUMNS = ", ".join(RUN_COLUMNS)
 _LEASE_COLUMNS = (
     "epoch, holder_host, holder_pid, holder_session, extract(epoch FROM acquired_at)::float8,"
     " extract(epoch FROM renewed_at)::float8, extract(epoch FROM expires_at)::float8,"
@@ -263,17 +223,15 @@ _LEASE_COLUMNS = (
 )
 
 _READS = {
-    "scheduler": "SELECT pid, hostname, state, timezone, started_at, heartbeat_at, session, clock_jump_seconds,"
-                 " clock_jump_at FROM {s}.scheduler WHERE id = 1",
+    "scheduler": "SELECT " + ", ".join(SCHEDULER.record_columns) + " FROM {s}.scheduler WHERE id = 1",
     "jobs": _JOBS + " ORDER BY j.position",
     "critical_jobs": _JOBS + " WHERE j.critical ORDER BY j.position",
     "job_count": "SELECT count(*) FROM {s}.jobs",
     "quarantined_jobs": "SELECT job_id FROM {s}.job_stats WHERE quarantined_at IS NOT NULL ORDER BY job_id",
     "definition": "SELECT " + ", ".join(DEFINITION_COLUMNS) + " FROM {s}.jobs WHERE id = %(job_id)s::text",
-    "runs": "SELECT job_id, at, outcome, duration, started_at, error_type, error_message, trigger, requested_by,"
-            " command_id FROM {s}.job_runs WHERE job_id = %(job_id)s::text ORDER BY seq DESC LIMIT %(limit)s::bigint",
-    "recent_runs": "SELECT job_id, at, outcome, duration, started_at, error_type, error_message, trigger, requested_by,"
-                   " command_id FROM (SELECT *, row_number() OVER (PARTITION BY job_id ORDER BY seq DESC) AS n"
+    "runs": "SELECT " + _RUN_COLUMNS + " FROM {s}.job_runs WHERE job_id = %(job_id)s::text"
+            " ORDER BY seq DESC LIMIT %(limit)s::bigint",
+    "recent_runs": "SELECT " + _RUN_COLUMNS + " FROM (SELECT *, row_number() OVER (PARTITION BY job_id ORDER BY seq DESC) AS n"
                    " FROM {s}.job_runs WHERE job_id = ANY(%(job_ids)s::text[])) AS recent"
                    " WHERE n <= %(limit)s::bigint ORDER BY job_id, seq DESC",
     "run_counts": "SELECT floor(at / 60)::bigint, outcome, count(*) FROM {s}.job_runs WHERE at >= %(since)s::float8"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
-from .columns import COMMANDS_KEPT, DEFINITION_COLUMNS, STAT_COLUMNS
+from .columns import COMMANDS_KEPT, DEFINITION_COLUMNS, STAT_COLUMNS, record_from
 from .faults import FencedOut, StoreUnavailable
 from .pg_alerts import PostgresAlerts
 from .pg_pool import PREFIX, StatePool
@@ -48,6 +48,7 @@ from .records import (
     RunRecord,
     SchedulerRecord,
 )
+from .tables import COMMANDS, JOB_RUNS, JOBS, SCHEDULER
 
 if TYPE_CHECKING:
     from .protocol import LeaderWriter
@@ -306,11 +307,11 @@ class PostgresStateStore(PostgresAlerts):
         """Queue a command for the leader (any worker, not fenced), stamped by the database's clock; return it."""
         row = self._one("submit_command", job_id=job_id, action=action, requested_by=requested_by,
                         older_kept=COMMANDS_KEPT - 1)
-        return Command(*row)
+        return record_from(COMMANDS, Command, row)
 
     def pending_commands(self) -> list[Command]:
         """Commands not yet applied, oldest first (the leader polls this), each with its age by the database's clock."""
-        return [Command(*row[:-1], age=row[-1]) for row in self._all("pending_commands")]
+        return [record_from(COMMANDS, Command, row[:-1], age=row[-1]) for row in self._all("pending_commands")]
 
     def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
                        applied_by: str, run_id: int | None = None) -> None:
@@ -326,7 +327,7 @@ class PostgresStateStore(PostgresAlerts):
     def scheduler(self) -> SchedulerRecord | None:
         """The last heartbeat, or ``None`` if no scheduler ever ran on this database."""
         row = self._one("scheduler")
-        return SchedulerRecord(*row) if row else None
+        return record_from(SCHEDULER, SchedulerRecord, row) if row else None
 
     def jobs(self, critical_only: bool = False) -> list[JobRecord]:
         """The published jobs (or only the critical ones), in the order published, each with its stats: one query."""
@@ -334,7 +335,7 @@ class PostgresStateStore(PostgresAlerts):
         records = []
         for row in self._all("critical_jobs" if critical_only else "jobs"):
             stats = {name: value for name, value in zip(_RECORD_COLUMNS, row[split:], strict=True) if value is not None}
-            records.append(JobRecord(definition=JobDefinition(*row[:split]), **stats))
+            records.append(JobRecord(definition=record_from(JOBS, JobDefinition, row[:split]), **stats))
         return records
 
     def job_count(self) -> int:
@@ -348,11 +349,12 @@ class PostgresStateStore(PostgresAlerts):
     def definition(self, job_id: str) -> JobDefinition | None:
         """One published job's definition, or ``None``."""
         row = self._one("definition", job_id=job_id)
-        return JobDefinition(*row) if row else None
+        return record_from(JOBS, JobDefinition, row) if row else None
 
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first; ``limit`` defaults to the store's history size."""
-        return [RunRecord(*row) for row in self._all("runs", job_id=job_id, limit=limit or self.history_size)]
+        rows = self._all("runs", job_id=job_id, limit=limit or self.history_size)
+        return [record_from(JOB_RUNS, RunRecord, row) for row in rows]
 
     def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
         """Each job's ``limit`` most recent runs, newest first, in one read."""
@@ -360,7 +362,7 @@ class PostgresStateStore(PostgresAlerts):
             return {}
         found: dict[str, list[RunRecord]] = {}
         for row in self._all("recent_runs", job_ids=list(job_ids), limit=limit):
-            found.setdefault(row[0], []).append(RunRecord(*row))
+            found.setdefault(row[0], []).append(record_from(JOB_RUNS, RunRecord, row))
         return found
 
     def run_counts(self, since: float) -> list[tuple[int, str, int]]:
@@ -379,11 +381,11 @@ class PostgresStateStore(PostgresAlerts):
     def command(self, command_id: int) -> Command | None:
         """One command, or ``None``."""
         row = self._one("command", command_id=command_id)
-        return Command(*row) if row else None
+        return record_from(COMMANDS, Command, row) if row else None
 
     def commands(self, job_id: str, limit: int = 20) -> list[Command]:
         """The job's last commands, newest first."""
-        return [Command(*row) for row in self._all("commands", job_id=job_id, limit=limit)]
+        return [record_from(COMMANDS, Command, row) for row in self._all("commands", job_id=job_id, limit=limit)]
 
     def operator_pauses(self) -> dict[str, OperatorPause]:
         """Every job an operator paused or resumed (the last word for each), by job id."""

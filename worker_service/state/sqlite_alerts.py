@@ -17,23 +17,6 @@ from .alert_records import OUTBOX_KEPT, AlertChange, AlertState, AlertSummary, D
 if TYPE_CHECKING:
     from .sqlite_file import SqliteFile, WriteTransaction
 
-ALERT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alert_states (
-    key TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, state TEXT NOT NULL, firing INTEGER NOT NULL,
-    reason TEXT, since REAL NOT NULL, seq INTEGER NOT NULL, notified_at REAL
-);
-CREATE TABLE IF NOT EXISTS alert_outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL,
-    channel TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL, claimed_by TEXT, claimed_until REAL, outcome TEXT NOT NULL DEFAULT 'pending',
-    last_error TEXT, finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS alert_outbox_pending ON alert_outbox (next_attempt_at) WHERE outcome = 'pending';
-CREATE TABLE IF NOT EXISTS alert_counts (
-    channel TEXT NOT NULL, outcome TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (channel, outcome)
-);
-"""
-
 _DELIVERY = ("id, event_id, key, status, channel, payload, created_at, attempts, outcome, last_error, finished_at")
 
 

@@ -53,12 +53,11 @@ OPEN_TIMEOUT = 2.0  # seconds a (re)opening waits for another worker opening or 
 
 
 class SqliteFile:
-    """The connections of this process to one SQLite file, made with ``schema`` if missing."""
+    """The connections of this process to one SQLite file, made or brought up to date by ``prepare`` at each opening."""
 
-    def __init__(self, path: str, schema: str, prepare: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    def __init__(self, path: str, prepare: Callable[[sqlite3.Connection], None]) -> None:
         self.path = path
-        self.schema = schema
-        self.prepare = prepare  # run after the schema on each opening (e.g. add columns to an older file)
+        self.prepare = prepare  # makes a new file, migrates an older one (see sqlite_migrations)
         self.replacements = 0  # times this process found the file replaced (deleted, rebuilt): republish then
         self._local = threading.local()
         self._latest: tuple[int, int] | None = None  # the file this process opened last
@@ -174,9 +173,7 @@ class SqliteFile:
     def _connect_once(self) -> sqlite3.Connection:
         connection = connect_wal(self.path, READ_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         try:
-            connection.executescript(self.schema)
-            if self.prepare is not None:
-                self.prepare(connection)
+            self.prepare(connection)
         except sqlite3.Error as error:
             if primary_code(error) not in (SQLITE_READONLY, SQLITE_FULL, SQLITE_PERM):
                 connection.close()

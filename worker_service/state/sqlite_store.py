@@ -10,20 +10,20 @@ for long.
 Operators' commands (``job_commands``) and pauses (``operator_pauses``) live in
 the same file: any worker queues a command, the leader polls the pending ones
 (a partial index keeps that one cheap read) and finishes each once. A file
-made by an older version gains the new tables and columns when it is opened.
+made by an older version is migrated when it is opened (:mod:`.sqlite_migrations`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .columns import COMMAND_COLUMNS, COMMANDS_KEPT, DEFINITION_COLUMNS, RUN_COLUMNS, STAT_COLUMNS
+from . import counting
+from .columns import COMMAND_COLUMNS, COMMANDS_KEPT, DEFINITION_COLUMNS, RUN_COLUMNS, STAT_COLUMNS, record_from
 from .faults import StoreUnavailable
 from .records import (
     Command,
@@ -36,71 +36,15 @@ from .records import (
     RunRecord,
     SchedulerRecord,
 )
-from .sqlite_alerts import ALERT_SCHEMA, SqliteAlerts
+from .sqlite_alerts import SqliteAlerts
 from .sqlite_file import SqliteFile, WriteTransaction
+from .sqlite_migrations import migrate
+from .tables import COMMANDS, JOB_RUNS, JOBS, SCHEDULER
 
 if TYPE_CHECKING:
     from .protocol import LeaderWriter
 
 log = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, position INTEGER NOT NULL, name TEXT NOT NULL, trigger TEXT NOT NULL,
-    next_run_time REAL, misfire_grace_time REAL, max_instances INTEGER NOT NULL, executor TEXT NOT NULL,
-    paused INTEGER NOT NULL, critical INTEGER NOT NULL, interval_seconds REAL, max_runtime REAL
-);
-CREATE TABLE IF NOT EXISTS job_stats (
-    job_id TEXT PRIMARY KEY,
-    success_count INTEGER NOT NULL DEFAULT 0, error_count INTEGER NOT NULL DEFAULT 0,
-    missed_count INTEGER NOT NULL DEFAULT 0, max_instances_count INTEGER NOT NULL DEFAULT 0,
-    duration_sum REAL NOT NULL DEFAULT 0, duration_min REAL, duration_max REAL,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0,
-    last_run_at REAL, last_outcome TEXT, last_success_at REAL,
-    last_error_type TEXT, last_error_message TEXT, last_error_at REAL,
-    runs_since_problem INTEGER, last_problem TEXT,
-    crash_count INTEGER NOT NULL DEFAULT 0, consecutive_crashes INTEGER NOT NULL DEFAULT 0,
-    quarantined_at REAL, quarantine_key TEXT, held_until REAL
-);
-CREATE TABLE IF NOT EXISTS job_runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, at REAL NOT NULL,
-    outcome TEXT NOT NULL, duration REAL, started_at REAL, error_type TEXT, error_message TEXT,
-    trigger TEXT NOT NULL DEFAULT 'scheduled', requested_by TEXT, command_id INTEGER
-);
-CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job_id, seq);
-CREATE TABLE IF NOT EXISTS job_running (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, session TEXT NOT NULL, pid INTEGER NOT NULL,
-    scheduled_at REAL NOT NULL, submitted_at REAL NOT NULL, started_at REAL, stopping INTEGER NOT NULL DEFAULT 0,
-    trigger TEXT NOT NULL DEFAULT 'scheduled', requested_by TEXT, command_id INTEGER, host TEXT
-);
-CREATE TABLE IF NOT EXISTS job_commands (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, action TEXT NOT NULL, requested_by TEXT NOT NULL,
-    requested_at REAL NOT NULL, state TEXT NOT NULL DEFAULT 'pending', status INTEGER, outcome TEXT,
-    finished_at REAL, applied_by TEXT, run_id INTEGER
-);
-CREATE INDEX IF NOT EXISTS job_commands_pending ON job_commands (id) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS job_commands_by_job ON job_commands (job_id, id);
-CREATE TABLE IF NOT EXISTS operator_pauses (
-    job_id TEXT PRIMARY KEY, paused INTEGER NOT NULL, paused_by TEXT NOT NULL, at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS scheduler (
-    id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, hostname TEXT NOT NULL, state TEXT NOT NULL,
-    timezone TEXT NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, session TEXT,
-    clock_jump_seconds REAL, clock_jump_at REAL
-);
-"""
-
-# Columns added after the first release, for files made by an older version (see upgrade_schema).
-_ADDED_COLUMNS = {
-    "jobs": ("max_runtime REAL",),
-    "job_stats": ("last_problem TEXT", "crash_count INTEGER NOT NULL DEFAULT 0",
-                  "consecutive_crashes INTEGER NOT NULL DEFAULT 0", "quarantined_at REAL", "quarantine_key TEXT",
-                  "held_until REAL", "duration_p95 REAL", "gap_missed INTEGER", "gap_from REAL", "gap_to REAL"),
-    "scheduler": ("session TEXT", "clock_jump_seconds REAL", "clock_jump_at REAL"),
-    "job_runs": ("started_at REAL", "error_type TEXT", "error_message TEXT",
-                 "trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER"),
-    "job_running": ("trigger TEXT NOT NULL DEFAULT 'scheduled'", "requested_by TEXT", "command_id INTEGER", "host TEXT"),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +58,10 @@ class _RunOrigin:
 
 
 _SCHEDULED = _RunOrigin()
+_STATS_UPDATES = {kind: f"UPDATE job_stats SET {counting.sqlite(rule)} WHERE job_id = :job_id"
+                  for kind, rule in {**counting.KINDS, "gap": counting.GAP}.items()}
+_PUBLISH = (f"INSERT INTO jobs (position, {', '.join(DEFINITION_COLUMNS)})"
+            f" VALUES ({', '.join('?' * (len(DEFINITION_COLUMNS) + 1))})")
 _RUNNING_COLUMNS = ("running_count", "running_since")
 # Runs of the current leader that entered the job's code and have not finished.
 _RUNNING = (
@@ -128,7 +76,7 @@ class SqliteStateStore(SqliteAlerts):
     def __init__(self, path: str, history_size: int = 50) -> None:
         self.path = path
         self.history_size = history_size
-        self.file = SqliteFile(path, _SCHEMA + ALERT_SCHEMA, prepare=_add_missing_columns)
+        self.file = SqliteFile(path, prepare=migrate)
         try:
             self.file.connection()
         except StoreUnavailable as error:  # never fatal: a worker without its store still answers /health
@@ -165,12 +113,8 @@ class SqliteStateStore(SqliteAlerts):
 
     def _count_gap(self, db: sqlite3.Connection, job_id: str, missed: MissedSlots) -> None:
         """Slots no process ran: counted as missed, one history row each (the newest ``history_size``), the gap kept."""
-        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
-        db.execute(
-            "UPDATE job_stats SET missed_count = missed_count + ?, runs_since_problem = 0, last_problem = 'no_scheduler',"
-            " gap_missed = ?, gap_from = ?, gap_to = ? WHERE job_id = ?",
-            (missed.count, missed.count, missed.first, missed.last, job_id),
-        )
+        self._update_stats(db, "gap", job_id=job_id, gap_count=missed.count, gap_from=missed.first,
+                           gap_to=missed.last)
         slots = missed.recent[-self.history_size:] if self.history_size > 0 else ()
         db.executemany("INSERT INTO job_runs (job_id, at, outcome, duration) VALUES (?, ?, 'missed', NULL)",
                        [(job_id, slot) for slot in slots])
@@ -230,63 +174,27 @@ class SqliteStateStore(SqliteAlerts):
             origin = _claim(db, run_id)
             if origin is None:
                 return False
-            if outcome == "success":
-                self._count_success(db, job_id, at, duration, origin)
-            else:
-                self._count_failure(db, job_id, outcome, at, duration, error_type, error_message, origin)
+            kind = "success" if outcome == "success" else "failure"
+            self._count(db, kind, job_id, at, outcome, origin, duration, error_type, error_message)
             return True
 
-    # A run without a duration (its process died) leaves min and max alone: SQLite's min(x, NULL) is NULL.
-    def _count_success(self, db: sqlite3.Connection, job_id: str, at: float, duration: float | None,
-                       origin: _RunOrigin) -> None:
-        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
-        db.execute(
-            """UPDATE job_stats SET success_count = success_count + 1,
-               duration_sum = duration_sum + coalesce(?, 0),
-               duration_min = min(coalesce(duration_min, ?), coalesce(?, duration_min)),
-               duration_max = max(coalesce(duration_max, ?), coalesce(?, duration_max)),
-               consecutive_failures = 0, consecutive_crashes = 0, last_run_at = ?, last_outcome = 'success',
-               last_success_at = ?,
-               runs_since_problem = CASE WHEN runs_since_problem IS NULL THEN NULL ELSE runs_since_problem + 1 END
-               WHERE job_id = ?""",
-            (duration, duration, duration, duration, duration, at, at, job_id),
-        )
-        self._append_run(db, job_id, at, "success", duration, origin)
-        self._update_p95(db, job_id, duration)
+    def _count(self, db: sqlite3.Connection, kind: str, job_id: str, at: float, outcome: str,
+               origin: _RunOrigin = _SCHEDULED, duration: float | None = None, error_type: str | None = None,
+               error_message: str | None = None) -> None:
+        """Count a run of ``kind`` (:data:`.counting.KINDS`: success, failure or skip) and append it to the history.
 
-    def _count_failure(self, db: sqlite3.Connection, job_id: str, outcome: str, at: float, duration: float | None,
-                       error_type: str | None, error_message: str | None, origin: _RunOrigin) -> None:
-        """An ``error``, or a run a new leader settled: ``crashed`` or ``killed`` at a stop (its process died), or
-        ``lost`` (its leader lost the scheduler: neither a crash nor the end of the crashes in a row)."""
-        crashed = int(outcome == "crashed")
-        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
-        db.execute(
-            """UPDATE job_stats SET error_count = error_count + 1,
-               duration_sum = duration_sum + coalesce(?, 0),
-               duration_min = min(coalesce(duration_min, ?), coalesce(?, duration_min)),
-               duration_max = max(coalesce(duration_max, ?), coalesce(?, duration_max)),
-               consecutive_failures = consecutive_failures + 1, last_run_at = ?, last_outcome = 'error',
-               last_error_type = ?, last_error_message = ?, last_error_at = ?, runs_since_problem = 0,
-               last_problem = ?, crash_count = crash_count + ?,
-               consecutive_crashes = CASE WHEN ? THEN consecutive_crashes + 1
-                                          WHEN ? THEN consecutive_crashes ELSE 0 END
-               WHERE job_id = ?""",
-            (duration, duration, duration, duration, duration, at, error_type, error_message, at, outcome,
-             crashed, crashed, int(outcome == "lost"), job_id),
-        )
+        The stats change before the history row is added: the p95 window is
+        the job's ``history_size - 1`` newest runs and this one, as in
+        PostgreSQL, whose statement cannot see the row it adds.
+        """
+        self._update_stats(db, kind, job_id=job_id, at=at, outcome=outcome, duration=duration,
+                           error_type=error_type, error_message=error_message, keep=max(self.history_size - 1, 0))
         self._append_run(db, job_id, at, outcome, duration, origin, error_type, error_message)
-        self._update_p95(db, job_id, duration)
 
-    def _update_p95(self, db: sqlite3.Connection, job_id: str, duration: float | None) -> None:
-        """After a timed run's history row: the job's p95 duration over its history (the newest ``history_size``
-        runs, the one just added included), in the run's transaction. An untimed run leaves it alone."""
-        if duration is None:
-            return
-        durations = [value for (value,) in db.execute(
-            "SELECT duration FROM (SELECT duration FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?)"
-            " WHERE duration IS NOT NULL", (job_id, max(self.history_size, 1)),
-        ).fetchall()]
-        db.execute("UPDATE job_stats SET duration_p95 = ? WHERE job_id = ?", (nearest_rank(durations, 0.95), job_id))
+    @staticmethod
+    def _update_stats(db: sqlite3.Connection, kind: str, **params: object) -> None:
+        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (:job_id)", params)
+        db.execute(_STATS_UPDATES[kind], params)
 
     def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
         """Count a run that APScheduler skipped for being later than its misfire grace time; whether it counted.
@@ -297,23 +205,13 @@ class SqliteStateStore(SqliteAlerts):
             origin = _claim(db, run_id)
             if origin is None:
                 return False
-            self._count_skip(db, job_id, at, "missed", origin)
+            self._count(db, "skip", job_id, at, "missed", origin)
             return True
 
     def record_max_instances(self, job_id: str, at: float) -> None:
         """Count a run skipped because the job was still running (``max_instances`` reached)."""
         with self._connection() as db:
-            self._count_skip(db, job_id, at, "max_instances")
-
-    def _count_skip(self, db: sqlite3.Connection, job_id: str, at: float, outcome: str,
-                    origin: _RunOrigin = _SCHEDULED) -> None:
-        column = "missed_count" if outcome == "missed" else "max_instances_count"
-        db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (?)", (job_id,))
-        db.execute(
-            f"UPDATE job_stats SET {column} = {column} + 1, runs_since_problem = 0, last_problem = ? WHERE job_id = ?",
-            (outcome, job_id),
-        )
-        self._append_run(db, job_id, at, outcome, None, origin)
+            self._count(db, "skip", job_id, at, "max_instances")
 
     def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
         """Record every run an earlier leader left unfinished, forget them, and return them.
@@ -335,10 +233,10 @@ class SqliteStateStore(SqliteAlerts):
                 origin = _RunOrigin(orphan.started_at, trigger, requested_by, command_id)
                 error = orphan.error
                 if error is None:
-                    self._count_skip(db, orphan.job_id, orphan.scheduled_at, "missed", origin)
+                    self._count(db, "skip", orphan.job_id, orphan.scheduled_at, "missed", origin)
                 else:
-                    self._count_failure(db, orphan.job_id, orphan.outcome, orphan.started_at or orphan.scheduled_at,
-                                        None, *error, origin)
+                    self._count(db, "failure", orphan.job_id, orphan.started_at or orphan.scheduled_at,
+                                orphan.outcome, origin, None, *error)
                 orphans.append(orphan)
             db.execute("DELETE FROM job_running WHERE session != ?", (session,))
         return orphans
@@ -389,18 +287,10 @@ class SqliteStateStore(SqliteAlerts):
 
     def publish_jobs(self, definitions: Iterable[JobDefinition]) -> None:
         """Replace the published job list with ``definitions`` (the complete job set)."""
-        rows = [
-            (d.id, position, d.name, d.trigger, d.next_run_time, d.misfire_grace_time, d.max_instances, d.executor,
-             int(d.paused), int(d.critical), d.interval_seconds, d.max_runtime)
-            for position, d in enumerate(definitions)
-        ]
+        rows = [(position, *(getattr(d, name) for name in DEFINITION_COLUMNS)) for position, d in enumerate(definitions)]
         with self._connection() as db:
             db.execute("DELETE FROM jobs")
-            db.executemany(
-                "INSERT INTO jobs (id, position, name, trigger, next_run_time, misfire_grace_time, max_instances,"
-                " executor, paused, critical, interval_seconds, max_runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            db.executemany(_PUBLISH, rows)
 
     def update_next_run(self, job_id: str, next_run_time: float | None, paused: bool) -> None:
         """Publish one job's next run time (after it ran, was paused or resumed)."""
@@ -429,10 +319,8 @@ class SqliteStateStore(SqliteAlerts):
     def scheduler(self) -> SchedulerRecord | None:
         """The last heartbeat, or ``None`` if no scheduler ever ran here."""
         row = self.file.read(lambda db: db.execute(
-            "SELECT pid, hostname, state, timezone, started_at, heartbeat_at, session, clock_jump_seconds, clock_jump_at"
-            " FROM scheduler WHERE id = 1"
-        ).fetchone())
-        return SchedulerRecord(*row) if row else None
+            f"SELECT {', '.join(SCHEDULER.record_columns)} FROM scheduler WHERE id = 1").fetchone())
+        return record_from(SCHEDULER, SchedulerRecord, row) if row else None
 
     def jobs(self, critical_only: bool = False) -> list[JobRecord]:
         """The published jobs (or only the critical ones), in file order, each with its stats."""
@@ -445,10 +333,8 @@ class SqliteStateStore(SqliteAlerts):
         split = len(DEFINITION_COLUMNS)
         records = []
         for row in rows:
-            values = list(row[:split])
-            values[7], values[8] = bool(values[7]), bool(values[8])
             stats = {name: value for name, value in zip(STAT_COLUMNS + _RUNNING_COLUMNS, row[split:], strict=True) if value is not None}
-            records.append(JobRecord(definition=JobDefinition(*values), **stats))
+            records.append(JobRecord(definition=record_from(JOBS, JobDefinition, row[:split]), **stats))
         return records
 
     def job_count(self) -> int:
@@ -466,11 +352,7 @@ class SqliteStateStore(SqliteAlerts):
         row = self.file.read(lambda db: db.execute(
             f"SELECT {', '.join(DEFINITION_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
         ).fetchone())
-        if row is None:
-            return None
-        values = list(row)
-        values[7], values[8] = bool(values[7]), bool(values[8])
-        return JobDefinition(*values)
+        return None if row is None else record_from(JOBS, JobDefinition, row)
 
     def runs(self, job_id: str, limit: int | None = None) -> list[RunRecord]:
         """The job's most recent runs, newest first."""
@@ -478,7 +360,7 @@ class SqliteStateStore(SqliteAlerts):
             f"SELECT {', '.join(RUN_COLUMNS)} FROM job_runs WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
             (job_id, limit or self.history_size),
         ).fetchall())
-        return [RunRecord(*row) for row in rows]
+        return [record_from(JOB_RUNS, RunRecord, row) for row in rows]
 
     def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
         """Each job's ``limit`` most recent runs, newest first, in one read."""
@@ -493,7 +375,7 @@ class SqliteStateStore(SqliteAlerts):
         ).fetchall())
         found: dict[str, list[RunRecord]] = {}
         for row in rows:
-            found.setdefault(row[0], []).append(RunRecord(*row))
+            found.setdefault(row[0], []).append(record_from(JOB_RUNS, RunRecord, row))
         return found
 
     def run_counts(self, since: float) -> list[tuple[int, str, int]]:
@@ -535,7 +417,7 @@ class SqliteStateStore(SqliteAlerts):
             f"SELECT {', '.join(COMMAND_COLUMNS)} FROM job_commands WHERE state = 'pending' ORDER BY id"
         ).fetchall())
         now = time.time()
-        return [dataclasses.replace(Command(*row), age=now - row[4]) for row in rows]
+        return [record_from(COMMANDS, Command, row, age=now - row[4]) for row in rows]
 
     def finish_command(self, command_id: int, state: str, status: int, outcome: str, at: float,
                        applied_by: str, run_id: int | None = None) -> None:
@@ -552,7 +434,7 @@ class SqliteStateStore(SqliteAlerts):
         row = self.file.read(lambda db: db.execute(
             f"SELECT {', '.join(COMMAND_COLUMNS)} FROM job_commands WHERE id = ?", (command_id,)
         ).fetchone())
-        return Command(*row) if row else None
+        return record_from(COMMANDS, Command, row) if row else None
 
     def commands(self, job_id: str, limit: int = 20) -> list[Command]:
         """The job's last commands, newest first."""
@@ -560,7 +442,7 @@ class SqliteStateStore(SqliteAlerts):
             f"SELECT {', '.join(COMMAND_COLUMNS)} FROM job_commands WHERE job_id = ? ORDER BY id DESC LIMIT ?",
             (job_id, limit),
         ).fetchall())
-        return [Command(*row) for row in rows]
+        return [record_from(COMMANDS, Command, row) for row in rows]
 
     def set_operator_pause(self, job_id: str, paused: bool, by: str, at: float) -> None:
         """Record an operator's pause or resume of a job (the last word wins); it outlives leaders and restarts."""
@@ -589,25 +471,3 @@ def _claim(db: sqlite3.Connection, run_id: int | None) -> _RunOrigin | None:
         "DELETE FROM job_running WHERE run_id = ? RETURNING started_at, trigger, requested_by, command_id", (run_id,)
     ).fetchall()
     return _RunOrigin(*rows[0]) if rows else None
-
-
-def nearest_rank(values: Iterable[float], fraction: float) -> float | None:
-    """The nearest-rank percentile: the smallest value with at least ``fraction`` of the values at or below it.
-
-    PostgreSQL's ``percentile_disc`` (the PostgreSQL store's p95), and the status page's p50/p95 of a job's
-    history: the ``ceil(fraction * n)``-th smallest, ``None`` for no values.
-    """
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[max(math.ceil(fraction * len(ordered)), 1) - 1]
-
-
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Bring a file made by an older version up to date (``CREATE TABLE IF NOT EXISTS`` adds no column)."""
-    for table, columns in _ADDED_COLUMNS.items():
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        for column in columns:
-            if column.split()[0] not in present:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-
