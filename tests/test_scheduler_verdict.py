@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from common.helpers.health import ServiceDegraded, ServiceUnavailable
 from worker_service.health.leader_status import LeaderStatus
 from worker_service.health.scheduler_verdict import (
@@ -131,3 +133,50 @@ def test_a_post_asks_leader_status_which_reads_only_the_heartbeat_on_one_host(tm
     stale = HeartbeatOnly(SchedulerRecord(4102, "h1", "running", "UTC", now - 600, now - 300))
     assert re.fullmatch(r"no scheduler heartbeat for 30\d s \(last leader pid 4102\)", LeaderStatus(stale, settings).problem())
     assert LeaderStatus(HeartbeatOnly(None, fails=True), settings).problem() == "state store: locked"
+
+
+class _JobsUnreadable:
+    """A store whose heartbeat (and lease) read, but whose job reads fail: a slow or locked database mid-check."""
+
+    def __init__(self, leader: SchedulerRecord | None, held: LeaseRecord | None = None) -> None:
+        self._leader, self._lease = leader, held
+
+    def scheduler(self) -> SchedulerRecord | None:
+        return self._leader
+
+    def lease(self) -> LeaseRecord | None:
+        return self._lease
+
+    def leadership_changes(self, limit: int = 10) -> list:
+        return []
+
+    def jobs(self, critical_only: bool = False) -> list:
+        raise StoreUnavailable("state store: locked")
+
+    def quarantined_jobs(self) -> list:
+        raise StoreUnavailable("state store: locked")
+
+
+def observe(settings: dict, store: _JobsUnreadable) -> Exception | None:
+    from worker_service.health.scheduler_observer import SchedulerObserver
+    from worker_service.scheduler.heartbeat import HeartbeatSightings, LeaderMemory
+
+    rules = SchedulerRules.from_settings(settings)
+    observer = SchedulerObserver(rules, sightings=HeartbeatSightings(), leaders=LeaderMemory(), wall=lambda: NOW,
+                                 hostname="other-host")
+    return scheduler_verdict(observer.read(store), rules)
+
+
+def test_who_leads_decides_before_the_job_reads_so_their_failure_never_hides_a_dead_leader():
+    """A dead leader's heartbeat is the answer: a job read failing after it must not turn that into a store error."""
+    on_one_host = observe(HOST, _JobsUnreadable(beat(age=500)))
+    assert isinstance(on_one_host, ServiceUnavailable) and "no scheduler heartbeat" in str(on_one_host)
+    in_a_fleet = observe(FLEET, _JobsUnreadable(beat(age=300), lease()))
+    assert isinstance(in_a_fleet, ServiceUnavailable) and "no scheduler heartbeat" in str(in_a_fleet)
+    paused = observe(HOST, _JobsUnreadable(beat(state="paused")))
+    assert isinstance(paused, ServiceDegraded) and "paused" in str(paused)
+
+
+def test_a_live_leader_with_unreadable_jobs_is_still_a_store_error():
+    with pytest.raises(StoreUnavailable):
+        observe(HOST, _JobsUnreadable(beat()))

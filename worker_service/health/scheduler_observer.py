@@ -23,7 +23,14 @@ from ..state import StateReader
 from ..state.protocol import FleetLedger
 from ..state.records import JobRecord, LeaseRecord, SchedulerRecord
 from ..vocabulary import SchedulerState
-from .scheduler_verdict import LeaderFacts, SchedulerFacts, SchedulerRules, skew_past_bound, unreachable
+from .scheduler_verdict import (
+    LeaderFacts,
+    SchedulerFacts,
+    SchedulerRules,
+    decided_by_leader,
+    skew_past_bound,
+    unreachable,
+)
 
 
 class SchedulerObserver:
@@ -49,6 +56,8 @@ class SchedulerObserver:
     def read(self, store: StateReader) -> SchedulerFacts:
         """Read everything the component is judged from; may raise what the store raises."""
         leading = self.read_leader(store)
+        if decided_by_leader(leading, self.rules):  # a later read that fails must not hide who (does not) lead(s)
+            return SchedulerFacts(leading)
         return self.facts(leading, store.jobs(critical_only=True), store.quarantined_jobs())
 
     def leader_facts(self, leader: SchedulerRecord | None, lease: LeaseRecord | None, sent: float,

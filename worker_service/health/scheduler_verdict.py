@@ -95,6 +95,16 @@ def leader_problem(facts: LeaderFacts, rules: SchedulerRules) -> str | None:
     return _fleet_problem(facts, rules) if rules.fleet else _host_problem(facts, rules)
 
 
+def decided_by_leader(leading: LeaderFacts, rules: SchedulerRules) -> bool:
+    """Whether the verdict is known from who leads alone (no leader, re-planning, a clock jump, paused):
+    the jobs and quarantines are then not read, as before the rule was split from its reads."""
+    if leader_problem(leading, rules) is not None:
+        return True
+    leader = leading.leader
+    jump = leading.heartbeat.clock_jump if leading.heartbeat is not None else None
+    return leader is None or jump is not None or leader.state in (SchedulerState.REPLANNING, SchedulerState.PAUSED)
+
+
 def scheduler_verdict(facts: SchedulerFacts, rules: SchedulerRules) -> CheckError | None:
     """The component: ``None`` when available, else the :class:`CheckError` that says unavailable or degraded."""
     leading = facts.leading
