@@ -197,3 +197,23 @@ def test_the_snapshot_holds_the_heartbeat_jobs_and_quarantines_and_forwards_noth
     with pytest.raises(dataclasses.FrozenInstanceError):
         snapshot.records = ()  # type: ignore[misc]
     assert not hasattr(snapshot, "definition")  # a read it does not hold is no read at all
+
+
+def test_a_failed_quarantine_read_costs_only_the_scheduler_verdict_not_the_job_rows(make_app, monkeypatch):
+    from worker_service.state import StoreUnavailable
+
+    app = make_app(STATUS_CACHE_TTL=0, HEALTH_CACHE_TTL=0)
+    store = app.extensions["store"]
+    publish(store, time.time())
+
+    def locked() -> list[str]:
+        raise StoreUnavailable("state store: database is locked")
+
+    monkeypatch.setattr(store, "quarantined_jobs", locked)
+    body = app.test_client().get("/status").json
+    assert list(body["metrics"]["jobs_analysis"]["job_health"]) == ["a"]  # the jobs are still shown
+    scheduler = body["metrics"]["dependencies"]["scheduler"]
+    assert body["components"]["scheduler"] == "unavailable" and scheduler["reason"].endswith("database is locked")
+    store.beat(1, "host", "paused", "UTC", time.time())  # who leads decides first: a paused leader is the answer
+    body = app.test_client().get("/status").json
+    assert body["components"]["scheduler"] == "degraded" and "paused" in body["metrics"]["dependencies"]["scheduler"]["reason"]

@@ -20,7 +20,7 @@ from common.helpers.health import CheckError, CheckResult, HealthEngine, Service
 from ..health.report import HealthReport, build_health_report
 from ..health.scheduler_check import SchedulerCheck
 from ..health.scheduler_observer import SchedulerObserver
-from ..health.scheduler_verdict import SchedulerRules, scheduler_verdict
+from ..health.scheduler_verdict import SchedulerRules, decided_by_leader, scheduler_verdict
 from ..scheduler.job_health import JobPolicy
 from ..state import StateReader
 from .alerts_view import AlertsRead, channels, read_alerts
@@ -80,6 +80,8 @@ class Reader:
         if snapshot.error is not None:
             return _result(self._observer.unreachable(snapshot.error), None)
         leading = self._observer.leader_facts(snapshot.leader, snapshot.lease, snapshot.now, snapshot.lease_answered)
+        if snapshot.quarantine_error is not None and not decided_by_leader(leading, self._observer.rules):
+            return _result(self._observer.unreachable(snapshot.quarantine_error), None)
         facts = self._observer.facts(leading, snapshot.critical, snapshot.quarantined)
         return _result(scheduler_verdict(facts, self._observer.rules), snapshot.took)
 

@@ -49,6 +49,7 @@ class StoreSnapshot:
     lease_answered: float = 0.0  # this host's wall clock when the lease read returned (for its clock skew)
     changes: tuple[LeadershipChange, ...] = ()  # newest first, if asked for
     quarantined: tuple[str, ...] = ()  # jobs quarantined for killing their worker
+    quarantine_error: str | None = None  # why they could not be read (the jobs could): only the scheduler's business
     took: float | None = None  # seconds the reads took
 
     @property
@@ -74,14 +75,24 @@ def take_snapshot(store: StateReader, policy: JobPolicy, fleet: bool = False, ch
         lease = read_lease(store) if fleet else None
         answered = time.time()
         leader, records = store.scheduler(), store.jobs()
-        quarantined = tuple(store.quarantined_jobs())
         history = store.leadership_changes(changes) if fleet and changes else []
     except Exception as error:  # StoreUnavailable, or a raw driver error until every store wraps them
-        reason = str(error) if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
-        reason = redact(reason if reason.startswith(("state store", "state database")) else f"state store: {reason}")
+        reason = _unreadable(error)
         log.warning("status: the state store cannot be read: %s", reason)
-        return StoreSnapshot(now=now, leader=None, records=(), verdicts=(), error=reason[:300], fleet=fleet)
+        return StoreSnapshot(now=now, leader=None, records=(), verdicts=(), error=reason, fleet=fleet)
+    # The quarantines only feed the scheduler's verdict: their read failing must not blank the jobs /status shows.
+    quarantined, quarantine_error = (), None
+    try:
+        quarantined = tuple(store.quarantined_jobs())
+    except Exception as error:  # noqa: BLE001 - as above
+        quarantine_error = _unreadable(error)
     return StoreSnapshot(now=now, leader=leader, records=tuple(records),
                          verdicts=tuple(policy.judge_all(records, judging_now(lease, now))), fleet=fleet, lease=lease,
                          lease_answered=answered, changes=tuple(history), quarantined=quarantined,
-                         took=time.perf_counter() - started)
+                         quarantine_error=quarantine_error, took=time.perf_counter() - started)
+
+
+def _unreadable(error: Exception) -> str:
+    """The one-line, redacted reason a read failed."""
+    reason = str(error) if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
+    return redact(reason if reason.startswith(("state store", "state database")) else f"state store: {reason}")[:300]
