@@ -55,7 +55,9 @@ def _upsert_stats(rule: dict[str, str], condition: str) -> str:
     ``d``); a later one to its row (``s``).
     """
     first = ", ".join(counting.postgresql(expression, "d") for expression in rule.values())
-    update = ", ".join(f"{column} = {counting.postgresql(expression, 's')}" for column, expression in rule.items())
+    update = ", ".join(
+        f"{column} = {counting.postgresql(counting.P95_FROM_PROPOSED_ROW if column == 'duration_p95' else expression, 's')}"
+        for column, expression in rule.items())
     return (f"INSERT INTO {{s}}.job_stats AS s (job_id, {', '.join(rule)})\n"
             f"          SELECT %(job_id)s::text, {first} FROM (SELECT {_STARTS}) d WHERE {condition}\n"
             f"          ON CONFLICT (job_id) DO UPDATE SET {update}")
