@@ -17,6 +17,7 @@ Types are the backends' common words: ``TEXT``, ``INT`` (a small integer),
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 TEXT, INT, COUNT, REAL, BOOL, TIMESTAMP, AUTO_ID = "TEXT", "INT", "COUNT", "REAL", "BOOL", "TIMESTAMP", "AUTO_ID"
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
@@ -60,12 +61,12 @@ class Table:
         """The table's name in ``backend``."""
         return self.sqlite_name if backend == SQLITE and self.sqlite_name else self.name
 
-    @property
+    @cached_property  # read on every row mapped: worked out once per table
     def column_names(self) -> tuple[str, ...]:
         """Every column, in table order."""
         return tuple(column.name for column in self.columns)
 
-    @property
+    @cached_property
     def record_columns(self) -> tuple[str, ...]:
         """The columns its record has a field for, in table order."""
         return tuple(column.name for column in self.columns if not column.internal)
