@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from common.helpers.health import redaction
@@ -325,6 +325,7 @@ RECOGNISABLE = [
     secret=SECRET_TEXT, shape=st.sampled_from(RECOGNISABLE), before=FILLER, after=FILLER, offset=st.integers(0, 20_000)
 )
 def test_property_a_recognisable_secret_never_survives(secret, shape, before, after, offset):
+    assume(secret not in shape.format(""))  # a "secret" such as "postgres" is also the shape's own text (postgresql://)
     text = (("Q" + before) * (offset // (len(before) + 1) + 1))[:offset] + " " + shape.format(secret) + " " + after
     masked = without_marker(redact(text))
     assert secret not in masked
