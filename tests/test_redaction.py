@@ -325,11 +325,14 @@ RECOGNISABLE = [
     secret=SECRET_TEXT, shape=st.sampled_from(RECOGNISABLE), before=FILLER, after=FILLER, offset=st.integers(0, 20_000)
 )
 def test_property_a_recognisable_secret_never_survives(secret, shape, before, after, offset):
-    assume(secret not in shape.format(""))  # a "secret" such as "postgres" is also the shape's own text (postgresql://)
+    # Hypothesis also tries the module's own strings: a "secret" such as "postgres" is the shape's text (postgresql://).
+    own_text = shape.format("")
+    assume(secret not in own_text)
     text = (("Q" + before) * (offset // (len(before) + 1) + 1))[:offset] + " " + shape.format(secret) + " " + after
     masked = without_marker(redact(text))
     assert secret not in masked
-    assert not any(masked.endswith(secret[:k]) for k in range(3, len(secret))), "a cut left part of the secret"
+    assert not any(masked.endswith(secret[:k]) and secret[:k] not in own_text
+                   for k in range(3, len(secret))), "a cut left part of the secret"
 
 
 def record_with(message: str, error: BaseException | None = None) -> logging.LogRecord:
