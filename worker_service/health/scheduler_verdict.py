@@ -95,19 +95,12 @@ def leader_problem(facts: LeaderFacts, rules: SchedulerRules) -> str | None:
     return _fleet_problem(facts, rules) if rules.fleet else _host_problem(facts, rules)
 
 
-def decided_by_leader(leading: LeaderFacts, rules: SchedulerRules) -> bool:
-    """Whether the verdict is known from who leads alone (no leader, re-planning, a clock jump, paused):
-    the jobs and quarantines are then not read, as before the rule was split from its reads."""
-    if leader_problem(leading, rules) is not None:
-        return True
-    leader = leading.leader
-    jump = leading.heartbeat.clock_jump if leading.heartbeat is not None else None
-    return leader is None or jump is not None or leader.state in (SchedulerState.REPLANNING, SchedulerState.PAUSED)
+def leader_verdict(leading: LeaderFacts, rules: SchedulerRules) -> CheckError | None:
+    """The verdict that who leads settles alone (no leader, re-planning, a clock jump, paused), else ``None``.
 
-
-def scheduler_verdict(facts: SchedulerFacts, rules: SchedulerRules) -> CheckError | None:
-    """The component: ``None`` when available, else the :class:`CheckError` that says unavailable or degraded."""
-    leading = facts.leading
+    When it settles it, the jobs and quarantines need not be read: a failed
+    read of them must not hide a dead leader (:class:`~.scheduler_observer.SchedulerObserver`).
+    """
     problem = leader_problem(leading, rules)
     if problem is not None:
         return ServiceUnavailable(problem)
@@ -120,6 +113,20 @@ def scheduler_verdict(facts: SchedulerFacts, rules: SchedulerRules) -> CheckErro
         return ServiceDegraded(f"wall clock jumped by about {jump:+.0f} s since the last heartbeat; re-planning jobs")
     if leader.state == SchedulerState.PAUSED:
         return ServiceDegraded("scheduler is paused")
+    return None
+
+
+def decided_by_leader(leading: LeaderFacts, rules: SchedulerRules) -> bool:
+    """Whether :func:`leader_verdict` settles the component (the jobs are then not read)."""
+    return leader_verdict(leading, rules) is not None
+
+
+def scheduler_verdict(facts: SchedulerFacts, rules: SchedulerRules) -> CheckError | None:
+    """The component: ``None`` when available, else the :class:`CheckError` that says unavailable or degraded."""
+    leading = facts.leading
+    settled = leader_verdict(leading, rules)
+    if settled is not None:
+        return settled
     problems = [facts.jobs_file_problem] if facts.jobs_file_problem is not None else []
     failing = []
     for record in facts.critical:
