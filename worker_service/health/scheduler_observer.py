@@ -10,6 +10,7 @@ state directory, and a jobs file a reload found broken.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
@@ -66,12 +67,16 @@ class SchedulerObserver:
         if self.rules.fleet:
             self._leaders.note(lease)
         now = judging_now(lease, sent)
-        return LeaderFacts(
+        facts = LeaderFacts(
             leader=leader, now=now, lease=lease,
             heartbeat=self._sightings.sight(leader, now) if self._judges_heartbeat(leader, lease) else None,
             skew=skew_past_bound(lease, sent, answered, self.rules.max_skew) if self.rules.fleet else None,
-            disk_full=disk_full(self._state_dir) if self._state_dir and not self.rules.fleet else None,
         )
+        # One host: only a heartbeat gone silent asks whether the disk is full (the reason it names first).
+        silent = leader is not None and not leader.is_fresh(self.rules.heartbeat_interval, facts.heartbeat_age())
+        if silent and self._state_dir and not self.rules.fleet:
+            facts = dataclasses.replace(facts, disk_full=disk_full(self._state_dir))
+        return facts
 
     def _judges_heartbeat(self, leader: SchedulerRecord | None, lease: LeaseRecord | None) -> bool:
         """Whether the rule looks at the heartbeat's age: a stopped one, or one under no live lease, is not sighted."""
