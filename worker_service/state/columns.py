@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from .tables import BOOL, COMMANDS, JOB_RUNS, JOB_STATS, JOBS, Table
+from .tables import COMMANDS, JOB_RUNS, JOB_STATS, JOBS, Table
 
 R = TypeVar("R")
 
@@ -24,8 +24,7 @@ LEADERSHIP_CHANGES_KEPT = 1000  # the fleet's leadership log keeps its newest ch
 def record_from(table: Table, record: type[R], row: Sequence[Any], **extra: Any) -> R:
     """``row`` (the table's record columns, in order) as a ``record``; SQLite's 0 and 1 as booleans."""
     values = dict(zip(table.record_columns, row, strict=True))
-    for column in table.columns:
-        if column.type == BOOL and column.name in values:
-            values[column.name] = bool(values[column.name])
+    for name in table.record_booleans:
+        values[name] = bool(values[name])
     return record(**values, **extra)
 

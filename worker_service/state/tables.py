@@ -71,6 +71,11 @@ class Table:
         """The columns its record has a field for, in table order."""
         return tuple(column.name for column in self.columns if not column.internal)
 
+    @cached_property
+    def record_booleans(self) -> tuple[str, ...]:
+        """The record's boolean fields (SQLite stores them as 0 and 1)."""
+        return tuple(column.name for column in self.columns if not column.internal and column.type == BOOL)
+
     def column(self, name: str) -> Column:
         """The column called ``name``."""
         return next(column for column in self.columns if column.name == name)
