@@ -51,7 +51,7 @@ class MetricsExporter:
         return self._cache.get()
 
     def _build(self) -> bytes:
-        reading = self._reader.take()
+        reading = self._reader.take(deliveries=0)  # the recent deliveries are /status's, not a metric
         families = [*_components(reading.health), *_scheduler(reading), *_processes(), *_alerts(reading.alerts)]
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the service (gunicorn master) started.")
         uptime.add_metric([], service_uptime())

@@ -11,7 +11,7 @@ from typing import Any
 from common.helpers.health import format_timestamp, redact
 
 from ..alerts import AlertSettings, build_channels
-from ..state import StateReader, StoreUnavailable
+from ..state import StateReader
 from ..state.alert_records import AlertState, AlertSummary, Delivery
 
 log = logging.getLogger(__name__)
@@ -24,14 +24,6 @@ def channels(settings: Mapping[str, Any]) -> list[dict[str, str]]:
             for channel in build_channels(AlertSettings.from_settings(settings))]
 
 
-def _at(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    import datetime as dt
-
-    return format_timestamp(dt.datetime.fromtimestamp(epoch, dt.UTC))
-
-
 def delivery_view(delivery: Delivery) -> dict[str, Any]:
     """One delivery for people: what it said, where to, how it went."""
     try:
@@ -40,7 +32,7 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         payload = {}
     return {
         "id": delivery.id,
-        "created_at": _at(delivery.created_at),
+        "created_at": format_timestamp(delivery.created_at),
         "status": delivery.status,
         "kind": payload.get("kind"),
         "subject": payload.get("subject"),
@@ -50,7 +42,7 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         "outcome": delivery.outcome,
         "attempts": delivery.attempts,
         "last_error": None if delivery.last_error is None else redact(delivery.last_error),
-        "finished_at": _at(delivery.finished_at),
+        "finished_at": format_timestamp(delivery.finished_at),
     }
 
 
@@ -64,13 +56,14 @@ class AlertsRead:
     recent: list[Delivery] = dataclasses.field(default_factory=list)
     error: str | None = None  # why the outbox could not be read
 
-def read_alerts(store: StateReader, shown: list[dict[str, str]]) -> AlertsRead:
-    """The outbox's summary, states and :data:`RECENT` deliveries, when ``shown`` (the channels) is not empty."""
+def read_alerts(store: StateReader, shown: list[dict[str, str]], recent: int = RECENT) -> AlertsRead:
+    """The outbox's summary, states and ``recent`` deliveries (none read for 0), when ``shown`` (the channels) is not empty."""
     if not shown:
         return AlertsRead(shown)
     try:
-        return AlertsRead(shown, store.alert_summary(), store.alert_states(), store.deliveries(RECENT))
-    except (StoreUnavailable, Exception) as error:  # noqa: BLE001 - a driver's error; the rest of the report stands
+        return AlertsRead(shown, store.alert_summary(), store.alert_states(),
+                          store.deliveries(recent) if recent else [])
+    except Exception as error:  # noqa: BLE001 - StoreUnavailable or a driver's error; the rest of the report stands
         return AlertsRead(shown, error=redact(getattr(error, "reason", None) or str(error)))
 
 
@@ -88,7 +81,7 @@ def alerts_block(alerts: AlertsRead) -> dict[str, Any]:
         last_failure=None if summary.last_failure is None else delivery_view(summary.last_failure),
         sent=sum(n for (_, outcome), n in summary.counts.items() if outcome == "sent"),
         failed=sum(n for (_, outcome), n in summary.counts.items() if outcome == "failed"),
-        firing=[{"key": s.key, "kind": s.kind, "subject": s.subject, "state": s.state, "since": _at(s.since),
+        firing=[{"key": s.key, "kind": s.kind, "subject": s.subject, "state": s.state, "since": format_timestamp(s.since),
                  "reason": s.reason} for s in sorted(states.values(), key=lambda s: s.since) if s.firing],
         recent=[delivery_view(d) for d in alerts.recent],
     )

@@ -23,7 +23,7 @@ from ..health.scheduler_observer import SchedulerObserver
 from ..health.scheduler_verdict import SchedulerRules, decided_by_leader, scheduler_verdict
 from ..scheduler.job_health import JobPolicy
 from ..state import StateReader
-from .alerts_view import AlertsRead, channels, read_alerts
+from .alerts_view import RECENT, AlertsRead, channels, read_alerts
 from .fleet_view import FleetView, view_fleet
 from .scheduler_view import SchedulerView, view_scheduler
 from .snapshot import StoreSnapshot, take_snapshot
@@ -65,15 +65,18 @@ class Reader:
         """The store's rows alone, every job judged at one ``now`` (the status page's job pages)."""
         return take_snapshot(self._store, self.policy, fleet=self.fleet, changes=changes)
 
-    def take(self, changes: int = 0, snapshot: StoreSnapshot | None = None) -> Reading:
-        """A reading around ``snapshot`` (by default a new one, with the last ``changes`` changes of leader)."""
+    def take(self, changes: int = 0, snapshot: StoreSnapshot | None = None, deliveries: int = RECENT) -> Reading:
+        """A reading around ``snapshot`` (by default a new one, with the last ``changes`` changes of leader).
+
+        ``deliveries``: the recent alert deliveries to read (0 for none: /metrics shows none).
+        """
         snapshot = snapshot or self.snapshot(changes)
         health = build_health_report(self._engine, self._critical, judged={"scheduler": self._scheduler(snapshot)})
         view = None
         if snapshot.error is None:
             view = view_scheduler(snapshot.leader, self._observer.rules.heartbeat_interval, snapshot.beat_now)
         return Reading(snapshot=snapshot, health=health, scheduler=view, fleet=view_fleet(snapshot, view),
-                       alerts=read_alerts(self._store, self._channels))
+                       alerts=read_alerts(self._store, self._channels, deliveries))
 
     def _scheduler(self, snapshot: StoreSnapshot) -> CheckResult:
         """The scheduler component, judged from ``snapshot``'s rows (unreachable when they could not be read)."""
