@@ -176,14 +176,3 @@ def test_a_postgresql_schema_at_the_latest_version_is_left_as_it_is_and_served(s
     finally:
         store.close()
     assert (postgresql_layout(schema), pg.rows(schema, "SELECT * FROM {s}.schema_version ORDER BY version")) == before
-
-
-def test_a_migration_gives_the_connection_back_its_own_busy_timeout(tmp_path):
-    """The read connection's short lock wait (/health's bound) must outlive a migration's longer one."""
-    path = tmp_path / "old.sqlite3"
-    _unversioned_file_of_an_early_release(path)
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("PRAGMA busy_timeout=500")
-        sqlite_migrations.migrate(db)
-        assert sqlite_migrations.version(db) == sqlite_migrations.LATEST
-        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 500

@@ -122,15 +122,7 @@ def migrate(db: sqlite3.Connection) -> None:
     """Bring the file open on ``db`` (autocommit) to :data:`LATEST`: make it new, or run the steps it lacks."""
     if version(db) >= LATEST:
         return  # the usual case: one read, no lock
-    kept = int(db.execute("PRAGMA busy_timeout").fetchone()[0])  # the connection's own, given back after
     db.execute(f"PRAGMA busy_timeout={int(_MIGRATION_BUSY_TIMEOUT * 1000)}")
-    try:
-        _migrate_locked(db)
-    finally:
-        db.execute(f"PRAGMA busy_timeout={kept}")
-
-
-def _migrate_locked(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         found = version(db)  # another worker may have migrated it while this one waited for the lock
