@@ -195,24 +195,35 @@ class HealthEngine:
 
     def _all_fresh(self) -> dict[str, CheckResult] | None:
         """Every result, when each is younger than ``cache_ttl``: a probe's usual case, under one lock."""
+        results: dict[str, CheckResult] = {}
         with self._lock:
-            results = {}
             for name, slot in self._slots.items():
-                self._settle(slot)
-                if slot.cached is None or time.monotonic() - slot.cached_at >= self.cache_ttl:
+                fresh = self._fresh(slot)
+                if fresh is None:
                     return None
-                results[name] = slot.cached
-            return results
+                results[name] = fresh
+        return results
+
+    def _fresh(self, slot: _Slot) -> CheckResult | None:
+        """The slot's result if it is younger than ``cache_ttl`` (lock held; an ended attempt settled first).
+
+        The age is read after settling, so that a result stored just now is
+        not younger than 0 (with caching off, ``cache_ttl`` 0, nothing is fresh).
+        """
+        self._settle(slot)
+        if slot.cached is not None and time.monotonic() - slot.cached_at < self.cache_ttl:
+            return slot.cached
+        return None
 
     def _serve(self, name: str) -> CheckResult | Future:
         """A result to serve now, or the attempt to wait for."""
         with self._lock:
             slot = self._slots[name]
-            self._settle(slot)
+            fresh = self._fresh(slot)
+            if fresh is not None:
+                return fresh
             now = time.monotonic()
             age = now - slot.cached_at if slot.cached is not None else None
-            if age is not None and age < self.cache_ttl:
-                return slot.cached
             servable = slot.cached if age is not None and self.cache_ttl > 0 and age < self.max_age else None
             if slot.inflight is not None:  # still running (settled above otherwise)
                 if now - slot.inflight_started >= self.timeout:
