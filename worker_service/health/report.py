@@ -45,7 +45,11 @@ def build_health_report(engine: HealthEngine, critical: list[str],
     judged = judged or {}
     names = [name for name in engine.names if name not in exclude]
     ran = engine.run([name for name in names if name not in judged])
-    results = {name: judged[name] if name in judged else ran[name] for name in names}
+    return report_of({name: judged[name] if name in judged else ran[name] for name in names}, critical)
+
+
+def report_of(results: dict[str, CheckResult], critical: list[str]) -> HealthReport:
+    """``results`` with their overall status (the ``critical`` components decide unavailable), stamped now."""
     status = aggregate({name: result.status for name, result in results.items()}, critical)
     return HealthReport(status=status, results=results, timestamp=utc_now())
 
@@ -77,8 +81,7 @@ class HealthBodies:
         last = self._last
         if (last is None or len(last[0]) != len(results)
                 or any(a is not b for a, b in zip(last[0], results.values(), strict=True))):
-            report = HealthReport(aggregate({name: r.status for name, r in results.items()}, self._critical),
-                                  results, utc_now())
+            report = report_of(results, self._critical)
             body = {**self._schema.dump(report.body(self._service)), "timestamp": self._MARK}
             head, _, tail = json.dumps(body, separators=(",", ":")).partition(json.dumps(self._MARK))
             last = self._last = (tuple(results.values()), report.status, head.encode() + b'"', b'"' + tail.encode())
