@@ -108,7 +108,7 @@ def job_metric_observations(settings: AlertSettings, records: list[JobRecord], o
             limit = definition.max_runtime * settings.duration_percent / 100
             firing = record.duration_p95 >= limit
             observed.append(Observation(
-                f"metric:duration:{job_id}", "metric", job_id, "warning" if firing else "healthy", firing,
+                job_metric_key("duration", job_id), "metric", job_id, "warning" if firing else "healthy", firing,
                 f"p95 duration {record.duration_p95:.3g} s is {100 * record.duration_p95 / definition.max_runtime:.0f} %"
                 f" of max_runtime {definition.max_runtime:g} s (threshold {settings.duration_percent:g} %)"))
         if settings.error_rate_percent > 0 and record.consecutive_failures < threshold:
@@ -119,19 +119,24 @@ def job_metric_observations(settings: AlertSettings, records: list[JobRecord], o
                 rate = 100 * failed / len(finished)
                 firing = rate >= settings.error_rate_percent
                 observed.append(Observation(
-                    f"metric:error_rate:{job_id}", "metric", job_id, "warning" if firing else "healthy", firing,
+                    job_metric_key("error_rate", job_id), "metric", job_id, "warning" if firing else "healthy", firing,
                     f"{failed} of its last {len(finished)} runs failed ({rate:.0f} %, threshold "
                     f"{settings.error_rate_percent:g} %)"))
         if settings.crash_limit > 1 and record.quarantined_at is None:
             firing = record.consecutive_crashes >= settings.crash_limit - 1
             observed.append(Observation(
-                f"metric:crashes:{job_id}", "metric", job_id, "warning" if firing else "healthy", firing,
+                job_metric_key("crashes", job_id), "metric", job_id, "warning" if firing else "healthy", firing,
                 f"its worker died under it {record.consecutive_crashes} times in a row; quarantined at "
                 f"{settings.crash_limit}"))
     return observed
 
 
 JOB_METRIC_RULES = ("duration", "error_rate", "crashes")
+
+
+def job_metric_key(rule: str, job_id: str) -> str:
+    """The alert key of one of a job's :data:`JOB_METRIC_RULES`."""
+    return f"metric:{rule}:{job_id}"
 
 
 def orphaned_job_observations(states: Mapping[str, AlertState], records: list[JobRecord],
@@ -145,7 +150,7 @@ def orphaned_job_observations(states: Mapping[str, AlertState], records: list[Jo
     known = {record.definition.id for record in records}
     observed = []
     for key, state in states.items():
-        per_job = key == f"job:{state.subject}" or any(key == f"metric:{rule}:{state.subject}"
+        per_job = key == f"job:{state.subject}" or any(key == job_metric_key(rule, state.subject)
                                                        for rule in JOB_METRIC_RULES)
         if not state.firing or not per_job or state.subject in alerting:
             continue
