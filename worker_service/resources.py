@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from common.helpers.health import HealthEngine
-
 from .cache import Cache, build_cache
 from .config import fleet_mode, load_settings
 from .database import Database, build_database
@@ -146,14 +144,3 @@ def reset() -> None:
     global _current
     with _lock:
         _current = None
-
-
-def component_checks(resources: Resources) -> HealthEngine | None:
-    """The cache and database checks the leader's alerts look at; ``None`` when no alert channel is configured."""
-    settings = resources.settings
-    if not (settings.get("ALERT_WEBHOOK_URLS") or settings.get("ALERT_APPRISE_URLS")):
-        return None
-    engine = HealthEngine(timeout=settings["HEALTH_CHECK_TIMEOUT"], cache_ttl=settings["HEALTH_CACHE_TTL"])
-    engine.register("cache", resources.cache.health_check())
-    engine.register("database", resources.database.health_check())
-    return engine

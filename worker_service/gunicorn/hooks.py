@@ -63,13 +63,15 @@ def post_fork(server: Any, worker: Any) -> None:
     """In the new worker: build the process's resources and stand by for the scheduler lock (never in the master)."""
     global _leadership
     from .. import resources
+    from ..alerts.component_checks import alert_component_checks
     from ..fork_safety import protect_listeners
     from ..scheduler.leadership import SchedulerLeadership
 
     protect_listeners(getattr(worker, "sockets", ()))
     owned = resources.current()  # the app this worker loads next takes this same set (create_app)
     _leadership = SchedulerLeadership(owned.settings, owned.store, owned.coordination.election,
-                                      owned.coordination.lease, resources.component_checks(owned))
+                                      owned.coordination.lease,
+                                      alert_component_checks(owned.settings, owned.cache, owned.database))
     _leadership.stand_by()
 
 

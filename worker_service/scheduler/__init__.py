@@ -7,6 +7,8 @@ import os
 
 from flask import Flask
 
+from ..alerts.component_checks import alert_component_checks
+
 # Set in the gunicorn master: under gunicorn, post_fork runs the election,
 # never create_app (which under --preload runs in the master).
 from ..gunicorn.master import UNDER_GUNICORN
@@ -18,13 +20,7 @@ def init_app(app: Flask) -> None:
     if not app.config["SCHEDULER_AUTOSTART"] or os.environ.get(UNDER_GUNICORN):
         return
     owned = app.extensions["resources"]
-    checks = None
-    if app.config.get("ALERT_WEBHOOK_URLS") or app.config.get("ALERT_APPRISE_URLS"):
-        from common.helpers.health import HealthEngine
-
-        checks = HealthEngine(timeout=app.config["HEALTH_CHECK_TIMEOUT"], cache_ttl=app.config["HEALTH_CACHE_TTL"])
-        checks.register("cache", owned.cache.health_check())
-        checks.register("database", owned.database.health_check())
+    checks = alert_component_checks(owned.settings, owned.cache, owned.database)
     leadership = SchedulerLeadership(owned.settings, owned.store, owned.coordination.election,
                                      owned.coordination.lease, checks)
     leadership.stand_by()
