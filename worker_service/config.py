@@ -28,6 +28,10 @@ COMPONENTS = ("cache", "database", "scheduler")
 # The crash policy's defaults (JOB_CRASH_LIMIT, JOB_CRASH_BACKOFF), for settings that never went through the schema.
 CRASH_LIMIT_DEFAULT = 3
 CRASH_BACKOFF_DEFAULT = 10.0
+# The same for the fleet's lease and clock bound, and a host's job threads.
+LEASE_TTL_DEFAULT = 10.0
+MAX_CLOCK_SKEW_DEFAULT = 2.0
+EXECUTOR_THREADS_DEFAULT = 10
 BUILTIN_JOBS_FILE = str(resources.files("worker_service.jobs").joinpath("builtin.toml"))
 
 _positive = validate.Range(min=0, min_inclusive=False, error="must be greater than 0")
@@ -164,10 +168,10 @@ class SettingsSchema(Schema):
         load_default=2.0, validate=[_positive, validate.Range(max=30, error="must be 30 or less")],
         metadata={"help": "Seconds one state-store call may take in fleet mode (connect, pooled connection, statement)."})
     SCHEDULER_LEASE_TTL = fields.Float(
-        load_default=10.0, validate=validate.Range(min=2, max=300, error="must be between 2 and 300"),
+        load_default=LEASE_TTL_DEFAULT, validate=validate.Range(min=2, max=300, error="must be between 2 and 300"),
         metadata={"help": "Seconds the fleet's scheduler lease lasts without a renewal; renewed every third of it."})
     SCHEDULER_MAX_CLOCK_SKEW = fields.Float(
-        load_default=2.0, validate=validate.Range(min=0.1, max=3600, error="must be between 0.1 and 3600"),
+        load_default=MAX_CLOCK_SKEW_DEFAULT, validate=validate.Range(min=0.1, max=3600, error="must be between 0.1 and 3600"),
         metadata={"help": "Seconds a fleet host's wall clock may differ from the state database's and still lead."})
 
     REDIS_URL = fields.String(load_default=None, allow_none=True, validate=_url("redis", "rediss", "unix"),
@@ -222,7 +226,7 @@ class SettingsSchema(Schema):
                                      metadata={"help": "Crashes of its worker in a row (a job that kills its process) before a job is quarantined."})
     JOB_CRASH_BACKOFF = fields.Float(load_default=CRASH_BACKOFF_DEFAULT, validate=_positive,
                                      metadata={"help": "Seconds a job is held back after it crashed its worker; doubles with each crash in a row."})
-    JOB_EXECUTOR_THREADS = fields.Integer(load_default=10, validate=validate.Range(min=1, max=500, error="must be between 1 and 500"),
+    JOB_EXECUTOR_THREADS = fields.Integer(load_default=EXECUTOR_THREADS_DEFAULT, validate=validate.Range(min=1, max=500, error="must be between 1 and 500"),
                                           metadata={"help": "Threads that run jobs on this host (1 to 500). A run due while all are busy waits for one, within its misfire_grace_time."})
     CLEANUP_DIR = fields.String(load_default=None, allow_none=True,
                                 metadata={"help": "Directory cleanup_temporary_files empties. Default: <state dir>/tmp."})

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import CRASH_LIMIT_DEFAULT, fleet_mode
+from ..config import CRASH_LIMIT_DEFAULT, LEASE_TTL_DEFAULT, fleet_mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,5 +64,5 @@ class AlertSettings:
             failure_threshold=int(settings.get("JOB_FAILURE_THRESHOLD", 3)),
             overdue_grace=float(settings.get("JOB_OVERDUE_GRACE", 60.0)),
             crash_limit=int(settings.get("JOB_CRASH_LIMIT", CRASH_LIMIT_DEFAULT)),
-            fleet=fleet_mode(settings), lease_ttl=float(settings.get("SCHEDULER_LEASE_TTL", 10.0)),
+            fleet=fleet_mode(settings), lease_ttl=float(settings.get("SCHEDULER_LEASE_TTL", LEASE_TTL_DEFAULT)),
         )

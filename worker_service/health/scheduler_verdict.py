@@ -30,7 +30,7 @@ from typing import Any
 
 from common.helpers.health import CheckError, ServiceDegraded, ServiceUnavailable
 
-from ..config import fleet_mode
+from ..config import LEASE_TTL_DEFAULT, MAX_CLOCK_SKEW_DEFAULT, fleet_mode
 from ..host_identity import host_label
 from ..scheduler.heartbeat import LeaderSeen, Sighting, database_now
 from ..scheduler.job_health import JobPolicy, JobState
@@ -54,8 +54,8 @@ class SchedulerRules:
         """The rules of validated ``settings`` (``policy`` if given, else the settings' own)."""
         return cls(heartbeat_interval=settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                    policy=policy or JobPolicy.from_settings(settings), fleet=fleet_mode(settings),
-                   max_skew=float(settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0),
-                   lease_ttl=float(settings.get("SCHEDULER_LEASE_TTL") or 10.0))
+                   max_skew=float(settings.get("SCHEDULER_MAX_CLOCK_SKEW") or MAX_CLOCK_SKEW_DEFAULT),
+                   lease_ttl=float(settings.get("SCHEDULER_LEASE_TTL") or LEASE_TTL_DEFAULT))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from common.helpers.health import HealthEngine
 from ..alerts import AlertSettings, build_channels
 from ..alerts.deliverer import Deliverer
 from ..alerts.watch import SchedulerWatch
-from ..config import fleet_mode
+from ..config import EXECUTOR_THREADS_DEFAULT, MAX_CLOCK_SKEW_DEFAULT, fleet_mode
 from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
 from ..state.protocol import FleetLedger
@@ -148,8 +148,8 @@ class SchedulerLeadership:
                 specs, term.guard(self._store), self._settings["SCHEDULER_TIMEZONE"],
                 self._settings["SCHEDULER_HEARTBEAT_INTERVAL"],
                 CrashPolicy.from_settings(self._settings), fleet=term.can_be_lost,
-                executor_threads=int(self._settings.get("JOB_EXECUTOR_THREADS") or 10),
-                max_clock_skew=float(self._settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0),
+                executor_threads=int(self._settings.get("JOB_EXECUTOR_THREADS") or EXECUTOR_THREADS_DEFAULT),
+                max_clock_skew=float(self._settings.get("SCHEDULER_MAX_CLOCK_SKEW") or MAX_CLOCK_SKEW_DEFAULT),
                 alerts=AlertSettings.from_settings(self._settings), checks=self._checks, deliverer=self._deliverer,
                 ledger=self._store if isinstance(self._store, FleetLedger) else None,
             )

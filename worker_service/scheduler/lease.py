@@ -57,6 +57,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..config import MAX_CLOCK_SKEW_DEFAULT
 from ..host_identity import host_id, host_label
 from ..state import StateStore, StoreUnavailable
 from ..state.faults import ClockSkewed, clock_skew_reason
@@ -139,7 +140,7 @@ class LeaseTiming:
     def from_settings(cls, settings: dict[str, Any]) -> LeaseTiming:
         """The timing the settings ask for."""
         return cls(ttl=float(settings["SCHEDULER_LEASE_TTL"]), timeout=float(settings["STATE_DATABASE_TIMEOUT"]),
-                   max_skew=float(settings.get("SCHEDULER_MAX_CLOCK_SKEW") or 2.0))
+                   max_skew=float(settings.get("SCHEDULER_MAX_CLOCK_SKEW") or MAX_CLOCK_SKEW_DEFAULT))
 
 
 class LeaseTerm(Protocol):
