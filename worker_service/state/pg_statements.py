@@ -292,10 +292,9 @@ _READS = {
                   " GROUP BY 1, 2 ORDER BY 1, 2",
     "crash_state": "SELECT consecutive_crashes, quarantined_at, quarantine_key FROM {s}.job_stats"
                    " WHERE job_id = %(job_id)s::text",
-    # Every live run of another owner, and every planned run for one host (an every-host run): the caller judges.
+    # Every live run of another owner, and every planned run no host claimed yet (session ''): the caller judges.
     "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, session, for_host, trigger,"
-               " retry_of FROM {s}.job_running WHERE session <> %(session)s::text"
-               " AND (session <> '' OR for_host IS NOT NULL) ORDER BY run_id",
+               " retry_of FROM {s}.job_running WHERE session <> %(session)s::text ORDER BY run_id",
     "hosts": "SELECT h.session, h.host, h.pid, h.threads, (SELECT count(*) FROM {s}.job_running r"
              " WHERE r.session = h.session), extract(epoch FROM h.started_at)::float8,"
              " extract(epoch FROM clock_timestamp() - h.renewed_at)::float8,"

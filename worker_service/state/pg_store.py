@@ -273,6 +273,8 @@ class PostgresStateStore(PostgresAlerts):
         settled = []
         for (run_id, job_id, pid, scheduled_at, started_at, stopping, host, owner, for_host, trigger,
              retry_of) in self._all("orphans", session=session):
+            if owner == "" and lost is None:
+                continue  # planned, for a host to claim: only a caller that judges settles it
             orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping, host, run_id=run_id, session=owner,
                                  for_host=for_host, trigger=trigger, retry_of=retry_of).judged(lost)
             if orphan is None:

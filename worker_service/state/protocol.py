@@ -318,8 +318,8 @@ class LeaderWriter(Protocol):
                        ) -> list[OrphanedRun]:
         """Record and forget every unfinished run of another session; return them, as recorded.
 
-        Planned runs no host claimed are not orphans (any host may still claim
-        them), except an every-host run, whose one host the caller judges.
+        A planned run no host claimed yet (any host may still claim it) is
+        judged too, with ``session`` ''; without ``lost`` it is left alone.
         ``lost`` (the caller's judgement; a store cannot look at processes or
         hosts) says of each run whether its owner may still be alive out of
         reach (``True``), is gone (``False``), or is alive and keeps it
