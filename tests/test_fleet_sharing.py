@@ -323,3 +323,38 @@ def test_hosts_claim_through_pgbouncer_in_transaction_mode_and_run_each_slot_onc
             assert len([run for run in runs if run.started > since]) >= 8
         finally:
             fleet.close()
+
+
+# -- a job that kills the workers of a host that does not lead ------------------------------------------------------------
+def test_a_job_that_kills_its_worker_on_a_host_that_does_not_lead_is_held_back_then_quarantined(tmp_path):
+    hog_at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).isoformat()
+    pids = tmp_path / "poison.txt"
+
+    def jobs(table: str) -> str:
+        return (f'\n[jobs.poison]\nfunc = "tests.support.sample_jobs:exit_process"\ntrigger = "interval"\n'
+                f'seconds = 1\nmisfire_grace_time = 30\nkwargs = {{ path = "{pids}" }}\n'
+                f'\n[jobs.hog]\nfunc = "tests.support.sample_jobs:fleet_work"\ntrigger = "date"\n'
+                f'run_date = "{hog_at}"\nmisfire_grace_time = 30\n'
+                f'kwargs = {{ table = "{table}", seconds = 40 }}\n')
+
+    fleet = SharedFleet(tmp_path, jobs, names=("a", "b"), ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK,
+                        JOB_EXECUTOR_THREADS="1", JOB_CRASH_LIMIT="2", GUNICORN_GRACEFUL_TIMEOUT="3")
+    try:
+        fleet.start(["a"])  # alone: its one thread takes the hog, so host b runs the poison
+        leader = fleet.wait_for_leader(timeout=15)
+        wait_until(lambda: fleet.work("hog"), timeout=10, what="the hog holding the leader's thread")
+        leader_pids = leader.pids()
+        fleet.start(["b"])
+        wait_until(lambda: "poison" in fleet.store.quarantined_jobs(), timeout=30, interval=0.2,
+                   what="the poison job quarantined")
+        outcomes = [run.outcome for run in fleet.store.runs("poison")]
+        assert outcomes.count("crashed") >= 2 and "lost" not in outcomes, outcomes
+        assert fleet.leader() is leader and leader_pids <= leader.pids()  # the leader's workers never died
+        crashes = len(pids.read_text().splitlines())
+        settled_runs = len(fleet.store.runs("poison"))
+        quarantined_at = fleet.db_now()
+        fleet.wait_for_ticks(3, timeout=10, after=quarantined_at)  # three more slots of the 1 s tick
+        assert len(pids.read_text().splitlines()) == crashes, "a quarantined job ran again"
+        assert len(fleet.store.runs("poison")) == settled_runs
+    finally:
+        fleet.close()

@@ -198,6 +198,11 @@ class RunClaims(Protocol):
         """This process executes nothing any more (every run it claimed is recorded): its row goes."""
         ...
 
+    def mark_host_gone(self, session: str) -> None:
+        """A process of the same machine saw ``session``'s process dead: its runs died with it (the leader settles
+        them as crashed, killed or missed, not lost)."""
+        ...
+
     def claim_runs(self, session: str, host: str, pid: int, limit: int, job_ids: Sequence[str],
                    at: float) -> list[ClaimedRun]:
         """Claim up to ``limit`` planned runs of ``job_ids`` (this host may run them), oldest slot first.
