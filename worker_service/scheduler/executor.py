@@ -58,7 +58,8 @@ class TrackedThreadPoolExecutor(ThreadPoolExecutor):
                 runs = []
                 for host in self._hosts():
                     try:
-                        runs.append(self._tracker.submitted(job, run_times, request, placement, for_host=host))
+                        runs.append(self._tracker.submitted(job, run_times, request, placement, for_host=host,
+                                                            count_gap=not runs))
                     except MaxInstancesReachedError:
                         continue  # that host still runs it: its own max_instances holds
                 if not runs:

@@ -112,6 +112,7 @@ class HostRunner:
         self._deadline = float("-inf")  # no run starts before the first renewal
         self._wake = threading.Event()
         self._claiming = threading.Event()  # set while it claims (cleared at a stop)
+        self._claim_lock = threading.Lock()  # held by a claim in flight: a stop waits for it to come back
         self._ended = threading.Event()
         self._failing: str | None = None
         self._unforgotten: set[int] = set()  # runs that ended here but whose row the store could not remove
@@ -121,8 +122,8 @@ class HostRunner:
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def start(self) -> HostRunner:
         """Register this host's row (best effort: the keeper retries), then keep it and claim in the background."""
+        self._claiming.set()  # before the first renewal: the row says it claims (not stopping) from the start
         self._renew()
-        self._claiming.set()
         self._keeper.start()
         self._claimer.start()
         log.info("pid %d runs the fleet's planned runs on this host: %d threads, jobs %s", self._pid, self.threads,
@@ -134,10 +135,17 @@ class HostRunner:
         self._wake.set()
 
     def stop_claiming(self) -> None:
-        """A stop or reload: claim nothing more; the runs going on finish (the row says stopping)."""
+        """A stop or reload: claim nothing more; the runs going on finish (the row says stopping).
+
+        Returns once no claim is in flight: a run claimed by a statement sent
+        before the stop is in the pool (counted busy) by then, so a drain that
+        follows waits for it too.
+        """
         if self._claiming.is_set():
             self._claiming.clear()
             self._wake.set()
+            with self._claim_lock:
+                pass
             self._renew()
 
     def drain(self, timeout: float) -> bool:
@@ -238,8 +246,9 @@ class HostRunner:
         while not self._ended.is_set():
             self._wake.wait(self._poll * random.uniform(0.8, 1.2))  # spread the hosts' polls
             self._wake.clear()
-            if self._claiming.is_set():
-                self._claim_once()
+            with self._claim_lock:
+                if self._claiming.is_set():
+                    self._claim_once()
 
     def _claim_once(self) -> None:
         with self._idle:

@@ -300,8 +300,9 @@ _READS = {
     # Every live run of another owner, and every planned run no host claimed yet (session ''): the caller judges.
     "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, session, for_host, trigger,"
                " retry_of FROM {s}.job_running WHERE session <> %(session)s::text ORDER BY run_id",
+    # claimed: the runs it took by claims (its threads'); a leader's own runs (run_on "leader") use another pool.
     "hosts": "SELECT h.session, h.host, h.pid, h.threads, (SELECT count(*) FROM {s}.job_running r"
-             " WHERE r.session = h.session), extract(epoch FROM h.started_at)::float8,"
+             " WHERE r.session = h.session AND r.run_on IS NOT NULL), extract(epoch FROM h.started_at)::float8,"
              " extract(epoch FROM clock_timestamp() - h.renewed_at)::float8,"
              " extract(epoch FROM h.expires_at - clock_timestamp())::float8, h.stopping, h.claims, h.claim_wait_sum,"
              " h.claim_wait_max, h.lost, h.gone FROM {s}.hosts h ORDER BY h.host, h.started_at",
