@@ -47,7 +47,7 @@ import psutil
 from ..host_identity import same_machine
 from ..state import StateStore, StoreUnavailable
 from ..state.faults import FencedOut
-from ..state.records import ClaimedRun, OrphanedRun
+from ..state.records import ClaimedRun
 from .jobs_file import RUN_ON_LEADER, JobSpec
 from .lease import LeaseTiming
 from .tracking import CurrentRun, ExecutionTracker
@@ -197,7 +197,7 @@ class HostRunner:
             if self._renew():
                 self._forget_unforgotten()
                 if self._claiming.is_set():
-                    self._settle_dead_processes_here()
+                    self._note_dead_processes_here()
 
     def forget_later(self, run_id: int) -> None:
         """A run ended here but its row could not be removed: the keeper removes it once the store answers."""
@@ -213,23 +213,23 @@ class HostRunner:
             except StoreUnavailable:
                 self.forget_later(run_id)
 
-    def _settle_dead_processes_here(self) -> None:
-        """Runs held by a process of this machine that died (a killed worker): crashed, or killed at a stop.
+    def _note_dead_processes_here(self) -> None:
+        """Rows of processes of this machine whose pid is gone (a killed worker): say so, for the leader.
 
-        Only this machine can tell: the leader, on another host, sees only
-        that the dead process's row stops being renewed (and would say lost).
+        Only this machine can tell: the leader, maybe on another host, sees
+        only that the dead process's row stops being renewed, and would say
+        its runs were lost. Marked gone, they are settled as crashed (or
+        killed at a stop), and the job's crash hold and quarantine apply.
         """
-        def judge(orphan: OrphanedRun) -> bool | None:
-            if orphan.session and orphan.host and same_machine(orphan.host, self.host) and not _alive(orphan.pid):
-                return False
-            return None
-
         try:
-            for orphan in self.store.settle_orphans(self.session, lost=judge):
-                log.error("job %s: its worker (pid %d) died while it ran; recorded as %s", orphan.job_id, orphan.pid,
-                          orphan.outcome)
+            for row in self.store.hosts():  # type: ignore[attr-defined]
+                if (row.session != self.session and not row.gone and same_machine(row.host, self.host)
+                        and not _alive(row.pid)):
+                    self.store.mark_host_gone(row.session)  # type: ignore[attr-defined]
+                    log.warning("pid %d of this host is gone: its runs are recorded by the leader as crashed",
+                                row.pid)
         except StoreUnavailable as error:
-            log.debug("could not settle the runs of this host's dead processes: %s", error)
+            log.debug("could not look at this host's dead processes: %s", error)
 
     # -- claims ----------------------------------------------------------------------------------------------------------
     def _claim_forever(self) -> None:
@@ -308,4 +308,4 @@ def _alive(pid: int) -> bool:
 
 def claims_supported(store: Any) -> bool:
     """Whether ``store`` keeps a fleet's claims (PostgreSQL)."""
-    return all(hasattr(store, name) for name in ("renew_host", "claim_runs", "leave_host"))
+    return all(hasattr(store, name) for name in ("renew_host", "claim_runs", "leave_host", "mark_host_gone"))

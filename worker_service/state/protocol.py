@@ -198,6 +198,11 @@ class RunClaims(Protocol):
         """This process executes nothing any more (every run it claimed is recorded): its row goes."""
         ...
 
+    def mark_host_gone(self, session: str) -> None:
+        """A process of the same machine saw ``session``'s process dead: its runs died with it (the leader settles
+        them as crashed, killed or missed, not lost)."""
+        ...
+
     def claim_runs(self, session: str, host: str, pid: int, limit: int, job_ids: Sequence[str],
                    at: float) -> list[ClaimedRun]:
         """Claim up to ``limit`` planned runs of ``job_ids`` (this host may run them), oldest slot first.
@@ -318,8 +323,8 @@ class LeaderWriter(Protocol):
                        ) -> list[OrphanedRun]:
         """Record and forget every unfinished run of another session; return them, as recorded.
 
-        Planned runs no host claimed are not orphans (any host may still claim
-        them), except an every-host run, whose one host the caller judges.
+        A planned run no host claimed yet (any host may still claim it) is
+        judged too, with ``session`` ''; without ``lost`` it is left alone.
         ``lost`` (the caller's judgement; a store cannot look at processes or
         hosts) says of each run whether its owner may still be alive out of
         reach (``True``), is gone (``False``), or is alive and keeps it
