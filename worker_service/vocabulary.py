@@ -44,7 +44,7 @@ class HostState(enum.StrEnum):
 
     ACTIVE = "active"  # its row (one host: its heartbeat) is live and it takes runs
     STOPPING = "stopping"  # a stop or reload: it takes no more runs while its last ones finish
-    EXPIRED = "expired"  # its row (heartbeat) ran out: it died, froze or was cut off; its runs are settled lost
+    EXPIRED = "expired"  # its row (heartbeat) ran out (it died, froze or was cut off), or its process was seen dead
 
 
 class RunState(enum.StrEnum):

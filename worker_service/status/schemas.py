@@ -250,7 +250,8 @@ class HostSchema(Schema):
     state = fields.String(required=True, validate=validate.OneOf([state.value for state in HostState]),
                           metadata={"description": "active; stopping: a stop or reload, it takes no more runs while "
                                                    "its last ones finish; expired: its row (one host: its heartbeat) "
-                                                   "ran out, its runs are settled lost"})
+                                                   "ran out, or a process of its machine saw it dead; its runs are "
+                                                   "settled lost (or crashed)"})
     heartbeat_age_seconds = _seconds(allow_none=True, required=True,
                                      metadata={"description": "since its last renewal, on the database's clock"})
     claims = fields.Integer(allow_none=True, required=True,
