@@ -11,6 +11,7 @@ fires by itself, so they come last and leave the other jobs alone.
 from __future__ import annotations
 
 import datetime
+import re
 import time
 import urllib.request
 
@@ -308,16 +309,15 @@ def test_page_refreshes_in_place_keeping_open_rows_and_the_filter(server, browse
     assert_no_console_errors(browser)
 
 
-def test_on_one_host_the_hosts_panel_shows_this_host_its_threads_and_heartbeat(server, browser):
+def test_on_one_host_the_scheduler_panel_shows_its_threads_and_what_runs_now(server, browser):
     open_page(browser, server)
     [host] = server.get("/status", headers=BEARER)[2]["hosts"]
     assert (host["state"], host["threads"], host["claims"]) == ("active", 10, None)  # JOB_EXECUTOR_THREADS default
-    panel = browser.find_element("id", "hosts-section")
-    assert panel.is_displayed()
-    [line] = panel.find_elements("css selector", "#hosts tbody tr")
-    assert line.text.startswith(f"{host['host']} (pid {host['pid']})") and "active" in line.text
-    assert line.find_elements("css selector", "td")[0].get_attribute("title") == "10 threads"
-    assert "claimed" in line.text and "free" in line.text and "ago" in line.text or "now" in line.text
+    # One host: two lines of the Scheduler panel (a Hosts panel would push the jobs off the first screen).
+    assert not browser.find_element("id", "hosts-section").is_displayed()
+    facts = browser.find_element("id", "scheduler").text
+    assert re.search(r"^Threads\n\d+ claimed, \d+ free of 10$", facts, re.M), facts
+    assert re.search(r"^Running now\n(none|\d+ runs?: \w+)", facts, re.M), facts
     assert_no_console_errors(browser)
 
 
@@ -377,6 +377,7 @@ def test_in_a_fleet_the_page_shows_the_leader_its_lease_the_changes_of_leader_an
             assert line.find_element("css selector", "th").get_attribute("title") == host["id"]
             assert "claimed" in line.text and "free" in line.text
             assert line.find_elements("css selector", "td")[0].get_attribute("title") == "3 threads"
+            hosts.find_element("css selector", "#running-now summary").click()  # "Running now: 1 run", opened
             running = WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda d: [
                 r.text for r in d.find_elements("css selector", "#running tbody tr") if r.text.startswith("busy")])
             assert f"busy {host['host']} (pid " in running[0] and "running" in running[0], running

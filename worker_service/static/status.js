@@ -127,6 +127,7 @@
     document.querySelector("#components tbody").replaceChildren(...rows);
 
     const s = metrics.scheduler_status;
+    const fleetMode = (metrics.fleet || {}).mode === "fleet";
     facts(document.getElementById("scheduler"), [
       ["State", badge(s.state || (s.running ? "running" : "stopped"))],
       ["Leader", s.hostname ? s.hostname + " (pid " + s.pid + ")" : "none"],
@@ -134,9 +135,10 @@
       ["Started", time(s.started_at, utc(s.started_at))],
       ["Timezone", s.timezone],
       ["Last clock jump", s.last_clock_jump ? s.last_clock_jump.seconds + " s at " + utc(s.last_clock_jump.at) : null],
+      ...(fleetMode ? [] : oneHost(report.hosts || [], report.running || [], report.running_total)),
     ]);
     renderFleet(metrics.fleet);
-    renderHosts(report.hosts || [], report.running || [], report.running_total);
+    renderHosts(fleetMode ? report.hosts || [] : [], report.running || [], report.running_total);
 
     const a = metrics.jobs_analysis;
     const states = a.states || {};
@@ -185,7 +187,20 @@
     document.getElementById("fleet-changes").hidden = rows.length === 0;
   }
 
-  /* The executing hosts (one row per process: a reload shows two for a moment) and the runs in flight. */
+  /* One host: its threads and what it runs, as two lines of the Scheduler panel (a panel of its own would squeeze
+   * the components and push the jobs off the first screen). */
+  function oneHost(hosts, running, total) {
+    const host = hosts[0];
+    const all = Math.max(total ?? running.length, running.length);
+    const jobIds = [...new Set(running.map((run) => run.job_id))];
+    return [
+      ["Threads", host ? count(host.claimed) + " claimed, " + count(host.free) + " free of " + count(host.threads) : null],
+      ["Running now", host ? (all ? count(all) + (all === 1 ? " run: " : " runs: ") + jobIds.slice(0, 3).join(", ") +
+        (jobIds.length > 3 || all > running.length ? ", …" : "") : "none") : null],
+    ];
+  }
+
+  /* In a fleet: the executing hosts (one row per process: a reload shows two for a moment) and the runs in flight. */
   function renderHosts(hosts, running, total) {
     runningHosts = new Map();
     for (const run of running) {
@@ -195,7 +210,7 @@
       runningHosts.set(run.job_id, names);
     }
     const section = document.getElementById("hosts-section");
-    section.hidden = hosts.length === 0 && running.length === 0;
+    section.hidden = hosts.length === 0;
     if (section.hidden) return;
     const who = (host, pid) => (host ? host + (pid ? " (pid " + pid + ")" : "") : "—");
     document.querySelector("#hosts tbody").replaceChildren(...hosts.map((host) => el("tr", null,
@@ -205,6 +220,8 @@
     document.querySelector("#running tbody").replaceChildren(...running.map((run) => el("tr", null,
       el("th", { scope: "row" }, run.job_id), el("td", null, who(run.host, run.pid)), el("td", null, badge(run.state)),
       el("td", null, run.started_at ? time(run.started_at, ago(since(run.started_at))) : "—"))));
+    const all = Math.max(total ?? running.length, running.length);
+    document.getElementById("running-count").textContent = all ? count(all) + (all === 1 ? " run" : " runs") : "none";
     document.getElementById("running").hidden = running.length === 0;
     const more = document.getElementById("running-more");
     more.hidden = !(total > running.length);
