@@ -47,13 +47,13 @@ def test_a_planned_run_has_no_owner_until_one_live_host_claims_it(store):
     run_id = plan(store)
     (waiting,) = store.runs_in_flight()
     assert (waiting.run_id, waiting.session, waiting.host, waiting.claimed) == (run_id, "", None, False)
-    assert store.claim_runs("s-a", "host-a", 11, 5, ["job"], time.time()) == []  # no row: not a live host
+    assert store.claim_runs("s-a", "host-a", 11, 5, [], time.time()) == []  # no row: not a live host
     store.renew_host("s-a", "host-a", 11, 4, TTL)
     store.renew_host("s-b", "host-b", 12, 4, TTL)
-    (claimed,) = store.claim_runs("s-a", "host-a", 11, 5, ["job"], 123.0)
+    (claimed,) = store.claim_runs("s-a", "host-a", 11, 5, [], 123.0)
     assert (claimed.run_id, claimed.job_id, claimed.scheduled_at, claimed.trigger) == (run_id, "job", 100.0, "scheduled")
     assert claimed.waited >= 0 and claimed.epoch is None  # no lease row in this schema: no epoch to fence with
-    assert store.claim_runs("s-b", "host-b", 12, 5, ["job"], time.time()) == []  # taken: never twice
+    assert store.claim_runs("s-b", "host-b", 12, 5, [], time.time()) == []  # taken: never twice
     (held,) = store.runs_in_flight()
     assert (held.session, held.host, held.pid, held.started_at, held.claimed) == ("s-a", "host-a", 11, 123.0, True)
     hosts = {host.session: host for host in store.hosts()}
@@ -63,7 +63,6 @@ def test_a_planned_run_has_no_owner_until_one_live_host_claims_it(store):
 
 def test_hosts_claiming_at_once_take_disjoint_runs_and_together_all_of_them(store):
     ids = {plan(store, f"job{n}", slot=100.0 + n) for n in range(40)}
-    names = [f"job{n}" for n in range(40)]
     for host in range(4):
         store.renew_host(f"s{host}", f"host{host}", host, 40, TTL)
     taken: dict[int, list[int]] = {}
@@ -72,7 +71,7 @@ def test_hosts_claiming_at_once_take_disjoint_runs_and_together_all_of_them(stor
     def claim(host: int) -> None:
         start.wait(timeout=5)
         got = []
-        while batch := store.claim_runs(f"s{host}", f"host{host}", host, 3, names, time.time()):
+        while batch := store.claim_runs(f"s{host}", f"host{host}", host, 3, [], time.time()):
             got += [run.run_id for run in batch]
         taken[host] = got
 
@@ -91,12 +90,12 @@ def test_a_host_claims_only_while_its_row_is_alive_and_it_is_not_stopping(store)
     store.renew_host("s-a", "host-a", 11, 4, 0.2)
     time.sleep(0.3)  # the row's own TTL, on the database's clock
     assert not next(host for host in store.hosts() if host.session == "s-a").alive
-    assert store.claim_runs("s-a", "host-a", 11, 5, ["job"], time.time()) == []
+    assert store.claim_runs("s-a", "host-a", 11, 5, [], time.time()) == []
     store.renew_host("s-a", "host-a", 11, 4, TTL, stopping=True)
-    assert store.claim_runs("s-a", "host-a", 11, 5, ["job"], time.time()) == []
+    assert store.claim_runs("s-a", "host-a", 11, 5, [], time.time()) == []
     assert next(host for host in store.hosts() if host.session == "s-a").free == 0
     store.renew_host("s-a", "host-a", 11, 4, TTL)
-    assert len(store.claim_runs("s-a", "host-a", 11, 5, ["job"], time.time())) == 1
+    assert len(store.claim_runs("s-a", "host-a", 11, 5, [], time.time())) == 1
     store.leave_host("s-a")
     assert store.hosts() == []
 
@@ -107,18 +106,32 @@ def test_an_every_host_run_goes_to_its_host_and_a_retried_lost_run_never_back_to
     plan(store, "every", run_on="every-host", for_host="host-a")
     plan(store, "every", run_on="every-host", for_host="host-b")
     plan(store, "retry", avoid_host="host-a", retry_of=7)
-    got_a = store.claim_runs("s-a", "host-a", 1, 5, ["every", "retry"], time.time())
-    got_b = store.claim_runs("s-b", "host-b", 1, 5, ["every", "retry"], time.time())
+    got_a = store.claim_runs("s-a", "host-a", 1, 5, [], time.time())
+    got_b = store.claim_runs("s-b", "host-b", 1, 5, [], time.time())
     assert [run.job_id for run in got_a] == ["every"]
     assert sorted(run.job_id for run in got_b) == ["every", "retry"]
     assert next(run for run in got_b if run.job_id == "retry").retry_of == 7
-    assert store.claim_runs("s-a", "host-a", 1, 5, ["other"], time.time()) == []  # a job it does not know
+    assert store.claim_runs("s-a", "host-a", 1, 5, [], time.time()) == []  # nothing left
+
+
+def test_a_host_skips_the_jobs_it_cannot_run_and_gives_back_one_it_claimed(store):
+    store.renew_host("s-a", "host-a", 1, 4, TTL)
+    store.renew_host("s-b", "host-b", 2, 4, TTL)
+    unknown, known = plan(store, "unknown", slot=100.0), plan(store, "known", slot=101.0)
+    assert [run.job_id for run in store.claim_runs("s-a", "host-a", 1, 5, ["unknown"], time.time())] == ["known"]
+    (taken,) = store.claim_runs("s-b", "host-b", 2, 5, [], time.time())
+    assert taken.run_id == unknown
+    store.release_claim(unknown, "s-other")  # not its claim: nothing happens
+    assert store.claim_runs("s-a", "host-a", 1, 5, [], time.time()) == []
+    store.release_claim(unknown, "s-b")
+    (again,) = store.claim_runs("s-a", "host-a", 1, 5, [], time.time())
+    assert again.run_id == unknown and known != unknown
 
 
 def test_a_runs_end_counts_only_while_its_claim_holds(store):
     store.renew_host("s-a", "host-a", 1, 4, TTL)
     first, second = plan(store, slot=100.0), plan(store, slot=101.0, max_instances=None)
-    store.claim_runs("s-a", "host-a", 1, 5, ["job"], time.time())
+    store.claim_runs("s-a", "host-a", 1, 5, [], time.time())
     assert not store.record_run("job", "success", 110.0, 1.0, run_id=first, owner="s-other")  # not its claim
     assert store.record_run("job", "success", 110.0, 1.0, run_id=first, owner="s-a")
     assert not store.record_run("job", "success", 111.0, 1.0, run_id=first, owner="s-a")  # counted once
@@ -131,7 +144,7 @@ def test_a_runs_end_counts_only_while_its_claim_holds(store):
 def test_a_judge_keeps_the_runs_of_live_owners_and_planned_runs_are_left_to_be_claimed(store):
     store.renew_host("s-a", "host-a", 1, 4, TTL)
     plan(store, "claimed")
-    store.claim_runs("s-a", "host-a", 1, 5, ["claimed"], time.time())
+    store.claim_runs("s-a", "host-a", 1, 5, [], time.time())
     plan(store, "waiting")
     seen = []
 
@@ -165,7 +178,7 @@ def test_max_instances_counts_every_live_run_of_the_job_whoever_holds_it(kind, t
 def test_a_job_write_inside_a_claimed_run_is_fenced_by_the_claim(store, schema):
     store.renew_host("s-a", "host-a", 1, 4, TTL)
     run_id = plan(store)
-    store.claim_runs("s-a", "host-a", 1, 5, ["job"], time.time())
+    store.claim_runs("s-a", "host-a", 1, 5, [], time.time())
     with pg.admin() as db:
         db.execute(f'INSERT INTO "{schema}".lease (name, epoch, expires_at) VALUES (\'scheduler\', 4, now())')
     token = _running.set(CurrentRun("job", run_id, 100.0, claim_session="s-a", claim_epoch=4))

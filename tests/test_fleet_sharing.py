@@ -121,8 +121,11 @@ def test_three_hosts_share_the_runs_every_host_runs_its_own_and_max_instances_ho
         slots: dict[float, set[str]] = defaultdict(set)
         for run in every:
             slots[round(run.slot, 3)].add(run.host)
-        whole = [slot for slot, hosts in slots.items() if hosts == {"a", "b", "c"}]
-        assert len(whole) >= len(slots) / 2, f"slots run on all three hosts: {len(whole)} of {len(slots)}"
+        # Each host runs its own every-host runs before any other (nobody else can): a slot a busy host skipped is
+        # counted as max_instances, but most slots ran on every host.
+        for name in ("a", "b", "c"):
+            share = sum(1 for hosts in slots.values() if name in hosts) / len(slots)
+            assert share >= 0.7, f"host {name} ran {share:.0%} of the every-host slots"
 
         wide = fleet.work("wide")
         assert concurrency(wide, now) <= 2, "max_instances = 2 exceeded across the fleet"

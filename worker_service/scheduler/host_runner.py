@@ -100,6 +100,8 @@ class HostRunner:
         self._clock = clock
         self._on_run_ended = on_run_ended
         self._specs = {spec.id: spec for spec in specs if spec.placement(fleet=True) != RUN_ON_LEADER}
+        self._leader_only = {spec.id for spec in specs if spec.placement(fleet=True) == RUN_ON_LEADER}
+        self._unknown: set[str] = set()  # jobs planned in the fleet that this host cannot run (its file lacks them)
         self._pid = os.getpid()
         self._tracker = ExecutionTracker(_ClaimedStore(store, self), session, lambda job_id: (None, False),
                                          self._store_failed, host=host)  # type: ignore[arg-type]
@@ -246,10 +248,13 @@ class HostRunner:
             return
         try:
             claimed = self.store.claim_runs(self.session, self.host, self._pid, free,  # type: ignore[attr-defined]
-                                            list(self._specs), time.time())
+                                            sorted(self._unknown), time.time())
         except StoreUnavailable as error:
             log.debug("could not claim runs: %s", error)
             return
+        for run in [run for run in claimed if run.job_id not in self._specs]:
+            self._give_back(run)
+        claimed = [run for run in claimed if run.job_id in self._specs]
         for run in claimed:
             with self._idle:
                 self._busy += 1
@@ -259,6 +264,17 @@ class HostRunner:
                 self._ended_one()
         if len(claimed) == free:
             self._wake.set()  # there may be more: claim again once a thread is free
+
+    def _give_back(self, run: ClaimedRun) -> None:
+        """A run of a job this host's file does not have (or keeps on the leader): planned again, skipped from now."""
+        self._unknown.add(run.job_id)
+        log.warning("job %s is planned in the fleet but this host's jobs file %s: left to the other hosts", run.job_id,
+                    "runs it on the leader only" if run.job_id in self._leader_only else "does not have it")
+        try:
+            self.store.release_claim(run.run_id, self.session)  # type: ignore[attr-defined]
+        except StoreUnavailable as error:
+            log.debug("could not give run %d back: %s", run.run_id, error)
+            self.forget_later(run.run_id)
 
     def _run(self, claimed: ClaimedRun) -> None:
         try:

@@ -298,6 +298,10 @@ class PostgresStateStore(PostgresAlerts):
         row = self.run(lambda db: db.execute(self._sql.writes["renew_host"], params).fetchone())
         return float(row[0])
 
+    def release_claim(self, run_id: int, session: str) -> None:
+        """Give a claimed run back to be claimed by another host (this one cannot run its job)."""
+        self.run(lambda db: db.execute(self._sql.writes["release_claim"], {"run_id": run_id, "session": session}))
+
     def mark_host_gone(self, session: str) -> None:
         """Another process of the same machine saw ``session``'s process dead: its runs died with it."""
         self.run(lambda db: db.execute(self._sql.writes["mark_host_gone"], {"session": session}))
@@ -306,12 +310,13 @@ class PostgresStateStore(PostgresAlerts):
         """This process executes nothing any more: its row goes (its runs are all recorded)."""
         self.run(lambda db: db.execute(self._sql.writes["leave_host"], {"session": session}))
 
-    def claim_runs(self, session: str, host: str, pid: int, limit: int, job_ids: Sequence[str],
+    def claim_runs(self, session: str, host: str, pid: int, limit: int, skip_jobs: Sequence[str],
                    at: float) -> list[ClaimedRun]:
-        """Claim up to ``limit`` planned runs of ``job_ids`` for this host, oldest slot first (see the protocol)."""
-        if limit <= 0 or not job_ids:
+        """Claim up to ``limit`` planned runs, none of ``skip_jobs``, for this host, oldest slot first (the protocol)."""
+        if limit <= 0:
             return []
-        params = {"session": session, "host": host, "pid": pid, "limit": limit, "job_ids": list(job_ids), "at": at}
+        params = {"session": session, "host": host, "pid": pid, "limit": limit, "skip_jobs": list(skip_jobs),
+                  "at": at}
         rows = self.run(lambda db: db.execute(self._sql.writes["claim_runs"], params).fetchall())
         return [ClaimedRun(int(r[0]), r[1], float(r[2]), r[3], r[4], r[5], r[6], float(r[7] or 0.0), r[8])
                 for r in rows]
