@@ -304,9 +304,9 @@ def test_each_host_shows_its_threads_and_claims_each_run_its_host_and_metrics_ad
     store.renew_host("c-1", c, 200, 4, 30.0)
     store.renew_host("d-1", d, 300, 2, 0.5)
     planned = [leader.record_submitted("a", "", 0, now - 5 + i, now + 60, run_on="any") for i in range(5)]
-    assert [r.run_id for r in store.claim_runs("b-old", b, 100, 1, ["a"], now)] == planned[:1]
-    assert [r.run_id for r in store.claim_runs("d-1", d, 300, 1, ["a"], now)] == planned[1:2]
-    assert [r.run_id for r in store.claim_runs("c-1", c, 200, 2, ["a"], now)] == planned[2:4]
+    assert [r.run_id for r in store.claim_runs("b-old", b, 100, 1, [], now)] == planned[:1]
+    assert [r.run_id for r in store.claim_runs("d-1", d, 300, 1, [], now)] == planned[1:2]
+    assert [r.run_id for r in store.claim_runs("c-1", c, 200, 2, [], now)] == planned[2:4]
     store.renew_host("b-old", b, 100, 3, 30.0, stopping=True)  # a reload: the old process finishes its run...
     store.renew_host("b-new", b, 101, 3, 30.0)  # ...while the new one takes runs
     wait_until(lambda: [h for h in store.hosts() if h.session == "d-1" and not h.alive], timeout=5,
