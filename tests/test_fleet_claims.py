@@ -202,7 +202,6 @@ def test_slots_folded_into_a_run_refused_for_max_instances_are_counted_with_the_
     from apscheduler.triggers.interval import IntervalTrigger
 
     from worker_service.scheduler.tracking import ExecutionTracker
-
     from worker_service.state.records import JobDefinition
 
     store = SqliteStateStore(str(tmp_path / "state.db"), 20)
