@@ -74,3 +74,15 @@ def host_label(identity: str | None) -> str | None:
     if identity is None:
         return None
     return identity.split(SEPARATOR, 1)[0]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie, dead but not yet reaped, does not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # it exists, but may not be looked at (another user's)
+        return True

@@ -42,9 +42,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psutil
-
-from ..host_identity import same_machine
+from ..host_identity import process_alive, same_machine
 from ..state import StateStore, StoreUnavailable
 from ..state.faults import FencedOut
 from ..state.records import ClaimedRun
@@ -234,7 +232,7 @@ class HostRunner:
         try:
             for row in self.store.hosts():  # type: ignore[attr-defined]
                 if (row.session != self.session and not row.gone and same_machine(row.host, self.host)
-                        and not _alive(row.pid)):
+                        and not process_alive(row.pid)):
                     self.store.mark_host_gone(row.session)  # type: ignore[attr-defined]
                     log.warning("pid %d of this host is gone: its runs are recorded by the leader as crashed",
                                 row.pid)
@@ -321,14 +319,6 @@ class HostRunner:
     def _store_failed(self, error: BaseException) -> None:
         log.debug("a write of a claimed run failed: %s", error)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
 
 
 def claims_supported(store: Any) -> bool:

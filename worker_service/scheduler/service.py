@@ -26,7 +26,6 @@ import uuid
 import zoneinfo
 from typing import Any
 
-import psutil
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
@@ -36,7 +35,7 @@ from ..alerts import AlertSettings, build_channels
 from ..alerts.deliverer import Deliverer
 from ..alerts.monitor import AlertMonitor, judge_with
 from ..alerts.rules import JobAlerting
-from ..host_identity import host_id, host_label, same_machine
+from ..host_identity import host_id, host_label, process_alive, same_machine
 from ..state import StateStore
 from ..state.faults import FencedOut
 from ..state.protocol import FleetLedger
@@ -174,26 +173,7 @@ class SchedulerService:
         or a handover the store refuses both writes (:class:`FencedOut`):
         expected, and only noted.
         """
-        self.commands.stop()
-        if self.alerts is not None:  # what is pending stays in the outbox for the next leader
-            self.alerts.stop()
-        self._stopping = True
-        if wait:
-            try:
-                self.store.mark_stopping(self.session)
-            except FencedOut as error:
-                log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
-            except Exception as error:
-                log.error("could not mark running jobs as stopping in the state store: %s", error)
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=wait)
-        self._stop_beating.set()
-        try:
-            self.store.clear_heartbeat(os.getpid())
-        except FencedOut as error:
-            log.info("scheduler not marked stopped: not recorded: another host leads now (%s)", error)
-        except Exception as error:
-            log.error("could not mark the scheduler stopped in the state store: %s", error)
+        self._wind_down(mark_stopping=wait, wait=wait)
         log.info("scheduler stopped in pid %d", os.getpid())
 
     def stop_submitting(self) -> None:
@@ -207,18 +187,28 @@ class SchedulerService:
         heartbeat says stopped. The caller then frees the lock and the lease;
         :meth:`finish_runs` waits for the runs.
         """
+        self._wind_down(mark_stopping=True, wait=False)
+
+    def _wind_down(self, mark_stopping: bool, wait: bool) -> None:
+        """Stop commands and alerts, mark this process's runs stopping, shut APScheduler down, say stopped.
+
+        What is pending stays for the next leader (commands, the alerts'
+        outbox). After a lost lease or a handover the store refuses both
+        writes (:class:`FencedOut`): expected, and only noted.
+        """
         self.commands.stop()
         if self.alerts is not None:
             self.alerts.stop()
         self._stopping = True
-        try:
-            self.store.mark_stopping(self.session)
-        except FencedOut as error:
-            log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
-        except Exception as error:
-            log.error("could not mark running jobs as stopping in the state store: %s", error)
+        if mark_stopping:
+            try:
+                self.store.mark_stopping(self.session)
+            except FencedOut as error:
+                log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
+            except Exception as error:
+                log.error("could not mark running jobs as stopping in the state store: %s", error)
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=wait)
         self._stop_beating.set()
         try:
             self.store.clear_heartbeat(os.getpid())
@@ -276,9 +266,7 @@ class SchedulerService:
                 return
             quarantined, crashes = self._quarantine(spec)
             if quarantined:
-                self.roster.quarantined[spec.id] = (
-                    f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs "
-                    "file and reload to release it")
+                self.roster.quarantined[spec.id] = _quarantine_reason(crashes)
                 self.scheduler.modify_job(job_id, next_run_time=None)
             elif crashes and job.next_run_time is not None:
                 self.scheduler.modify_job(job_id, next_run_time=self._held_back(spec, job.next_run_time, crashes))
@@ -345,7 +333,7 @@ class SchedulerService:
         if orphan.host is None or orphan.session in self._gone_sessions:
             return False  # an older version's run, or a process its own machine saw dead: died with it
         here = orphan.host == self.host or not self.fleet or same_machine(orphan.host, self.host)
-        if here and not _process_alive(orphan.pid):
+        if here and not process_alive(orphan.pid):
             return False
         if not self.fleet:
             return None  # alive on the one host: finishing its last runs after a reload
@@ -373,9 +361,7 @@ class SchedulerService:
             return
         quarantined, crashes = self._quarantine(spec)
         if quarantined:
-            self.roster.quarantined[spec.id] = (
-                f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs "
-                "file and reload to release it")
+            self.roster.quarantined[spec.id] = _quarantine_reason(crashes)
         if self._paused(spec) or quarantined:
             options["next_run_time"] = None
         else:
@@ -571,11 +557,6 @@ class SchedulerService:
                 self._store_failed(error)
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (a zombie, dead but not yet reaped, does not)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # it exists, but may not be looked at (another user's)
-        return True
+def _quarantine_reason(crashes: int) -> str:
+    return (f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs file and "
+            "reload to release it")
