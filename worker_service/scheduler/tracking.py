@@ -148,6 +148,7 @@ class ExecutionTracker:
         # job id -> slots folded into a run the store refused for max_instances (a run of the job is still going, or
         # planned and not claimed yet, e.g. after a freeze): counted with the job's next recorded run instead
         self._held_gaps: dict[str, MissedSlots] = {}
+        self.forget_later: Callable[[int], None] | None = None  # removes a run's row later, once the store answers
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
@@ -224,7 +225,14 @@ class ExecutionTracker:
             self._store.forget_run(run_id)
         except Exception as error:
             log.debug("could not clear run %d from the state store: %s", run_id, error)
+            if self.forget_later is not None:
+                self.forget_later(run_id)  # else its row would hold its job's max_instances while this process lives
             self._on_store_failure(error)
+
+    def settled(self, run_id: int) -> None:
+        """The caller dealt with the run's live row itself: :meth:`done` must not forget it."""
+        with self._lock:
+            self._settled.add(run_id)
 
     def live_runs(self) -> set[int]:
         """Ids of the submitted runs APScheduler is not done with yet."""
@@ -263,8 +271,11 @@ class ExecutionTracker:
         try:
             live = self._store.record_started(run_id, at)
         except FencedOut as error:
-            log.warning("job %s: run %d not started: %s; the leader that holds the scheduler now records it", job_id,
-                        run_id, error)
+            log.warning("job %s: run %d not started: %s; recorded as missed", job_id, run_id, error)
+            run = getattr(_current, "run", None)
+            slot = run.scheduled_at if run is not None and run.scheduled_at is not None else at
+            if self._count(self._store.record_missed, job_id, slot, run_id) is not None:
+                self.settled(run_id)
             self._on_store_failure(error)
             return False
         except Exception as error:
