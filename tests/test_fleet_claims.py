@@ -19,6 +19,7 @@ from worker_service.fencing import fence
 from worker_service.scheduler.tracking import CurrentRun, _running
 from worker_service.state.faults import FencedOut
 from worker_service.state.pg_store import PostgresStateStore
+from worker_service.state.records import ClaimStats
 from worker_service.state.sqlite_store import SqliteStateStore
 
 TTL = 5.0
@@ -57,7 +58,9 @@ def test_a_planned_run_has_no_owner_until_one_live_host_claims_it(store):
     (held,) = store.runs_in_flight()
     assert (held.session, held.host, held.pid, held.started_at, held.claimed) == ("s-a", "host-a", 11, 123.0, True)
     hosts = {host.session: host for host in store.hosts()}
-    assert (hosts["s-a"].claimed, hosts["s-a"].free, hosts["s-a"].claims) == (1, 3, 1)
+    assert (hosts["s-a"].claimed, hosts["s-a"].free, hosts["s-a"].claims) == (1, 3, 0)  # the claim wrote no host row
+    store.renew_host("s-a", "host-a", 11, 4, TTL, claims=ClaimStats().plus([claimed.waited]))  # counted in memory
+    assert next(host for host in store.hosts() if host.session == "s-a").claims == 1
     assert (hosts["s-b"].claimed, hosts["s-b"].free, hosts["s-b"].alive) == (0, 4, True)
 
 

@@ -292,7 +292,7 @@ HOST_C = "host-c.fleet.test"
 def test_each_host_shows_its_threads_and_claims_each_run_its_host_and_metrics_add_up_the_rows_of_a_host(fleet_app):
     """Rows made with the store's own claim statements: host-b reloading (an old row stopping, a new one active),
     host-c active, host-d expired with a run settled lost; three runs claimed, one still waiting."""
-    from worker_service.state.records import JobDefinition
+    from worker_service.state.records import ClaimStats, JobDefinition
 
     app = fleet_app(JOB_EXECUTOR_THREADS=4)
     store, client = app.extensions["store"], app.test_client()
@@ -304,10 +304,14 @@ def test_each_host_shows_its_threads_and_claims_each_run_its_host_and_metrics_ad
     store.renew_host("c-1", c, 200, 4, 30.0)
     store.renew_host("d-1", d, 300, 2, 0.5)
     planned = [leader.record_submitted("a", "", 0, now - 5 + i, now + 60, run_on="any") for i in range(5)]
-    assert [r.run_id for r in store.claim_runs("b-old", b, 100, 1, [], now)] == planned[:1]
-    assert [r.run_id for r in store.claim_runs("d-1", d, 300, 1, [], now)] == planned[1:2]
-    assert [r.run_id for r in store.claim_runs("c-1", c, 200, 2, [], now)] == planned[2:4]
-    store.renew_host("b-old", b, 100, 3, 30.0, stopping=True)  # a reload: the old process finishes its run...
+    on_b, on_d, on_c = (store.claim_runs("b-old", b, 100, 1, [], now), store.claim_runs("d-1", d, 300, 1, [], now),
+                        store.claim_runs("c-1", c, 200, 2, [], now))
+    assert [[r.run_id for r in runs] for runs in (on_b, on_d, on_c)] == [planned[:1], planned[1:2], planned[2:4]]
+    # Each process counts its claims in memory and writes them with its next renewal, as a HostRunner does.
+    store.renew_host("d-1", d, 300, 2, 0.5, claims=ClaimStats().plus([r.waited for r in on_d]))
+    store.renew_host("c-1", c, 200, 4, 30.0, claims=ClaimStats().plus([r.waited for r in on_c]))
+    store.renew_host("b-old", b, 100, 3, 30.0, stopping=True,  # a reload: the old process finishes its run...
+                     claims=ClaimStats().plus([r.waited for r in on_b]))
     store.renew_host("b-new", b, 101, 3, 30.0)  # ...while the new one takes runs
     wait_until(lambda: [h for h in store.hosts() if h.session == "d-1" and not h.alive], timeout=5,
                what="host-d's row to expire")

@@ -47,7 +47,7 @@ from typing import Any
 from ..host_identity import process_alive, same_machine
 from ..state import StateStore, StoreUnavailable
 from ..state.faults import FencedOut
-from ..state.records import ClaimedRun
+from ..state.records import ClaimedRun, ClaimStats
 from .jobs_file import RUN_ON_LEADER, JobSpec
 from .lease import LeaseTiming
 from .tracking import CurrentRun, ExecutionTracker
@@ -119,6 +119,7 @@ class HostRunner:
         self._unforgotten: set[int] = set()  # runs that ended here but whose row the store could not remove
         self._unreleased: set[int] = set()  # runs given back whose release the store did not take yet
         self._share: int | None = None  # woken by the leader's plan: take 1/share of the free threads now
+        self._stats = ClaimStats()  # this process's claims, written with each renewal
         self._claimer = threading.Thread(target=self._claim_forever, name="fleet-claims", daemon=True)
         self._keeper = threading.Thread(target=self._keep_forever, name="fleet-host-row", daemon=True)
 
@@ -198,7 +199,7 @@ class HostRunner:
         sent = self._clock()
         try:
             left = self.store.renew_host(self.session, self.host, self._pid, self.threads,  # type: ignore[attr-defined]
-                                         self._timing.ttl, stopping=not self._claiming.is_set())
+                                         self._timing.ttl, stopping=not self._claiming.is_set(), claims=self._stats)
         except StoreUnavailable as error:
             if self._failing is None:
                 log.error("could not renew this host's row in the fleet: %s; it starts no run %s", error,
@@ -286,6 +287,7 @@ class HostRunner:
         except StoreUnavailable as error:
             log.debug("could not claim runs: %s", error)
             return
+        self._stats = self._stats.plus([run.waited for run in claimed])
         for run in [run for run in claimed if run.job_id not in self._specs]:
             self._give_back(run)
         claimed = [run for run in claimed if run.job_id in self._specs]

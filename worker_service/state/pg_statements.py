@@ -224,12 +224,17 @@ SELECT {_ADMITTED}""",
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 CLAIMS = {
     # A host's process registers and renews its row; expired rows are forgotten an hour after they expired.
+    # The claim counters are the process's own (kept in memory, written with each renewal): a claim writes no row
+    # of its host's, only the runs it takes.
     "renew_host": """
-WITH up AS (INSERT INTO {s}.hosts (session, host, pid, threads, started_at, renewed_at, expires_at, stopping)
+WITH up AS (INSERT INTO {s}.hosts (session, host, pid, threads, started_at, renewed_at, expires_at, stopping, claims,
+                                   claim_wait_sum, claim_wait_max)
             VALUES (%(session)s::text, %(host)s::text, %(pid)s::int, %(threads)s::int, clock_timestamp(),
-                    clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s::float8), %(stopping)s::boolean)
+                    clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s::float8), %(stopping)s::boolean,
+                    %(claims)s::bigint, %(wait_sum)s::float8, %(wait_max)s::float8)
             ON CONFLICT (session) DO UPDATE SET renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at,
-               threads = EXCLUDED.threads, stopping = EXCLUDED.stopping
+               threads = EXCLUDED.threads, stopping = EXCLUDED.stopping, claims = EXCLUDED.claims,
+               claim_wait_sum = EXCLUDED.claim_wait_sum, claim_wait_max = EXCLUDED.claim_wait_max
             RETURNING extract(epoch FROM expires_at - clock_timestamp())::float8),
 old AS (DELETE FROM {s}.hosts WHERE expires_at < clock_timestamp() - interval '1 hour')
 SELECT (SELECT * FROM up)""",
@@ -254,11 +259,7 @@ claimed AS (UPDATE {{s}}.job_running r SET session = %(session)s::text, pid = %(
             FROM picked WHERE r.run_id = picked.run_id
             RETURNING r.run_id, r.job_id, r.scheduled_at, r.trigger, r.requested_by, r.command_id, r.retry_of,
                       greatest(r.claimed_at - r.submitted_at, 0) AS waited,
-                      (SELECT epoch FROM {{s}}.lease WHERE name = 'scheduler') AS epoch),
-counted AS (UPDATE {{s}}.hosts SET claims = claims + (SELECT count(*) FROM claimed),
-               claim_wait_sum = claim_wait_sum + (SELECT coalesce(sum(waited), 0) FROM claimed),
-               claim_wait_max = greatest(claim_wait_max, (SELECT max(waited) FROM claimed))
-            WHERE session = %(session)s::text AND EXISTS (SELECT 1 FROM claimed))
+                      (SELECT epoch FROM {{s}}.lease WHERE name = 'scheduler') AS epoch)
 SELECT * FROM claimed ORDER BY scheduled_at, run_id""",
 }
 

@@ -37,6 +37,7 @@ from .pg_schema import migrate, quoted
 from .pg_statements import Statements, render
 from .records import (
     ClaimedRun,
+    ClaimStats,
     Command,
     CrashState,
     HostRecord,
@@ -295,9 +296,12 @@ class PostgresStateStore(PostgresAlerts):
         return settled
 
     # -- claims: any live host of the fleet (never fenced by the lease) -----------------------------------------
-    def renew_host(self, session: str, host: str, pid: int, threads: int, ttl: float, stopping: bool = False) -> float:
+    def renew_host(self, session: str, host: str, pid: int, threads: int, ttl: float, stopping: bool = False,
+                   claims: ClaimStats | None = None) -> float:
         """Register or renew this process as an executing host for ``ttl`` s (the database's clock); seconds left."""
-        params = {"session": session, "host": host, "pid": pid, "threads": threads, "ttl": ttl, "stopping": stopping}
+        stats = claims or ClaimStats()
+        params = {"session": session, "host": host, "pid": pid, "threads": threads, "ttl": ttl, "stopping": stopping,
+                  "claims": stats.claims, "wait_sum": stats.wait_sum, "wait_max": stats.wait_max}
         row = self.run(lambda db: db.execute(self._sql.writes["renew_host"], params).fetchone())
         return float(row[0])
 

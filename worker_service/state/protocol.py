@@ -58,6 +58,7 @@ from typing import Protocol, runtime_checkable
 from .alert_records import AlertChange, AlertState, AlertSummary, Delivery
 from .records import (
     ClaimedRun,
+    ClaimStats,
     Command,
     CrashState,
     HostRecord,
@@ -190,8 +191,11 @@ class RunClaims(Protocol):
     has its runs settled ``lost`` by the leader (``settle_orphans``).
     """
 
-    def renew_host(self, session: str, host: str, pid: int, threads: int, ttl: float, stopping: bool = False) -> float:
-        """Register or renew this executing process for ``ttl`` s of the database's clock; the seconds left on it."""
+    def renew_host(self, session: str, host: str, pid: int, threads: int, ttl: float, stopping: bool = False,
+                   claims: ClaimStats | None = None) -> float:
+        """Register or renew this executing process for ``ttl`` s of the database's clock; the seconds left on it.
+
+        ``claims``: the process's claim counters so far, shown with its row (a claim itself writes no host row)."""
         ...
 
     def leave_host(self, session: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..host_identity import host_label
 from ..vocabulary import SchedulerState
@@ -362,6 +362,23 @@ class RunInFlight:
     def claimed(self) -> bool:
         """A process holds it (it ran from the start on the leader, or a host claimed it)."""
         return self.session != ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimStats:
+    """A process's claims so far: how many runs, and how long they waited between planned and claimed (seconds)."""
+
+    claims: int = 0
+    wait_sum: float = 0.0
+    wait_max: float | None = None
+
+    def plus(self, waits: Sequence[float]) -> ClaimStats:
+        """These, with the runs that waited ``waits`` more."""
+        if not waits:
+            return self
+        most = max(waits)
+        return ClaimStats(self.claims + len(waits), self.wait_sum + sum(waits),
+                          most if self.wait_max is None else max(self.wait_max, most))
 
 
 @dataclasses.dataclass(frozen=True)
