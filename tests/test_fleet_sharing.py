@@ -362,3 +362,17 @@ def test_a_job_that_kills_its_worker_on_a_host_that_does_not_lead_is_held_back_t
         assert len(fleet.store.runs("poison")) == settled_runs
     finally:
         fleet.close()
+
+
+def test_the_last_host_of_a_fleet_releases_the_lease_at_its_stop_without_waiting_for_a_taker(tmp_path):
+    fleet = Fleet(tmp_path, names=("a",), ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK)
+    try:
+        fleet.start()
+        only = fleet.wait_for_leader(timeout=15)
+        wait_until(lambda: [h for h in fleet.store.hosts() if h.alive], timeout=10, what="its host row")
+        assert only.stop() == 0
+        assert "no other host of the fleet is alive" in only.server.stderr()
+        assert "no other host took the scheduler over" not in only.server.stderr()
+        assert fleet.lease().released  # given up at once, not left to run out
+    finally:
+        fleet.close()

@@ -293,6 +293,15 @@ class SchedulerLeadership:
             if self._deliverer is not None:  # after the scheduler: its last changes may still be sent meanwhile
                 self._deliverer.stop()
 
+    def _other_hosts_alive(self) -> bool:
+        """Whether another host of the fleet has a live row (could take the lease); unknown counts as yes."""
+        if self._runner is None:
+            return True
+        try:
+            return any(row.alive and not row.stopping and row.host != self._runner.host for row in self._store.hosts())
+        except StoreUnavailable:
+            return True
+
     def _hand_over(self, successor_wait: float, workers: int, handover_wait: float) -> None:
         """Keep scheduling until a successor is ready: a newer worker here (reload), else another host (fleet)."""
         if successor_wait > 0 and newer_siblings(workers):
@@ -302,6 +311,9 @@ class SchedulerLeadership:
             return
         term, service = self._term, self._service
         if handover_wait <= 0 or term is None or not term.can_be_lost or service is None:
+            return
+        if not self._other_hosts_alive():
+            log.info("no other host of the fleet is alive: the scheduler lease is released without a handover wait")
             return
         try:  # a run the next leader finds still going was killed at this stop, never a crash
             service.store.mark_stopping(service.session)
