@@ -125,6 +125,26 @@ def job_toml(job_id: str, func: str, seconds: float, run_on: str | None = None, 
     return "\n".join(lines) + "\n"
 
 
+class RunsTable:
+    """The ``runs`` table the jobs write to, in a scratch schema of its own (``name`` is ``schema.runs``)."""
+
+    def __init__(self, database_url: str = DATABASE_URL) -> None:
+        self.database_url = database_url
+        self.schema = new_schema_name()
+        with admin(database_url) as db:
+            db.execute(_RUNS_DDL.format(t=self.schema))
+        self.name = f"{self.schema}.runs"
+
+    def read(self) -> list[Run]:
+        with admin(self.database_url) as db:
+            found = db.execute(f'SELECT id, job, slot, host, pid, wall, started, ended, tracked FROM "{self.schema}"'
+                               ".runs ORDER BY id").fetchall()
+        return [Run(*row) for row in found]
+
+    def drop(self) -> None:
+        drop_schema(self.schema, self.database_url)
+
+
 class BenchFleet:
     """A :class:`Fleet` (not started) running only the given jobs file, plus the ``runs`` table they write to.
 
@@ -135,17 +155,15 @@ class BenchFleet:
     def __init__(self, workdir: Path, names: Iterable[str], jobs: Any, ttl: float = 10.0, timeout: float = 2.0,
                  workers: int = 2, database_url: str = DATABASE_URL, **env: str) -> None:
         self.database_url = database_url
-        self.runs_schema = new_schema_name()
-        with admin(database_url) as db:
-            db.execute(_RUNS_DDL.format(t=self.runs_schema))
-        self.table = f"{self.runs_schema}.runs"
+        self.runs_table = RunsTable(database_url)
+        self.table = self.runs_table.name
         self.down: set[str] = set()
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             self.fleet = Fleet(workdir, names=tuple(names), ttl=ttl, timeout=timeout, workers=workers,
                                database_url=database_url, **env)
         except BaseException:
-            drop_schema(self.runs_schema, database_url)
+            self.runs_table.drop()
             raise
         # The fleet's jobs file starts with its tick job: the benchmark's jobs replace the whole file.
         (workdir / "fleet-jobs.toml").write_text(jobs(self.table, database_url))
@@ -162,7 +180,7 @@ class BenchFleet:
         try:
             self.fleet.close()
         finally:
-            drop_schema(self.runs_schema, self.database_url)
+            self.runs_table.drop()
 
     def check_alive(self) -> None:
         """Raise if a host not in ``self.down`` (the ones a benchmark stopped or killed) has exited."""
@@ -172,10 +190,7 @@ class BenchFleet:
                                    f"{host.server.stderr()[-1500:]}")
 
     def runs(self) -> list[Run]:
-        with admin(self.database_url) as db:
-            found = db.execute(f'SELECT id, job, slot, host, pid, wall, started, ended, tracked FROM "{self.runs_schema}"'
-                               ".runs ORDER BY id").fetchall()
-        return [Run(*row) for row in found]
+        return self.runs_table.read()
 
     def db_now(self) -> float:
         return self.fleet.db_now()
