@@ -23,7 +23,7 @@ from tests.support import pg
 from tests.support.old_schemas import postgresql_schema_at
 from worker_service.state import PostgresStateStore, SqliteStateStore, StateReader, StateStore, pg_schema
 from worker_service.state.pg_pool import StatePool
-from worker_service.state.protocol import AlertOutbox, CommandQueue, FleetLedger, LeaderWriter
+from worker_service.state.protocol import AlertOutbox, CommandQueue, FleetLedger, LeaderWriter, RunClaims
 from worker_service.state.records import CrashState, JobDefinition, JobRecord, MissedSlots, OrphanedRun, RunRecord
 
 HISTORY = 5
@@ -133,7 +133,7 @@ def test_the_protocol_is_cut_by_role_and_names_what_the_callers_use_and_nothing_
     assert methods(StateReader) == {  # every read, by any worker or the leader
         "scheduler", "jobs", "quarantined_jobs", "command", "commands", "operator_pauses", "pending_commands",
         "crash_state", "job_count", "definition", "runs", "recent_runs", "run_counts",
-        "alert_states", "deliveries", "alert_summary",
+        "alert_states", "deliveries", "alert_summary", "runs_in_flight", "hosts",
     }
     assert methods(CommandQueue) == {"submit_command"}  # what any worker may write
     assert methods(AlertOutbox) == {"claim_deliveries", "finish_delivery"}  # any worker's deliverer, by claims
@@ -145,6 +145,7 @@ def test_the_protocol_is_cut_by_role_and_names_what_the_callers_use_and_nothing_
     }
     assert methods(StateStore) == {"fenced"}
     assert methods(FleetLedger) == {"lease", "leadership_changes"}  # the PostgreSQL store only
+    assert methods(RunClaims) == {"renew_host", "leave_host", "claim_runs"}  # any host of a fleet, by claims
 
 
 def test_only_a_fleets_store_keeps_a_lease_and_a_leadership_log(store):
@@ -533,7 +534,8 @@ def test_each_orphan_keeps_its_host_and_the_callers_judgement_records_it_as_lost
         ("queued", "host-b", True, "lost"), ("old", None, False, "crashed")]
     assert store.runs("far") == [RunRecord(
         "far", 101.0, "lost", None, started_at=101.0, error_type="LeaderLost",
-        error_message="its leader lost the scheduler while it ran on host host-b (pid 21); it may have finished there")]
+        error_message="its leader lost the scheduler while it ran on host host-b (pid 21); it may have finished there",
+        host="host-b")]  # the history row keeps the host that ran it
     (queued,) = store.runs("queued")
     assert (queued.outcome, queued.at, queued.started_at, queued.error_type) == ("lost", 106.0, None, "LeaderLost")
     assert "host host-b (pid 21); it may have run there" in queued.error_message

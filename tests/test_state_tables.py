@@ -89,8 +89,9 @@ def test_a_new_postgresql_schema_has_every_described_table_and_column_and_nothin
         (version,) for version, _, _ in pg_schema.MIGRATIONS]
 
 
-def test_the_tables_only_postgresql_keeps_are_the_fleets_lease_log_and_fences():
-    assert {table.name for table in TABLES if SQLITE not in table.backends} == {"lease", "leadership_changes", "fences"}
+def test_the_tables_only_postgresql_keeps_are_the_fleets_lease_log_fences_and_hosts():
+    assert {table.name for table in TABLES if SQLITE not in table.backends} == {"lease", "leadership_changes", "fences",
+                                                                               "hosts"}
 
 
 # -- an older store is migrated to the description -------------------------------------------------------

@@ -4,7 +4,11 @@ A job that runs on the leader may outlive its leadership (its host frozen or
 cut off past the TTL) while another host leads and starts the next run. Its
 writes must then be refused *by the database*, in the same transaction as the
 write (Kleppmann's fencing token). The token is the lease epoch
-(:func:`worker_service.runtime.fencing_token`).
+(:func:`worker_service.runtime.fencing_token`). A run a host of the fleet
+claimed (it may run on any host) has its own token: the epoch at its claim,
+checked together with the claim itself (the run's live row still held by the
+claiming host) instead of the lease, so it fences on a host that does not lead
+just as on the leader, and a run settled ``lost`` writes nothing any more.
 
 The check is a compare-and-set on a row of its own, ``<schema>.fences``, one
 per resource the job names, never a lock on the lease row:
@@ -43,6 +47,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from . import runtime
+from .scheduler.tracking import current_run
 from .state.faults import FencedOut
 from .state.pg_bounds import bound_transaction
 from .state.pg_schema import quoted
@@ -55,6 +60,16 @@ _FENCE = """
 INSERT INTO {s}.fences AS f (resource, epoch, written_at)
 SELECT %(resource)s::text, %(epoch)s::bigint, now()
 WHERE %(epoch)s::bigint >= (SELECT epoch FROM {s}.lease WHERE name = 'scheduler')
+ON CONFLICT (resource) DO UPDATE SET epoch = EXCLUDED.epoch, written_at = EXCLUDED.written_at
+WHERE f.epoch <= EXCLUDED.epoch
+RETURNING epoch"""
+
+# A run a host of the fleet claimed (any host may run it): its token is the epoch at the claim, and instead of the
+# lease it is the claim that must still hold (the run's live row, held by this session: a plain read, no lock).
+_FENCE_CLAIMED = """
+INSERT INTO {s}.fences AS f (resource, epoch, written_at)
+SELECT %(resource)s::text, %(epoch)s::bigint, now()
+WHERE EXISTS (SELECT 1 FROM {s}.job_running WHERE run_id = %(run_id)s::bigint AND session = %(session)s::text)
 ON CONFLICT (resource) DO UPDATE SET epoch = EXCLUDED.epoch, written_at = EXCLUDED.written_at
 WHERE f.epoch <= EXCLUDED.epoch
 RETURNING epoch"""
@@ -74,6 +89,15 @@ def fence(connection: psycopg.Connection, resource: str, epoch: int | None, sche
     if connection.info.transaction_status != TransactionStatus.INTRANS:
         # In autocommit the fence row's lock would end with the statement: writes would no longer wait for it.
         raise ValueError("fence() must run inside the transaction that writes the resource")
+    run = current_run()
+    if run is not None and run.claim_session is not None and run.run_id is not None and epoch == run.claim_epoch:
+        # A run a host claimed: the claim is the lease of this run (a settler took it once its host's row expired).
+        row = connection.execute(_FENCE_CLAIMED.format(s=quoted(schema)), {
+            "resource": resource, "epoch": epoch, "run_id": run.run_id, "session": run.claim_session}).fetchone()
+        if row is None:
+            raise FencedOut(f"fenced out: run {run.run_id} is no longer this host's (settled as lost), or a newer "
+                            f"epoch already wrote {resource!r}")
+        return int(row[0])
     row = connection.execute(_FENCE.format(s=quoted(schema)), {"resource": resource, "epoch": epoch}).fetchone()
     if row is None:
         raise FencedOut(f"fenced out: epoch {epoch} no longer leads, or a newer epoch already wrote {resource!r}")

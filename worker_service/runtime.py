@@ -40,6 +40,14 @@ def fencing_token() -> int | None:
     A job whose writes must not land once another host leads passes it to
     the resource it writes, which refuses it once a newer epoch holds the
     lease (README, "Several hosts"). In a fleet, ``None`` means this process
-    does not lead: such a job must not write at all.
+    does not lead: such a job must not write at all. Called from a run a host
+    of the fleet claimed (any host runs it, :mod:`.scheduler.host_runner`), it
+    is the run's own token: the epoch at its claim, which the fence checks
+    together with the claim (:func:`worker_service.fencing.fence`).
     """
+    from .scheduler.tracking import current_run
+
+    run = current_run()
+    if run is not None and run.claim_session is not None:
+        return run.claim_epoch
     return resources.current().coordination.lease.fencing_token

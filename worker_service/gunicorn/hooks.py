@@ -104,6 +104,11 @@ def post_worker_init(worker: Any, early_stop: list[int]) -> None:
         os.kill(os.getpid(), signum)
 
 
+# Seconds before gunicorn's graceful timeout by which a stopping worker gives up waiting for its last runs (it is
+# killed at the timeout; a run still going then is recorded as killed at the stop by the next scheduler).
+FINISH_MARGIN = 1.0
+
+
 def worker_abort(worker: Any) -> None:
     """gunicorn is killing this worker (timeout): stop without waiting for jobs."""
     global _aborting
@@ -118,4 +123,5 @@ def worker_exit(server: Any, worker: Any) -> None:
     if _leadership is not None:
         graceful = float(getattr(worker.cfg, "graceful_timeout", 30))
         _leadership.stop(wait=not _aborting, successor_wait=min(SUCCESSOR_WAIT, graceful / 2),
-                         workers=int(getattr(worker.cfg, "workers", 1)), handover_wait=graceful / 2)
+                         workers=int(getattr(worker.cfg, "workers", 1)), handover_wait=graceful / 2,
+                         finish_wait=max(graceful - FINISH_MARGIN, 0.0))

@@ -17,21 +17,58 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from apscheduler.executors.base import run_job
+from apscheduler.executors.base import MaxInstancesReachedError, run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 
+from .jobs_file import RUN_ON_EVERY_HOST, RUN_ON_LEADER
 from .tracking import CurrentRun, ExecutionTracker, ManualRequest
 
 
 class TrackedThreadPoolExecutor(ThreadPoolExecutor):
-    """A ``ThreadPoolExecutor`` whose every submission is recorded first."""
+    """A ``ThreadPoolExecutor`` whose every submission is recorded first.
 
-    def __init__(self, tracker: ExecutionTracker, max_workers: int = 10) -> None:
+    In a fleet, a job that may run on any host (or on every host) is not run
+    here at all: its submission plans a run for the hosts to claim
+    (:mod:`.host_runner`), one per live host for ``every-host``. ``placement``
+    says where a job runs; ``hosts`` lists the live hosts.
+    """
+
+    def __init__(self, tracker: ExecutionTracker, max_workers: int = 10,
+                 placement: Callable[[str], str] | None = None,
+                 hosts: Callable[[], list[str]] | None = None, planned: Callable[[], None] | None = None) -> None:
         super().__init__(max_workers=max_workers)
         self._tracker = tracker
         self._asking = threading.local()  # .request: the run-now this thread is submitting, if any
+        self._placement = placement or (lambda job_id: RUN_ON_LEADER)
+        self._hosts = hosts or (lambda: [])
+        self._planned = planned or (lambda: None)  # wakes this host's runner: it claims what it can at once
+
+    def submit_job(self, job: Any, run_times: list) -> None:
+        """Run ``job`` here (APScheduler's own path), or plan it for the fleet's hosts to claim."""
+        placement = self._placement(job.id)
+        if placement == RUN_ON_LEADER:
+            super().submit_job(job, run_times)
+            return
+        request: ManualRequest | None = getattr(self._asking, "request", None)
+        with self._lock:
+            if placement == RUN_ON_EVERY_HOST:
+                runs = []
+                for host in self._hosts():
+                    try:
+                        runs.append(self._tracker.submitted(job, run_times, request, placement, for_host=host))
+                    except MaxInstancesReachedError:
+                        continue  # that host still runs it: its own max_instances holds
+                if not runs:
+                    raise MaxInstancesReachedError(job)
+                run = runs[0]
+            else:
+                run = self._tracker.submitted(job, run_times, request, placement)
+        self._planned()
+        if request is not None:
+            request.run = run
 
     def run_now(self, job: Any, requested_by: str, command_id: int | None) -> CurrentRun:
         """Submit ``job`` once, now, for an operator, without touching its schedule; return the run.

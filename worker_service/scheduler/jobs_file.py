@@ -37,6 +37,10 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HEADER = re.compile(r'^\s*\[\s*jobs\s*\.\s*(?:"([^"]+)"|\'([^\']+)\'|([A-Za-z0-9_-]+))\s*\]\s*(?:#.*)?$')
 
 
+RUN_ON_ANY, RUN_ON_LEADER, RUN_ON_EVERY_HOST = "any", "leader", "every-host"
+RUN_ON_CHOICES = (RUN_ON_ANY, RUN_ON_LEADER, RUN_ON_EVERY_HOST)
+
+
 class JobsFileError(Exception):
     """The jobs file is unusable; ``str(error)`` is one line for an operator."""
 
@@ -63,6 +67,14 @@ class JobSpec:
     alert: bool = True  # notify the alert channels of its changes of state (README, Alerts)
     alert_after_failures: int | None = None  # failures in a row before it alerts; default JOB_FAILURE_THRESHOLD
     alert_after_recoveries: int = 1  # runs without a problem in a row before its alert resolves
+    run_on: str | None = None  # "any", "leader" or "every-host"; None: the mode's default (see placement)
+    retry_lost: bool = False  # a run lost with its host runs once more, on another host
+
+    def placement(self, fleet: bool) -> str:
+        """Where its runs execute: ``leader`` on one host (there is no other), else ``run_on`` (default ``any``)."""
+        if not fleet:
+            return RUN_ON_LEADER
+        return self.run_on or RUN_ON_ANY
 
     @property
     def interval_seconds(self) -> float | None:
@@ -124,6 +136,9 @@ class _JobSchema(Schema):
     alert_after_failures = fields.Integer(load_default=None, allow_none=True,
                                           validate=validate.Range(min=1, error="must be 1 or more"))
     alert_after_recoveries = fields.Integer(load_default=1, validate=validate.Range(min=1, error="must be 1 or more"))
+    run_on = fields.String(load_default=None, validate=validate.OneOf(
+        RUN_ON_CHOICES, error='must be "any", "leader" or "every-host"'))
+    retry_lost = fields.Boolean(load_default=False)
 
 
 _not_negative = validate.Range(min=0, error="must not be negative")
@@ -254,6 +269,7 @@ def _load_job(job_id: str, table: Any, tz: zoneinfo.ZoneInfo, path: str) -> JobS
         coalesce=options["coalesce"], executor=options["executor"], args=tuple(options["args"]),
         kwargs=dict(options["kwargs"]), max_runtime=options["max_runtime"], alert=options["alert"],
         alert_after_failures=options["alert_after_failures"], alert_after_recoveries=options["alert_after_recoveries"],
+        run_on=options["run_on"], retry_lost=options["retry_lost"],
     )
 
 

@@ -8,10 +8,16 @@ out here, and each goes through one of two gates:
   past its self-fence deadline), and otherwise sent through the database's
   fenced view (``store.fenced(epoch, session)``), which refuses it if another
   epoch holds the lease;
-* a *finishing* write (how a run this leader already started ended) may still
-  be sent after this host handed the lease over: the new leader waits for
-  those runs. It starts nothing, and counts a run only if it removes the run's
-  live row, so a run the new leader settled meanwhile is not counted twice.
+* a *starting* write (``record_started``: a submitted run enters the job's
+  code) may still be sent after this host handed the lease over, never once
+  the term was lost or ran past its deadline (a cut-off leader starts nothing);
+* a *finishing* write (how a run this leader already started ended) is always
+  sent: fenced while the term is valid, else unfenced. Runs outlive terms (a
+  reload or a stop hands the scheduler over while they finish, and a lost term
+  stands down while they finish), and the new leader leaves a run alone while
+  its process lives (:meth:`SchedulerService._judge`). It starts nothing, and
+  counts a run only if it removes the run's live row, so a run the new leader
+  settled meanwhile (its owner gone or out of reach) is not counted twice.
 
 There is no ``__getattr__`` and no list of names: a write added to the
 protocol but not here makes this class fail the protocol
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
@@ -34,11 +39,13 @@ from ..state.protocol import LeaderWriter
 from ..state.records import (
     Command,
     CrashState,
+    HostRecord,
     JobDefinition,
     JobRecord,
     MissedSlots,
     OperatorPause,
     OrphanedRun,
+    RunInFlight,
     RunRecord,
     SchedulerRecord,
 )
@@ -46,7 +53,6 @@ from ..state.records import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DRAIN_POLL = 0.05  # seconds between looks at the previous leader's running runs after a handover
 
 
 class Term(Protocol):
@@ -89,7 +95,7 @@ class LeaderStore:
             raise FencedOut(reason)
         return write(self._fenced)
 
-    def _finishing(self, write: Callable[[LeaderWriter], T]) -> T:
+    def _starting(self, write: Callable[[LeaderWriter], T]) -> T:
         reason = self._term.refusal(finishing=True)
         if reason is not None:
             raise FencedOut(reason)
@@ -97,14 +103,22 @@ class LeaderStore:
             return write(self._base)
         return write(self._fenced)
 
+    def _finishing(self, write: Callable[[LeaderWriter], T]) -> T:
+        if self._term.refusal(finishing=False) is None:
+            return write(self._fenced)
+        return write(self._base)  # the term is over: the run's live row is the guard (see the module docstring)
+
     # -- a run's steps ------------------------------------------------------------------------------------------------
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
                          command_id: int | None = None, host: str | None = None,
-                         missed: MissedSlots | None = None) -> int:
-        run_id = self._leading(lambda w: w.record_submitted(job_id, session, pid, scheduled_at, next_run_time, trigger,
-                                                            requested_by, command_id, host, missed))
-        if self._term.offered:
+                         missed: MissedSlots | None = None, max_instances: int | None = None,
+                         run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
+                         retry_of: int | None = None) -> int | None:
+        run_id = self._leading(lambda w: w.record_submitted(
+            job_id, session, pid, scheduled_at, next_run_time, trigger, requested_by, command_id, host, missed,
+            max_instances, run_on, for_host, avoid_host, retry_of))
+        if self._term.offered and run_on is None and run_id is not None:
             try:
                 self.mark_stopping(session)
             except StoreUnavailable as error:  # taken meanwhile: the run was recorded under this epoch and goes on
@@ -112,7 +126,7 @@ class LeaderStore:
         return run_id
 
     def record_started(self, run_id: int, at: float) -> bool:
-        return self._finishing(lambda w: w.record_started(run_id, at))
+        return self._starting(lambda w: w.record_started(run_id, at))
 
     def forget_run(self, run_id: int) -> None:
         self._finishing(lambda w: w.forget_run(run_id))
@@ -121,12 +135,12 @@ class LeaderStore:
         return self._finishing(lambda w: w.forget_runs_except(session, live))
 
     def record_run(self, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None = None,
-                   error_message: str | None = None, run_id: int | None = None) -> bool:
+                   error_message: str | None = None, run_id: int | None = None, owner: str | None = None) -> bool:
         return self._finishing(lambda w: w.record_run(job_id, outcome, at, duration, error_type, error_message,
-                                                      run_id))
+                                                      run_id, owner))
 
-    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
-        return self._finishing(lambda w: w.record_missed(job_id, at, run_id))
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None, owner: str | None = None) -> bool:
+        return self._finishing(lambda w: w.record_missed(job_id, at, run_id, owner))
 
     def record_max_instances(self, job_id: str, at: float) -> None:
         self._leading(lambda w: w.record_max_instances(job_id, at))
@@ -135,9 +149,8 @@ class LeaderStore:
     def mark_stopping(self, session: str) -> None:
         self._leading(lambda w: w.mark_stopping(session))
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
-        if self._term.predecessor_draining:
-            self._await_predecessor()
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
+                       ) -> list[OrphanedRun]:
         return self._leading(lambda w: w.settle_orphans(session, lost))
 
     def set_crash_hold(self, job_id: str, held_until: float | None, quarantine_key: str | None = None) -> None:
@@ -217,6 +230,12 @@ class LeaderStore:
     def run_counts(self, since: float) -> list[tuple[int, str, int]]:
         return self._base.run_counts(since)
 
+    def runs_in_flight(self) -> list[RunInFlight]:
+        return self._base.runs_in_flight()
+
+    def hosts(self) -> list[HostRecord]:
+        return self._base.hosts()
+
     def alert_states(self) -> dict[str, AlertState]:
         return self._base.alert_states()
 
@@ -225,20 +244,3 @@ class LeaderStore:
 
     def alert_summary(self) -> AlertSummary:
         return self._base.alert_summary()
-
-    # -- a handover ---------------------------------------------------------------------------------------------------
-    def _await_predecessor(self) -> None:
-        """Wait (bounded) until the runs the previous leader had going at the handover have ended."""
-        deadline = time.monotonic() + self._drain_wait
-        started = time.monotonic()
-        while time.monotonic() < deadline and self._term.valid():
-            try:
-                running = sum(job.running_count for job in self._base.jobs())
-            except StoreUnavailable:
-                return  # settling then fails too, and the service reports it
-            if running == 0:
-                break
-            time.sleep(DRAIN_POLL)  # polling the store, bounded by drain_wait
-        waited = time.monotonic() - started
-        if waited > DRAIN_POLL:
-            log.info("waited %.2f s for the previous leader's last runs to end", waited)

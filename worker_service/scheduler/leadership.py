@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+import uuid
 from typing import Any
 
 from common.helpers.health import HealthEngine
@@ -33,6 +35,7 @@ from ..state.protocol import FleetLedger
 from .crash_policy import CrashPolicy
 from .election import LeaderElection
 from .handover import StandbyMarks, newer_siblings
+from .host_runner import HostRunner, claims_supported
 from .jobs_file import JobsFileError, load_jobs_file
 from .jobs_source import load_schedule
 from .lease import HostOnlyLease, LeaseTerm, SchedulerLease
@@ -61,6 +64,7 @@ class SchedulerLeadership:
         self._watch: SchedulerWatch | None = None
         self._deliverer: Deliverer | None = None
         self._term: LeaseTerm | None = None
+        self._runner: HostRunner | None = None  # this host's share of the fleet's runs, once it is the candidate
         self._stopping = threading.Event()
         self._attention = threading.Event()  # the term was lost, or the process stops
         self._lock = threading.Lock()
@@ -135,6 +139,7 @@ class SchedulerLeadership:
                 self._election.acquire(blocking=True)
         if self._lease.fleet:
             self._warm_up()  # a takeover from another host must lose no time on imports either
+            self._start_runner()
         term = self._lease.wait_for_term(self._stopping, self._attention.set)
         if term is None:
             return None
@@ -152,10 +157,27 @@ class SchedulerLeadership:
                 max_clock_skew=float(self._settings.get("SCHEDULER_MAX_CLOCK_SKEW") or MAX_CLOCK_SKEW_DEFAULT),
                 alerts=AlertSettings.from_settings(self._settings), checks=self._checks, deliverer=self._deliverer,
                 ledger=self._store if isinstance(self._store, FleetLedger) else None,
+                session=self._runner.session if self._runner is not None else None, runner=self._runner,
+                sweep_every=self._lease.timing.renew_every if self._runner is not None else None,  # type: ignore[attr-defined]
             )
             service.start()
             self._service = service
         return term
+
+    def _start_runner(self) -> None:
+        """As its host's candidate in a fleet, claim and run this host's share of the planned runs (once)."""
+        if self._runner is not None or not claims_supported(self._store):
+            return
+        specs = load_schedule(self._settings)  # the file, or its last good copy while it is broken
+        self._runner = HostRunner(
+            self._store, specs, int(self._settings.get("JOB_EXECUTOR_THREADS") or EXECUTOR_THREADS_DEFAULT),
+            self._lease.timing, host_id(), uuid.uuid4().hex,  # type: ignore[attr-defined]
+            on_run_ended=self._run_ended).start()
+
+    def _run_ended(self) -> None:
+        service = self._service
+        if service is not None and service.alerts is not None:
+            service.alerts.poke()  # the leader's alerts look now rather than at the next interval
 
     def _await_loss(self) -> bool:
         """Wait until the term is lost (True) or the process stops (False)."""
@@ -216,15 +238,24 @@ class SchedulerLeadership:
         self._marks.withdraw()
 
     def stop(self, wait: bool = True, successor_wait: float = 0.0, workers: int = 0,
-             handover_wait: float = 0.0) -> None:
-        """Stop leading: shut the scheduler down (letting running jobs finish if ``wait``), then free the lease and lock.
+             handover_wait: float = 0.0, finish_wait: float = 0.0) -> None:
+        """Stop leading and executing: hand the scheduler over at once, then let this process's runs finish.
 
         With ``successor_wait``, a leader stopping during a reload first keeps
         scheduling until a newer worker of this host is ready to take over
         (see :mod:`.handover`), for at most that many seconds. Otherwise, with
         ``handover_wait`` and a fleet lease, it offers the lease to another
         host and keeps scheduling until one took it, for at most that long.
+
+        Then (a graceful stop, ``wait``) the handover is per job: this process
+        submits and claims nothing more and frees the lock and the lease, so
+        the next scheduler schedules every job at once; only a job whose run
+        is still going here waits for it (the run counts against its
+        ``max_instances`` until it ends). The runs get up to ``finish_wait`` s
+        (the graceful timeout less a margin); one still going then is killed
+        with the process and recorded as killed at the stop.
         """
+        started = time.monotonic()
         self._stopping.set()
         self._attention.set()
         if self._watch is not None:
@@ -235,19 +266,27 @@ class SchedulerLeadership:
             with self._lock:
                 service, self._service = self._service, None
                 term, self._term = self._term, None
-            if service is not None:
-                service.shutdown(wait=wait)
             if service is not None and not wait:
+                service.shutdown(wait=False)
                 # gunicorn is killing this worker: its job threads may still run until the process dies, so the lock
                 # (and a fleet lease, renewed until then) stays held until it is gone, and no standby can start the
                 # same jobs meanwhile.
                 log.warning("pid %d is being killed: the scheduler lock is freed when the process is gone",
                             os.getpid())
                 return
+            if service is not None:
+                service.stop_submitting()
+            if self._runner is not None:
+                self._runner.stop_claiming()
             if term is not None:
                 term.end(release=True)
             if self._election.held:
-                self._election.release()
+                self._election.release()  # the next scheduler of this host starts now, while these runs finish
+            left = lambda: max(finish_wait - (time.monotonic() - started), 0.0)  # noqa: E731
+            if service is not None:
+                service.finish_runs(left())
+            if self._runner is not None:
+                self._runner.leave(drained=self._runner.drain(left()))
             if self._deliverer is not None:  # after the scheduler: its last changes may still be sent meanwhile
                 self._deliverer.stop()
 

@@ -46,8 +46,9 @@ from . import log_noise
 from .commands import CommandApplier, JobRoster
 from .crash_policy import CrashPolicy
 from .executor import TrackedThreadPoolExecutor
+from .host_runner import HostRunner
 from .job_health import judge
-from .jobs_file import JobSpec
+from .jobs_file import RUN_ON_ANY, RUN_ON_LEADER, JobSpec
 from .replanning import ReplanningScheduler
 from .replanning import latest_next_run as _latest_next_run
 from .tracking import TRACKED_EVENTS, ExecutionTracker
@@ -58,6 +59,7 @@ STATE_NAMES = {STATE_RUNNING: SchedulerState.RUNNING, STATE_PAUSED: SchedulerSta
 # within SCHEDULER_MAX_CLOCK_SKEW of the database are up to twice that apart, plus rounding. Only a later one (a
 # leader whose clock ran well ahead) is planned again, from this leader's time.
 LATE_PUBLISHED_SLACK = 1.0
+FINISH_POLL = 0.05  # seconds between looks at this process's last runs during a graceful stop
 
 
 class SchedulerService:
@@ -66,7 +68,8 @@ class SchedulerService:
     def __init__(self, specs: list[JobSpec], store: StateStore, timezone: str, heartbeat_interval: float,
                  crash_policy: CrashPolicy | None = None, executor_threads: int = 10, fleet: bool = False,
                  max_clock_skew: float = 2.0, alerts: AlertSettings | None = None, checks: HealthEngine | None = None,
-                 deliverer: Deliverer | None = None, ledger: FleetLedger | None = None) -> None:
+                 deliverer: Deliverer | None = None, ledger: FleetLedger | None = None, session: str | None = None,
+                 runner: HostRunner | None = None, sweep_every: float | None = None) -> None:
         self.specs = specs
         self.max_clock_skew = max_clock_skew  # SCHEDULER_MAX_CLOCK_SKEW: how far apart two leaders' clocks may be
         self.fleet = fleet  # the store is shared by several hosts (another host's runs are in it)
@@ -74,11 +77,21 @@ class SchedulerService:
         self.timezone = timezone
         self.heartbeat_interval = heartbeat_interval
         self.crash_policy = crash_policy or CrashPolicy()
-        self.session = uuid.uuid4().hex
+        # In a fleet, the process's session (its host row's: :mod:`.host_runner`), so a run the leader runs itself is
+        # known alive by the same row as the runs its host claimed.
+        self.session = session or uuid.uuid4().hex
         self.host = host_id()  # compared whole: two hosts may share a host name
+        self.runner = runner  # this host's share of the fleet's runs (fleet mode), else None: every run is run here
+        self.sweep_every = sweep_every or heartbeat_interval
+        self._placements = {spec.id: spec.placement(fleet=runner is not None) for spec in specs}
+        self._live_sessions: set[str] = set()  # sessions of the fleet's processes whose row is alive (last sweep)
+        self._live_hosts: list[str] = []  # hosts with a live, claiming process (every-host runs go to each)
         log_noise.install()  # APScheduler's echoes of the events the tracker logs
         self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed, host=self.host)
-        self.executor = TrackedThreadPoolExecutor(self.tracker, max_workers=executor_threads)
+        self.executor = TrackedThreadPoolExecutor(
+            self.tracker, max_workers=executor_threads,
+            placement=lambda job_id: self._placements.get(job_id, RUN_ON_LEADER),
+            hosts=lambda: self._live_hosts or [self.host], planned=runner.wake if runner is not None else None)
         self.scheduler = ReplanningScheduler(
             on_clock_jump=self._clock_jumped,
             timezone=zoneinfo.ZoneInfo(timezone),
@@ -93,6 +106,7 @@ class SchedulerService:
         self.started_at = 0.0
         self._stop_beating = threading.Event()
         self._beater: threading.Thread | None = None
+        self._sweeper: threading.Thread | None = None
         self._published: dict[str, tuple[float | None, bool]] = {}
         self._stopping = False
         self.last_clock_jump: tuple[float, float] | None = None  # (seconds, wall time it was seen)
@@ -123,7 +137,7 @@ class SchedulerService:
         self.scheduler.add_listener(self.tracker.listener, TRACKED_EVENTS)
         self.scheduler.start(paused=True)
         try:
-            self._settle_orphans()
+            self._sweep()
             self.roster.operator_pauses.update(self.store.operator_pauses())
             for spec in self.specs:
                 self._add(spec)
@@ -135,6 +149,8 @@ class SchedulerService:
         self.scheduler.resume()
         self._beater = threading.Thread(target=self._beat_forever, name="scheduler-heartbeat", daemon=True)
         self._beater.start()
+        self._sweeper = threading.Thread(target=self._sweep_forever, name="scheduler-sweeper", daemon=True)
+        self._sweeper.start()
         self.commands.start()
         if self.alerts is not None:  # after the jobs' first write: what it looks at is published
             self.scheduler.add_listener(self.alerts.poke, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
@@ -179,12 +195,100 @@ class SchedulerService:
             log.error("could not mark the scheduler stopped in the state store: %s", error)
         log.info("scheduler stopped in pid %d", os.getpid())
 
+    def stop_submitting(self) -> None:
+        """A graceful stop or a reload, first half: submit nothing more, and let the next leader start at once.
+
+        Commands and alerts stop, this process's runs still going are marked
+        stopping (the next leader leaves them alone while this process lives,
+        and counts them against their job's ``max_instances``; if the process is
+        killed at the graceful timeout they were killed at the stop), APScheduler
+        shuts down without waiting (its pool's running threads go on), and the
+        heartbeat says stopped. The caller then frees the lock and the lease;
+        :meth:`finish_runs` waits for the runs.
+        """
+        self.commands.stop()
+        if self.alerts is not None:
+            self.alerts.stop()
+        self._stopping = True
+        try:
+            self.store.mark_stopping(self.session)
+        except FencedOut as error:
+            log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
+        except Exception as error:
+            log.error("could not mark running jobs as stopping in the state store: %s", error)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self._stop_beating.set()
+        try:
+            self.store.clear_heartbeat(os.getpid())
+        except FencedOut as error:
+            log.info("scheduler not marked stopped: not recorded: another host leads now (%s)", error)
+        except Exception as error:
+            log.error("could not mark the scheduler stopped in the state store: %s", error)
+
+    def finish_runs(self, timeout: float) -> bool:
+        """A graceful stop, second half: wait up to ``timeout`` s for the runs this process runs itself to end."""
+        deadline = time.monotonic() + timeout
+        waiting = self.tracker.live_runs()
+        if waiting:
+            log.info("waiting for %d run(s) still going in pid %d (at most %.0f s); every other job runs in the next "
+                     "scheduler meanwhile", len(waiting), os.getpid(), max(timeout, 0.0))
+        while self.tracker.live_runs():
+            if time.monotonic() >= deadline:
+                log.warning("%d run(s) still going in pid %d at the end of the graceful wait",
+                            len(self.tracker.live_runs()), os.getpid())
+                return False
+            time.sleep(FINISH_POLL)  # bounded by ``timeout``; the runs' threads end on their own
+        log.info("scheduler stopped in pid %d", os.getpid())
+        return True
+
     # -- jobs -----------------------------------------------------------------
-    def _settle_orphans(self) -> None:
-        for orphan in self.store.settle_orphans(self.session, lost=self._lost):
+    def _sweep(self) -> None:
+        """Settle what dead or unreachable processes left, and requeue the lost runs of ``retry_lost`` jobs.
+
+        Run at the start and every ``sweep_every`` s (TTL/3 in a fleet): a host
+        whose row expired has its runs settled ``lost`` within TTL + TTL/3 of its
+        last renewal.
+        """
+        if self.runner is not None:
+            hosts = self.store.hosts()
+            self._live_sessions = {h.session for h in hosts if h.alive}
+            self._live_hosts = sorted({h.host for h in hosts if h.alive and not h.stopping})
+        settled = self.store.settle_orphans(self.session, lost=self._judge)
+        self._report_settled(settled)
+        for orphan in settled:
+            if orphan.lost and orphan.retry_of is None and orphan.run_id is not None:
+                self._retry(orphan)
+
+    def _retry(self, orphan: OrphanedRun) -> None:
+        spec = next((spec for spec in self.specs if spec.id == orphan.job_id), None)
+        if spec is None or not spec.retry_lost or self.runner is None:
+            return
+        next_run, _ = self._next_run_of(spec.id)
+        run_id = self.store.record_submitted(spec.id, "", 0, orphan.scheduled_at, next_run, orphan.trigger,
+                                             run_on=RUN_ON_ANY, avoid_host=orphan.host, retry_of=orphan.run_id)
+        log.warning("job %s: its run of %s lost with host %s runs once more on another host (retry_lost; run %s)",
+                    spec.id, dt.datetime.fromtimestamp(orphan.scheduled_at, dt.UTC).isoformat(),
+                    host_label(orphan.host), run_id)
+        self.runner.wake()
+
+    def _sweep_forever(self) -> None:
+        while not self._stop_beating.wait(self.sweep_every):
+            if self._store_down is not None or self._stopping:
+                continue
+            try:
+                self._sweep()
+            except FencedOut:
+                continue  # the lease is gone: the term ends by itself
+            except Exception as error:  # noqa: BLE001 - the next sweep tries again; a failing store is reported
+                log.debug("could not settle the runs of gone processes: %s", error)
+
+    def _report_settled(self, settled: list[OrphanedRun]) -> None:
+        for orphan in settled:
             if orphan.outcome == "lost":
                 log.warning("job %s: its leader lost the scheduler while it ran on host %s (pid %d); recorded as lost,"
-                            " not as a crash: it may have finished there", orphan.job_id, host_label(orphan.host), orphan.pid)
+                            " not as a crash: it may have finished there", orphan.job_id, host_label(orphan.host),
+                            orphan.pid)
             elif orphan.outcome == "crashed":
                 log.error("job %s: its worker (pid %d) died while it ran; recorded as crashed", orphan.job_id,
                           orphan.pid)
@@ -196,25 +300,43 @@ class SchedulerService:
                             orphan.job_id, dt.datetime.fromtimestamp(orphan.scheduled_at, dt.UTC).isoformat(),
                             orphan.pid)
 
-    def _lost(self, orphan: OrphanedRun) -> bool:
-        """Whether an earlier leader's unfinished run may still be alive: its leader lost the scheduler, not its life.
+    def _judge(self, orphan: OrphanedRun) -> bool | None:
+        """Of a run another process holds: ``None`` (alive: leave it), ``True`` (lost out of reach) or ``False`` (dead).
 
-        In a fleet a new leader takes over when the old one's lease ran out:
-        that host may be dead, or only cut off from the database or frozen,
-        its run going on. Only a run of this host whose process is gone is
-        known to have died with it. A run recorded without its host (by an
-        older version) is judged as before: it died with its leader.
+        * A run of a process of this machine (pids mean the same here) whose
+          process is gone died with it: crashed, killed at a stop, or missed.
+        * On one host, a run whose process lives is that process's: it is
+          finishing its last runs after a reload, and records them itself.
+        * In a fleet, a run whose process's row is alive is that host's; one
+          whose row expired (the host died, froze or was cut off) is lost: it
+          may have finished there, and the database's clock said so.
+        * A planned run no host claimed is left to be claimed, unless it was
+          for one host (every-host) that is gone, or it waited past its
+          misfire grace time plus a TTL: then it was missed.
 
-        On one host (no fleet) every run in the store is this host's, whichever
-        master of it (a restart makes a new host identity) recorded it; in a
-        fleet, a run of an earlier master of this same machine (same host name,
-        same boot) is judged by its pid too.
+        A run recorded without its host (by an older version) died with its leader.
         """
+        if orphan.session == "":
+            return self._judge_planned(orphan)
         if orphan.host is None:
             return False
-        if orphan.host == self.host or not self.fleet or same_machine(orphan.host, self.host):
-            return _process_alive(orphan.pid)  # this machine: its process is there, or it died with its leader
-        return True
+        here = orphan.host == self.host or not self.fleet or same_machine(orphan.host, self.host)
+        if here and not _process_alive(orphan.pid):
+            return False
+        if not self.fleet:
+            return None  # alive on the one host: finishing its last runs after a reload
+        if self.runner is None:
+            return True  # a fleet without host rows: nothing says the process still holds it
+        return None if orphan.session in self._live_sessions else True
+
+    def _judge_planned(self, orphan: OrphanedRun) -> bool | None:
+        if orphan.for_host is not None and self._live_hosts and orphan.for_host not in self._live_hosts:
+            return False
+        spec = next((spec for spec in self.specs if spec.id == orphan.job_id), None)
+        grace = (spec.misfire_grace_time if spec is not None else None) or 0
+        if orphan.retry_of is None and time.time() - orphan.scheduled_at > grace + 3 * self.sweep_every + 1.0:
+            return False
+        return None
 
     def _add(self, spec: JobSpec) -> None:
         options: dict[str, Any] = dict(

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.base import MaxInstancesReachedError
 
 from common.helpers.health import redact
 
@@ -89,6 +90,8 @@ class CurrentRun:
     trigger: str = "scheduled"
     requested_by: str | None = None
     command_id: int | None = None
+    claim_session: str | None = None  # a run a host claimed (fleet): the session that holds it
+    claim_epoch: int | None = None  # and its fencing token (worker_service.fencing)
 
 
 _running: contextvars.ContextVar[CurrentRun | None] = contextvars.ContextVar("current_run", default=None)
@@ -144,13 +147,19 @@ class ExecutionTracker:
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
-    def submitted(self, job: Any, run_times: list, request: ManualRequest | None = None) -> CurrentRun:
+    def submitted(self, job: Any, run_times: list, request: ManualRequest | None = None,
+                  run_on: str | None = None, for_host: str | None = None) -> CurrentRun:
         """Record a run about to be handed to the pool; raise (and nothing is submitted) if the store can't.
 
         A scheduled run publishes the job's next run time after its slot; an
         operator's run-now (``request``) publishes the one APScheduler has now,
         unchanged (the caller holds the scheduler's job-store lock, so it is
-        current).
+        current). With ``run_on`` the run is planned for a host of the fleet to
+        claim (:mod:`.host_runner`), not handed to this process's pool. The
+        store refuses a run of a job that already has ``max_instances`` live
+        runs anywhere (APScheduler's ``MaxInstancesReachedError`` is raised: it
+        counts the skip), which is how a run still finishing in the previous
+        process after a reload, or on another host, holds its job back.
         """
         scheduled = run_times[-1]
         missed = None
@@ -164,7 +173,8 @@ class ExecutionTracker:
         try:
             run_id = self._store.record_submitted(job.id, self.session, self._pid, scheduled.timestamp(),
                                                   next_fire.timestamp() if next_fire else None, trigger,
-                                                  requested_by, command_id, host=self.host, missed=missed)
+                                                  requested_by, command_id, host=self.host, missed=missed,
+                                                  max_instances=job.max_instances, run_on=run_on, for_host=for_host)
         except Exception as error:
             if request is None:  # never run: the gap the next recorded run folds in starts at the first such slot
                 self._unrecorded[job.id] = refused_slots(job, self._unrecorded.get(job.id), scheduled)
@@ -174,8 +184,11 @@ class ExecutionTracker:
             if request is None:  # APScheduler's _process_jobs logs it next (a run-now's caller answers it instead)
                 log_noise.reported(error)
             raise
-        with self._lock:
-            self._live.add(run_id)
+        if run_id is None:
+            raise MaxInstancesReachedError(job)  # the store holds max_instances runs of it (any process, any host)
+        if run_on is None:
+            with self._lock:
+                self._live.add(run_id)
         if request is None:
             self._unrecorded.pop(job.id, None)
         if missed is not None:

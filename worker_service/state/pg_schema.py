@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import psycopg
 
-from .ddl import create_statements
+from .ddl import add_column, create_statements, create_table
 from .faults import StoreUnavailable
 from .pg_pool import PREFIX, StatePool
-from .tables import POSTGRESQL
+from .tables import HOSTS, JOB_RUNNING, JOB_RUNS, POSTGRESQL
 
 # The host that submitted a live run: a new leader records another host's unfinished run as lost, not crashed.
 _V2 = """
@@ -68,6 +68,18 @@ CREATE TABLE {s}.alert_counts (
 );
 """
 
+
+def _v7() -> str:
+    """Runs any host claims (fleet work sharing): the live run's claim columns, the run history's host, the hosts."""
+    added = [add_column(JOB_RUNNING, name, POSTGRESQL) for name in
+             ("run_on", "for_host", "avoid_host", "retry_of", "claimed_at")]
+    added.append(add_column(JOB_RUNS, "host", POSTGRESQL))
+    made = [statement for table in (HOSTS,) for statement in create_table(table, POSTGRESQL)]
+    indexes = ["CREATE INDEX job_running_by_job ON {s}.job_running (job_id)",
+               "CREATE INDEX job_running_claimable ON {s}.job_running (scheduled_at) WHERE session = ''"]
+    return ";\n".join(added + made + indexes)
+
+
 # (version, what it does, the DDL that brings a schema at the version before to it, with {s} for the quoted
 # schema), in order. Never edit one that shipped: add the next. Version 1 has no DDL here: no schema is at
 # version 0 but a new one, and a new one is made from the description.
@@ -78,6 +90,7 @@ MIGRATIONS: tuple[tuple[int, str, str | None], ...] = (
     (4, "the fence rows jobs write through (worker_service.fencing)", _V4),
     (5, "each job's last gap of slots no process ran", _V5),
     (6, "alerts: each subject's alert state and the outbox of notifications (worker_service.alerts)", _V6),
+    (7, "runs any host claims: claim columns on live runs, the host of each finished run, the hosts", _v7()),
 )
 LATEST = MIGRATIONS[-1][0]
 _LOCK_WAIT = 0.8  # of the migration's budget, the part it may wait for another host's migration

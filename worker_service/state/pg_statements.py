@@ -36,6 +36,7 @@ _FENCED = ("fence AS MATERIALIZED (SELECT 1 FROM {s}.lease WHERE name = 'schedul
            " AND (%(holder)s::text IS NULL OR holder_session = %(holder)s::text) FOR SHARE)")
 _UNFENCED = "fence AS MATERIALIZED (SELECT 1)"
 _ADMITTED = "EXISTS (SELECT 1 FROM fence)"
+_ROOMY = "(EXISTS (SELECT 1 FROM fence) AND (SELECT ok FROM room))"  # admitted, and the job has room for one more run
 
 # Each history column's value: this statement's parameters, and what the run's live row (``gone``) knew of it.
 _RUN_VALUES = {
@@ -43,6 +44,7 @@ _RUN_VALUES = {
     "duration": "%(duration)s::float8", "started_at": "coalesce(g.started_at, %(started_at)s::float8)",
     "error_type": "%(error_type)s::text", "error_message": "%(error_message)s::text",
     "trigger": "coalesce(g.trigger, 'scheduled')", "requested_by": "g.requested_by", "command_id": "g.command_id",
+    "host": "g.host",
 }
 _STARTS = ", ".join(f"{counting.postgresql_start(name)} AS {name}"
                     for name in JOB_STATS.column_names if name != "job_id")
@@ -69,6 +71,8 @@ def _count_run(rule: dict[str, str]) -> str:
     ``%(claim)s``: count it only if this statement removed its running row (a
     finish that names its run, or a new leader settling an orphan: whichever
     of the run's leader and a settler writes first counts it, once).
+    ``%(owner)s``: remove it only while that session holds it (a host's claim:
+    the finish of a run a settler gave to nobody, or to another host, writes nothing).
     The trim runs every 16th run of the job and keeps ``%(keep)s`` older runs
     plus this one (the snapshot does not see the row this statement adds).
     A finished run also sets the job's ``duration_p95`` over that same window,
@@ -77,7 +81,8 @@ def _count_run(rule: dict[str, str]) -> str:
     return f"""
 WITH {{fence}},
 gone AS (DELETE FROM {{s}}.job_running WHERE run_id = %(run_id)s::bigint AND {_ADMITTED}
-         RETURNING started_at, trigger, requested_by, command_id),
+         AND (%(owner)s::text IS NULL OR session = %(owner)s::text)
+         RETURNING started_at, trigger, requested_by, command_id, host),
 go AS MATERIALIZED (SELECT {_ADMITTED} AND (NOT %(claim)s::boolean OR EXISTS (SELECT 1 FROM gone)) AS ok),
 stats AS ({_upsert_stats(rule, "(SELECT ok FROM go)")}
           RETURNING s.success_count + s.error_count + s.missed_count + s.max_instances_count AS recorded),
@@ -122,16 +127,23 @@ SELECT {_ADMITTED}"""
 
 _TEMPLATES = {
     # -- a run's steps ---------------------------------------------------------------------------------
+    # One run, handed to its submitter's executor (session, pid, host given) or planned for a host to claim
+    # (run_on given: no owner yet, session ''), with the job's next run time, if the job has fewer than
+    # %(max_instances)s live runs in the fleet (any owner, planned ones included; NULL: no limit).
     "record_submitted": f"""
 WITH {{fence}},
+room AS MATERIALIZED (SELECT %(max_instances)s::int IS NULL OR (SELECT count(*) FROM {{s}}.job_running
+                      WHERE job_id = %(job_id)s::text AND for_host IS NOT DISTINCT FROM %(for_host)s::text)
+                      < %(max_instances)s::int AS ok),
 run AS (INSERT INTO {{s}}.job_running (job_id, session, pid, scheduled_at, submitted_at, trigger, requested_by, command_id,
-                                     host)
+                                     host, run_on, for_host, avoid_host, retry_of)
         SELECT %(job_id)s::text, %(session)s::text, %(pid)s::int, %(scheduled_at)s::float8,
                extract(epoch FROM clock_timestamp())::float8, %(trigger)s::text, %(requested_by)s::text,
-               %(command_id)s::bigint, %(host)s::text
-        WHERE {_ADMITTED} RETURNING run_id),
-nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id = %(job_id)s::text AND {_ADMITTED}),
-{_GAP}
+               %(command_id)s::bigint, %(host)s::text, %(run_on)s::text, %(for_host)s::text, %(avoid_host)s::text,
+               %(retry_of)s::bigint
+        WHERE {_ROOMY} RETURNING run_id),
+nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id = %(job_id)s::text AND {_ROOMY}),
+{_GAP.replace(_ADMITTED, _ROOMY)}
 SELECT {_ADMITTED}, (SELECT run_id FROM run)""",
     "record_started": f"""
 WITH {{fence}},
@@ -207,9 +219,49 @@ u AS (INSERT INTO {{s}}.operator_pauses (job_id, paused, paused_by, at)
 SELECT {_ADMITTED}""",
 }
 
-_RUNNING = (  # runs of the leader in the heartbeat that entered the job's code and have not finished
+# -- claims: any live host, never fenced by the lease (the claim is the fence of the run's own writes) -----------------
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+CLAIMS = {
+    # A host's process registers and renews its row; expired rows are forgotten an hour after they expired.
+    "renew_host": """
+WITH up AS (INSERT INTO {s}.hosts (session, host, pid, threads, started_at, renewed_at, expires_at, stopping)
+            VALUES (%(session)s::text, %(host)s::text, %(pid)s::int, %(threads)s::int, clock_timestamp(),
+                    clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s::float8), %(stopping)s::boolean)
+            ON CONFLICT (session) DO UPDATE SET renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at,
+               threads = EXCLUDED.threads, stopping = EXCLUDED.stopping
+            RETURNING extract(epoch FROM expires_at - clock_timestamp())::float8),
+old AS (DELETE FROM {s}.hosts WHERE expires_at < clock_timestamp() - interval '1 hour')
+SELECT (SELECT * FROM up)""",
+    "leave_host": "DELETE FROM {s}.hosts WHERE session = %(session)s::text",
+    "note_lost": "UPDATE {s}.hosts SET lost = lost + 1 WHERE session = %(session)s::text",
+    # Up to %(limit)s planned runs this host may run, oldest slot first, each taken by one host only (SKIP LOCKED:
+    # hosts claiming at once take different rows, none waits); only while the host's own row is alive.
+    "claim_runs": f"""
+WITH me AS MATERIALIZED (SELECT 1 FROM {{s}}.hosts WHERE session = %(session)s::text AND NOT stopping
+                         AND expires_at > clock_timestamp()),
+picked AS (SELECT run_id FROM {{s}}.job_running
+           WHERE session = '' AND job_id = ANY(%(job_ids)s::text[]) AND EXISTS (SELECT 1 FROM me)
+             AND (for_host IS NULL OR for_host = %(host)s::text) AND avoid_host IS DISTINCT FROM %(host)s::text
+           ORDER BY scheduled_at, run_id LIMIT %(limit)s::int FOR UPDATE SKIP LOCKED),
+claimed AS (UPDATE {{s}}.job_running r SET session = %(session)s::text, pid = %(pid)s::int, host = %(host)s::text,
+               claimed_at = {_NOW}, started_at = %(at)s::float8
+            FROM picked WHERE r.run_id = picked.run_id
+            RETURNING r.run_id, r.job_id, r.scheduled_at, r.trigger, r.requested_by, r.command_id, r.retry_of,
+                      greatest(r.claimed_at - r.submitted_at, 0) AS waited,
+                      (SELECT epoch FROM {{s}}.lease WHERE name = 'scheduler') AS epoch),
+counted AS (UPDATE {{s}}.hosts SET claims = claims + (SELECT count(*) FROM claimed),
+               claim_wait_sum = claim_wait_sum + (SELECT coalesce(sum(waited), 0) FROM claimed),
+               claim_wait_max = greatest(claim_wait_max, (SELECT max(waited) FROM claimed))
+            WHERE session = %(session)s::text AND EXISTS (SELECT 1 FROM claimed))
+SELECT * FROM claimed ORDER BY scheduled_at, run_id""",
+}
+
+# Runs that entered the job's code and have not finished, held by the leader in the heartbeat, by a live host of the
+# fleet, or by a process finishing its last runs at a stop (an orphan of a dead process is not counted).
+_RUNNING = (
     "SELECT job_id, count(*) AS running_count, min(started_at) AS running_since FROM {s}.job_running"
-    " WHERE started_at IS NOT NULL AND session = (SELECT session FROM {s}.scheduler WHERE id = 1) GROUP BY job_id"
+    " WHERE started_at IS NOT NULL AND (stopping OR session = (SELECT session FROM {s}.scheduler WHERE id = 1)"
+    " OR session IN (SELECT session FROM {s}.hosts WHERE expires_at > clock_timestamp())) GROUP BY job_id"
 )
 _JOBS = (
     "SELECT " + ", ".join(f"j.{c}" for c in DEFINITION_COLUMNS) + ", " + ", ".join(f"s.{c}" for c in STAT_COLUMNS)
@@ -240,8 +292,17 @@ _READS = {
                   " GROUP BY 1, 2 ORDER BY 1, 2",
     "crash_state": "SELECT consecutive_crashes, quarantined_at, quarantine_key FROM {s}.job_stats"
                    " WHERE job_id = %(job_id)s::text",
-    "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host FROM {s}.job_running"
-               " WHERE session <> %(session)s::text ORDER BY run_id",
+    # Every live run of another owner, and every planned run for one host (an every-host run): the caller judges.
+    "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, session, for_host, trigger,"
+               " retry_of FROM {s}.job_running WHERE session <> %(session)s::text"
+               " AND (session <> '' OR for_host IS NOT NULL) ORDER BY run_id",
+    "hosts": "SELECT h.session, h.host, h.pid, h.threads, (SELECT count(*) FROM {s}.job_running r"
+             " WHERE r.session = h.session), extract(epoch FROM h.started_at)::float8,"
+             " extract(epoch FROM clock_timestamp() - h.renewed_at)::float8,"
+             " extract(epoch FROM h.expires_at - clock_timestamp())::float8, h.stopping, h.claims, h.claim_wait_sum,"
+             " h.claim_wait_max, h.lost FROM {s}.hosts h ORDER BY h.host, h.started_at",
+    "runs_in_flight": "SELECT run_id, job_id, session, pid, host, scheduled_at, submitted_at, started_at, trigger,"
+                      " run_on, for_host, stopping FROM {s}.job_running ORDER BY run_id",
     "lease": "SELECT " + _LEASE_COLUMNS + " FROM {s}.lease WHERE name = 'scheduler'",
     "leadership_changes": "SELECT extract(epoch FROM at)::float8, epoch, reason, from_host, from_pid, to_host, to_pid"
                           " FROM {s}.leadership_changes ORDER BY id DESC LIMIT %(limit)s::bigint",
@@ -277,5 +338,6 @@ def render(quoted_schema: str, fenced: bool) -> Statements:
     """The statements for ``quoted_schema``, the writes with the epoch check (``fenced``) or without."""
     fence = (_FENCED if fenced else _UNFENCED).format(s=quoted_schema)
     writes = {name: sql.format(s=quoted_schema, fence=fence) for name, sql in {**_TEMPLATES, **pg_alerts.WRITES}.items()}
+    writes.update({name: sql.format(s=quoted_schema) for name, sql in CLAIMS.items()})
     reads = {name: sql.format(s=quoted_schema) for name, sql in {**_READS, **pg_alerts.READS}.items()}
     return Statements(writes, reads)

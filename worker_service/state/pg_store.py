@@ -36,8 +36,10 @@ from .pg_pool import PREFIX, StatePool
 from .pg_schema import migrate, quoted
 from .pg_statements import Statements, render
 from .records import (
+    ClaimedRun,
     Command,
     CrashState,
+    HostRecord,
     JobDefinition,
     JobRecord,
     LeadershipChange,
@@ -45,6 +47,7 @@ from .records import (
     MissedSlots,
     OperatorPause,
     OrphanedRun,
+    RunInFlight,
     RunRecord,
     SchedulerRecord,
 )
@@ -189,18 +192,26 @@ class PostgresStateStore(PostgresAlerts):
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
                          command_id: int | None = None, host: str | None = None,
-                         missed: MissedSlots | None = None) -> int:
-        """Note a run handed to the executor (by ``host``) and the job's next run time, in one statement; its id.
+                         missed: MissedSlots | None = None, max_instances: int | None = None,
+                         run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
+                         retry_of: int | None = None) -> int | None:
+        """Note a run handed to the executor (by ``host``), or planned for a host to claim (``run_on``), and the
+        job's next run time, in one statement; its id, or ``None`` (nothing written) when the job already has
+        ``max_instances`` live runs in the fleet.
 
         ``missed`` (the slots folded into this run) is counted in that same statement.
         """
         gap = missed if missed is not None and missed.count > 0 else MissedSlots(0, 0.0, 0.0)
         slots = list(gap.recent[-self.history_size:]) if self.history_size > 0 else []
+        if run_on is not None:
+            session, pid, host = "", 0, None  # planned: no owner until a host claims it
         row = self._write("record_submitted", job_id=job_id, session=session, pid=pid, scheduled_at=scheduled_at,
                           next_run_time=next_run_time, trigger=trigger, requested_by=requested_by,
                           command_id=command_id, host=host, gap_count=gap.count, gap_from=gap.first,
-                          gap_to=gap.last, gap_slots=slots, gap_keep=max(self.history_size - len(slots), 0))
-        return int(row[1])
+                          gap_to=gap.last, gap_slots=slots, gap_keep=max(self.history_size - len(slots), 0),
+                          max_instances=max_instances, run_on=run_on, for_host=for_host, avoid_host=avoid_host,
+                          retry_of=retry_of)
+        return None if row[1] is None else int(row[1])
 
     def record_started(self, run_id: int, at: float) -> bool:
         """The submitted run is entering the job's own code; ``False`` (nothing written) if its live row is gone."""
@@ -215,7 +226,7 @@ class PostgresStateStore(PostgresAlerts):
         return int(self._write("forget_runs_except", session=session, live=sorted(set(live)))[1])
 
     def record_run(self, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None = None,
-                   error_message: str | None = None, run_id: int | None = None) -> bool:
+                   error_message: str | None = None, run_id: int | None = None, owner: str | None = None) -> bool:
         """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``.
 
         With ``run_id``, only if this statement removed the run's live row (a
@@ -223,11 +234,12 @@ class PostgresStateStore(PostgresAlerts):
         """
         kind = "count_success" if outcome == "success" else "count_failure"
         return self._count(kind, job_id, outcome, at, duration, error_type, error_message, run_id,
-                           claim=run_id is not None)
+                           claim=run_id is not None, owner=owner)
 
-    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None, owner: str | None = None) -> bool:
         """Count a run skipped for being later than its misfire grace time, and forget ``run_id`` (claimed, as above)."""
-        return self._count("count_skip", job_id, "missed", at, None, None, None, run_id, claim=run_id is not None)
+        return self._count("count_skip", job_id, "missed", at, None, None, None, run_id, claim=run_id is not None,
+                           owner=owner)
 
     def record_max_instances(self, job_id: str, at: float) -> None:
         """Count a run skipped because the job was still running (``max_instances`` reached)."""
@@ -235,11 +247,12 @@ class PostgresStateStore(PostgresAlerts):
 
     def _count(self, kind: str, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None,
                error_message: str | None, run_id: int | None, claim: bool = False,
-               started_at: float | None = None) -> bool:
-        """One statement: forget the run, count it, append it, trim; with ``claim``, only if it removed the run."""
+               started_at: float | None = None, owner: str | None = None) -> bool:
+        """One statement: forget the run, count it, append it, trim; with ``claim``, only if it removed the run
+        (and, with ``owner``, only while that session held it)."""
         row = self._write(kind, job_id=job_id, outcome=outcome, at=at, duration=duration, error_type=error_type,
                           error_message=error_message, run_id=run_id, claim=claim, started_at=started_at,
-                          keep=max(self.history_size - 1, 0))
+                          keep=max(self.history_size - 1, 0), owner=owner)
         return bool(row[1])
 
     # -- leading: the scheduler service --------------------------------------------------------------------
@@ -247,17 +260,23 @@ class PostgresStateStore(PostgresAlerts):
         """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
         self._write("mark_stopping", session=session)
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
-        """Record and forget every unfinished run of another session; return them, as recorded.
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
+                       ) -> list[OrphanedRun]:
+        """Record and forget every unfinished run of another owner; return them, as recorded.
 
-        ``lost`` judges each run first (see the protocol). One statement per
+        ``lost`` judges each run first (see the protocol); a run it keeps
+        (``None``: its owner is alive) is left alone. One statement per
         orphan, each counting its run only if it removed the run's row: never
         a transaction held across round trips, and a run is settled once even
         if two settlers raced.
         """
         settled = []
-        for run_id, job_id, pid, scheduled_at, started_at, stopping, host in self._all("orphans", session=session):
-            orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping, host).judged(lost)
+        for (run_id, job_id, pid, scheduled_at, started_at, stopping, host, owner, for_host, trigger,
+             retry_of) in self._all("orphans", session=session):
+            orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping, host, run_id=run_id, session=owner,
+                                 for_host=for_host, trigger=trigger, retry_of=retry_of).judged(lost)
+            if orphan is None:
+                continue
             error = orphan.error
             if error is None:
                 done = self._count("count_skip", job_id, "missed", scheduled_at, None, None, None, run_id, claim=True)
@@ -266,7 +285,40 @@ class PostgresStateStore(PostgresAlerts):
                                    run_id, claim=True, started_at=started_at)
             if done:
                 settled.append(orphan)
+                if orphan.lost and owner:
+                    self.run(lambda db, owner=owner: db.execute(self._sql.writes["note_lost"], {"session": owner}))
         return settled
+
+    # -- claims: any live host of the fleet (never fenced by the lease) -----------------------------------------
+    def renew_host(self, session: str, host: str, pid: int, threads: int, ttl: float, stopping: bool = False) -> float:
+        """Register or renew this process as an executing host for ``ttl`` s (the database's clock); seconds left."""
+        params = {"session": session, "host": host, "pid": pid, "threads": threads, "ttl": ttl, "stopping": stopping}
+        row = self.run(lambda db: db.execute(self._sql.writes["renew_host"], params).fetchone())
+        return float(row[0])
+
+    def leave_host(self, session: str) -> None:
+        """This process executes nothing any more: its row goes (its runs are all recorded)."""
+        self.run(lambda db: db.execute(self._sql.writes["leave_host"], {"session": session}))
+
+    def claim_runs(self, session: str, host: str, pid: int, limit: int, job_ids: Sequence[str],
+                   at: float) -> list[ClaimedRun]:
+        """Claim up to ``limit`` planned runs of ``job_ids`` for this host, oldest slot first (see the protocol)."""
+        if limit <= 0 or not job_ids:
+            return []
+        params = {"session": session, "host": host, "pid": pid, "limit": limit, "job_ids": list(job_ids), "at": at}
+        rows = self.run(lambda db: db.execute(self._sql.writes["claim_runs"], params).fetchall())
+        return [ClaimedRun(int(r[0]), r[1], float(r[2]), r[3], r[4], r[5], r[6], float(r[7] or 0.0), r[8])
+                for r in rows]
+
+    def hosts(self) -> list[HostRecord]:
+        """Every executing process of the fleet with a row (live, stopping, or expired within the hour)."""
+        return [HostRecord(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), float(r[5]), float(r[6]), float(r[7]),
+                           bool(r[8]), int(r[9]), float(r[10]), r[11], int(r[12])) for r in self._all("hosts")]
+
+    def runs_in_flight(self) -> list[RunInFlight]:
+        """Every run not finished yet, planned or held, oldest first."""
+        return [RunInFlight(int(r[0]), r[1], r[2], int(r[3]), r[4], float(r[5]), float(r[6]), r[7], r[8], r[9], r[10],
+                            bool(r[11])) for r in self._all("runs_in_flight")]
 
     def crash_state(self, job_id: str) -> CrashState:
         """How often in a row the job crashed its worker, and whether it is quarantined."""

@@ -57,8 +57,10 @@ from typing import Protocol, runtime_checkable
 
 from .alert_records import AlertChange, AlertState, AlertSummary, Delivery
 from .records import (
+    ClaimedRun,
     Command,
     CrashState,
+    HostRecord,
     JobDefinition,
     JobRecord,
     LeadershipChange,
@@ -66,6 +68,7 @@ from .records import (
     MissedSlots,
     OperatorPause,
     OrphanedRun,
+    RunInFlight,
     RunRecord,
     SchedulerRecord,
 )
@@ -90,6 +93,14 @@ class StateReader(Protocol):
     # -- the run history as the status page draws it --
     def recent_runs(self, job_ids: Sequence[str], limit: int) -> dict[str, list[RunRecord]]:
         """Each of ``job_ids``' ``limit`` most recent runs, newest first, in one read (a job with none is absent)."""
+        ...
+
+    def runs_in_flight(self) -> list[RunInFlight]:
+        """Every run not finished yet, oldest first: planned for a host to claim (no owner yet), or held by one."""
+        ...
+
+    def hosts(self) -> list[HostRecord]:
+        """The fleet's executing processes (one per host, two while one hands over); ``[]`` on one host."""
         ...
 
     def run_counts(self, since: float) -> list[tuple[int, str, int]]:
@@ -167,6 +178,37 @@ class FleetLedger(Protocol):
 
 
 @runtime_checkable
+class RunClaims(Protocol):
+    """How any host of a fleet takes the runs the leader planned: PostgreSQL only, never fenced by the lease.
+
+    A planned run (``record_submitted`` with ``run_on``) has no owner. A host
+    claims it with :meth:`claim_runs`, one statement, ``SKIP LOCKED``: no two
+    hosts get the same run, and a host's claim is only granted while its own
+    row (:meth:`renew_host`) is alive. The claim is the run's fence: its end is
+    recorded with ``owner`` (``record_run``/``record_missed``), and counts only
+    if the claim still holds. A host whose row expired (dead, frozen, cut off)
+    has its runs settled ``lost`` by the leader (``settle_orphans``).
+    """
+
+    def renew_host(self, session: str, host: str, pid: int, threads: int, ttl: float, stopping: bool = False) -> float:
+        """Register or renew this executing process for ``ttl`` s of the database's clock; the seconds left on it."""
+        ...
+
+    def leave_host(self, session: str) -> None:
+        """This process executes nothing any more (every run it claimed is recorded): its row goes."""
+        ...
+
+    def claim_runs(self, session: str, host: str, pid: int, limit: int, job_ids: Sequence[str],
+                   at: float) -> list[ClaimedRun]:
+        """Claim up to ``limit`` planned runs of ``job_ids`` (this host may run them), oldest slot first.
+
+        An every-host run is claimed only by its host, a retried lost run never
+        by the host that lost it; ``at`` (this host's clock) is the run's start.
+        """
+        ...
+
+
+@runtime_checkable
 class CommandQueue(Protocol):
     """What any worker may write: an operator's command, for the leader to apply (never fenced)."""
 
@@ -190,8 +232,19 @@ class LeaderWriter(Protocol):
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
                          command_id: int | None = None, host: str | None = None,
-                         missed: MissedSlots | None = None) -> int:
+                         missed: MissedSlots | None = None, max_instances: int | None = None,
+                         run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
+                         retry_of: int | None = None) -> int | None:
         """Note a run handed to the executor and the job's next run time, in one write; return the run's id.
+
+        With ``max_instances``, only if the job has fewer live runs than that
+        (whoever holds them: a process finishing its last runs after a reload,
+        another host, a planned run no host claimed yet); else nothing is
+        written and the answer is ``None``. With ``run_on`` (``any`` or
+        ``every-host``) the run is planned, not handed over: no session, pid or
+        host until a host claims it (:class:`RunClaims`); ``for_host`` is the one
+        host an every-host run is for, ``avoid_host`` the host a retried lost
+        run (``retry_of``) must not go back to.
 
         ``trigger``, ``requested_by`` and ``command_id`` (an operator's
         run-now) stay with the run and go into its history row when it is
@@ -231,8 +284,11 @@ class LeaderWriter(Protocol):
         error_type: str | None = None,
         error_message: str | None = None,
         run_id: int | None = None,
+        owner: str | None = None,
     ) -> bool:
         """Count a finished run (``success`` or ``error``), append it to the history, and forget ``run_id``.
+
+        With ``owner`` (a host's claim), only while that session still holds the run.
 
         With ``run_id``, only if this write removed the run's live row (see the
         module docstring); whether it counted the run. A run with a ``duration``
@@ -242,7 +298,7 @@ class LeaderWriter(Protocol):
         """
         ...
 
-    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None, owner: str | None = None) -> bool:
         """Count a run skipped for being later than its misfire grace time, and forget ``run_id``.
 
         With ``run_id``, only if this write removed the run's live row; whether it counted the run.
@@ -258,12 +314,17 @@ class LeaderWriter(Protocol):
         """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
         ...
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
+                       ) -> list[OrphanedRun]:
         """Record and forget every unfinished run of another session; return them, as recorded.
 
+        Planned runs no host claimed are not orphans (any host may still claim
+        them), except an every-host run, whose one host the caller judges.
         ``lost`` (the caller's judgement; a store cannot look at processes or
-        hosts) says of each run whether its leader may still be alive: such a
-        run is recorded as ``lost`` (a failure with its host and pid, that
+        hosts) says of each run whether its owner may still be alive out of
+        reach (``True``), is gone (``False``), or is alive and keeps it
+        (``None``: left alone, e.g. a process finishing its last runs after a
+        reload, or a live host of the fleet). A ``True`` run is recorded as ``lost`` (a failure with its host and pid, that
         neither counts toward the job's crashes in a row nor ends them).
         Every other run is ``crashed``, ``killed`` or ``missed``
         (:attr:`OrphanedRun.outcome`); without ``lost``, every run is.

@@ -112,6 +112,7 @@ class RunRecord:
     trigger: str = "scheduled"
     requested_by: str | None = None
     command_id: int | None = None
+    host: str | None = None  # the host identity that ran it (fleet: the claiming host), if known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +142,11 @@ class OrphanedRun:
     stopping: bool
     host: str | None = None
     lost: bool = False
+    run_id: int | None = None
+    session: str | None = None  # the owner's session ('' for a planned run no host claimed yet)
+    for_host: str | None = None  # an every-host run's host
+    trigger: str = "scheduled"
+    retry_of: int | None = None
 
     @property
     def outcome(self) -> str:
@@ -152,9 +158,15 @@ class OrphanedRun:
             return "missed"
         return "killed" if self.stopping else "crashed"
 
-    def judged(self, lost: Callable[[OrphanedRun], bool] | None) -> OrphanedRun:
-        """This run, found :attr:`lost` if the caller's ``lost`` says its leader may still be alive."""
-        return dataclasses.replace(self, lost=True) if lost is not None and lost(self) else self
+    def judged(self, lost: Callable[[OrphanedRun], bool | None] | None) -> OrphanedRun | None:
+        """This run, found :attr:`lost` if the caller's ``lost`` says its owner may still be alive somewhere out of
+        reach; ``None`` if ``lost`` says its owner is alive and keeps it (it is not an orphan: leave it alone)."""
+        if lost is None:
+            return self
+        verdict = lost(self)
+        if verdict is None:
+            return None
+        return dataclasses.replace(self, lost=True) if verdict else self
 
     @property
     def error(self) -> tuple[str, str] | None:
@@ -288,3 +300,78 @@ class OperatorPause:
     paused: bool
     by: str
     at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class HostRecord:
+    """One executing process of the fleet (a host's candidate), as its row in the store says.
+
+    ``host`` is the host identity (``hostname#boot.instance``); ``claimed`` the
+    runs it holds now; ``age`` the seconds since its last renewal and
+    ``expires_in`` the seconds left on it, both by the store's clock. A row
+    that has expired is kept for a while (``alive`` False): its runs were, or
+    are about to be, settled ``lost``. ``claim_wait_*`` measure how long its
+    claimed runs waited between being planned and claimed (the database's clock).
+    """
+
+    session: str
+    host: str
+    pid: int
+    threads: int
+    claimed: int
+    started_at: float
+    age: float
+    expires_in: float
+    stopping: bool
+    claims: int = 0
+    claim_wait_sum: float = 0.0
+    claim_wait_max: float | None = None
+    lost: int = 0
+
+    @property
+    def alive(self) -> bool:
+        """Its row has not expired."""
+        return self.expires_in > 0
+
+    @property
+    def free(self) -> int:
+        """Threads it could claim with now (none while it stops)."""
+        return 0 if self.stopping or not self.alive else max(self.threads - self.claimed, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInFlight:
+    """A run not finished yet: planned and waiting for a host (``session`` ''), or held by a process of ``host``."""
+
+    run_id: int
+    job_id: str
+    session: str
+    pid: int
+    host: str | None
+    scheduled_at: float
+    submitted_at: float
+    started_at: float | None
+    trigger: str = "scheduled"
+    run_on: str | None = None
+    for_host: str | None = None
+    stopping: bool = False
+
+    @property
+    def claimed(self) -> bool:
+        """A process holds it (it ran from the start on the leader, or a host claimed it)."""
+        return self.session != ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimedRun:
+    """A planned run this host just claimed: it runs it now, and records its end fenced by the claim."""
+
+    run_id: int
+    job_id: str
+    scheduled_at: float
+    trigger: str
+    requested_by: str | None
+    command_id: int | None
+    retry_of: int | None
+    waited: float  # seconds between planned and claimed, by the database's clock
+    epoch: int | None = None  # the lease epoch at the claim: the fencing token of the run's own writes

@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from .ddl import create_statements
-from .tables import SQLITE
+from .ddl import add_column, create_statements
+from .tables import JOB_RUNNING, JOB_RUNS, SQLITE
 
 _UNVERSIONED_TABLES = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -104,10 +104,23 @@ def _index_live_runs_by_session(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS job_running_by_session ON job_running (session)")
 
 
+def _add_claim_columns(db: sqlite3.Connection) -> None:
+    """Version 3: the claim columns of a live run and the host of a finished one (the fleet's; kept alike here)."""
+    for table, names in ((JOB_RUNNING, ("run_on", "for_host", "avoid_host", "retry_of", "claimed_at")),
+                         (JOB_RUNS, ("host",))):
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table.name_in(SQLITE)})")}
+        for name in names:
+            if name not in present:  # a file made whole by version 1 has them already
+                db.execute(add_column(table, name, SQLITE))
+    db.execute("CREATE INDEX IF NOT EXISTS job_running_by_job ON job_running (job_id)")
+    db.execute("CREATE INDEX IF NOT EXISTS job_running_claimable ON job_running (scheduled_at) WHERE session = ''")
+
+
 # (version, what it does, the step), in order. Never edit one that shipped: add the next.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "a file made before versions, made whole", _make_unversioned_whole),
     (2, "live runs indexed by session", _index_live_runs_by_session),
+    (3, "claim columns on live runs, the host of each finished run", _add_claim_columns),
 )
 LATEST = MIGRATIONS[-1][0]
 _MIGRATION_BUSY_TIMEOUT = 2.0  # seconds to wait for another worker's migration of the same file

@@ -28,11 +28,13 @@ from .faults import StoreUnavailable
 from .records import (
     Command,
     CrashState,
+    HostRecord,
     JobDefinition,
     JobRecord,
     MissedSlots,
     OperatorPause,
     OrphanedRun,
+    RunInFlight,
     RunRecord,
     SchedulerRecord,
 )
@@ -55,6 +57,7 @@ class _RunOrigin:
     trigger: str = "scheduled"
     requested_by: str | None = None
     command_id: int | None = None
+    host: str | None = None
 
 
 _SCHEDULED = _RunOrigin()
@@ -63,10 +66,11 @@ _STATS_UPDATES = {kind: f"UPDATE job_stats SET {counting.sqlite(rule)} WHERE job
 _PUBLISH = (f"INSERT INTO jobs (position, {', '.join(DEFINITION_COLUMNS)})"
             f" VALUES ({', '.join('?' * (len(DEFINITION_COLUMNS) + 1))})")
 _RUNNING_COLUMNS = ("running_count", "running_since")
-# Runs of the current leader that entered the job's code and have not finished.
+# Runs that entered the job's code and have not finished: the current leader's, and a stopping process's last ones.
 _RUNNING = (
     "SELECT job_id, count(*) AS running_count, min(started_at) AS running_since FROM job_running"
-    " WHERE started_at IS NOT NULL AND session = (SELECT session FROM scheduler WHERE id = 1) GROUP BY job_id"
+    " WHERE started_at IS NOT NULL AND (stopping OR session = (SELECT session FROM scheduler WHERE id = 1))"
+    " GROUP BY job_id"
 )
 
 
@@ -90,7 +94,9 @@ class SqliteStateStore(SqliteAlerts):
     def record_submitted(self, job_id: str, session: str, pid: int, scheduled_at: float,
                          next_run_time: float | None, trigger: str = "scheduled", requested_by: str | None = None,
                          command_id: int | None = None, host: str | None = None,
-                         missed: MissedSlots | None = None) -> int:
+                         missed: MissedSlots | None = None, max_instances: int | None = None,
+                         run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
+                         retry_of: int | None = None) -> int | None:
         """Note a run handed to the executor and the job's next run time, before the run can start.
 
         Both in one transaction, so a job that kills its process is known to
@@ -98,13 +104,22 @@ class SqliteStateStore(SqliteAlerts):
         same slot again. ``trigger``, ``requested_by`` and ``command_id`` stay
         on the run's row until its history row is written; ``host`` until the
         run is done (or settled by a new leader). ``missed``: the slots folded
-        into this run, counted in the same transaction. Returns the run's id.
+        into this run, counted in the same transaction. Returns the run's id, or ``None`` (nothing written) when the
+        job already has ``max_instances`` live runs (a process finishing its last runs at a reload counts too).
+        ``run_on`` plans it for a host to claim instead (the fleet's; kept alike here).
         """
+        if run_on is not None:
+            session, pid, host = "", 0, None
         with self._connection() as db:
+            if max_instances is not None and db.execute(
+                    "SELECT count(*) FROM job_running WHERE job_id = ? AND for_host IS ?", (job_id, for_host)
+            ).fetchone()[0] >= max_instances:
+                return None
             cursor = db.execute(
                 "INSERT INTO job_running (job_id, session, pid, scheduled_at, submitted_at, trigger, requested_by,"
-                " command_id, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, session, pid, scheduled_at, time.time(), trigger, requested_by, command_id, host),
+                " command_id, host, run_on, for_host, avoid_host, retry_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, session, pid, scheduled_at, time.time(), trigger, requested_by, command_id, host, run_on,
+                 for_host, avoid_host, retry_of),
             )
             db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
             if missed is not None and missed.count > 0:
@@ -162,6 +177,7 @@ class SqliteStateStore(SqliteAlerts):
         error_type: str | None = None,
         error_message: str | None = None,
         run_id: int | None = None,
+        owner: str | None = None,
     ) -> bool:
         """Count a finished run (``success`` or ``error``) and append it to the bounded history; whether it counted.
 
@@ -171,7 +187,7 @@ class SqliteStateStore(SqliteAlerts):
         not counted again.
         """
         with self._connection() as db:
-            origin = _claim(db, run_id)
+            origin = _claim(db, run_id, owner)
             if origin is None:
                 return False
             kind = "success" if outcome == "success" else "failure"
@@ -196,13 +212,13 @@ class SqliteStateStore(SqliteAlerts):
         db.execute("INSERT OR IGNORE INTO job_stats (job_id) VALUES (:job_id)", params)
         db.execute(_STATS_UPDATES[kind], params)
 
-    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None, owner: str | None = None) -> bool:
         """Count a run that APScheduler skipped for being later than its misfire grace time; whether it counted.
 
         As :meth:`record_run`: a run whose live row is gone is not counted again.
         """
         with self._connection() as db:
-            origin = _claim(db, run_id)
+            origin = _claim(db, run_id, owner)
             if origin is None:
                 return False
             self._count(db, "skip", job_id, at, "missed", origin)
@@ -213,33 +229,54 @@ class SqliteStateStore(SqliteAlerts):
         with self._connection() as db:
             self._count(db, "skip", job_id, at, "max_instances")
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool] | None = None) -> list[OrphanedRun]:
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
+                       ) -> list[OrphanedRun]:
         """Record every run an earlier leader left unfinished, forget them, and return them.
 
-        Called by a new leader before it submits anything. On one host,
-        holding the lock means every earlier leader is gone, so their runs can
-        only have died with them (``crashed``), been killed at a stop
-        (``killed``), or never started (``missed``); a run ``lost`` says may
-        still be alive is recorded as ``lost`` (see the protocol).
+        Called by a new leader before it submits anything, and again on every
+        heartbeat. A run ``lost`` keeps (``None``: its process is alive, finishing
+        its last runs after a reload) is left alone until its process is gone.
+        Otherwise, on one host, a process gone means its runs can only have
+        died with it (``crashed``), been killed at a stop (``killed``), or
+        never started (``missed``); a run ``lost`` says may still be alive is
+        recorded as ``lost`` (see the protocol).
         """
         with self._connection() as db:
             rows = db.execute(
-                "SELECT job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by, command_id"
-                " FROM job_running WHERE session != ? ORDER BY run_id", (session,),
+                "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by,"
+                " command_id, session, for_host, retry_of FROM job_running WHERE session != ?"
+                " AND (session != '' OR for_host IS NOT NULL) ORDER BY run_id", (session,),
             ).fetchall()
             orphans = []
-            for job_id, pid, scheduled, started, stopping, host, trigger, requested_by, command_id in rows:
-                orphan = OrphanedRun(job_id, pid, scheduled, started, bool(stopping), host).judged(lost)
-                origin = _RunOrigin(orphan.started_at, trigger, requested_by, command_id)
+            for (run_id, job_id, pid, scheduled, started, stopping, host, trigger, requested_by, command_id, owner,
+                 for_host, retry_of) in rows:
+                orphan = OrphanedRun(job_id, pid, scheduled, started, bool(stopping), host, run_id=run_id,
+                                     session=owner, for_host=for_host, trigger=trigger,
+                                     retry_of=retry_of).judged(lost)
+                if orphan is None:
+                    continue
+                origin = _RunOrigin(orphan.started_at, trigger, requested_by, command_id, host)
                 error = orphan.error
                 if error is None:
                     self._count(db, "skip", orphan.job_id, orphan.scheduled_at, "missed", origin)
                 else:
                     self._count(db, "failure", orphan.job_id, orphan.started_at or orphan.scheduled_at,
                                 orphan.outcome, origin, None, *error)
+                db.execute("DELETE FROM job_running WHERE run_id = ?", (run_id,))
                 orphans.append(orphan)
-            db.execute("DELETE FROM job_running WHERE session != ?", (session,))
         return orphans
+
+    def hosts(self) -> list[HostRecord]:
+        """One host: no fleet of executing hosts to list."""
+        return []
+
+    def runs_in_flight(self) -> list[RunInFlight]:
+        """Every run not finished yet, oldest first."""
+        rows = self.file.read(lambda db: db.execute(
+            "SELECT run_id, job_id, session, pid, host, scheduled_at, submitted_at, started_at, trigger, run_on,"
+            " for_host, stopping FROM job_running ORDER BY run_id").fetchall())
+        return [RunInFlight(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]))
+                for r in rows]
 
     def crash_state(self, job_id: str) -> CrashState:
         """How often in a row the job crashed its worker, and whether it is quarantined."""
@@ -271,7 +308,7 @@ class SqliteStateStore(SqliteAlerts):
         db.execute(
             f"INSERT INTO job_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
             (job_id, at, outcome, duration, origin.started_at, error_type, error_message, origin.trigger,
-             origin.requested_by, origin.command_id),
+             origin.requested_by, origin.command_id, origin.host),
         )
         # Trim each job's history every 16 of its own runs: cheap, and bounded to history_size + 16.
         (recorded,) = db.execute(
@@ -460,14 +497,16 @@ class SqliteStateStore(SqliteAlerts):
         return {job_id: OperatorPause(job_id, bool(paused), by, at) for job_id, paused, by, at in rows}
 
 
-def _claim(db: sqlite3.Connection, run_id: int | None) -> _RunOrigin | None:
+def _claim(db: sqlite3.Connection, run_id: int | None, owner: str | None = None) -> _RunOrigin | None:
     """Remove ``run_id``'s live row and return its start and trigger; ``None`` if the row is gone (already settled).
 
-    A run recorded without an id was a scheduled run, and is always counted.
+    A run recorded without an id was a scheduled run, and is always counted. With ``owner``, the row is removed only
+    while that session holds it.
     """
     if run_id is None:
         return _SCHEDULED
     rows = db.execute(  # fetchall: the statement is done before the transaction commits
-        "DELETE FROM job_running WHERE run_id = ? RETURNING started_at, trigger, requested_by, command_id", (run_id,)
+        "DELETE FROM job_running WHERE run_id = ? AND (? IS NULL OR session = ?)"
+        " RETURNING started_at, trigger, requested_by, command_id, host", (run_id, owner, owner)
     ).fetchall()
     return _RunOrigin(*rows[0]) if rows else None

@@ -120,13 +120,21 @@ JOB_RUNS = Table("job_runs", (
     Column("seq", AUTO_ID, internal=True), _required("job_id", TEXT), _required("at", REAL),
     _required("outcome", TEXT), Column("duration", REAL), Column("started_at", REAL), Column("error_type", TEXT),
     Column("error_message", TEXT), _scheduled(), Column("requested_by", TEXT), Column("command_id", COUNT),
+    Column("host", TEXT),
 ), indexes=(Index("by_job", ("job_id", "seq")),))
 JOB_RUNNING = Table("job_running", (
     Column("run_id", AUTO_ID), _required("job_id", TEXT), _required("session", TEXT), _required("pid", INT),
     _required("scheduled_at", REAL), _required("submitted_at", REAL), Column("started_at", REAL),
     Column("stopping", BOOL, not_null=True, default=False), _scheduled(), Column("requested_by", TEXT),
     Column("command_id", COUNT), Column("host", TEXT),
-), indexes=(Index("by_session", ("session",)),))
+    # A run the leader planned for any host to claim (fleet mode) has no owner yet: session '' and pid 0 until a
+    # host claims it. ``run_on`` is 'any' or 'every-host' for such a run (NULL: run by the process that submitted it),
+    # ``for_host`` the one host an every-host run is for, ``avoid_host`` the host a retried lost run must not go back
+    # to, ``retry_of`` the lost run it retries, ``claimed_at`` when a host claimed it (the database's clock).
+    Column("run_on", TEXT), Column("for_host", TEXT), Column("avoid_host", TEXT), Column("retry_of", COUNT),
+    Column("claimed_at", REAL),
+), indexes=(Index("by_session", ("session",)), Index("by_job", ("job_id",)),
+            Index("claimable", ("scheduled_at",), where="session = ''")))
 SCHEDULER = Table("scheduler", (
     Column("id", INT, primary_key=True, check="id = 1", internal=True), _required("pid", INT),
     _required("hostname", TEXT), _required("state", TEXT), _required("timezone", TEXT),
@@ -158,6 +166,15 @@ OPERATOR_PAUSES = Table("operator_pauses", (
 FENCES = Table("fences", (
     _key("resource"), _required("epoch", COUNT), _required("written_at", TIMESTAMP),
 ), backends=(POSTGRESQL,))
+# One row per executing process of the fleet (a host's candidate: the worker holding its host lock), renewed every
+# TTL/3 while it lives and while its last runs finish at a stop. A run claimed by a session whose row has expired is
+# settled ``lost`` by the leader. The claim counters feed /metrics.
+HOSTS = Table("hosts", (
+    _key("session"), _required("host", TEXT), _required("pid", INT), _required("threads", INT),
+    _required("started_at", TIMESTAMP), _required("renewed_at", TIMESTAMP), _required("expires_at", TIMESTAMP),
+    Column("stopping", BOOL, not_null=True, default=False), _counter("claims"),
+    Column("claim_wait_sum", REAL, not_null=True, default=0), Column("claim_wait_max", REAL), _counter("lost"),
+), backends=(POSTGRESQL,))
 ALERT_STATES = Table("alert_states", (
     _key("key"), _required("kind", TEXT), _required("subject", TEXT), _required("state", TEXT),
     _required("firing", BOOL), Column("reason", TEXT), _required("since", REAL), _required("seq", COUNT),
@@ -176,7 +193,7 @@ ALERT_COUNTS = Table("alert_counts", (
 ), primary_key=("channel", "outcome"))
 
 TABLES: tuple[Table, ...] = (JOBS, JOB_STATS, JOB_RUNS, JOB_RUNNING, SCHEDULER, LEASE, LEADERSHIP_CHANGES, COMMANDS,
-                             OPERATOR_PAUSES, FENCES, ALERT_STATES, ALERT_OUTBOX, ALERT_COUNTS)
+                             OPERATOR_PAUSES, FENCES, ALERT_STATES, ALERT_OUTBOX, ALERT_COUNTS, HOSTS)
 
 
 def tables_of(backend: str) -> tuple[Table, ...]:

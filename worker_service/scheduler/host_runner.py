@@ -1,0 +1,311 @@
+"""This host's share of the fleet's work: claim the runs the leader planned, run them, record how each ended.
+
+In fleet mode the leader decides, once and fenced, that a slot is due, and
+plans it as a row with no owner (:meth:`StateStore.record_submitted` with
+``run_on``). Every host's candidate process (the worker holding its host
+lock, leader or not) runs a :class:`HostRunner`:
+
+* **its row** (:meth:`RunClaims.renew_host`), renewed every TTL/3 on the
+  database's clock: while it is alive, the runs this process holds are its
+  own, and no leader settles them. A process that dies, freezes or is cut off
+  stops renewing; within TTL + TTL/3 the leader settles its runs ``lost``
+  (:meth:`SchedulerService._judge`). Like the leader's lease, a local deadline
+  (the last renewal sent + TTL - margin, on the monotonic clock) stops this
+  host from starting a run once its row may have expired, before anyone
+  settles it;
+* **claims**: while it has free threads (``JOB_EXECUTOR_THREADS``), one
+  statement (``FOR UPDATE SKIP LOCKED``) takes up to that many planned runs,
+  oldest slot first; no two hosts get one run. It polls every
+  :data:`CLAIM_POLL` seconds, and at once when a run of its own ends or when
+  the leader in this process has just planned one (no LISTEN/NOTIFY: it would
+  not pass a transaction pooler);
+* **runs**: a claimed run starts at once (the claim recorded its start); its
+  end is written with the claim (``owner``): counted only if this process
+  still holds it. A run claimed later than its misfire grace time after it was
+  planned is recorded as missed instead;
+* **a stop or a reload**: it stops claiming, keeps renewing its row (marked
+  stopping) while its runs finish, within the graceful timeout, and then
+  removes the row. The new process of the host claims at once meanwhile;
+  a job whose run is still going here has that run counted against its
+  ``max_instances`` until it ends (the leader's plan counts it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psutil
+
+from ..host_identity import same_machine
+from ..state import StateStore, StoreUnavailable
+from ..state.faults import FencedOut
+from ..state.records import ClaimedRun, OrphanedRun
+from .jobs_file import RUN_ON_LEADER, JobSpec
+from .lease import LeaseTiming
+from .tracking import CurrentRun, ExecutionTracker
+
+log = logging.getLogger(__name__)
+
+CLAIM_POLL = 0.5  # seconds between claims while nothing wakes the runner: a due run starts within this (plus jitter)
+
+
+class _ClaimedStore:
+    """The store as a host's claimed runs write it: each end fenced by the claim (``owner``), starts by the deadline."""
+
+    def __init__(self, store: StateStore, runner: HostRunner) -> None:
+        self._store = store
+        self._runner = runner
+
+    def record_started(self, run_id: int, at: float) -> bool:
+        if not self._runner.valid():
+            raise FencedOut("host row not renewed in time: this host starts no run until it is renewed")
+        return True  # the claim recorded the start
+
+    def record_run(self, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None = None,
+                   error_message: str | None = None, run_id: int | None = None) -> bool:
+        return self._store.record_run(job_id, outcome, at, duration, error_type, error_message, run_id,
+                                      owner=self._runner.session)
+
+    def record_missed(self, job_id: str, at: float, run_id: int | None = None) -> bool:
+        return self._store.record_missed(job_id, at, run_id, owner=self._runner.session)
+
+    def forget_run(self, run_id: int) -> None:
+        try:
+            self._store.forget_run(run_id)
+        except StoreUnavailable:
+            self._runner.forget_later(run_id)  # else it would hold its job's max_instances while this host lives
+            raise
+
+
+class HostRunner:
+    """Claims and runs this host's share of the fleet's planned runs (see the module docstring)."""
+
+    def __init__(self, store: StateStore, specs: Sequence[JobSpec], threads: int, timing: LeaseTiming, host: str,
+                 session: str, on_run_ended: Callable[[], None] | None = None, poll: float = CLAIM_POLL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.host = host
+        self.session = session
+        self.threads = threads
+        self._timing = timing
+        self._poll = poll
+        self._clock = clock
+        self._on_run_ended = on_run_ended
+        self._specs = {spec.id: spec for spec in specs if spec.placement(fleet=True) != RUN_ON_LEADER}
+        self._pid = os.getpid()
+        self._tracker = ExecutionTracker(_ClaimedStore(store, self), session, lambda job_id: (None, False),
+                                         self._store_failed, host=host)  # type: ignore[arg-type]
+        self._wrapped = {job_id: self._tracker.wrap(job_id, spec.func) for job_id, spec in self._specs.items()}
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fleet-run")
+        self._busy = 0
+        self._idle = threading.Condition()
+        self._deadline = float("-inf")  # no run starts before the first renewal
+        self._wake = threading.Event()
+        self._claiming = threading.Event()  # set while it claims (cleared at a stop)
+        self._ended = threading.Event()
+        self._failing: str | None = None
+        self._unforgotten: set[int] = set()  # runs that ended here but whose row the store could not remove
+        self._claimer = threading.Thread(target=self._claim_forever, name="fleet-claims", daemon=True)
+        self._keeper = threading.Thread(target=self._keep_forever, name="fleet-host-row", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+    def start(self) -> HostRunner:
+        """Register this host's row (best effort: the keeper retries), then keep it and claim in the background."""
+        self._renew()
+        self._claiming.set()
+        self._keeper.start()
+        self._claimer.start()
+        log.info("pid %d runs the fleet's planned runs on this host: %d threads, jobs %s", self._pid, self.threads,
+                 ", ".join(sorted(self._specs)) or "(none: every job runs on the leader)")
+        return self
+
+    def wake(self) -> None:
+        """A run was planned (by the leader in this process) or a thread freed: claim now."""
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        """A stop or reload: claim nothing more; the runs going on finish (the row says stopping)."""
+        if self._claiming.is_set():
+            self._claiming.clear()
+            self._wake.set()
+            self._renew()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for this process's runs to end; whether they all did."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._busy > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def running(self) -> int:
+        """Runs this process holds now."""
+        with self._idle:
+            return self._busy
+
+    def leave(self, drained: bool) -> None:
+        """Stop keeping the row; remove it if every run ended (else it expires: the leader settles what is left)."""
+        self.stop_claiming()
+        self._ended.set()
+        self._wake.set()
+        self._pool.shutdown(wait=False)
+        if drained:
+            try:
+                self.store.leave_host(self.session)  # type: ignore[attr-defined]
+            except StoreUnavailable as error:
+                log.warning("could not remove this host's row from the fleet: %s; it expires by itself", error)
+
+    # -- the row and its local deadline --------------------------------------------------------------------------------
+    def valid(self) -> bool:
+        """Whether this host may start a run: its row was renewed within TTL - margin (the monotonic clock)."""
+        return self._clock() < self._deadline
+
+    def _renew(self) -> bool:
+        sent = self._clock()
+        try:
+            left = self.store.renew_host(self.session, self.host, self._pid, self.threads,  # type: ignore[attr-defined]
+                                         self._timing.ttl, stopping=not self._claiming.is_set())
+        except StoreUnavailable as error:
+            if self._failing is None:
+                log.error("could not renew this host's row in the fleet: %s; it starts no run %s", error,
+                          "from now on" if not self.valid() else
+                          f"once {max(self._deadline - self._clock(), 0.0):.1f} s have passed without a renewal")
+            self._failing = str(error)
+            return False
+        self._deadline = sent + min(left, self._timing.ttl) - self._timing.margin
+        if self._failing is not None:
+            log.warning("this host's row in the fleet is renewed again: it claims runs again")
+            self._failing = None
+        return True
+
+    def _keep_forever(self) -> None:
+        while not self._ended.is_set():
+            pause = self._timing.retry_every if self._failing else self._timing.renew_every
+            if self._ended.wait(pause):
+                return
+            if self._renew():
+                self._forget_unforgotten()
+                if self._claiming.is_set():
+                    self._settle_dead_processes_here()
+
+    def forget_later(self, run_id: int) -> None:
+        """A run ended here but its row could not be removed: the keeper removes it once the store answers."""
+        with self._idle:
+            self._unforgotten.add(run_id)
+
+    def _forget_unforgotten(self) -> None:
+        with self._idle:
+            pending, self._unforgotten = self._unforgotten, set()
+        for run_id in sorted(pending):
+            try:
+                self.store.forget_run(run_id)
+            except StoreUnavailable:
+                self.forget_later(run_id)
+
+    def _settle_dead_processes_here(self) -> None:
+        """Runs held by a process of this machine that died (a killed worker): crashed, or killed at a stop.
+
+        Only this machine can tell: the leader, on another host, sees only
+        that the dead process's row stops being renewed (and would say lost).
+        """
+        def judge(orphan: OrphanedRun) -> bool | None:
+            if orphan.session and orphan.host and same_machine(orphan.host, self.host) and not _alive(orphan.pid):
+                return False
+            return None
+
+        try:
+            for orphan in self.store.settle_orphans(self.session, lost=judge):
+                log.error("job %s: its worker (pid %d) died while it ran; recorded as %s", orphan.job_id, orphan.pid,
+                          orphan.outcome)
+        except StoreUnavailable as error:
+            log.debug("could not settle the runs of this host's dead processes: %s", error)
+
+    # -- claims ----------------------------------------------------------------------------------------------------------
+    def _claim_forever(self) -> None:
+        while not self._ended.is_set():
+            self._wake.wait(self._poll * random.uniform(0.8, 1.2))  # spread the hosts' polls
+            self._wake.clear()
+            if self._claiming.is_set():
+                self._claim_once()
+
+    def _claim_once(self) -> None:
+        with self._idle:
+            free = self.threads - self._busy
+        if free <= 0 or not self._specs or not self.valid():
+            return
+        try:
+            claimed = self.store.claim_runs(self.session, self.host, self._pid, free,  # type: ignore[attr-defined]
+                                            list(self._specs), time.time())
+        except StoreUnavailable as error:
+            log.debug("could not claim runs: %s", error)
+            return
+        for run in claimed:
+            with self._idle:
+                self._busy += 1
+            try:
+                self._pool.submit(self._run, run)
+            except RuntimeError:  # the pool is shut down (the process stops): the row expires, the leader settles it
+                self._ended_one()
+        if len(claimed) == free:
+            self._wake.set()  # there may be more: claim again once a thread is free
+
+    def _run(self, claimed: ClaimedRun) -> None:
+        try:
+            spec = self._specs[claimed.job_id]
+            run = CurrentRun(claimed.job_id, claimed.run_id, claimed.scheduled_at, claimed.trigger,
+                             claimed.requested_by, claimed.command_id, self.session, claimed.epoch)
+            late = (claimed.trigger == "scheduled" and claimed.retry_of is None
+                    and spec.misfire_grace_time is not None and claimed.waited > spec.misfire_grace_time)
+            if late:
+                self._missed(claimed, spec)
+                return
+            with self._tracker.executing(run), contextlib.suppress(Exception):
+                self._wrapped[claimed.job_id](*spec.args, **spec.kwargs)  # the tracker logged and recorded it
+        finally:
+            self._tracker.done(claimed.run_id)
+            self._ended_one()
+
+    def _missed(self, claimed: ClaimedRun, spec: JobSpec) -> None:
+        try:
+            self.store.record_missed(claimed.job_id, claimed.scheduled_at, claimed.run_id, owner=self.session)
+        except StoreUnavailable as error:
+            self._store_failed(error)
+        log.warning("job %s missed its run at %.3f: claimed %.1f s after it was planned (misfire grace %s s)",
+                    claimed.job_id, claimed.scheduled_at, claimed.waited, spec.misfire_grace_time)
+
+    def _ended_one(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+        self._wake.set()
+        if self._on_run_ended is not None:
+            with contextlib.suppress(Exception):
+                self._on_run_ended()
+
+    def _store_failed(self, error: BaseException) -> None:
+        log.debug("a write of a claimed run failed: %s", error)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+def claims_supported(store: Any) -> bool:
+    """Whether ``store`` keeps a fleet's claims (PostgreSQL)."""
+    return all(hasattr(store, name) for name in ("renew_host", "claim_runs", "leave_host"))
