@@ -59,7 +59,7 @@ HOSTS = ("a", "b", "c")
 class Phase:
     name: str
     victim: str = ""
-    executing: bool = False  # the victim had started runs in the seconds before the kill
+    executing: bool = False  # the victim had a run going when it was killed
     in_flight: int = 0
     killed_at: float = 0.0
     due: int = 0
@@ -76,10 +76,20 @@ def lease_holder(fleet: BenchFleet) -> int | None:
     return lease.holder_pid if lease is not None and lease.live else None
 
 
+def in_flight_on(fleet: BenchFleet, host: Host, timeout: float) -> bool:
+    """Wait until ``host`` has a run going for 0.3 s or more (the jobs share a phase: hosts idle a third of the time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = fleet.db_now()
+        if any(run.host == host.name and run.ended is None and now - run.started >= 0.3 for run in fleet.runs()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def kill_and_measure(fleet: BenchFleet, phase: Phase, victim: Host, options: argparse.Namespace) -> None:
-    recent = fleet.db_now() - 5
     phase.victim = victim.name
-    phase.executing = any(run.host == victim.name and run.started > recent for run in fleet.runs())
+    phase.executing = in_flight_on(fleet, victim, timeout=2 * options.interval + 1)
     old_holder = lease_holder(fleet)
     victim.kill()
     fleet.down.add(victim.name)
