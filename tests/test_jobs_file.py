@@ -43,6 +43,10 @@ BAD_JOBS = {
     "top-level key": ('colour = "red"\n', "unknown top-level key 'colour'"),
     "max_runtime": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\nmax_runtime = 0\n',
                     "job 'a': max_runtime must be more than 0 seconds"),
+    "run_on": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\nrun_on = "anywhere"\n',
+               'job \'a\': run_on must be "any", "leader" or "every-host"'),
+    "retry_lost": ('[jobs.a]\nfunc = "os:getpid"\ntrigger = "interval"\nseconds = 1\nretry_lost = "yes please"\n',
+                   "job 'a': retry_lost"),
 }
 
 
@@ -63,6 +67,24 @@ def test_a_good_file_gives_the_jobs_in_file_order_with_their_defaults():
     b, a = specs
     assert (b.name, b.trigger_kind, b.interval_seconds, b.critical, b.max_instances) == ("b", "interval", 300, False, 1)
     assert (a.trigger_kind, a.critical, a.interval_seconds, a.effective_max_runtime) == ("cron", True, None, 600)
+
+
+def test_where_a_job_runs_defaults_to_any_host_in_a_fleet_and_to_the_one_host_otherwise():
+    specs = parse_jobs(f'[jobs.plain]\n{NOOP}trigger = "interval"\nseconds = 5\n\n'
+                       f'[jobs.pinned]\n{NOOP}trigger = "interval"\nseconds = 5\nrun_on = "leader"\n\n'
+                       f'[jobs.local]\n{NOOP}trigger = "interval"\nseconds = 5\nrun_on = "every-host"\n'
+                       'retry_lost = true\n')
+    assert [(spec.placement(fleet=True), spec.retry_lost) for spec in specs] == [
+        ("any", False), ("leader", False), ("every-host", True)]
+    assert {spec.placement(fleet=False) for spec in specs} == {"leader"}  # one host: every run is on it
+
+
+def test_the_built_in_cleanup_job_runs_on_every_host():
+    from worker_service.config import BUILTIN_JOBS_FILE
+
+    specs = {spec.id: spec for spec in load_jobs_file(str(BUILTIN_JOBS_FILE))}
+    assert specs["cleanup_temporary_files"].placement(fleet=True) == "every-host"
+    assert specs["sync_accounts"].placement(fleet=True) == "any"
 
 
 def test_a_missing_file_and_a_file_that_is_not_utf8_are_one_line_each(tmp_path):

@@ -108,7 +108,7 @@ def _state(store: PostgresStateStore) -> tuple:
 class LostTerm:
     """A term that was lost to another host without a handover."""
 
-    epoch, session, predecessor_draining, offered = 1, "session-a", False, False
+    epoch, session, offered = 1, "session-a", False
 
     def __init__(self, handed_over: bool = False) -> None:
         self.lost = threading.Event()
@@ -144,7 +144,7 @@ FINISHING = ENDING | {"record_started"}
 @pytest.mark.parametrize("name", WRITES)
 def test_a_lost_term_refuses_each_write_but_a_runs_end_before_sending_it(name):
     base = Recorder()
-    view = LeaderStore(base, LostTerm(), drain_wait=0.0)  # type: ignore[arg-type]
+    view = LeaderStore(base, LostTerm())  # type: ignore[arg-type]
     args, kwargs = SAMPLES[name](1)
     if name in ENDING:
         getattr(view, name)(*args, **kwargs)
@@ -158,7 +158,7 @@ def test_a_lost_term_refuses_each_write_but_a_runs_end_before_sending_it(name):
 @pytest.mark.parametrize("name", WRITES)
 def test_after_a_handover_only_the_writes_that_finish_a_run_go_through(name):
     base = Recorder()
-    view = LeaderStore(base, LostTerm(handed_over=True), drain_wait=0.0)  # type: ignore[arg-type]
+    view = LeaderStore(base, LostTerm(handed_over=True))  # type: ignore[arg-type]
     args, kwargs = SAMPLES[name](1)
     if name in FINISHING:
         getattr(view, name)(*args, **kwargs)

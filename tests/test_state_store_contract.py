@@ -145,7 +145,8 @@ def test_the_protocol_is_cut_by_role_and_names_what_the_callers_use_and_nothing_
     }
     assert methods(StateStore) == {"fenced"}
     assert methods(FleetLedger) == {"lease", "leadership_changes"}  # the PostgreSQL store only
-    assert methods(RunClaims) == {"renew_host", "leave_host", "claim_runs"}  # any host of a fleet, by claims
+    assert methods(RunClaims) == {"renew_host", "leave_host", "claim_runs", "release_claim",
+                                      "mark_host_gone"}  # any host of a fleet, by claims
 
 
 def test_only_a_fleets_store_keeps_a_lease_and_a_leadership_log(store):

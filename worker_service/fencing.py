@@ -5,10 +5,10 @@ cut off past the TTL) while another host leads and starts the next run. Its
 writes must then be refused *by the database*, in the same transaction as the
 write (Kleppmann's fencing token). The token is the lease epoch
 (:func:`worker_service.runtime.fencing_token`). A run a host of the fleet
-claimed (it may run on any host) has its own token: the epoch at its claim,
-checked together with the claim itself (the run's live row still held by the
-claiming host) instead of the lease, so it fences on a host that does not lead
-just as on the leader, and a run settled ``lost`` writes nothing any more.
+claimed (it may run on any host) writes with the lease's epoch of the moment,
+and what must still hold is its claim (the run's live row, held by the
+claiming host), not the lease: it fences on a host that does not lead just as
+on the leader, and a run settled ``lost`` writes nothing any more.
 
 The check is a compare-and-set on a row of its own, ``<schema>.fences``, one
 per resource the job names, never a lock on the lease row:
@@ -64,12 +64,13 @@ ON CONFLICT (resource) DO UPDATE SET epoch = EXCLUDED.epoch, written_at = EXCLUD
 WHERE f.epoch <= EXCLUDED.epoch
 RETURNING epoch"""
 
-# A run a host of the fleet claimed (any host may run it): its token is the epoch at the claim, and instead of the
-# lease it is the claim that must still hold (the run's live row, held by this session: a plain read, no lock).
+# A run a host of the fleet claimed (any host may run it): it writes with the lease's epoch of now (a plain read), and
+# instead of holding the lease it must still hold its claim (the run's live row, held by this session: a plain read,
+# no lock). A run settled lost (its host's row expired) writes nothing from then on.
 _FENCE_CLAIMED = """
 INSERT INTO {s}.fences AS f (resource, epoch, written_at)
-SELECT %(resource)s::text, %(epoch)s::bigint, now()
-WHERE EXISTS (SELECT 1 FROM {s}.job_running WHERE run_id = %(run_id)s::bigint AND session = %(session)s::text)
+SELECT %(resource)s::text, l.epoch, now() FROM {s}.lease l
+WHERE l.name = 'scheduler' AND EXISTS (SELECT 1 FROM {s}.job_running WHERE run_id = %(run_id)s::bigint AND session = %(session)s::text)
 ON CONFLICT (resource) DO UPDATE SET epoch = EXCLUDED.epoch, written_at = EXCLUDED.written_at
 WHERE f.epoch <= EXCLUDED.epoch
 RETURNING epoch"""
@@ -93,7 +94,7 @@ def fence(connection: psycopg.Connection, resource: str, epoch: int | None, sche
     if run is not None and run.claim_session is not None and run.run_id is not None and epoch == run.claim_epoch:
         # A run a host claimed: the claim is the lease of this run (a settler took it once its host's row expired).
         row = connection.execute(_FENCE_CLAIMED.format(s=quoted(schema)), {
-            "resource": resource, "epoch": epoch, "run_id": run.run_id, "session": run.claim_session}).fetchone()
+            "resource": resource, "run_id": run.run_id, "session": run.claim_session}).fetchone()
         if row is None:
             raise FencedOut(f"fenced out: run {run.run_id} is no longer this host's (settled as lost), or a newer "
                             f"epoch already wrote {resource!r}")

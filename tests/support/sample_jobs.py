@@ -179,3 +179,36 @@ def record_run(url: str, table: str, sleep: float = 0.0) -> None:
         time.sleep(sleep)
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
             db.execute(f"UPDATE {target} SET ended = extract(epoch FROM clock_timestamp()) WHERE id = %s", (row_id,))
+
+
+WORK_TABLE_DDL = """
+CREATE TABLE {table} (
+    id bigserial PRIMARY KEY, job text NOT NULL, slot float8 NOT NULL, host text NOT NULL, pid int NOT NULL,
+    run_id bigint, started float8 NOT NULL DEFAULT extract(epoch FROM clock_timestamp()), ended float8
+)"""
+
+
+def fleet_work(table: str, seconds: float = 0.0) -> None:
+    """A unit of a fleet's shared work: note its start (job, slot, host, pid, run) in ``table``, sleep, note its end.
+
+    Written through the host's own STATE_DATABASE_URL (its proxy: a host cut off cannot note anything), unfenced:
+    the table shows what really ran where and when, whatever the fence would have refused.
+    """
+    import psycopg
+
+    from worker_service import runtime
+    from worker_service.scheduler.tracking import current_run
+
+    run = current_run()
+    job = run.job_id if run is not None else "?"
+    slot = run.scheduled_at if run is not None and run.scheduled_at is not None else time.time()
+    run_id = run.run_id if run is not None else None
+    url = runtime.settings()["STATE_DATABASE_URL"]
+    target = ".".join(f'"{part}"' for part in table.split("."))
+    with psycopg.connect(url, autocommit=True, connect_timeout=2) as db:
+        (row_id,) = db.execute(f"INSERT INTO {target} (job, slot, host, pid, run_id) VALUES (%s, %s, %s, %s, %s)"
+                               " RETURNING id", (job, slot, os.environ.get("FLEET_HOST", "?"), os.getpid(),
+                                                 run_id)).fetchone()
+    time.sleep(seconds)
+    with psycopg.connect(url, autocommit=True, connect_timeout=2) as db:
+        db.execute(f"UPDATE {target} SET ended = extract(epoch FROM clock_timestamp()) WHERE id = %s", (row_id,))

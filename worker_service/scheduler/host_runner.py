@@ -47,7 +47,7 @@ import psutil
 from ..host_identity import same_machine
 from ..state import StateStore, StoreUnavailable
 from ..state.faults import FencedOut
-from ..state.records import ClaimedRun, OrphanedRun
+from ..state.records import ClaimedRun
 from .jobs_file import RUN_ON_LEADER, JobSpec
 from .lease import LeaseTiming
 from .tracking import CurrentRun, ExecutionTracker
@@ -100,6 +100,8 @@ class HostRunner:
         self._clock = clock
         self._on_run_ended = on_run_ended
         self._specs = {spec.id: spec for spec in specs if spec.placement(fleet=True) != RUN_ON_LEADER}
+        self._leader_only = {spec.id for spec in specs if spec.placement(fleet=True) == RUN_ON_LEADER}
+        self._unknown: set[str] = set()  # jobs planned in the fleet that this host cannot run (its file lacks them)
         self._pid = os.getpid()
         self._tracker = ExecutionTracker(_ClaimedStore(store, self), session, lambda job_id: (None, False),
                                          self._store_failed, host=host)  # type: ignore[arg-type]
@@ -197,7 +199,7 @@ class HostRunner:
             if self._renew():
                 self._forget_unforgotten()
                 if self._claiming.is_set():
-                    self._settle_dead_processes_here()
+                    self._note_dead_processes_here()
 
     def forget_later(self, run_id: int) -> None:
         """A run ended here but its row could not be removed: the keeper removes it once the store answers."""
@@ -213,23 +215,23 @@ class HostRunner:
             except StoreUnavailable:
                 self.forget_later(run_id)
 
-    def _settle_dead_processes_here(self) -> None:
-        """Runs held by a process of this machine that died (a killed worker): crashed, or killed at a stop.
+    def _note_dead_processes_here(self) -> None:
+        """Rows of processes of this machine whose pid is gone (a killed worker): say so, for the leader.
 
-        Only this machine can tell: the leader, on another host, sees only
-        that the dead process's row stops being renewed (and would say lost).
+        Only this machine can tell: the leader, maybe on another host, sees
+        only that the dead process's row stops being renewed, and would say
+        its runs were lost. Marked gone, they are settled as crashed (or
+        killed at a stop), and the job's crash hold and quarantine apply.
         """
-        def judge(orphan: OrphanedRun) -> bool | None:
-            if orphan.session and orphan.host and same_machine(orphan.host, self.host) and not _alive(orphan.pid):
-                return False
-            return None
-
         try:
-            for orphan in self.store.settle_orphans(self.session, lost=judge):
-                log.error("job %s: its worker (pid %d) died while it ran; recorded as %s", orphan.job_id, orphan.pid,
-                          orphan.outcome)
+            for row in self.store.hosts():  # type: ignore[attr-defined]
+                if (row.session != self.session and not row.gone and same_machine(row.host, self.host)
+                        and not _alive(row.pid)):
+                    self.store.mark_host_gone(row.session)  # type: ignore[attr-defined]
+                    log.warning("pid %d of this host is gone: its runs are recorded by the leader as crashed",
+                                row.pid)
         except StoreUnavailable as error:
-            log.debug("could not settle the runs of this host's dead processes: %s", error)
+            log.debug("could not look at this host's dead processes: %s", error)
 
     # -- claims ----------------------------------------------------------------------------------------------------------
     def _claim_forever(self) -> None:
@@ -246,10 +248,13 @@ class HostRunner:
             return
         try:
             claimed = self.store.claim_runs(self.session, self.host, self._pid, free,  # type: ignore[attr-defined]
-                                            list(self._specs), time.time())
+                                            sorted(self._unknown), time.time())
         except StoreUnavailable as error:
             log.debug("could not claim runs: %s", error)
             return
+        for run in [run for run in claimed if run.job_id not in self._specs]:
+            self._give_back(run)
+        claimed = [run for run in claimed if run.job_id in self._specs]
         for run in claimed:
             with self._idle:
                 self._busy += 1
@@ -259,6 +264,17 @@ class HostRunner:
                 self._ended_one()
         if len(claimed) == free:
             self._wake.set()  # there may be more: claim again once a thread is free
+
+    def _give_back(self, run: ClaimedRun) -> None:
+        """A run of a job this host's file does not have (or keeps on the leader): planned again, skipped from now."""
+        self._unknown.add(run.job_id)
+        log.warning("job %s is planned in the fleet but this host's jobs file %s: left to the other hosts", run.job_id,
+                    "runs it on the leader only" if run.job_id in self._leader_only else "does not have it")
+        try:
+            self.store.release_claim(run.run_id, self.session)  # type: ignore[attr-defined]
+        except StoreUnavailable as error:
+            log.debug("could not give run %d back: %s", run.run_id, error)
+            self.forget_later(run.run_id)
 
     def _run(self, claimed: ClaimedRun) -> None:
         try:
@@ -308,4 +324,4 @@ def _alive(pid: int) -> bool:
 
 def claims_supported(store: Any) -> bool:
     """Whether ``store`` keeps a fleet's claims (PostgreSQL)."""
-    return all(hasattr(store, name) for name in ("renew_host", "claim_runs", "leave_host"))
+    return all(hasattr(store, name) for name in ("renew_host", "claim_runs", "leave_host", "mark_host_gone"))

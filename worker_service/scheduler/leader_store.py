@@ -60,7 +60,6 @@ class Term(Protocol):
 
     epoch: int | None
     session: str
-    predecessor_draining: bool
     lost: threading.Event
 
     @property
@@ -81,12 +80,11 @@ class LeaderStore:
     predecessor's runs to finish before it settles what is left.
     """
 
-    def __init__(self, store: StateStore, term: Term, drain_wait: float) -> None:
+    def __init__(self, store: StateStore, term: Term) -> None:
         assert term.epoch is not None
         self._base = store
         self._fenced: LeaderWriter = store.fenced(term.epoch, term.session)
         self._term = term
-        self._drain_wait = drain_wait  # how long a leader that got the lease by a handover waits for the last runs
 
     # -- the two gates ------------------------------------------------------------------------------------------------
     def _leading(self, write: Callable[[LeaderWriter], T]) -> T:

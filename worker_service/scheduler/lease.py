@@ -32,13 +32,15 @@ While it leads, a :class:`FleetTerm`:
   leader from starting runs it most likely cannot record;
 * on a graceful stop of the whole host, offers a handover and keeps
   scheduling until another host has taken the lease (its next poll), so no
-  run is late; its in-flight runs may still record how they ended, and the new
-  leader waits (bounded) for them before it settles what is left. Those
-  finishing writes carry no epoch any more (it moved on), but each names its
-  run and counts only if it removes the run's live row, so a run the new
-  leader settled first (its wait ran out, or it never started) is counted
-  once, by the new leader; and a run the new leader settled before it started
-  is not started at all (``record_started`` says it is gone).
+  run is late; its in-flight runs go on and record how they ended, while the
+  new leader schedules every job at once: it leaves a run alone while its
+  host's row is alive (:mod:`.host_runner`), and the run counts against its
+  job's ``max_instances`` meanwhile. Those finishing writes carry no epoch any
+  more (it moved on), but each names its run and counts only if it removes the
+  run's live row, so a run the new leader settled first (its host's row
+  expired) is counted once, by the new leader; and a run the new leader
+  settled before it started is not started at all (``record_started`` says it
+  is gone).
 
 Standby candidates poll with one ``acquire`` every TTL/3, so lease traffic is
 about three statements per TTL per host, and a dead leader's lease is taken
@@ -131,11 +133,6 @@ class LeaseTiming:
         """How long a stopping leader may keep scheduling while it waits for another host to take over."""
         return self.poll_every + 2 * self.timeout + 1.0
 
-    @property
-    def drain_wait(self) -> float:
-        """How long a new leader waits for the runs its predecessor still had going at a handover."""
-        return self.ttl
-
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> LeaseTiming:
         """The timing the settings ask for."""
@@ -217,17 +214,15 @@ class FleetTerm:
     :param grant: the grant that started the term.
     :param sent_at: when (monotonic) the request that returned ``grant`` was sent.
     :param on_lost: called once, in the keeper thread, when the lease is found taken.
-    :param predecessor_draining: the lease came by a handover: the previous leader's last runs may still be going.
     """
 
     can_be_lost = True
 
     def __init__(self, backend: LeaseBackend, grant: LeaseGrant, timing: LeaseTiming, sent_at: float,
-                 on_lost: Callable[[], None], predecessor_draining: bool = False,
+                 on_lost: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.epoch: int | None = grant.epoch
         self.session = grant.session  # the lease session: fenced writes also check that it holds the lease
-        self.predecessor_draining = predecessor_draining
         self._backend = backend
         self._timing = timing
         self._clock = clock
@@ -446,7 +441,7 @@ class FleetTerm:
 
     def guard(self, store: StateStore) -> LeaderView:
         """``store`` as the leader writes it in this term: fenced by the database and by this term's deadline."""
-        return LeaderStore(store, self, self._timing.drain_wait)
+        return LeaderStore(store, self)
 
 
 class FleetLease:
@@ -517,8 +512,7 @@ class FleetLease:
 
     def _begin(self, grant: LeaseGrant, sent: float, on_lost: Callable[[], None]) -> FleetTerm:
         reason = self._reason(grant.epoch)
-        term = FleetTerm(self._backend, grant, self.timing, sent, on_lost, predecessor_draining=reason == "handover",
-                         clock=self._clock)
+        term = FleetTerm(self._backend, grant, self.timing, sent, on_lost, clock=self._clock)
         self._term = term.start()
         log.info("pid %d on %s leads the fleet's scheduler: lease epoch %d (%s)", os.getpid(), host_label(self.host),
                  grant.epoch, reason or "taken")

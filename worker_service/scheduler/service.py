@@ -85,6 +85,7 @@ class SchedulerService:
         self.sweep_every = sweep_every or heartbeat_interval
         self._placements = {spec.id: spec.placement(fleet=runner is not None) for spec in specs}
         self._live_sessions: set[str] = set()  # sessions of the fleet's processes whose row is alive (last sweep)
+        self._gone_sessions: set[str] = set()  # sessions a process of their own machine saw dead
         self._live_hosts: list[str] = []  # hosts with a live, claiming process (every-host runs go to each)
         log_noise.install()  # APScheduler's echoes of the events the tracker logs
         self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed, host=self.host)
@@ -253,12 +254,35 @@ class SchedulerService:
         if self.runner is not None:
             hosts = self.store.hosts()
             self._live_sessions = {h.session for h in hosts if h.alive}
+            self._gone_sessions = {h.session for h in hosts if h.gone}
             self._live_hosts = sorted({h.host for h in hosts if h.alive and not h.stopping})
         settled = self.store.settle_orphans(self.session, lost=self._judge)
         self._report_settled(settled)
         for orphan in settled:
             if orphan.lost and orphan.retry_of is None and orphan.run_id is not None:
                 self._retry(orphan)
+        if self.started_at and self.scheduler.running:  # while it leads; at the start, adding the jobs applies it
+            for job_id in sorted({orphan.job_id for orphan in settled if orphan.outcome == "crashed"}):
+                self._contain(job_id)
+
+    def _contain(self, job_id: str) -> None:
+        """A run of ``job_id`` crashed its worker while this leader leads (on another host): hold or quarantine it."""
+        spec = next((spec for spec in self.specs if spec.id == job_id), None)
+        if spec is None:
+            return
+        with self._plan_lock:
+            job = self.scheduler.get_job(job_id)
+            if job is None:
+                return
+            quarantined, crashes = self._quarantine(spec)
+            if quarantined:
+                self.roster.quarantined[spec.id] = (
+                    f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs "
+                    "file and reload to release it")
+                self.scheduler.modify_job(job_id, next_run_time=None)
+            elif crashes and job.next_run_time is not None:
+                self.scheduler.modify_job(job_id, next_run_time=self._held_back(spec, job.next_run_time, crashes))
+        self._publish_changes()
 
     def _retry(self, orphan: OrphanedRun) -> None:
         spec = next((spec for spec in self.specs if spec.id == orphan.job_id), None)
@@ -318,8 +342,8 @@ class SchedulerService:
         """
         if orphan.session == "":
             return self._judge_planned(orphan)
-        if orphan.host is None:
-            return False
+        if orphan.host is None or orphan.session in self._gone_sessions:
+            return False  # an older version's run, or a process its own machine saw dead: died with it
         here = orphan.host == self.host or not self.fleet or same_machine(orphan.host, self.host)
         if here and not _process_alive(orphan.pid):
             return False

@@ -234,15 +234,20 @@ old AS (DELETE FROM {s}.hosts WHERE expires_at < clock_timestamp() - interval '1
 SELECT (SELECT * FROM up)""",
     "leave_host": "DELETE FROM {s}.hosts WHERE session = %(session)s::text",
     "note_lost": "UPDATE {s}.hosts SET lost = lost + 1 WHERE session = %(session)s::text",
-    # Up to %(limit)s planned runs this host may run, oldest slot first, each taken by one host only (SKIP LOCKED:
-    # hosts claiming at once take different rows, none waits); only while the host's own row is alive.
+    # A run claimed by a host that cannot run it (its jobs file lacks the job): planned again, for another host.
+    "release_claim": "UPDATE {s}.job_running SET session = '', pid = 0, host = NULL, claimed_at = NULL,"
+                     " started_at = NULL WHERE run_id = %(run_id)s::bigint AND session = %(session)s::text",
+    "mark_host_gone": "UPDATE {s}.hosts SET gone = true WHERE session = %(session)s::text",
+    # Up to %(limit)s planned runs this host may run, its own every-host runs first (no other host can take them),
+    # then oldest slot first, each taken by one host only (SKIP LOCKED: hosts claiming at once take different rows,
+    # none waits); only while the host's own row is alive.
     "claim_runs": f"""
 WITH me AS MATERIALIZED (SELECT 1 FROM {{s}}.hosts WHERE session = %(session)s::text AND NOT stopping
                          AND expires_at > clock_timestamp()),
 picked AS (SELECT run_id FROM {{s}}.job_running
-           WHERE session = '' AND job_id = ANY(%(job_ids)s::text[]) AND EXISTS (SELECT 1 FROM me)
+           WHERE session = '' AND job_id <> ALL(%(skip_jobs)s::text[]) AND EXISTS (SELECT 1 FROM me)
              AND (for_host IS NULL OR for_host = %(host)s::text) AND avoid_host IS DISTINCT FROM %(host)s::text
-           ORDER BY scheduled_at, run_id LIMIT %(limit)s::int FOR UPDATE SKIP LOCKED),
+           ORDER BY for_host IS NULL, scheduled_at, run_id LIMIT %(limit)s::int FOR UPDATE SKIP LOCKED),
 claimed AS (UPDATE {{s}}.job_running r SET session = %(session)s::text, pid = %(pid)s::int, host = %(host)s::text,
                claimed_at = {_NOW}, started_at = %(at)s::float8
             FROM picked WHERE r.run_id = picked.run_id
@@ -292,15 +297,14 @@ _READS = {
                   " GROUP BY 1, 2 ORDER BY 1, 2",
     "crash_state": "SELECT consecutive_crashes, quarantined_at, quarantine_key FROM {s}.job_stats"
                    " WHERE job_id = %(job_id)s::text",
-    # Every live run of another owner, and every planned run for one host (an every-host run): the caller judges.
+    # Every live run of another owner, and every planned run no host claimed yet (session ''): the caller judges.
     "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, session, for_host, trigger,"
-               " retry_of FROM {s}.job_running WHERE session <> %(session)s::text"
-               " AND (session <> '' OR for_host IS NOT NULL) ORDER BY run_id",
+               " retry_of FROM {s}.job_running WHERE session <> %(session)s::text ORDER BY run_id",
     "hosts": "SELECT h.session, h.host, h.pid, h.threads, (SELECT count(*) FROM {s}.job_running r"
              " WHERE r.session = h.session), extract(epoch FROM h.started_at)::float8,"
              " extract(epoch FROM clock_timestamp() - h.renewed_at)::float8,"
              " extract(epoch FROM h.expires_at - clock_timestamp())::float8, h.stopping, h.claims, h.claim_wait_sum,"
-             " h.claim_wait_max, h.lost FROM {s}.hosts h ORDER BY h.host, h.started_at",
+             " h.claim_wait_max, h.lost, h.gone FROM {s}.hosts h ORDER BY h.host, h.started_at",
     "runs_in_flight": "SELECT run_id, job_id, session, pid, host, scheduled_at, submitted_at, started_at, trigger,"
                       " run_on, for_host, stopping FROM {s}.job_running ORDER BY run_id",
     "lease": "SELECT " + _LEASE_COLUMNS + " FROM {s}.lease WHERE name = 'scheduler'",

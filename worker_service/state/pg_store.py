@@ -273,6 +273,8 @@ class PostgresStateStore(PostgresAlerts):
         settled = []
         for (run_id, job_id, pid, scheduled_at, started_at, stopping, host, owner, for_host, trigger,
              retry_of) in self._all("orphans", session=session):
+            if owner == "" and lost is None:
+                continue  # planned, for a host to claim: only a caller that judges settles it
             orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping, host, run_id=run_id, session=owner,
                                  for_host=for_host, trigger=trigger, retry_of=retry_of).judged(lost)
             if orphan is None:
@@ -296,16 +298,25 @@ class PostgresStateStore(PostgresAlerts):
         row = self.run(lambda db: db.execute(self._sql.writes["renew_host"], params).fetchone())
         return float(row[0])
 
+    def release_claim(self, run_id: int, session: str) -> None:
+        """Give a claimed run back to be claimed by another host (this one cannot run its job)."""
+        self.run(lambda db: db.execute(self._sql.writes["release_claim"], {"run_id": run_id, "session": session}))
+
+    def mark_host_gone(self, session: str) -> None:
+        """Another process of the same machine saw ``session``'s process dead: its runs died with it."""
+        self.run(lambda db: db.execute(self._sql.writes["mark_host_gone"], {"session": session}))
+
     def leave_host(self, session: str) -> None:
         """This process executes nothing any more: its row goes (its runs are all recorded)."""
         self.run(lambda db: db.execute(self._sql.writes["leave_host"], {"session": session}))
 
-    def claim_runs(self, session: str, host: str, pid: int, limit: int, job_ids: Sequence[str],
+    def claim_runs(self, session: str, host: str, pid: int, limit: int, skip_jobs: Sequence[str],
                    at: float) -> list[ClaimedRun]:
-        """Claim up to ``limit`` planned runs of ``job_ids`` for this host, oldest slot first (see the protocol)."""
-        if limit <= 0 or not job_ids:
+        """Claim up to ``limit`` planned runs, none of ``skip_jobs``, for this host, oldest slot first (the protocol)."""
+        if limit <= 0:
             return []
-        params = {"session": session, "host": host, "pid": pid, "limit": limit, "job_ids": list(job_ids), "at": at}
+        params = {"session": session, "host": host, "pid": pid, "limit": limit, "skip_jobs": list(skip_jobs),
+                  "at": at}
         rows = self.run(lambda db: db.execute(self._sql.writes["claim_runs"], params).fetchall())
         return [ClaimedRun(int(r[0]), r[1], float(r[2]), r[3], r[4], r[5], r[6], float(r[7] or 0.0), r[8])
                 for r in rows]
@@ -313,7 +324,8 @@ class PostgresStateStore(PostgresAlerts):
     def hosts(self) -> list[HostRecord]:
         """Every executing process of the fleet with a row (live, stopping, or expired within the hour)."""
         return [HostRecord(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), float(r[5]), float(r[6]), float(r[7]),
-                           bool(r[8]), int(r[9]), float(r[10]), r[11], int(r[12])) for r in self._all("hosts")]
+                           bool(r[8]), int(r[9]), float(r[10]), r[11], int(r[12]), bool(r[13]))
+                for r in self._all("hosts")]
 
     def runs_in_flight(self) -> list[RunInFlight]:
         """Every run not finished yet, planned or held, oldest first."""

@@ -198,9 +198,22 @@ class RunClaims(Protocol):
         """This process executes nothing any more (every run it claimed is recorded): its row goes."""
         ...
 
-    def claim_runs(self, session: str, host: str, pid: int, limit: int, job_ids: Sequence[str],
+    def release_claim(self, run_id: int, session: str) -> None:
+        """Give a run this session claimed back, planned again (this host's jobs file lacks the job)."""
+        ...
+
+    def mark_host_gone(self, session: str) -> None:
+        """A process of the same machine saw ``session``'s process dead: its runs died with it (the leader settles
+        them as crashed, killed or missed, not lost)."""
+        ...
+
+    def claim_runs(self, session: str, host: str, pid: int, limit: int, skip_jobs: Sequence[str],
                    at: float) -> list[ClaimedRun]:
-        """Claim up to ``limit`` planned runs of ``job_ids`` (this host may run them), oldest slot first.
+        """Claim up to ``limit`` planned runs, oldest slot first, none of ``skip_jobs`` (jobs it cannot run).
+
+        The jobs a host cannot run are few (a jobs file that differs), so they
+        are named rather than the thousands it can; one it claims anyway is
+        given back (:meth:`release_claim`) and skipped from then on.
 
         An every-host run is claimed only by its host, a retried lost run never
         by the host that lost it; ``at`` (this host's clock) is the run's start.
@@ -318,8 +331,8 @@ class LeaderWriter(Protocol):
                        ) -> list[OrphanedRun]:
         """Record and forget every unfinished run of another session; return them, as recorded.
 
-        Planned runs no host claimed are not orphans (any host may still claim
-        them), except an every-host run, whose one host the caller judges.
+        A planned run no host claimed yet (any host may still claim it) is
+        judged too, with ``session`` ''; without ``lost`` it is left alone.
         ``lost`` (the caller's judgement; a store cannot look at processes or
         hosts) says of each run whether its owner may still be alive out of
         reach (``True``), is gone (``False``), or is alive and keeps it

@@ -327,11 +327,12 @@ class HostRecord:
     claim_wait_sum: float = 0.0
     claim_wait_max: float | None = None
     lost: int = 0
+    gone: bool = False  # a process of its machine saw it dead
 
     @property
     def alive(self) -> bool:
-        """Its row has not expired."""
-        return self.expires_in > 0
+        """Its row has not expired, and its process was not seen dead."""
+        return self.expires_in > 0 and not self.gone
 
     @property
     def free(self) -> int:

@@ -244,12 +244,14 @@ class SqliteStateStore(SqliteAlerts):
         with self._connection() as db:
             rows = db.execute(
                 "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by,"
-                " command_id, session, for_host, retry_of FROM job_running WHERE session != ?"
-                " AND (session != '' OR for_host IS NOT NULL) ORDER BY run_id", (session,),
+                " command_id, session, for_host, retry_of FROM job_running WHERE session != ? ORDER BY run_id",
+                (session,),
             ).fetchall()
             orphans = []
             for (run_id, job_id, pid, scheduled, started, stopping, host, trigger, requested_by, command_id, owner,
                  for_host, retry_of) in rows:
+                if owner == "" and lost is None:
+                    continue  # planned, for a host to claim: only a caller that judges settles it
                 orphan = OrphanedRun(job_id, pid, scheduled, started, bool(stopping), host, run_id=run_id,
                                      session=owner, for_host=for_host, trigger=trigger,
                                      retry_of=retry_of).judged(lost)

@@ -174,6 +174,9 @@ HOSTS = Table("hosts", (
     _required("started_at", TIMESTAMP), _required("renewed_at", TIMESTAMP), _required("expires_at", TIMESTAMP),
     Column("stopping", BOOL, not_null=True, default=False), _counter("claims"),
     Column("claim_wait_sum", REAL, not_null=True, default=0), Column("claim_wait_max", REAL), _counter("lost"),
+    # Set by a live process of the same machine that saw this one's pid gone: its runs died with it (crashed, killed
+    # at a stop, or missed), not lost out of reach; the leader, maybe on another machine, cannot look at the pid.
+    Column("gone", BOOL, not_null=True, default=False),
 ), backends=(POSTGRESQL,))
 ALERT_STATES = Table("alert_states", (
     _key("key"), _required("kind", TEXT), _required("subject", TEXT), _required("state", TEXT),
