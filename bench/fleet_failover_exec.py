@@ -69,6 +69,8 @@ class Phase:
     not_resumed: int = 0
     new_leader: float | None = None
     twice: int = 0
+    others_due: int = 0  # the slots of the jobs that had no run die with the host
+    others_started: int = 0
 
 
 def lease_holder(fleet: BenchFleet) -> int | None:
@@ -111,6 +113,9 @@ def kill_and_measure(fleet: BenchFleet, phase: Phase, victim: Host, options: arg
     phase.due = round(options.jobs * options.after / options.interval)
     phase.started = len({run.key for run in window})
     phase.per_host = Counter(run.host for run in window)
+    hit = {run.job for run in dead}
+    phase.others_due = round((options.jobs - len(hit)) * options.after / options.interval)
+    phase.others_started = len({run.key for run in window if run.job not in hit})
     waits = []
     for lost in dead:
         following = [run.started for run in runs if run.job == lost.job and run.started > phase.killed_at]
@@ -189,10 +194,12 @@ def main() -> int:
         if p.not_resumed:
             resumed += f" ({p.not_resumed} never)"
         rows.append([p.name, f"{p.victim}{'' if p.executing else ' (was idle)'}", p.in_flight, p.due,
-                     f"{p.started} ({100 * p.started / p.due:.0f} %)", share(p.per_host, left), resumed,
+                     f"{p.started} ({100 * p.started / p.due:.0f} %)",
+                     f"{p.others_started} of {p.others_due} ({100 * p.others_started / max(p.others_due, 1):.0f} %)",
+                     share(p.per_host, left), resumed,
                      f"{p.new_leader:.1f}" if p.new_leader is not None else "kept", p.twice])
     print(table(["phase", "killed host", "its runs in flight", "slots due", "slots started by the two left",
-                 "runs per host", "jobs of its lost runs started again after (s, longest)", "new leader after (s)",
+                 "of which the jobs without a lost run", "runs per host", "jobs of its lost runs started again after (s, longest)", "new leader after (s)",
                  "slots run twice"], rows))
     total = len(twice(runs))
     print(f"\nSlots run twice over the whole run: {total}. Goals (issue 21): after the kill of an executing host "

@@ -25,6 +25,7 @@ Usage: .venv/bin/python bench/fleet_handover.py [--only hup-sqlite,hup-fleet,sto
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import platform
 import signal
@@ -215,13 +216,19 @@ def main() -> int:
     parser.add_argument("--mode", choices=("any", "leader"), default="any", help="run_on of the fast job (fleet rows)")
     parser.add_argument("--ttl", type=float, default=10.0, help="SCHEDULER_LEASE_TTL (default 10)")
     parser.add_argument("--grace", type=float, default=3.0, help="seconds after the watched 20 s before reading")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it (the hosts' gunicorn logs)")
     parser.add_argument("--quick", action="store_true", help="accepted for bench/run.py; the scenarios are short")
     options = parser.parse_args()
     keys = [key for key in options.only.split(",") if key in SCENARIOS]
     stop_on_signals()
     command = "python bench/fleet_handover.py " + " ".join(sys.argv[1:])
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="fleet-handover-") as work:
+    with contextlib.ExitStack() as stack:
+        if options.keep:
+            options.keep.mkdir(parents=True, exist_ok=True)
+            work = str(options.keep)
+        else:
+            work = stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-handover-"))
         for key in keys:
             log(f"scenario {key}: {SCENARIOS[key]}")
             if key == "hup-sqlite":
