@@ -271,6 +271,17 @@ def test_status_prints_a_table_without_colour_when_piped_and_json_on_request(hea
         assert expected in table.stdout
     raw = run_cli("status", "--url", healthy.url, "--token", TOKEN, "--json")
     assert raw.returncode == 0 and json.loads(raw.stdout)["metrics"]["service_type"] == "worker"
+    # Under the jobs: this host (one host: from the leader's heartbeat), its state, runs held of its threads.
+    body = json.loads(raw.stdout)
+    [host] = body["hosts"]
+    assert (host["host"], host["state"], host["threads"]) == (socket.gethostname(), "active", 10)
+    lines = table.stdout.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("HOST ")))
+    assert lines[header].split() == ["HOST", "PID", "STATE", "CLAIMED/THREADS", "HEARTBEAT"]
+    assert header > lines.index(next(line for line in lines if line.startswith("JOB ")))  # printed under the jobs
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())} +{host['pid']} +active +\d+/10 +\d+\.\ds ago",
+                        lines[header + 1]), lines[header + 1]
+    assert isinstance(body["running"], list)  # the --json output carries the runs in flight too
 
 
 def test_status_uses_colour_on_a_terminal(healthy):

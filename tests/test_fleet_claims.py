@@ -190,3 +190,34 @@ def test_a_job_write_inside_a_claimed_run_is_fenced_by_the_claim(store, schema):
             fence(db, "resource", 4, schema)
     finally:
         _running.reset(token)
+
+
+def test_slots_folded_into_a_run_refused_for_max_instances_are_counted_with_the_next_recorded_run(tmp_path: Path):
+    """After a freeze the slot that comes due may be refused: the job's run planned before the freeze is not claimed
+    yet. The slots folded into it are not lost: the next run the store records counts them as missed."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from apscheduler.executors.base import MaxInstancesReachedError
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from worker_service.scheduler.tracking import ExecutionTracker
+    from worker_service.state.records import JobDefinition
+
+    store = SqliteStateStore(str(tmp_path / "state.db"), 20)
+    store.publish_jobs([JobDefinition("tick", "Tick", "interval[0:00:01]", None, 30.0, 1, "default", False, False,
+                                      1.0, None)])
+    start = dt.datetime(2026, 12, 7, 12, 0, 0, tzinfo=dt.UTC)
+    trigger = IntervalTrigger(seconds=1, start_date=start)
+    job = SimpleNamespace(id="tick", max_instances=1, coalesce=True, trigger=trigger,
+                          next_run_time=start + dt.timedelta(seconds=1))
+    tracker = ExecutionTracker(store, "leader", lambda job_id: (None, False), lambda error: None, host="h")
+    pending = store.record_submitted("tick", "", 0, start.timestamp(), None, run_on="any")  # planned, not claimed
+    with pytest.raises(MaxInstancesReachedError):
+        tracker.submitted(job, [start + dt.timedelta(seconds=5)])  # slots 1 to 4 folded into it
+    store.record_run("tick", "success", start.timestamp() + 6, 0.1, run_id=pending)
+    job.next_run_time = start + dt.timedelta(seconds=6)  # APScheduler moved on past the refused slot 5
+    tracker.submitted(job, [start + dt.timedelta(seconds=6)])
+    missed = sorted(run.at - start.timestamp() for run in store.runs("tick") if run.outcome == "missed")
+    assert missed == [1.0, 2.0, 3.0, 4.0], missed
+    assert store.jobs()[0].missed_count == 4

@@ -255,8 +255,9 @@ kwargs = {{ seconds = 6, path = "{long}" }}
 
 def _assert_per_job_handover(quick, long, event_at: float, where: str) -> None:
     """The 1 s job went on through the event; the 6 s run in flight finished and the next began only after it."""
-    wait_until(lambda: len(_ends(long)) >= 2, timeout=30, what="the long run in flight and the next one to end")
     in_flight = [start for start in _starts(long) if start[1] <= event_at][-1]
+    wait_until(lambda: [start for start in _starts(long) if start[1] > in_flight[1]], timeout=30,
+               what="the long job's next run after the one in flight")
     ended = [end for end in _ends(long) if end[0] == in_flight[0] and end[1] >= in_flight[1]]
     assert ended, f"{where}: the run in flight was cut off"
     later = [start for start in _starts(long) if start[1] > in_flight[1]]

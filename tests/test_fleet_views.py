@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from common.helpers.health import format_timestamp
 from tests.support.pg import DATABASE_URL, FAST_URL, scratch_schema
 from tests.support.servers import wait_until
 from tests.support.tcp_proxy import TcpProxy
@@ -281,6 +282,145 @@ def test_the_status_table_shows_the_leader_and_the_last_change(fleet_app):
                      re.M), table
     assert re.search(rf"^last change: \d+s ago  first  - -> {re.escape(HOST_B)} pid 4242  \(epoch {record.epoch}\)$",
                      table, re.M), table
+
+
+# -- who runs what: the hosts, the runs in flight, their metrics ------------------------------------------------------
+
+HOST_C = "host-c.fleet.test"
+
+
+def test_each_host_shows_its_threads_and_claims_each_run_its_host_and_metrics_add_up_the_rows_of_a_host(fleet_app):
+    """Rows made with the store's own claim statements: host-b reloading (an old row stopping, a new one active),
+    host-c active, host-d expired with a run settled lost; three runs claimed, one still waiting."""
+    from worker_service.state.records import JobDefinition
+
+    app = fleet_app(JOB_EXECUTOR_THREADS=4)
+    store, client = app.extensions["store"], app.test_client()
+    _, grant = lead(store)
+    leader, now = store.fenced(grant.epoch), time.time()
+    leader.publish_jobs([JobDefinition("a", "A", "interval[0:01:00]", now + 60, 60, 9, "default", False, False, 60.0)])
+    b, c, d = f"{HOST_B}#mb.i1", f"{HOST_C}#mc.i1", "host-d.fleet.test#md.i1"
+    store.renew_host("b-old", b, 100, 3, 30.0)
+    store.renew_host("c-1", c, 200, 4, 30.0)
+    store.renew_host("d-1", d, 300, 2, 0.5)
+    planned = [leader.record_submitted("a", "", 0, now - 5 + i, now + 60, run_on="any") for i in range(5)]
+    assert [r.run_id for r in store.claim_runs("b-old", b, 100, 1, [], now)] == planned[:1]
+    assert [r.run_id for r in store.claim_runs("d-1", d, 300, 1, [], now)] == planned[1:2]
+    assert [r.run_id for r in store.claim_runs("c-1", c, 200, 2, [], now)] == planned[2:4]
+    store.renew_host("b-old", b, 100, 3, 30.0, stopping=True)  # a reload: the old process finishes its run...
+    store.renew_host("b-new", b, 101, 3, 30.0)  # ...while the new one takes runs
+    wait_until(lambda: [h for h in store.hosts() if h.session == "d-1" and not h.alive], timeout=5,
+               what="host-d's row to expire")
+    [lost] = leader.settle_orphans(grant_session(store), lost=lambda run: True if run.session == "d-1" else None)
+    assert lost.run_id == planned[1] and lost.outcome == "lost"
+
+    body = client.get("/status").json
+    hosts = {(h["host"], h["pid"]): h for h in body["hosts"]}
+    assert list(hosts) == [(HOST_B, 100), (HOST_B, 101), (HOST_C, 200), ("host-d.fleet.test", 300)]  # by host, age
+    old, new, on_c, on_d = hosts.values()
+    assert (old["id"], old["state"], old["threads"], old["claimed"], old["free"]) == (b, "stopping", 3, 1, 0)
+    assert (new["id"], new["state"], new["threads"], new["claimed"], new["free"]) == (b, "active", 3, 0, 3)
+    assert (on_c["id"], on_c["state"], on_c["threads"], on_c["claimed"], on_c["free"]) == (c, "active", 4, 2, 2)
+    assert (on_d["state"], on_d["claimed"], on_d["free"], on_d["lost_runs"]) == ("expired", 0, 0, 1)
+    assert (old["claims"], on_c["claims"], new["claims"], on_d["claims"]) == (1, 2, 0, 1)
+    assert (new["claim_wait_avg_seconds"], new["claim_wait_max_seconds"]) == (None, None)
+    assert 0 < on_c["claim_wait_avg_seconds"] <= on_c["claim_wait_max_seconds"] < 10
+    assert 0 <= new["heartbeat_age_seconds"] < 2 and on_d["heartbeat_age_seconds"] >= 0.5
+    running = {r["run_id"]: r for r in body["running"]}
+    assert list(running) == [planned[0], *planned[2:]]  # oldest first; the lost run is settled and gone
+    assert {k: running[planned[0]][k] for k in ("job_id", "host", "pid", "state")} == {
+        "job_id": "a", "host": HOST_B, "pid": 100, "state": "running"}
+    assert [(running[i]["host"], running[i]["pid"], running[i]["state"]) for i in planned[2:4]] == [(HOST_C, 200, "running")] * 2
+    waiting = running[planned[4]]
+    assert (waiting["host"], waiting["pid"], waiting["state"], waiting["started_at"]) == (None, None, "waiting", None)
+    assert waiting["scheduled_at"] == format_timestamp(now - 1) and waiting["trigger"] == "scheduled"
+    from worker_service.status.schemas import StatusSchema
+
+    assert StatusSchema().validate(body) == {}
+
+    # /metrics: one series per host name; host-b's two rows added up (threads of its live rows only).
+    text = client.get("/metrics").get_data(as_text=True)
+    series = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(
+        ("worker_service_host_", "worker_service_claim", "worker_service_runs_lost")))
+    for host, in_flight, threads, claims, lost_runs in ((HOST_B, 1, 6, 1, 0), (HOST_C, 2, 4, 2, 0),
+                                                        ("host-d.fleet.test", 0, 0, 1, 1)):
+        label = f'{{host="{host}"}}'
+        assert float(series[f"worker_service_host_runs_in_flight{label}"]) == in_flight, host
+        assert float(series[f"worker_service_host_threads{label}"]) == threads, host
+        assert float(series[f"worker_service_claims_total{label}"]) == claims, host
+        assert float(series[f"worker_service_claim_wait_seconds_count{label}"]) == claims, host
+        assert float(series[f"worker_service_runs_lost_total{label}"]) == lost_runs, host
+    wait_c = float(series[f'worker_service_claim_wait_seconds_sum{{host="{HOST_C}"}}'])
+    assert wait_c == pytest.approx(2 * on_c["claim_wait_avg_seconds"], abs=1e-5)
+    assert float(series[f'worker_service_claim_wait_seconds_max{{host="{HOST_C}"}}']) == on_c["claim_wait_max_seconds"]
+    _promtool(text)
+
+    table = render(body, colour=False)
+    assert re.search(rf"^{re.escape(HOST_B)} +100 +stopping +1/3 +\d+\.\ds ago$", table, re.M), table
+    assert re.search(rf"^{re.escape(HOST_C)} +200 +active +2/4 ", table, re.M), table
+    assert re.search(r"^host-d\.fleet\.test +300 +expired +0/2 ", table, re.M), table
+    assert re.search(rf"^a +{planned[4]} +waiting +- +-$", table, re.M), table
+
+
+SLOW_JOB = """
+[jobs.slow]
+name = "Slow job"
+func = "tests.support.sample_jobs:slow"
+trigger = "interval"
+seconds = 1
+max_instances = 6
+kwargs = { seconds = 2.5 }
+"""
+
+
+def test_in_a_real_two_host_fleet_both_hosts_show_their_threads_and_each_running_run_the_host_that_claimed_it(tmp_path):
+    """Two gunicorn masters on one PostgreSQL, 2 threads each: the slow job (about 3 runs at once, and the tick)
+    needs more than one host's threads, so both claim. The simulated hosts share this machine's host name: their
+    entries differ by ``id`` (the machine part is each host's), and /metrics adds them up under the one name."""
+    import socket
+
+    from tests.support.fleet import fleet
+
+    name = socket.gethostname()
+    with fleet(tmp_path, names=("a", "b"), jobs=SLOW_JOB, JOB_EXECUTOR_THREADS="2") as made:
+        a, b = made["a"], made["b"]
+
+        def both_claiming():
+            body = a.server.get("/status")[2]
+            active = [h for h in body["hosts"] if h["state"] == "active" and h["claims"]]
+            return len(active) == 2 and body
+
+        body = wait_until(both_claiming, timeout=30, what="both hosts active, each having claimed a run")
+        by_machine = {h["id"].split("#", 1)[1].split(".", 1)[0]: h for h in body["hosts"] if h["state"] == "active"}
+        assert set(by_machine) == {"test-a", "test-b"}, body["hosts"]
+        for machine, host in by_machine.items():
+            pids = (a if machine == "test-a" else b).pids()
+            assert host["host"] == name and host["pid"] in pids and host["threads"] == 2, host
+            assert host["claimed"] + host["free"] == 2 and host["lost_runs"] == 0 and 0 <= host["heartbeat_age_seconds"] < 3
+            assert 0 <= host["claim_wait_avg_seconds"] <= host["claim_wait_max_seconds"] < 5, host
+
+        def slow_runs_on_both():
+            runs = [r for r in b.server.get("/status")[2]["running"] if r["job_id"] == "slow" and r["state"] == "running"]
+            return {r["pid"] in a.pids() for r in runs} == {True, False} and runs
+
+        runs = wait_until(slow_runs_on_both, timeout=30, interval=0.1, what="slow runs held by both hosts at once")
+        for run in runs:
+            assert run["host"] == name and run["started_at"] and run["scheduled_at"] <= run["started_at"], run
+
+        text = b.server.get("/metrics")[2]
+        threads = float(re.search(rf'^worker_service_host_threads\{{host="{re.escape(name)}"\}} (\S+)$', text, re.M).group(1))
+        assert threads == 4.0  # 2 + 2: both hosts, under the one host name they share here
+        claims = float(re.search(rf'^worker_service_claims_total\{{host="{re.escape(name)}"\}} (\S+)$', text, re.M).group(1))
+        assert claims >= sum(h["claims"] for h in by_machine.values())
+        assert re.search(rf'^worker_service_claim_wait_seconds_count\{{host="{re.escape(name)}"\}} {claims}$', text, re.M)
+        _promtool(text)
+        table = render(a.server.get("/status")[2], colour=False)
+        assert len(re.findall(rf"^{re.escape(name)} +\d+ +active +\d/2 ", table, re.M)) == 2, table
+
+
+def grant_session(store) -> str:
+    """The session that holds the lease now (the leader's, as ``lead`` took it)."""
+    return store.lease().holder_session
 
 
 # -- one host (SQLite) ----------------------------------------------------------------------------------------------

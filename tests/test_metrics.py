@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -47,6 +48,12 @@ def test_metrics_pass_promtool_and_hold_every_promised_family(metrics_server):
         assert re.search(rf"^{family}\{{", body, re.M), family
     assert re.search(r'^worker_service_job_runs_total\{job="tick",outcome="success"\} [1-9]', body, re.M)
     assert len(re.findall(r'role="worker"', body)) >= 3 * 4  # every worker's process metrics
+    # One host: its threads (JOB_EXECUTOR_THREADS) and the runs it holds, under its host name; no claims on one host.
+    host = re.escape(socket.gethostname())
+    assert re.search(rf'^worker_service_host_threads\{{host="{host}"\}} 10\.0$', body, re.M)
+    held = float(re.search(rf'^worker_service_host_runs_in_flight\{{host="{host}"\}} (\S+)$', body, re.M).group(1))
+    assert held in (0.0, 1.0)  # the tick job, if caught running
+    assert "worker_service_claims_total" not in body and "worker_service_runs_lost_total" not in body
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool (Debian package prometheus) is not installed")

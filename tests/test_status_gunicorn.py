@@ -83,7 +83,8 @@ def stable_view(body):
 def test_status_has_every_field_of_the_seed_with_its_type(server):
     status, headers, body = server.get("/status")
     assert status == 200 and headers["Cache-Control"] == "no-store"
-    assert list(body) == ["status", "components", "metrics", "timestamp", "service"]
+    # The seed's keys, in its order; then who runs what (the hosts, the runs in flight).
+    assert list(body) == ["status", "components", "metrics", "timestamp", "service", "hosts", "running"]
     metrics = body["metrics"]
     assert metrics["service_type"] == "worker"
     assert isinstance(metrics["uptime_seconds"], (int, float)) and isinstance(metrics["uptime_formatted"], str)
@@ -114,6 +115,32 @@ def test_every_worker_gives_the_same_answer(server):
     assert len(bodies) == 3, "not every worker answered"
     views = {repr(stable_view(body)) for body in bodies.values()}
     assert len(views) == 1, views
+
+
+def test_on_one_host_hosts_is_this_host_with_its_threads_and_running_names_it_for_each_run(server):
+    import socket
+
+    _, _, body = server.get("/status")
+    leader = body["metrics"]["scheduler_status"]
+    [host] = body["hosts"]
+    assert (host["host"], host["id"], host["pid"]) == (socket.gethostname(), socket.gethostname(), leader["pid"])
+    assert (host["state"], host["threads"]) == ("active", 10)  # JOB_EXECUTOR_THREADS' default
+    assert host["claimed"] + host["free"] == 10 and 0 <= host["heartbeat_age_seconds"] < 3
+    assert (host["claims"], host["claim_wait_avg_seconds"], host["claim_wait_max_seconds"], host["lost_runs"]) == (
+        None, None, None, None)  # no claims on one host
+
+    # The slow job runs 0.2 s of every second: caught running, on this host, by the leader's process.
+    def slow_running():
+        _, _, body = server.get("/status")
+        runs = [run for run in body["running"] if run["job_id"] == "slow" and run["started_at"]]
+        return runs and (runs[0], body)
+
+    run, body = wait_until(slow_running, timeout=10, interval=0.02, what="the slow job caught running")
+    assert (run["host"], run["pid"], run["state"], run["trigger"]) == (socket.gethostname(), leader["pid"], "running",
+                                                                        "scheduled")
+    assert run["scheduled_at"] <= run["started_at"] and run["started_at"].endswith("Z") and run["run_id"] > 0
+    held = [r for r in body["running"] if r["state"] != "waiting"]
+    assert body["hosts"][0]["claimed"] == len(held) and body["hosts"][0]["free"] == 10 - len(held)
 
 
 def test_job_figures_are_true(server):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from common.helpers.health import format_timestamp
 from tests.support.servers import wait_until
 from worker_service.state.records import JobDefinition
 
@@ -217,3 +218,63 @@ def test_a_failed_quarantine_read_costs_only_the_scheduler_verdict_not_the_job_r
     store.beat(1, "host", "paused", "UTC", time.time())  # who leads decides first: a paused leader is the answer
     body = app.test_client().get("/status").json
     assert body["components"]["scheduler"] == "degraded" and "paused" in body["metrics"]["dependencies"]["scheduler"]["reason"]
+
+
+def test_on_one_host_hosts_is_made_from_the_heartbeat_and_running_lists_the_runs_of_its_session(make_app):
+    app = make_app(STATUS_CACHE_TTL=0, JOB_EXECUTOR_THREADS=4)
+    store, client = app.extensions["store"], app.test_client()
+    now = time.time()
+    store.publish_jobs([JobDefinition("a", "A", "interval[0:01:00]", now + 60, 60, 2, "default", False, True, 60.0)])
+    assert client.get("/status").json["hosts"] == []  # no scheduler ever beat here: nobody to show
+
+    store.beat(7, "host-one", "running", "UTC", now - 30, session="leader")
+    run = store.record_submitted("a", "leader", 7, now - 2, now + 60, host="host-one#m1.i1")
+    store.record_started(run, now - 1.5)
+    gone = store.record_submitted("a", "gone", 99, now - 3, now + 60, host="host-one#m1.i0")  # an earlier leader's
+    store.record_started(gone, now - 3)
+    body = client.get("/status").json
+    [host] = body["hosts"]
+    assert host == {"host": "host-one", "id": "host-one", "pid": 7, "threads": 4, "claimed": 1, "free": 3,
+                    "state": "active", "heartbeat_age_seconds": host["heartbeat_age_seconds"], "claims": None,
+                    "claim_wait_avg_seconds": None, "claim_wait_max_seconds": None, "lost_runs": None}
+    assert 0 <= host["heartbeat_age_seconds"] < 2
+    # The orphan of the process that is gone is left out, as the job's running count leaves it out.
+    assert body["running"] == [{"job_id": "a", "run_id": run, "host": "host-one", "pid": 7, "state": "running",
+                                "scheduled_at": format_timestamp(now - 2), "started_at": format_timestamp(now - 1.5),
+                                "trigger": "scheduled"}]
+    assert body["metrics"]["scheduled_jobs"][0]["running"]["instances"] == 1
+
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'worker_service_host_runs_in_flight{host="host-one"} 1.0' in text
+    assert 'worker_service_host_threads{host="host-one"} 4.0' in text
+    assert "worker_service_claims_total" not in text and "worker_service_runs_lost_total" not in text  # fleet only
+
+    from worker_service.cli.status_table import render
+
+    table = render(body, colour=False).splitlines()
+    assert table[table.index("HOST      PID  STATE   CLAIMED/THREADS  HEARTBEAT") + 1].startswith(
+        "host-one  7    active  1/4              ")
+    running = table.index(next(line for line in table if line.startswith("RUNNING")))
+    assert table[running + 1].split()[:6] == ["a", str(run), "running", "host-one", "pid", "7"]
+
+    store.mark_stopping("leader")  # a stop: the leader lets its run finish
+    store.beat(7, "host-one", "stopping", "UTC", now - 30, session="leader")
+    body = client.get("/status").json
+    assert (body["hosts"][0]["state"], body["hosts"][0]["free"]) == ("stopping", 0)
+    assert [r["state"] for r in body["running"]] == ["stopping"]
+
+
+def test_a_failed_read_of_the_runs_in_flight_costs_only_hosts_and_running_not_the_jobs(make_app, monkeypatch):
+    from worker_service.state import StoreUnavailable
+
+    app = make_app(STATUS_CACHE_TTL=0, HEALTH_CACHE_TTL=0)
+    store = app.extensions["store"]
+    publish(store, time.time())
+
+    def locked() -> list:
+        raise StoreUnavailable("state store: database is locked")
+
+    monkeypatch.setattr(store, "runs_in_flight", locked)
+    body = app.test_client().get("/status").json
+    assert list(body["metrics"]["jobs_analysis"]["job_health"]) == ["a"] and body["components"]["scheduler"] == "available"
+    assert (body["hosts"], body["running"]) == ([], [])

@@ -11,6 +11,7 @@ fires by itself, so they come last and leave the other jobs alone.
 from __future__ import annotations
 
 import datetime
+import re
 import time
 import urllib.request
 
@@ -187,7 +188,7 @@ def test_browsers_get_the_page_and_every_other_client_the_json_as_before(server)
     for accept in ("application/json", "*/*", None, "text/html;q=0.5, application/json", "application/json, text/html"):
         status, headers, body = server.get("/status", headers={**BEARER, **({"Accept": accept} if accept else {})})
         assert status == 200 and headers["Content-Type"] == "application/json", accept
-        assert list(body) == ["status", "components", "metrics", "timestamp", "service"], accept
+        assert list(body) == ["status", "components", "metrics", "timestamp", "service", "hosts", "running"], accept
         assert headers["Cache-Control"] == "no-store" and "Accept" in headers["Vary"], accept
     # A browser without credentials is asked for them with Basic, which it can answer (it cannot send a bearer).
     status, offered = challenges(server, {"Accept": BROWSER_ACCEPT})
@@ -308,6 +309,18 @@ def test_page_refreshes_in_place_keeping_open_rows_and_the_filter(server, browse
     assert_no_console_errors(browser)
 
 
+def test_on_one_host_the_scheduler_panel_shows_its_threads_and_what_runs_now(server, browser):
+    open_page(browser, server)
+    [host] = server.get("/status", headers=BEARER)[2]["hosts"]
+    assert (host["state"], host["threads"], host["claims"]) == ("active", 10, None)  # JOB_EXECUTOR_THREADS default
+    # One host: two lines of the Scheduler panel (a Hosts panel would push the jobs off the first screen).
+    assert not browser.find_element("id", "hosts-section").is_displayed()
+    facts = browser.find_element("id", "scheduler").text
+    assert re.search(r"^Threads\n\d+ claimed, \d+ free of 10$", facts, re.M), facts
+    assert re.search(r"^Running now\n(none|\d+ runs?: \w+)", facts, re.M), facts
+    assert_no_console_errors(browser)
+
+
 NIGHTLY_ONLY = """
 [jobs.nightly]
 name = "Nightly report"
@@ -317,30 +330,58 @@ hour = 3
 """
 
 
-def test_in_a_fleet_the_page_shows_the_leader_its_lease_and_the_changes_of_leader(browser, tmp_path):
+BUSY = """
+[jobs.busy]
+name = "Busy job"
+func = "tests.support.sample_jobs:slow"
+trigger = "interval"
+seconds = 3
+kwargs = { seconds = 2.5 }
+"""
+
+
+def test_in_a_fleet_the_page_shows_the_leader_its_lease_the_changes_of_leader_and_who_runs_what(browser, tmp_path):
     from selenium.webdriver.support.wait import WebDriverWait
 
     from tests.support.pg import FAST_URL, scratch_schema
 
     with scratch_schema() as schema:
         # One host: a short graceful timeout, or its stop waits half of it for another host to take over.
-        env = base_env(tmp_path / "state", WORKER_JOBS_FILE=str(jobs_file(tmp_path / "jobs.toml", NIGHTLY_ONLY)),
+        env = base_env(tmp_path / "state", WORKER_JOBS_FILE=str(jobs_file(tmp_path / "jobs.toml", NIGHTLY_ONLY + BUSY)),
                        WEB_CONCURRENCY="1", SCHEDULER_HEARTBEAT_INTERVAL="1", STATUS_CACHE_TTL="0",
-                       STATE_DATABASE_URL=FAST_URL, STATE_DATABASE_SCHEMA=schema, GUNICORN_GRACEFUL_TIMEOUT="2")
+                       STATE_DATABASE_URL=FAST_URL, STATE_DATABASE_SCHEMA=schema, GUNICORN_GRACEFUL_TIMEOUT="2",
+                       JOB_EXECUTOR_THREADS="3")
         server = Gunicorn(env, tmp_path).start()
         try:
             fleet = wait_until(lambda: (f := server.get("/status")[2]["metrics"]["fleet"])["leader"] and f,
                                timeout=15, what="a leader holding the lease")
-            browser.get(server.url + "/status")
+            browser.get(server.url + "/status?refresh=2")
             panel = WebDriverWait(browser, 5).until(
                 lambda d: (section := d.find_element("id", "fleet-section")).is_displayed() and section)
             leader = fleet["leader"]
             facts = panel.find_element("id", "fleet").text
             assert "fleet" in facts and f"{leader['host']} (pid {leader['pid']})" in facts
             assert f"Epoch\n{leader['epoch']}" in facts and "Lease expires" in facts
-            assert f"Hosts\n{leader['host']} (seen leading" in facts  # the hosts known from the leadership log
+            assert f"Seen leading\n{leader['host']}" in facts  # the hosts known from the leadership log
             changes = panel.find_elements("css selector", "#fleet-changes tbody tr")
             assert len(changes) == len(fleet["changes"]) >= 1 and fleet["changes"][0]["reason"] in changes[0].text
+
+            # The Hosts panel: the one host (its executing process) with its threads; the busy job's run, on it.
+            hosts = WebDriverWait(browser, 5).until(
+                lambda d: (section := d.find_element("id", "hosts-section")).is_displayed() and section)
+            # (A starting host's row says "stopping" until its first renewal after it began claiming.)
+            line = WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda d: [
+                r for r in hosts.find_elements("css selector", "#hosts tbody tr") if "active" in r.text])[0]
+            [host] = server.get("/status")[2]["hosts"]
+            assert line.text.startswith(f"{host['host']} (pid {host['pid']})")
+            assert line.find_element("css selector", "th").get_attribute("title") == host["id"]
+            assert "claimed" in line.text and "free" in line.text
+            assert line.find_elements("css selector", "td")[0].get_attribute("title") == "3 threads"
+            hosts.find_element("css selector", "#running-now summary").click()  # "Running now: 1 run", opened
+            running = WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda d: [
+                r.text for r in d.find_elements("css selector", "#running tbody tr") if r.text.startswith("busy")])
+            assert f"busy {host['host']} (pid " in running[0] and "running" in running[0], running
+            WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda d: f"running on {host['host']}" in row(d, "busy").text)
             assert_no_console_errors(browser)
         finally:
             server.stop()

@@ -74,3 +74,23 @@ def host_label(identity: str | None) -> str | None:
     if identity is None:
         return None
     return identity.split(SEPARATOR, 1)[0]
+
+
+def process_alive(pid: int, since: float | None = None) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie, dead but not yet reaped, does not).
+
+    With ``since`` (epoch seconds), only if it was already running then: a
+    process started later is another one that got the same pid (pids are
+    reused, and a restarted container hands out the same ones again).
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if since is not None and process.create_time() > since:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # it exists, but may not be looked at (another user's)
+        return True

@@ -12,7 +12,7 @@ import enum
 
 from common.helpers.health.status import Status
 
-__all__ = ["RUNNING_STATES", "JobState", "SchedulerState", "Status"]
+__all__ = ["RUNNING_STATES", "HostState", "JobState", "RunState", "SchedulerState", "Status"]
 
 
 class JobState(enum.StrEnum):
@@ -37,3 +37,19 @@ class SchedulerState(enum.StrEnum):
 
 # The states in which the scheduler runs jobs (re-planning them after a clock jump); a heartbeat's bare word matches too.
 RUNNING_STATES = frozenset({SchedulerState.RUNNING, SchedulerState.REPLANNING})
+
+
+class HostState(enum.StrEnum):
+    """An executing host's process, as /status, /metrics and ``worker-service status`` show it."""
+
+    ACTIVE = "active"  # its row (one host: its heartbeat) is live and it takes runs
+    STOPPING = "stopping"  # a stop or reload: it takes no more runs while its last ones finish
+    EXPIRED = "expired"  # its row (heartbeat) ran out (it died, froze or was cut off), or its process was seen dead
+
+
+class RunState(enum.StrEnum):
+    """A run in flight, as /status shows it."""
+
+    RUNNING = "running"  # a process holds it
+    WAITING = "waiting"  # planned by the leader; no host claimed it yet
+    STOPPING = "stopping"  # its process is stopping (a stop or reload) and lets it finish

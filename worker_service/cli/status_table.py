@@ -7,14 +7,16 @@ from typing import Any
 
 import click
 
-from ..vocabulary import JobState, Status
+from ..vocabulary import HostState, JobState, RunState, Status
 from .tables import printable, span
 
 COLOURS = {
     Status.AVAILABLE: "green", JobState.HEALTHY: "green", "running": "green",
     Status.DEGRADED: "yellow", JobState.WARNING: "yellow", JobState.PENDING: "cyan", JobState.PAUSED: "cyan",
     Status.UNAVAILABLE: "red", JobState.UNHEALTHY: "red", "stopped": "red", "unknown": "red", "none": "red",
+    HostState.ACTIVE: "green", HostState.STOPPING: "yellow", HostState.EXPIRED: "red", RunState.WAITING: "cyan",
 }
+RUNNING_SHOWN = 20  # runs in flight printed; the rest are counted
 _BOLD = (Status.UNAVAILABLE, JobState.UNHEALTHY)
 
 
@@ -68,8 +70,31 @@ def _fleet_lines(fleet: dict[str, Any], now: dt.datetime, colour: bool) -> list[
     return lines
 
 
+def _hosts_lines(hosts: list[dict[str, Any]], colour: bool) -> list[str]:
+    """Each executing host (a process: a reload shows two for a moment): state, runs held of its threads, heartbeat."""
+    rows = []
+    for host in hosts:
+        age = host.get("heartbeat_age_seconds")
+        rows.append([printable(str(host.get("host"))), str(host.get("pid")), str(host.get("state")),
+                     f"{host.get('claimed', 0)}/{host.get('threads', 0)}", "-" if age is None else f"{age:.1f}s ago"])
+    if not rows:
+        return []
+    return ["", *_table(["HOST", "PID", "STATE", "CLAIMED/THREADS", "HEARTBEAT"], rows, {2}, colour)]
+
+
+def _running_lines(running: list[dict[str, Any]], now: dt.datetime, colour: bool) -> list[str]:
+    """The runs in flight, oldest first (at most :data:`RUNNING_SHOWN`), and the host running each."""
+    rows = [[printable(str(run.get("job_id"))), str(run.get("run_id")), str(run.get("state")),
+             "-" if run.get("host") is None else f"{printable(str(run['host']))} pid {run.get('pid')}",
+             _ago(run.get("started_at"), now)] for run in running[:RUNNING_SHOWN]]
+    if not rows:
+        return []
+    more = [f"... and {len(running) - RUNNING_SHOWN} more"] if len(running) > RUNNING_SHOWN else []
+    return ["", *_table(["RUNNING", "RUN", "STATE", "HOST", "STARTED"], rows, {2}, colour), *more]
+
+
 def render(body: dict[str, Any], colour: bool) -> str:
-    """The service line, then components, the scheduler (and in fleet mode its lease), and jobs."""
+    """The service line, then components, the scheduler (and in fleet mode its lease), jobs, hosts and runs in flight."""
     now = dt.datetime.now(dt.UTC)
     metrics = body.get("metrics", {})
     lines = [f"{body.get('service', 'service')}: {_paint(body.get('status', '?'), colour)}"
@@ -98,4 +123,6 @@ def render(body: dict[str, Any], colour: bool) -> str:
         rows.append([printable(job["id"]), state, _ago(last.get("timestamp"), now), _ago(job.get("next_run_time"), now),
                      "-" if average is None else f"{average:.3f}s", f"{job.get('error_count', 0)}/{runs}"])
     lines += ["", *_table(["JOB", "STATE", "LAST RUN", "NEXT RUN", "AVG", "ERRORS/RUNS"], rows, {1}, colour)]
+    lines += _hosts_lines(body.get("hosts") or [], colour)
+    lines += _running_lines(body.get("running") or [], now, colour)
     return "\n".join(lines)

@@ -8,7 +8,8 @@ cache and database statuses from the health engine, the scheduler's from that
 reading; process figures for the master and every worker, labelled by pid
 and role. In fleet mode the scheduler lease (epoch, holder, expiry on the
 database's clock) is read with the same snapshot; on one host its families
-are left out. A store that cannot be read leaves the job families empty and the
+are left out. Per host: its runs in flight, threads, claims and their wait, and lost
+runs (:mod:`.host_series`). A store that cannot be read leaves the job families empty and the
 scheduler component unavailable; it never fails the scrape.
 
 The text is cached like /status (:class:`~worker_service.reporting.bounded_cache.BoundedCache`,
@@ -35,6 +36,7 @@ from ..reporting.fleet_view import FleetView
 from ..reporting.reading import Reading, reader_for
 from ..reporting.uptime import service_uptime
 from ..vocabulary import SchedulerState
+from .host_series import host_families
 from .job_series import PREFIX, JobSeries
 
 
@@ -52,7 +54,8 @@ class MetricsExporter:
 
     def _build(self) -> bytes:
         reading = self._reader.take(deliveries=0)  # the recent deliveries are /status's, not a metric
-        families = [*_components(reading.health), *_scheduler(reading), *_processes(), *_alerts(reading.alerts)]
+        families = [*_components(reading.health), *_scheduler(reading), *host_families(reading.work, reading.snapshot.fleet), *_processes(),
+                    *_alerts(reading.alerts)]
         uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the service (gunicorn master) started.")
         uptime.add_metric([], service_uptime())
         families.append(uptime)

@@ -1,6 +1,6 @@
 """One reading of the service for /status and /metrics: the store's rows, the health report, the scheduler's verdict.
 
-Also the alerts' outbox, read once for both.
+Also the alerts' outbox, read once for both, and who runs what (:mod:`.work_view`).
 
 Both reporters take a :class:`Reading` and only render it, so they cannot
 tell different stories of one moment, and neither calls back into a lower
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.helpers.health import CheckError, CheckResult, HealthEngine, ServiceDegraded, Status, redact, utc_now
 
+from ..config import EXECUTOR_THREADS_DEFAULT
 from ..health.report import HealthReport, build_health_report
 from ..health.scheduler_check import SchedulerCheck
 from ..health.scheduler_observer import SchedulerObserver
@@ -27,6 +28,7 @@ from .alerts_view import RECENT, AlertsRead, channels, read_alerts
 from .fleet_view import FleetView, view_fleet
 from .scheduler_view import SchedulerView, view_scheduler
 from .snapshot import StoreSnapshot, take_snapshot
+from .work_view import WorkView, view_work
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -41,6 +43,7 @@ class Reading:
     scheduler: SchedulerView | None  # None when the store could not be read
     fleet: FleetView
     alerts: AlertsRead
+    work: WorkView  # the hosts and the runs in flight
 
 
 class Reader:
@@ -53,6 +56,7 @@ class Reader:
         self._critical: list[str] = settings["HEALTH_CRITICAL_COMPONENTS"]
         self.policy = policy or JobPolicy.from_settings(settings)
         self._channels = channels(settings)  # the alert channels, masked
+        self._threads = int(settings.get("JOB_EXECUTOR_THREADS") or EXECUTOR_THREADS_DEFAULT)  # one host's threads
         self._observer = SchedulerObserver(SchedulerRules.from_settings(settings, self.policy),
                                            settings.get("WORKER_STATE_DIR") or "")
 
@@ -76,7 +80,8 @@ class Reader:
         if snapshot.error is None:
             view = view_scheduler(snapshot.leader, self._observer.rules.heartbeat_interval, snapshot.beat_now)
         return Reading(snapshot=snapshot, health=health, scheduler=view, fleet=view_fleet(snapshot, view),
-                       alerts=read_alerts(self._store, self._channels, deliveries))
+                       alerts=read_alerts(self._store, self._channels, deliveries),
+                       work=view_work(snapshot, view, self._threads))
 
     def _scheduler(self, snapshot: StoreSnapshot) -> CheckResult:
         """The scheduler component, judged from ``snapshot``'s rows (unreachable when they could not be read)."""

@@ -8,9 +8,10 @@ show a job at 21 consecutive failures in the scheduler's reason and at 26 in
 its own row.
 
 The snapshot holds every row the reports and the scheduler rule look at
-(heartbeat, jobs, quarantined jobs; in fleet mode the lease, read first, and
-on request the last changes of leader), and nothing else: it is no store and
-forwards no read to one.
+(heartbeat, jobs, quarantined jobs, the runs in flight and, in fleet mode,
+the executing hosts; in fleet mode the lease, read first, and on request the
+last changes of leader), and nothing else: it is no store and forwards no
+read to one.
 
 A store read may fail (``StoreUnavailable`` from ``worker_service.state``, or
 any error of the store's driver): the snapshot then holds no records and the
@@ -30,7 +31,7 @@ from ..health.scheduler_observer import read_lease
 from ..scheduler.heartbeat import judging_now
 from ..scheduler.job_health import JobHealth, JobPolicy
 from ..state import StateReader, StoreUnavailable
-from ..state.records import JobRecord, LeadershipChange, LeaseRecord, SchedulerRecord
+from ..state.records import HostRecord, JobRecord, LeadershipChange, LeaseRecord, RunInFlight, SchedulerRecord
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ class StoreSnapshot:
     changes: tuple[LeadershipChange, ...] = ()  # newest first, if asked for
     quarantined: tuple[str, ...] = ()  # jobs quarantined for killing their worker
     quarantine_error: str | None = None  # why they could not be read (the jobs could): only the scheduler's business
-    took: float | None = None  # seconds the reads took
+    hosts: tuple[HostRecord, ...] = ()  # the fleet's executing processes (none on one host)
+    in_flight: tuple[RunInFlight, ...] = ()  # every run not finished yet, oldest first
+    work_error: str | None = None  # why those two could not be read (the jobs could)
+    took: float | None = None  # seconds the scheduler component's reads took
 
     @property
     def beat_now(self) -> float:
@@ -86,10 +90,18 @@ def take_snapshot(store: StateReader, policy: JobPolicy, fleet: bool = False, ch
         quarantined = tuple(store.quarantined_jobs())
     except Exception as error:  # noqa: BLE001 - as above
         quarantine_error = _unreadable(error)
+    took = time.perf_counter() - started  # the scheduler component's reads (its latency), as before the two below
+    # Who runs what: shown beside the jobs, never a reason to blank them.
+    hosts, in_flight, work_error = (), (), None
+    try:
+        hosts, in_flight = tuple(store.hosts()), tuple(store.runs_in_flight())
+    except Exception as error:  # noqa: BLE001 - as above
+        work_error = _unreadable(error)
     return StoreSnapshot(now=now, leader=leader, records=tuple(records),
                          verdicts=tuple(policy.judge_all(records, judging_now(lease, now))), fleet=fleet, lease=lease,
                          lease_answered=answered, changes=tuple(history), quarantined=quarantined,
-                         quarantine_error=quarantine_error, took=time.perf_counter() - started)
+                         quarantine_error=quarantine_error, hosts=hosts, in_flight=in_flight, work_error=work_error,
+                         took=took)
 
 
 def _unreadable(error: Exception) -> str:

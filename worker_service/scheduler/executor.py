@@ -38,13 +38,14 @@ class TrackedThreadPoolExecutor(ThreadPoolExecutor):
 
     def __init__(self, tracker: ExecutionTracker, max_workers: int = 10,
                  placement: Callable[[str], str] | None = None,
-                 hosts: Callable[[], list[str]] | None = None, planned: Callable[[], None] | None = None) -> None:
+                 hosts: Callable[[], list[str]] | None = None,
+                 planned: Callable[[int], None] | None = None) -> None:
         super().__init__(max_workers=max_workers)
         self._tracker = tracker
         self._asking = threading.local()  # .request: the run-now this thread is submitting, if any
         self._placement = placement or (lambda job_id: RUN_ON_LEADER)
         self._hosts = hosts or (lambda: [])
-        self._planned = planned or (lambda: None)  # wakes this host's runner: it claims what it can at once
+        self._planned = planned or (lambda hosts: None)  # wakes this host's runner for its share of the new runs
 
     def submit_job(self, job: Any, run_times: list) -> None:
         """Run ``job`` here (APScheduler's own path), or plan it for the fleet's hosts to claim."""
@@ -58,7 +59,8 @@ class TrackedThreadPoolExecutor(ThreadPoolExecutor):
                 runs = []
                 for host in self._hosts():
                     try:
-                        runs.append(self._tracker.submitted(job, run_times, request, placement, for_host=host))
+                        runs.append(self._tracker.submitted(job, run_times, request, placement, for_host=host,
+                                                            count_gap=not runs))
                     except MaxInstancesReachedError:
                         continue  # that host still runs it: its own max_instances holds
                 if not runs:
@@ -66,7 +68,7 @@ class TrackedThreadPoolExecutor(ThreadPoolExecutor):
                 run = runs[0]
             else:
                 run = self._tracker.submitted(job, run_times, request, placement)
-        self._planned()
+        self._planned(len(self._hosts()))
         if request is not None:
             request.run = run
 

@@ -16,9 +16,11 @@ lock, leader or not) runs a :class:`HostRunner`:
 * **claims**: while it has free threads (``JOB_EXECUTOR_THREADS``), one
   statement (``FOR UPDATE SKIP LOCKED``) takes up to that many planned runs,
   oldest slot first; no two hosts get one run. It polls every
-  :data:`CLAIM_POLL` seconds, and at once when a run of its own ends or when
-  the leader in this process has just planned one (no LISTEN/NOTIFY: it would
-  not pass a transaction pooler);
+  :data:`CLAIM_POLL` seconds (jittered), and at once when a run of its own
+  ends (no LISTEN/NOTIFY: it would not pass a transaction pooler). The
+  leader's own host is woken when it plans, but then takes only its share
+  (its free threads divided by the live hosts): a run starts at once, and the
+  work still spreads instead of filling the leader's host first;
 * **runs**: a claimed run starts at once (the claim recorded its start); its
   end is written with the claim (``owner``): counted only if this process
   still holds it. A run claimed later than its misfire grace time after it was
@@ -42,9 +44,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psutil
-
-from ..host_identity import same_machine
+from ..host_identity import process_alive, same_machine
 from ..state import StateStore, StoreUnavailable
 from ..state.faults import FencedOut
 from ..state.records import ClaimedRun
@@ -112,33 +112,50 @@ class HostRunner:
         self._deadline = float("-inf")  # no run starts before the first renewal
         self._wake = threading.Event()
         self._claiming = threading.Event()  # set while it claims (cleared at a stop)
+        self._claim_lock = threading.Lock()  # held by a claim in flight: a stop waits for it to come back
+        self._renew_lock = threading.Lock()  # the keeper and a stop renew; one at a time, in order
         self._ended = threading.Event()
         self._failing: str | None = None
         self._unforgotten: set[int] = set()  # runs that ended here but whose row the store could not remove
+        self._unreleased: set[int] = set()  # runs given back whose release the store did not take yet
+        self._share: int | None = None  # woken by the leader's plan: take 1/share of the free threads now
         self._claimer = threading.Thread(target=self._claim_forever, name="fleet-claims", daemon=True)
         self._keeper = threading.Thread(target=self._keep_forever, name="fleet-host-row", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def start(self) -> HostRunner:
         """Register this host's row (best effort: the keeper retries), then keep it and claim in the background."""
+        self._claiming.set()  # before the first renewal: the row says it claims (not stopping) from the start
         self._renew()
-        self._claiming.set()
         self._keeper.start()
         self._claimer.start()
         log.info("pid %d runs the fleet's planned runs on this host: %d threads, jobs %s", self._pid, self.threads,
                  ", ".join(sorted(self._specs)) or "(none: every job runs on the leader)")
         return self
 
-    def wake(self) -> None:
-        """A run was planned (by the leader in this process) or a thread freed: claim now."""
+    def wake(self, hosts: int = 1) -> None:
+        """Claim now: a thread freed, or the leader in this process planned runs for ``hosts`` live hosts to share."""
+        with self._idle:
+            self._share = max(hosts, 1) if self._share is None else min(self._share, max(hosts, 1))
         self._wake.set()
 
     def stop_claiming(self) -> None:
-        """A stop or reload: claim nothing more; the runs going on finish (the row says stopping)."""
+        """A stop or reload: claim nothing more; the runs going on finish (the row says stopping).
+
+        Returns once no claim is in flight: a run claimed by a statement sent
+        before the stop is in the pool (counted busy) by then, so a drain that
+        follows waits for it too.
+        """
         if self._claiming.is_set():
             self._claiming.clear()
             self._wake.set()
+            with self._claim_lock:
+                pass
             self._renew()
+            try:  # one still going when the process is killed at the graceful timeout was killed at the stop
+                self.store.mark_stopping(self.session)
+            except StoreUnavailable as error:
+                log.warning("could not mark this host's running jobs as stopping: %s", error)
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for this process's runs to end; whether they all did."""
@@ -174,6 +191,10 @@ class HostRunner:
         return self._clock() < self._deadline
 
     def _renew(self) -> bool:
+        with self._renew_lock:
+            return self._renew_now()
+
+    def _renew_now(self) -> bool:
         sent = self._clock()
         try:
             left = self.store.renew_host(self.session, self.host, self._pid, self.threads,  # type: ignore[attr-defined]
@@ -196,10 +217,13 @@ class HostRunner:
             pause = self._timing.retry_every if self._failing else self._timing.renew_every
             if self._ended.wait(pause):
                 return
-            if self._renew():
-                self._forget_unforgotten()
-                if self._claiming.is_set():
-                    self._note_dead_processes_here()
+            try:
+                if self._renew():
+                    self._forget_unforgotten()
+                    if self._claiming.is_set():
+                        self._note_dead_processes_here()
+            except Exception:  # noqa: BLE001 - the keeper must live on: without it the row expires, the runs are lost
+                log.exception("keeping this host's row in the fleet failed unexpectedly; trying again")
 
     def forget_later(self, run_id: int) -> None:
         """A run ended here but its row could not be removed: the keeper removes it once the store answers."""
@@ -209,11 +233,14 @@ class HostRunner:
     def _forget_unforgotten(self) -> None:
         with self._idle:
             pending, self._unforgotten = self._unforgotten, set()
+            releasing, self._unreleased = self._unreleased, set()
         for run_id in sorted(pending):
             try:
                 self.store.forget_run(run_id)
             except StoreUnavailable:
                 self.forget_later(run_id)
+        for run_id in sorted(releasing):
+            self._release(run_id)
 
     def _note_dead_processes_here(self) -> None:
         """Rows of processes of this machine whose pid is gone (a killed worker): say so, for the leader.
@@ -226,7 +253,7 @@ class HostRunner:
         try:
             for row in self.store.hosts():  # type: ignore[attr-defined]
                 if (row.session != self.session and not row.gone and same_machine(row.host, self.host)
-                        and not _alive(row.pid)):
+                        and not process_alive(row.pid)):
                     self.store.mark_host_gone(row.session)  # type: ignore[attr-defined]
                     log.warning("pid %d of this host is gone: its runs are recorded by the leader as crashed",
                                 row.pid)
@@ -238,12 +265,19 @@ class HostRunner:
         while not self._ended.is_set():
             self._wake.wait(self._poll * random.uniform(0.8, 1.2))  # spread the hosts' polls
             self._wake.clear()
-            if self._claiming.is_set():
-                self._claim_once()
+            with self._claim_lock:
+                if self._claiming.is_set():
+                    try:
+                        self._claim_once()
+                    except Exception:  # noqa: BLE001 - a dead claimer would leave this host idle for good
+                        log.exception("claiming runs failed unexpectedly; trying again")
 
     def _claim_once(self) -> None:
         with self._idle:
             free = self.threads - self._busy
+            share, self._share = self._share, None
+        if share is not None and share > 1:
+            free = max(free // share, 1) if free > 0 else 0  # the other hosts take the rest at their next look
         if free <= 0 or not self._specs or not self.valid():
             return
         try:
@@ -262,19 +296,24 @@ class HostRunner:
                 self._pool.submit(self._run, run)
             except RuntimeError:  # the pool is shut down (the process stops): the row expires, the leader settles it
                 self._ended_one()
-        if len(claimed) == free:
-            self._wake.set()  # there may be more: claim again once a thread is free
+        if len(claimed) == free and (share is None or share <= 1):
+            self._wake.set()  # there may be more: claim again at once
 
     def _give_back(self, run: ClaimedRun) -> None:
         """A run of a job this host's file does not have (or keeps on the leader): planned again, skipped from now."""
         self._unknown.add(run.job_id)
         log.warning("job %s is planned in the fleet but this host's jobs file %s: left to the other hosts", run.job_id,
                     "runs it on the leader only" if run.job_id in self._leader_only else "does not have it")
+        self._release(run.run_id)
+
+    def _release(self, run_id: int) -> None:
+        """Give a claimed run back for another host; if the store does not answer, the keeper tries again."""
         try:
-            self.store.release_claim(run.run_id, self.session)  # type: ignore[attr-defined]
+            self.store.release_claim(run_id, self.session)  # type: ignore[attr-defined]
         except StoreUnavailable as error:
-            log.debug("could not give run %d back: %s", run.run_id, error)
-            self.forget_later(run.run_id)
+            log.debug("could not give run %d back: %s", run_id, error)
+            with self._idle:
+                self._unreleased.add(run_id)
 
     def _run(self, claimed: ClaimedRun) -> None:
         try:
@@ -285,6 +324,13 @@ class HostRunner:
                     and spec.misfire_grace_time is not None and claimed.waited > spec.misfire_grace_time)
             if late:
                 self._missed(claimed, spec)
+                return
+            if not self.valid():
+                # Its row may have expired: starting it here could run it beside a host the leader gave it to.
+                log.warning("job %s: run %d not started: this host's row was not renewed in time; given back",
+                            claimed.job_id, claimed.run_id)
+                self._release(claimed.run_id)
+                self._tracker.settled(claimed.run_id)
                 return
             with self._tracker.executing(run), contextlib.suppress(Exception):
                 self._wrapped[claimed.job_id](*spec.args, **spec.kwargs)  # the tracker logged and recorded it
@@ -304,7 +350,7 @@ class HostRunner:
         with self._idle:
             self._busy -= 1
             self._idle.notify_all()
-        self._wake.set()
+        self._wake.set()  # a whole thread is free: claim with it now
         if self._on_run_ended is not None:
             with contextlib.suppress(Exception):
                 self._on_run_ended()
@@ -312,14 +358,6 @@ class HostRunner:
     def _store_failed(self, error: BaseException) -> None:
         log.debug("a write of a claimed run failed: %s", error)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
 
 
 def claims_supported(store: Any) -> bool:

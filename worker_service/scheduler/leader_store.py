@@ -112,10 +112,10 @@ class LeaderStore:
                          command_id: int | None = None, host: str | None = None,
                          missed: MissedSlots | None = None, max_instances: int | None = None,
                          run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
-                         retry_of: int | None = None) -> int | None:
+                         retry_of: int | None = None, keep_next_run: bool = False) -> int | None:
         run_id = self._leading(lambda w: w.record_submitted(
             job_id, session, pid, scheduled_at, next_run_time, trigger, requested_by, command_id, host, missed,
-            max_instances, run_on, for_host, avoid_host, retry_of))
+            max_instances, run_on, for_host, avoid_host, retry_of, keep_next_run))
         if self._term.offered and run_on is None and run_id is not None:
             try:
                 self.mark_stopping(session)

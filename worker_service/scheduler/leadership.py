@@ -114,6 +114,9 @@ class SchedulerLeadership:
                 log.error("the scheduler cannot start: %s (fix it, check with `worker-service check-config`, reload)",
                           error)
                 self._give_up_term()
+                if self._runner is not None:  # no longer its host's candidate: the next one claims instead
+                    self._runner.stop_claiming()
+                    self._runner.leave(drained=self._runner.drain(0.0))
                 self._election.release()
                 return
             except Exception as error:
@@ -283,10 +286,10 @@ class SchedulerLeadership:
             if self._election.held:
                 self._election.release()  # the next scheduler of this host starts now, while these runs finish
             left = lambda: max(finish_wait - (time.monotonic() - started), 0.0)  # noqa: E731
-            if service is not None:
-                service.finish_runs(left())
+            finished = service.finish_runs(left()) if service is not None else True
             if self._runner is not None:
-                self._runner.leave(drained=self._runner.drain(left()))
+                # The row goes only once every run of this process ended: a run still going keeps it alive (not lost).
+                self._runner.leave(drained=self._runner.drain(left()) and finished)
             if self._deliverer is not None:  # after the scheduler: its last changes may still be sent meanwhile
                 self._deliverer.stop()
 

@@ -26,7 +26,6 @@ import uuid
 import zoneinfo
 from typing import Any
 
-import psutil
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
@@ -36,7 +35,7 @@ from ..alerts import AlertSettings, build_channels
 from ..alerts.deliverer import Deliverer
 from ..alerts.monitor import AlertMonitor, judge_with
 from ..alerts.rules import JobAlerting
-from ..host_identity import host_id, host_label, same_machine
+from ..host_identity import host_id, host_label, process_alive, same_machine
 from ..state import StateStore
 from ..state.faults import FencedOut
 from ..state.protocol import FleetLedger
@@ -60,6 +59,7 @@ STATE_NAMES = {STATE_RUNNING: SchedulerState.RUNNING, STATE_PAUSED: SchedulerSta
 # leader whose clock ran well ahead) is planned again, from this leader's time.
 LATE_PUBLISHED_SLACK = 1.0
 FINISH_POLL = 0.05  # seconds between looks at this process's last runs during a graceful stop
+UNCLAIMED_LIMIT = 3600.0  # seconds a planned run of a job without a misfire grace time may wait for a host
 
 
 class SchedulerService:
@@ -89,6 +89,8 @@ class SchedulerService:
         self._live_hosts: list[str] = []  # hosts with a live, claiming process (every-host runs go to each)
         log_noise.install()  # APScheduler's echoes of the events the tracker logs
         self.tracker = ExecutionTracker(store, self.session, self._next_run_of, self._store_failed, host=self.host)
+        if runner is not None:
+            self.tracker.forget_later = runner.forget_later  # a stood-down leader's row is removed once the store answers
         self.executor = TrackedThreadPoolExecutor(
             self.tracker, max_workers=executor_threads,
             placement=lambda job_id: self._placements.get(job_id, RUN_ON_LEADER),
@@ -138,11 +140,13 @@ class SchedulerService:
         self.scheduler.add_listener(self.tracker.listener, TRACKED_EVENTS)
         self.scheduler.start(paused=True)
         try:
-            self._sweep()
+            lost = self._sweep(retry=False)  # retried once the jobs are added: their next run times are known then
             self.roster.operator_pauses.update(self.store.operator_pauses())
             for spec in self.specs:
                 self._add(spec)
             self._publish_all()
+            for orphan in lost:
+                self._retry(orphan)
             self._beat(state=SchedulerState.RUNNING)  # as it will be the moment it resumes, below
         except BaseException:
             self.scheduler.shutdown(wait=False)
@@ -174,26 +178,7 @@ class SchedulerService:
         or a handover the store refuses both writes (:class:`FencedOut`):
         expected, and only noted.
         """
-        self.commands.stop()
-        if self.alerts is not None:  # what is pending stays in the outbox for the next leader
-            self.alerts.stop()
-        self._stopping = True
-        if wait:
-            try:
-                self.store.mark_stopping(self.session)
-            except FencedOut as error:
-                log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
-            except Exception as error:
-                log.error("could not mark running jobs as stopping in the state store: %s", error)
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=wait)
-        self._stop_beating.set()
-        try:
-            self.store.clear_heartbeat(os.getpid())
-        except FencedOut as error:
-            log.info("scheduler not marked stopped: not recorded: another host leads now (%s)", error)
-        except Exception as error:
-            log.error("could not mark the scheduler stopped in the state store: %s", error)
+        self._wind_down(mark_stopping=wait, wait=wait)
         log.info("scheduler stopped in pid %d", os.getpid())
 
     def stop_submitting(self) -> None:
@@ -207,18 +192,28 @@ class SchedulerService:
         heartbeat says stopped. The caller then frees the lock and the lease;
         :meth:`finish_runs` waits for the runs.
         """
+        self._wind_down(mark_stopping=True, wait=False)
+
+    def _wind_down(self, mark_stopping: bool, wait: bool) -> None:
+        """Stop commands and alerts, mark this process's runs stopping, shut APScheduler down, say stopped.
+
+        What is pending stays for the next leader (commands, the alerts'
+        outbox). After a lost lease or a handover the store refuses both
+        writes (:class:`FencedOut`): expected, and only noted.
+        """
         self.commands.stop()
         if self.alerts is not None:
             self.alerts.stop()
         self._stopping = True
-        try:
-            self.store.mark_stopping(self.session)
-        except FencedOut as error:
-            log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
-        except Exception as error:
-            log.error("could not mark running jobs as stopping in the state store: %s", error)
+        if mark_stopping:
+            try:
+                self.store.mark_stopping(self.session)
+            except FencedOut as error:
+                log.info("running jobs not marked as stopping: not recorded: another host leads now (%s)", error)
+            except Exception as error:
+                log.error("could not mark running jobs as stopping in the state store: %s", error)
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=wait)
         self._stop_beating.set()
         try:
             self.store.clear_heartbeat(os.getpid())
@@ -244,7 +239,7 @@ class SchedulerService:
         return True
 
     # -- jobs -----------------------------------------------------------------
-    def _sweep(self) -> None:
+    def _sweep(self, retry: bool = True) -> list[OrphanedRun]:
         """Settle what dead or unreachable processes left, and requeue the lost runs of ``retry_lost`` jobs.
 
         Run at the start and every ``sweep_every`` s (TTL/3 in a fleet): a host
@@ -258,12 +253,14 @@ class SchedulerService:
             self._live_hosts = sorted({h.host for h in hosts if h.alive and not h.stopping})
         settled = self.store.settle_orphans(self.session, lost=self._judge)
         self._report_settled(settled)
-        for orphan in settled:
-            if orphan.lost and orphan.retry_of is None and orphan.run_id is not None:
+        lost = [orphan for orphan in settled if orphan.lost and orphan.retry_of is None and orphan.run_id is not None]
+        if retry:
+            for orphan in lost:
                 self._retry(orphan)
         if self.started_at and self.scheduler.running:  # while it leads; at the start, adding the jobs applies it
             for job_id in sorted({orphan.job_id for orphan in settled if orphan.outcome == "crashed"}):
                 self._contain(job_id)
+        return lost
 
     def _contain(self, job_id: str) -> None:
         """A run of ``job_id`` crashed its worker while this leader leads (on another host): hold or quarantine it."""
@@ -276,25 +273,34 @@ class SchedulerService:
                 return
             quarantined, crashes = self._quarantine(spec)
             if quarantined:
-                self.roster.quarantined[spec.id] = (
-                    f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs "
-                    "file and reload to release it")
+                self.roster.quarantined[spec.id] = _quarantine_reason(crashes)
                 self.scheduler.modify_job(job_id, next_run_time=None)
             elif crashes and job.next_run_time is not None:
                 self.scheduler.modify_job(job_id, next_run_time=self._held_back(spec, job.next_run_time, crashes))
         self._publish_changes()
 
     def _retry(self, orphan: OrphanedRun) -> None:
+        """A lost run of a ``retry_lost`` job that any host may run: planned once more, for another host.
+
+        Under ``max_instances`` as any run; the job's next run time stays as
+        the scheduler has it. A job pinned to the leader or run on every host
+        is not retried (its next slot runs as planned).
+        """
         spec = next((spec for spec in self.specs if spec.id == orphan.job_id), None)
-        if spec is None or not spec.retry_lost or self.runner is None:
+        if spec is None or not spec.retry_lost or self._placements.get(spec.id) != RUN_ON_ANY:
             return
-        next_run, _ = self._next_run_of(spec.id)
-        run_id = self.store.record_submitted(spec.id, "", 0, orphan.scheduled_at, next_run, orphan.trigger,
-                                             run_on=RUN_ON_ANY, avoid_host=orphan.host, retry_of=orphan.run_id)
+        run_id = self.store.record_submitted(spec.id, "", 0, orphan.scheduled_at, None, orphan.trigger,
+                                             max_instances=spec.max_instances, run_on=RUN_ON_ANY,
+                                             avoid_host=orphan.host, retry_of=orphan.run_id, keep_next_run=True)
+        if run_id is None:
+            log.warning("job %s: its run lost with host %s is not run again: it already runs max_instances (%d) "
+                        "times", spec.id, host_label(orphan.host), spec.max_instances)
+            return
         log.warning("job %s: its run of %s lost with host %s runs once more on another host (retry_lost; run %s)",
                     spec.id, dt.datetime.fromtimestamp(orphan.scheduled_at, dt.UTC).isoformat(),
                     host_label(orphan.host), run_id)
-        self.runner.wake()
+        if self.runner is not None:
+            self.runner.wake()
 
     def _sweep_forever(self) -> None:
         while not self._stop_beating.wait(self.sweep_every):
@@ -344,21 +350,34 @@ class SchedulerService:
             return self._judge_planned(orphan)
         if orphan.host is None or orphan.session in self._gone_sessions:
             return False  # an older version's run, or a process its own machine saw dead: died with it
-        here = orphan.host == self.host or not self.fleet or same_machine(orphan.host, self.host)
-        if here and not _process_alive(orphan.pid):
+        here = orphan.host == self.host or same_machine(orphan.host, self.host)
+        # Its pid is only its process if that process was already there when it took the run (pids are reused).
+        since = None if orphan.held_since is None else orphan.held_since + self.max_clock_skew + 0.5
+        if here and not process_alive(orphan.pid, since):
             return False
         if not self.fleet:
-            return None  # alive on the one host: finishing its last runs after a reload
+            # Alive on the one host: finishing its last runs after a reload. A run of another machine (the state
+            # directory moved, or a container restarted with its volume) died with it.
+            return None if here else False
         if self.runner is None:
             return True  # a fleet without host rows: nothing says the process still holds it
         return None if orphan.session in self._live_sessions else True
 
     def _judge_planned(self, orphan: OrphanedRun) -> bool | None:
+        """A run planned and not claimed: missed once its host is gone, or once it waited too long for any host.
+
+        Too long is its misfire grace time plus three sweeps (a TTL) after it
+        was planned (the hosts claim within a second, so only a run no live
+        host can take waits that long: its job is not in their jobs files, or
+        a retried lost run has only the host that lost it); without a grace
+        time (run however late), an hour.
+        """
         if orphan.for_host is not None and self._live_hosts and orphan.for_host not in self._live_hosts:
             return False
         spec = next((spec for spec in self.specs if spec.id == orphan.job_id), None)
-        grace = (spec.misfire_grace_time if spec is not None else None) or 0
-        if orphan.retry_of is None and time.time() - orphan.scheduled_at > grace + 3 * self.sweep_every + 1.0:
+        grace = spec.misfire_grace_time if spec is not None else 0
+        waited = time.time() - (orphan.held_since if orphan.held_since is not None else orphan.scheduled_at)
+        if waited > (UNCLAIMED_LIMIT if grace is None else grace) + 3 * self.sweep_every + 1.0:
             return False
         return None
 
@@ -373,9 +392,7 @@ class SchedulerService:
             return
         quarantined, crashes = self._quarantine(spec)
         if quarantined:
-            self.roster.quarantined[spec.id] = (
-                f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs "
-                "file and reload to release it")
+            self.roster.quarantined[spec.id] = _quarantine_reason(crashes)
         if self._paused(spec) or quarantined:
             options["next_run_time"] = None
         else:
@@ -571,11 +588,6 @@ class SchedulerService:
                 self._store_failed(error)
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (a zombie, dead but not yet reaped, does not)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # it exists, but may not be looked at (another user's)
-        return True
+def _quarantine_reason(crashes: int) -> str:
+    return (f"quarantined: its worker died under it {crashes} times in a row; change the job in the jobs file and "
+            "reload to release it")

@@ -62,9 +62,10 @@ from common.helpers.health import redact
 
 from ..state import StateStore
 from ..state.faults import FencedOut
+from ..state.records import MissedSlots
 from . import log_noise
 from .job_health import gap_words
-from .missed_slots import folded_slots, refused_slots
+from .missed_slots import RECENT_KEPT, folded_slots, refused_slots
 
 log = logging.getLogger(__name__)
 
@@ -144,17 +145,23 @@ class ExecutionTracker:
         self._live: set[int] = set()  # submitted runs APScheduler is not done with
         self._failing: set[str] = set()  # jobs whose last run here failed: their next failure has no traceback
         self._unrecorded: dict[str, Any] = {}  # job id -> (first, last) of its slots the store refused in a row
+        # job id -> slots folded into a run the store refused for max_instances (a run of the job is still going, or
+        # planned and not claimed yet, e.g. after a freeze): counted with the job's next recorded run instead
+        self._held_gaps: dict[str, MissedSlots] = {}
+        self.forget_later: Callable[[int], None] | None = None  # removes a run's row later, once the store answers
         self._lock = threading.Lock()
 
     # -- the executor's side --------------------------------------------------
     def submitted(self, job: Any, run_times: list, request: ManualRequest | None = None,
-                  run_on: str | None = None, for_host: str | None = None) -> CurrentRun:
+                  run_on: str | None = None, for_host: str | None = None, count_gap: bool = True) -> CurrentRun:
         """Record a run about to be handed to the pool; raise (and nothing is submitted) if the store can't.
 
         A scheduled run publishes the job's next run time after its slot; an
         operator's run-now (``request``) publishes the one APScheduler has now,
         unchanged (the caller holds the scheduler's job-store lock, so it is
-        current). With ``run_on`` the run is planned for a host of the fleet to
+        current). ``count_gap`` False: the slots folded into this one are counted
+        with another record of the same slot (an every-host run's first host).
+        With ``run_on`` the run is planned for a host of the fleet to
         claim (:mod:`.host_runner`), not handed to this process's pool. The
         store refuses a run of a job that already has ``max_instances`` live
         runs anywhere (APScheduler's ``MaxInstancesReachedError`` is raised: it
@@ -166,7 +173,9 @@ class ExecutionTracker:
         if request is None:
             next_fire = job.trigger.get_next_fire_time(scheduled, scheduled.__class__.now(scheduled.tzinfo))
             trigger, requested_by, command_id = "scheduled", None, None
-            missed = folded_slots(job, scheduled, self._unrecorded.get(job.id))  # recorded with this run, or neither
+            held = self._held_gaps.pop(job.id, None) if count_gap else None
+            missed = (_joined(held, folded_slots(job, scheduled, self._unrecorded.get(job.id))) if count_gap
+                      else None)  # recorded with this run, or neither
         else:
             next_fire = job.next_run_time
             trigger, requested_by, command_id = "manual", request.requested_by, request.command_id
@@ -178,6 +187,8 @@ class ExecutionTracker:
         except Exception as error:
             if request is None:  # never run: the gap the next recorded run folds in starts at the first such slot
                 self._unrecorded[job.id] = refused_slots(job, self._unrecorded.get(job.id), scheduled)
+                if held is not None:
+                    self._held_gaps[job.id] = held
             what = f"at {scheduled.isoformat()}" if request is None else f"now for {requested_by}"
             log.debug("job %s not run %s: the state store cannot record it (%s)", job.id, what, error)
             self._on_store_failure(error)
@@ -185,6 +196,9 @@ class ExecutionTracker:
                 log_noise.reported(error)
             raise
         if run_id is None:
+            if missed is not None:  # the skip itself is counted as max_instances; the slots it folded wait
+                self._held_gaps[job.id] = missed
+                self._unrecorded.pop(job.id, None)
             raise MaxInstancesReachedError(job)  # the store holds max_instances runs of it (any process, any host)
         if run_on is None:
             with self._lock:
@@ -211,7 +225,14 @@ class ExecutionTracker:
             self._store.forget_run(run_id)
         except Exception as error:
             log.debug("could not clear run %d from the state store: %s", run_id, error)
+            if self.forget_later is not None:
+                self.forget_later(run_id)  # else its row would hold its job's max_instances while this process lives
             self._on_store_failure(error)
+
+    def settled(self, run_id: int) -> None:
+        """The caller dealt with the run's live row itself: :meth:`done` must not forget it."""
+        with self._lock:
+            self._settled.add(run_id)
 
     def live_runs(self) -> set[int]:
         """Ids of the submitted runs APScheduler is not done with yet."""
@@ -250,8 +271,11 @@ class ExecutionTracker:
         try:
             live = self._store.record_started(run_id, at)
         except FencedOut as error:
-            log.warning("job %s: run %d not started: %s; the leader that holds the scheduler now records it", job_id,
-                        run_id, error)
+            log.warning("job %s: run %d not started: %s; recorded as missed", job_id, run_id, error)
+            run = getattr(_current, "run", None)
+            slot = run.scheduled_at if run is not None and run.scheduled_at is not None else at
+            if self._count(self._store.record_missed, job_id, slot, run_id) is not None:
+                self.settled(run_id)
             self._on_store_failure(error)
             return False
         except Exception as error:
@@ -354,3 +378,12 @@ def _exit_if_forked_child(owner_pid: int, code: int) -> None:
     """
     if os.getpid() != owner_pid:
         os._exit(code)
+
+
+def _joined(earlier: MissedSlots | None, later: MissedSlots | None) -> MissedSlots | None:
+    """Two gaps of one job's slots as one (the earlier one held back by a refused run), or whichever there is."""
+    if earlier is None or later is None:
+        return earlier or later
+    recent = (earlier.recent + later.recent)[-RECENT_KEPT:]
+    return MissedSlots(earlier.count + later.count, min(earlier.first, later.first), max(earlier.last, later.last),
+                       recent)

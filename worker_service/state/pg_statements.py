@@ -142,7 +142,8 @@ run AS (INSERT INTO {{s}}.job_running (job_id, session, pid, scheduled_at, submi
                %(command_id)s::bigint, %(host)s::text, %(run_on)s::text, %(for_host)s::text, %(avoid_host)s::text,
                %(retry_of)s::bigint
         WHERE {_ROOMY} RETURNING run_id),
-nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id = %(job_id)s::text AND {_ROOMY}),
+nxt AS (UPDATE {{s}}.jobs SET next_run_time = %(next_run_time)s::float8 WHERE id = %(job_id)s::text AND {_ROOMY}
+        AND NOT %(keep_next_run)s::boolean),
 {_GAP.replace(_ADMITTED, _ROOMY)}
 SELECT {_ADMITTED}, (SELECT run_id FROM run)""",
     "record_started": f"""
@@ -157,7 +158,7 @@ SELECT {_ADMITTED}""",
     "forget_runs_except": f"""
 WITH {{fence}},
 d AS (DELETE FROM {{s}}.job_running WHERE session = %(session)s::text AND run_id <> ALL(%(live)s::bigint[])
-      AND {_ADMITTED} RETURNING 1)
+      AND run_on IS NULL AND {_ADMITTED} RETURNING 1)
 SELECT {_ADMITTED}, (SELECT count(*) FROM d)""",
     "mark_stopping": f"""
 WITH {{fence}},
@@ -299,9 +300,10 @@ _READS = {
                    " WHERE job_id = %(job_id)s::text",
     # Every live run of another owner, and every planned run no host claimed yet (session ''): the caller judges.
     "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, session, for_host, trigger,"
-               " retry_of FROM {s}.job_running WHERE session <> %(session)s::text ORDER BY run_id",
+               " retry_of, coalesce(claimed_at, submitted_at) FROM {s}.job_running WHERE session <> %(session)s::text ORDER BY run_id",
+    # claimed: the runs it took by claims (its threads'); a leader's own runs (run_on "leader") use another pool.
     "hosts": "SELECT h.session, h.host, h.pid, h.threads, (SELECT count(*) FROM {s}.job_running r"
-             " WHERE r.session = h.session), extract(epoch FROM h.started_at)::float8,"
+             " WHERE r.session = h.session AND r.run_on IS NOT NULL), extract(epoch FROM h.started_at)::float8,"
              " extract(epoch FROM clock_timestamp() - h.renewed_at)::float8,"
              " extract(epoch FROM h.expires_at - clock_timestamp())::float8, h.stopping, h.claims, h.claim_wait_sum,"
              " h.claim_wait_max, h.lost, h.gone FROM {s}.hosts h ORDER BY h.host, h.started_at",

@@ -194,7 +194,7 @@ class PostgresStateStore(PostgresAlerts):
                          command_id: int | None = None, host: str | None = None,
                          missed: MissedSlots | None = None, max_instances: int | None = None,
                          run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
-                         retry_of: int | None = None) -> int | None:
+                         retry_of: int | None = None, keep_next_run: bool = False) -> int | None:
         """Note a run handed to the executor (by ``host``), or planned for a host to claim (``run_on``), and the
         job's next run time, in one statement; its id, or ``None`` (nothing written) when the job already has
         ``max_instances`` live runs in the fleet.
@@ -210,7 +210,7 @@ class PostgresStateStore(PostgresAlerts):
                           command_id=command_id, host=host, gap_count=gap.count, gap_from=gap.first,
                           gap_to=gap.last, gap_slots=slots, gap_keep=max(self.history_size - len(slots), 0),
                           max_instances=max_instances, run_on=run_on, for_host=for_host, avoid_host=avoid_host,
-                          retry_of=retry_of)
+                          retry_of=retry_of, keep_next_run=keep_next_run)
         return None if row[1] is None else int(row[1])
 
     def record_started(self, run_id: int, at: float) -> bool:
@@ -272,19 +272,22 @@ class PostgresStateStore(PostgresAlerts):
         """
         settled = []
         for (run_id, job_id, pid, scheduled_at, started_at, stopping, host, owner, for_host, trigger,
-             retry_of) in self._all("orphans", session=session):
+             retry_of, held_since) in self._all("orphans", session=session):
             if owner == "" and lost is None:
                 continue  # planned, for a host to claim: only a caller that judges settles it
             orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping, host, run_id=run_id, session=owner,
-                                 for_host=for_host, trigger=trigger, retry_of=retry_of).judged(lost)
+                                 for_host=for_host, trigger=trigger, retry_of=retry_of,
+                                 held_since=held_since).judged(lost)
             if orphan is None:
                 continue
             error = orphan.error
+            # Only while the row is still held by the owner the judge saw: a host may have claimed it since the read.
             if error is None:
-                done = self._count("count_skip", job_id, "missed", scheduled_at, None, None, None, run_id, claim=True)
+                done = self._count("count_skip", job_id, "missed", scheduled_at, None, None, None, run_id, claim=True,
+                                   owner=owner)
             else:
                 done = self._count("count_failure", job_id, orphan.outcome, started_at or scheduled_at, None, *error,
-                                   run_id, claim=True, started_at=started_at)
+                                   run_id, claim=True, started_at=started_at, owner=owner)
             if done:
                 settled.append(orphan)
                 if orphan.lost and owner:

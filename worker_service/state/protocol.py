@@ -247,7 +247,7 @@ class LeaderWriter(Protocol):
                          command_id: int | None = None, host: str | None = None,
                          missed: MissedSlots | None = None, max_instances: int | None = None,
                          run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
-                         retry_of: int | None = None) -> int | None:
+                         retry_of: int | None = None, keep_next_run: bool = False) -> int | None:
         """Note a run handed to the executor and the job's next run time, in one write; return the run's id.
 
         With ``max_instances``, only if the job has fewer live runs than that
@@ -257,7 +257,8 @@ class LeaderWriter(Protocol):
         ``every-host``) the run is planned, not handed over: no session, pid or
         host until a host claims it (:class:`RunClaims`); ``for_host`` is the one
         host an every-host run is for, ``avoid_host`` the host a retried lost
-        run (``retry_of``) must not go back to.
+        run (``retry_of``) must not go back to. ``keep_next_run``: the job's
+        published next run time stays as it is (a retried lost run is no slot of its own).
 
         ``trigger``, ``requested_by`` and ``command_id`` (an operator's
         run-now) stay with the run and go into its history row when it is
@@ -285,7 +286,9 @@ class LeaderWriter(Protocol):
         ...
 
     def forget_runs_except(self, session: str, live: Iterable[int]) -> int:
-        """Forget ``session``'s runs whose ids are not in ``live`` (finishes the store could not record); how many."""
+        """Forget ``session``'s runs whose ids are not in ``live`` (finishes the store could not record); how many.
+
+        Only the runs the session's process ran itself: a run its host claimed (``run_on``) is never one of them."""
         ...
 
     def record_run(

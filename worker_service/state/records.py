@@ -147,6 +147,7 @@ class OrphanedRun:
     for_host: str | None = None  # an every-host run's host
     trigger: str = "scheduled"
     retry_of: int | None = None
+    held_since: float | None = None  # when its owner took it (claimed, or submitted), or it was planned; store's clock
 
     @property
     def outcome(self) -> str:

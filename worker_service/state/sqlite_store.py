@@ -96,7 +96,7 @@ class SqliteStateStore(SqliteAlerts):
                          command_id: int | None = None, host: str | None = None,
                          missed: MissedSlots | None = None, max_instances: int | None = None,
                          run_on: str | None = None, for_host: str | None = None, avoid_host: str | None = None,
-                         retry_of: int | None = None) -> int | None:
+                         retry_of: int | None = None, keep_next_run: bool = False) -> int | None:
         """Note a run handed to the executor and the job's next run time, before the run can start.
 
         Both in one transaction, so a job that kills its process is known to
@@ -121,7 +121,8 @@ class SqliteStateStore(SqliteAlerts):
                 (job_id, session, pid, scheduled_at, time.time(), trigger, requested_by, command_id, host, run_on,
                  for_host, avoid_host, retry_of),
             )
-            db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
+            if not keep_next_run:
+                db.execute("UPDATE jobs SET next_run_time = ? WHERE id = ?", (next_run_time, job_id))
             if missed is not None and missed.count > 0:
                 self._count_gap(db, job_id, missed)
             return int(cursor.lastrowid)
@@ -159,7 +160,8 @@ class SqliteStateStore(SqliteAlerts):
         keep = set(live)
         with self._connection() as db:
             stale = [(run_id,) for (run_id,) in db.execute(
-                "SELECT run_id FROM job_running WHERE session = ?", (session,)).fetchall() if run_id not in keep]
+                "SELECT run_id FROM job_running WHERE session = ? AND run_on IS NULL", (session,)).fetchall()
+                if run_id not in keep]
             db.executemany("DELETE FROM job_running WHERE run_id = ?", stale)
         return len(stale)
 
@@ -244,17 +246,18 @@ class SqliteStateStore(SqliteAlerts):
         with self._connection() as db:
             rows = db.execute(
                 "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by,"
-                " command_id, session, for_host, retry_of FROM job_running WHERE session != ? ORDER BY run_id",
+                " command_id, session, for_host, retry_of, coalesce(claimed_at, submitted_at) FROM job_running WHERE session != ?"
+                " ORDER BY run_id",
                 (session,),
             ).fetchall()
             orphans = []
             for (run_id, job_id, pid, scheduled, started, stopping, host, trigger, requested_by, command_id, owner,
-                 for_host, retry_of) in rows:
+                 for_host, retry_of, held_since) in rows:
                 if owner == "" and lost is None:
                     continue  # planned, for a host to claim: only a caller that judges settles it
                 orphan = OrphanedRun(job_id, pid, scheduled, started, bool(stopping), host, run_id=run_id,
-                                     session=owner, for_host=for_host, trigger=trigger,
-                                     retry_of=retry_of).judged(lost)
+                                     session=owner, for_host=for_host, trigger=trigger, retry_of=retry_of,
+                                     held_since=held_since).judged(lost)
                 if orphan is None:
                     continue
                 origin = _RunOrigin(orphan.started_at, trigger, requested_by, command_id, host)

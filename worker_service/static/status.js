@@ -31,6 +31,7 @@
   let skew = 0;  // server clock - this browser's clock, in seconds
   let pageSeq = 0;
   let lastPage = null;
+  let runningHosts = new Map();  // job id -> the hosts running it, from the last overview
 
   // -- formatting --------------------------------------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -126,6 +127,7 @@
     document.querySelector("#components tbody").replaceChildren(...rows);
 
     const s = metrics.scheduler_status;
+    const fleetMode = (metrics.fleet || {}).mode === "fleet";
     facts(document.getElementById("scheduler"), [
       ["State", badge(s.state || (s.running ? "running" : "stopped"))],
       ["Leader", s.hostname ? s.hostname + " (pid " + s.pid + ")" : "none"],
@@ -133,8 +135,10 @@
       ["Started", time(s.started_at, utc(s.started_at))],
       ["Timezone", s.timezone],
       ["Last clock jump", s.last_clock_jump ? s.last_clock_jump.seconds + " s at " + utc(s.last_clock_jump.at) : null],
+      ...(fleetMode ? [] : oneHost(report.hosts || [], report.running || [], report.running_total)),
     ]);
     renderFleet(metrics.fleet);
+    renderHosts(fleetMode ? report.hosts || [] : [], report.running || [], report.running_total);
 
     const a = metrics.jobs_analysis;
     const states = a.states || {};
@@ -173,7 +177,7 @@
         ["Lease expires", leader.lease_expires_at ? time(leader.lease_expires_at,
           ago(-(leader.lease_expires_in_seconds ?? 0))) : null]);
     }
-    pairs.push(["Hosts", hosts.size ? [...hosts].join(", ") + " (seen leading; the leader runs every job)" : null],
+    pairs.push(["Seen leading", hosts.size ? [...hosts].join(", ") : null],
       ["Problem", fleet.error || null]);
     facts(document.getElementById("fleet"), pairs);
     const rows = (fleet.changes || []).map((change) => el("tr", null,
@@ -181,6 +185,47 @@
       el("td", null, change.reason || "—"), el("td", null, host(change.from)), el("td", null, host(change.to))));
     document.querySelector("#fleet-changes tbody").replaceChildren(...rows);
     document.getElementById("fleet-changes").hidden = rows.length === 0;
+  }
+
+  /* One host: its threads and what it runs, as two lines of the Scheduler panel (a panel of its own would squeeze
+   * the components and push the jobs off the first screen). */
+  function oneHost(hosts, running, total) {
+    const host = hosts[0];
+    const all = Math.max(total ?? running.length, running.length);
+    const jobIds = [...new Set(running.map((run) => run.job_id))];
+    return [
+      ["Threads", host ? count(host.claimed) + " claimed, " + count(host.free) + " free of " + count(host.threads) : null],
+      ["Running now", host ? (all ? count(all) + (all === 1 ? " run: " : " runs: ") + jobIds.slice(0, 3).join(", ") +
+        (jobIds.length > 3 || all > running.length ? ", …" : "") : "none") : null],
+    ];
+  }
+
+  /* In a fleet: the executing hosts (one row per process: a reload shows two for a moment) and the runs in flight. */
+  function renderHosts(hosts, running, total) {
+    runningHosts = new Map();
+    for (const run of running) {
+      if (!run.host) continue;
+      const names = runningHosts.get(run.job_id) || [];
+      if (!names.includes(run.host)) names.push(run.host);
+      runningHosts.set(run.job_id, names);
+    }
+    const section = document.getElementById("hosts-section");
+    section.hidden = hosts.length === 0;
+    if (section.hidden) return;
+    const who = (host, pid) => (host ? host + (pid ? " (pid " + pid + ")" : "") : "—");
+    document.querySelector("#hosts tbody").replaceChildren(...hosts.map((host) => el("tr", null,
+      el("th", { scope: "row", title: host.id }, who(host.host, host.pid)),
+      el("td", { title: count(host.threads) + " threads" }, count(host.claimed) + " claimed, " + count(host.free) + " free"),
+      el("td", null, badge(host.state)), el("td", null, ago(host.heartbeat_age_seconds)))));
+    document.querySelector("#running tbody").replaceChildren(...running.map((run) => el("tr", null,
+      el("th", { scope: "row" }, run.job_id), el("td", null, who(run.host, run.pid)), el("td", null, badge(run.state)),
+      el("td", null, run.started_at ? time(run.started_at, ago(since(run.started_at))) : "—"))));
+    const all = Math.max(total ?? running.length, running.length);
+    document.getElementById("running-count").textContent = all ? count(all) + (all === 1 ? " run" : " runs") : "none";
+    document.getElementById("running").hidden = running.length === 0;
+    const more = document.getElementById("running-more");
+    more.hidden = !(total > running.length);
+    more.textContent = more.hidden ? "" : "and " + count(total - running.length) + " more (all of them in /status)";
   }
 
   /* The recent alert deliveries (metrics.alerts), when a channel is configured. */
@@ -326,7 +371,9 @@
       entry.row.dataset.state = state;
     }
     if (entry.toggle.textContent !== job.name) entry.toggle.textContent = job.name;
-    const tags = [job.critical && "critical", job.running && "running", f.quarantined && "quarantined"].filter(Boolean);
+    const where = runningHosts.get(job.id);
+    const tags = [job.critical && "critical", job.running && (where ? "running on " + where.join(", ") : "running"),
+      f.quarantined && "quarantined"].filter(Boolean);
     const idLine = [job.id, ...tags].join("|");
     if (entry.idLine.dataset.signature !== idLine) {  // the button keeps its focus: only the line under it changes
       entry.idLine.dataset.signature = idLine;

@@ -1,4 +1,4 @@
-"""Turn the shared store's records into the scheduler, fleet, job-analysis and job-list blocks of /status."""
+"""Turn the shared store's records into the scheduler, fleet, job-analysis, job-list, hosts and running blocks of /status."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from common.helpers.health import format_timestamp
 from ..host_identity import host_label
 from ..reporting.fleet_view import FleetView
 from ..reporting.scheduler_view import SchedulerView
+from ..reporting.work_view import WorkView
 from ..state.records import JobRecord
 from ..vocabulary import SchedulerState
 
@@ -59,6 +60,42 @@ def fleet_status(view: FleetView) -> dict[str, Any]:
         } for change in view.changes],
         "error": view.error,
     }
+
+
+def _round(value: float | None, places: int = 3) -> float | None:
+    return None if value is None else round(value, places)
+
+
+def hosts_status(work: WorkView) -> list[dict[str, Any]]:
+    """The top-level ``hosts`` list: each executing process, its threads, claims and how fresh its row is."""
+    return [{
+        "host": host.host,
+        "id": host.id,
+        "pid": host.pid,
+        "threads": host.threads,
+        "claimed": host.claimed,
+        "free": host.free,
+        "state": host.state.value,
+        "heartbeat_age_seconds": _round(host.heartbeat_age),
+        "claims": host.claims,
+        "claim_wait_avg_seconds": _round(host.claim_wait_avg, 6),
+        "claim_wait_max_seconds": _round(host.claim_wait_max, 6),
+        "lost_runs": host.lost,
+    } for host in work.hosts]
+
+
+def running_status(work: WorkView) -> list[dict[str, Any]]:
+    """The top-level ``running`` list: each run in flight, oldest first, and the host that holds it."""
+    return [{
+        "job_id": run.job_id,
+        "run_id": run.run_id,
+        "host": run.host,
+        "pid": run.pid,
+        "state": run.state.value,
+        "scheduled_at": format_timestamp(run.scheduled_at),
+        "started_at": format_timestamp(run.started_at),
+        "trigger": run.trigger,
+    } for run in work.running]
 
 
 def scheduled_job_entry(record: JobRecord) -> dict[str, Any]:

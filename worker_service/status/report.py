@@ -37,12 +37,13 @@ from ..reporting.reading import Reading, reader_for
 from ..reporting.snapshot import StoreSnapshot
 from ..reporting.uptime import service_uptime
 from ..vocabulary import SchedulerState
-from .analysis import fleet_status, jobs_summary, scheduler_status
+from .analysis import fleet_status, hosts_status, jobs_summary, running_status, scheduler_status
 from .job_fragments import JobFragments
 from .schemas import StatusSchema
 from .system import SystemSampler
 
 FLEET_CHANGES = 10  # changes of leader shown in the fleet block
+RUNNING_SHOWN = 20  # runs in flight in the page's overview (its "Running now" list); /status has every one
 
 # Dumped per job by JobFragments (memoized), then put in place.
 _PER_JOB_FIELDS = ("metrics.scheduled_jobs", "metrics.jobs_analysis.job_health")
@@ -94,6 +95,8 @@ class StatusReporter:
         body = self._schema_body(self._reader.take(snapshot=snapshot), self._overview_schema)
         analysis = body["metrics"]["jobs_analysis"]
         analysis["states"] = dict(sorted(Counter(verdict.state.value for verdict in snapshot.verdicts).items()))
+        body["running_total"] = len(body["running"])
+        body["running"] = body["running"][:RUNNING_SHOWN]
         return _in_seed_order(body)
 
     def _build(self) -> dict[str, Any]:
@@ -141,6 +144,8 @@ class StatusReporter:
             "metrics": metrics,
             "timestamp": format_timestamp(health.timestamp),
             "service": settings["SERVICE_NAME"],
+            "hosts": hosts_status(reading.work),
+            "running": running_status(reading.work),
         }
         return schema.dump(body)
 

@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from ..control.health_entry import JOB_STATES, JobHealthSchema
 from ..health.schemas import STATUS_WORDS, ComponentsSchema
-from ..vocabulary import SchedulerState
+from ..vocabulary import HostState, RunState, SchedulerState
 
 LEADERSHIP_REASONS = ["first", "released", "handover", "expired", "lost"]
 _status = fields.String(required=True, validate=validate.OneOf(STATUS_WORDS))
@@ -236,6 +236,48 @@ class AlertsSchema(Schema):
     error = fields.String(allow_none=True, required=True, metadata={"description": "why the outbox could not be read"})
 
 
+class HostSchema(Schema):
+    """One executing process of the fleet (one host: the one entry its heartbeat makes)."""
+
+    host = fields.String(required=True, metadata={"description": "the host name people read"})
+    id = fields.String(required=True, metadata={"description": "the full host identity (hostname#machine.instance); "
+                                                               "on one host, the host name"})
+    pid = fields.Integer(required=True)
+    threads = fields.Integer(required=True, metadata={"description": "JOB_EXECUTOR_THREADS of that host"})
+    claimed = fields.Integer(required=True, metadata={"description": "runs it holds now"})
+    free = fields.Integer(required=True, metadata={"description": "threads it could take runs with now (0 unless "
+                                                                  "active)"})
+    state = fields.String(required=True, validate=validate.OneOf([state.value for state in HostState]),
+                          metadata={"description": "active; stopping: a stop or reload, it takes no more runs while "
+                                                   "its last ones finish; expired: its row (one host: its heartbeat) "
+                                                   "ran out, or a process of its machine saw it dead; its runs are "
+                                                   "settled lost (or crashed)"})
+    heartbeat_age_seconds = _seconds(allow_none=True, required=True,
+                                     metadata={"description": "since its last renewal, on the database's clock"})
+    claims = fields.Integer(allow_none=True, required=True,
+                            metadata={"description": "runs it claimed since it started; null on one host"})
+    claim_wait_avg_seconds = _seconds(allow_none=True, required=True, metadata={
+        "description": "mean wait of its claimed runs between planned and claimed; null before a claim"})
+    claim_wait_max_seconds = _seconds(allow_none=True, required=True)
+    lost_runs = fields.Integer(allow_none=True, required=True,
+                               metadata={"description": "its runs settled lost; null on one host"})
+
+
+class RunInFlightSchema(Schema):
+    """A run not finished yet, and where it runs."""
+
+    job_id = fields.String(required=True)
+    run_id = fields.Integer(required=True)
+    host = fields.String(allow_none=True, required=True, metadata={"description": "null while it waits"})
+    pid = fields.Integer(allow_none=True, required=True)
+    state = fields.String(required=True, validate=validate.OneOf([state.value for state in RunState]),
+                          metadata={"description": "running; waiting: planned, no host claimed it yet; stopping: "
+                                                   "its process stops and lets it finish"})
+    scheduled_at = fields.String(required=True, metadata={"description": "its slot"})
+    started_at = fields.String(allow_none=True, required=True)
+    trigger = fields.String(required=True, metadata={"description": "scheduled, or manual (run now)"})
+
+
 class MetricsSchema(Schema):
     service_type = fields.String(required=True)
     uptime_seconds = _seconds(required=True)
@@ -257,6 +299,11 @@ class StatusSchema(Schema):
     metrics = fields.Nested(MetricsSchema, required=True)
     timestamp = fields.String(required=True)
     service = fields.String(required=True)
+    hosts = fields.List(fields.Nested(HostSchema), required=True, metadata={
+        "description": "the executing hosts, one entry per process (a reload shows two for a moment); [] when the "
+                       "store cannot be read or, on one host, before a scheduler ever ran"})
+    running = fields.List(fields.Nested(RunInFlightSchema), required=True,
+                          metadata={"description": "the runs in flight, oldest first"})
 
 
 class OverviewJobsSchema(Schema):
@@ -288,6 +335,10 @@ class OverviewSchema(Schema):
     metrics = fields.Nested(OverviewMetricsSchema, required=True)
     timestamp = fields.String(required=True)
     service = fields.String(required=True)
+    hosts = fields.List(fields.Nested(HostSchema), required=True)
+    running = fields.List(fields.Nested(RunInFlightSchema), required=True,
+                          metadata={"description": "the oldest runs in flight (at most 20)"})
+    running_total = fields.Integer(required=True, metadata={"description": "all the runs in flight"})
 
 
 class RunChartSchema(Schema):
