@@ -7,7 +7,7 @@ Usage (what ``make bench`` runs):
 
     .venv/bin/python bench/run.py --ref HEAD # pin one commit (a `git archive` snapshot), e.g. while others edit the tree
 
-Options: --only health,hung,status,status_cost,tracking,failover,memory  --rounds N  --duration S
+Options: --only health,hung,status,status_cost,tracking,failover,memory,fleet  --rounds N  --duration S
 --sweep-duration S  --soak S  --tries N  --out FILE  --ref REF  --no-install  (see --help).
 
 Every server is a real gunicorn on 127.0.0.1 with 2 workers x 4 threads (gthread):

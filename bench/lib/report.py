@@ -298,6 +298,13 @@ def render(bench: Bench, complete: bool, error: str | None) -> str:
         goals.append(("6. memory does not grow without bound", f"largest growth over the second half of the load "
                       f"{worst_second_half:+.1f} MiB", worst_second_half <= 2.0))
 
+    if "fleet" in res:
+        out += ["## 7. The fleet sharing the work (issue 21: bench/fleet_*.py)", "",
+                "Each script's own output (see bench/README.md for what it measures; a non-zero exit means a slot ran "
+                "twice, a run started early, or the script failed: its stderr is in the run's log directory).", ""]
+        for script, found in res["fleet"].items():
+            out += [f"### {script} (exit {found['rc']})", "", found["markdown"], ""]
+
     if goals:
         out += ["## Goals", "", "| goal | measured (same-run ratios) | verdict |", "|---|---|---|"]
         out += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in goals]

@@ -49,7 +49,16 @@ from .wrk import (
     wrk,
 )
 
-SCENARIOS = ("health", "hung", "status", "status_cost", "tracking", "failover", "memory")
+SCENARIOS = ("health", "hung", "status", "status_cost", "tracking", "failover", "memory", "fleet")
+
+# 7. The fleet sharing the work (issue 21): standalone scripts, run in turn; each prints a markdown table.
+# (script, full-run arguments, --quick arguments)
+FLEET_SCRIPTS = (
+    ("fleet_capacity.py", [], ["--quick", "--only", "b"]),
+    ("fleet_throughput.py", [], ["--quick", "--only", "b"]),
+    ("fleet_failover_exec.py", [], ["--quick", "--after", "20"]),
+    ("fleet_handover.py", [], ["--only", "stop-leader"]),
+)
 
 
 class Bench:
@@ -391,3 +400,38 @@ class Bench:
         finally:
             server.stop()
 
+    # -- 7. fleet ----------------------------------------------------------------------------------------------
+    def fleet(self) -> None:
+        """The fleet benchmarks of issue 21 (bench/fleet_*.py), each in its own process; their tables go in the report.
+
+        A script is stopped with SIGTERM (it then stops its hosts and drops its schemas), not SIGKILL.
+        """
+        log("scenario 7: the fleet sharing the work (bench/fleet_*.py)")
+        self.stop_floor()
+        found: dict[str, dict[str, Any]] = {}
+        self.results["fleet"] = found
+        for script, full, quick in FLEET_SCRIPTS:
+            path = SOURCE.root / "bench" / script
+            if not path.is_file():
+                found[script] = {"rc": None, "markdown": f"(not in this tree: {script})", "command": ""}
+                continue
+            arguments = quick if self.args.quick else full
+            command = [sys.executable, str(path), *arguments]
+            shown = f".venv/bin/python bench/{script} {' '.join(arguments)}".strip()
+            self.commands[script] = shown
+            log(f"  {shown}")
+            with open(self.logdir / f"{script}.log", "wb") as errors:
+                process = subprocess.Popen(command, cwd=str(SOURCE.root), stdout=subprocess.PIPE, stderr=errors)
+                try:
+                    stdout, _ = process.communicate(timeout=1800)
+                finally:
+                    if process.poll() is None:
+                        process.terminate()  # the script cleans up on SIGTERM
+                        try:
+                            process.wait(timeout=120)
+                        except subprocess.TimeoutExpired:
+                            process.kill()
+                            process.wait(timeout=10)
+            found[script] = {"rc": process.returncode, "markdown": stdout.decode(errors="replace").strip(),
+                             "command": shown}
+            log(f"  {script}: exit {process.returncode}")

@@ -152,6 +152,35 @@ def fail_while_noting(flag: str, notes: str) -> None:
         raise RuntimeError("failing on purpose")
 
 
+def record_run(url: str, table: str, sleep: float = 0.0) -> None:
+    """Note this run's start in PostgreSQL ``table`` (``schema.table``), sleep ``sleep`` s, then note its end.
+
+    A row per run: job id, slot (the scheduled time tracking gives the run; the
+    wall clock if there is none, with ``tracked`` false), host label
+    (``FLEET_HOST``), pid, the host's wall clock and the database's clock at the
+    start, the database's clock at the end. No fencing and no connection held
+    while sleeping (an I/O-bound job of the fleet benchmarks, bench/fleet_*.py):
+    whatever ran the run, it shows, so a slot run twice shows too.
+    """
+    import psycopg
+
+    from worker_service.scheduler.tracking import current_run
+
+    run = current_run()
+    tracked = run is not None and run.scheduled_at is not None
+    slot = run.scheduled_at if tracked else time.time()
+    job = run.job_id if run is not None else "?"
+    target = ".".join(f'"{part}"' for part in table.split("."))
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
+        (row_id,) = db.execute(
+            f"INSERT INTO {target} (job, slot, host, pid, wall, tracked) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (job, slot, os.environ.get("FLEET_HOST", "?"), os.getpid(), time.time(), tracked)).fetchone()
+    if sleep:
+        time.sleep(sleep)
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
+            db.execute(f"UPDATE {target} SET ended = extract(epoch FROM clock_timestamp()) WHERE id = %s", (row_id,))
+
+
 WORK_TABLE_DDL = """
 CREATE TABLE {table} (
     id bigserial PRIMARY KEY, job text NOT NULL, slot float8 NOT NULL, host text NOT NULL, pid int NOT NULL,
