@@ -161,7 +161,7 @@ class SchedulerLeadership:
                 alerts=AlertSettings.from_settings(self._settings), checks=self._checks, deliverer=self._deliverer,
                 ledger=self._store if isinstance(self._store, FleetLedger) else None,
                 session=self._runner.session if self._runner is not None else None, runner=self._runner,
-                sweep_every=self._lease.timing.renew_every if self._runner is not None else None,  # type: ignore[attr-defined]
+                sweep_every=self._lease.timing.sweep_every if self._runner is not None else None,  # type: ignore[attr-defined]
             )
             service.start()
             self._service = service

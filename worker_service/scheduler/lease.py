@@ -108,6 +108,16 @@ class LeaseTiming:
         return self.ttl / 3
 
     @property
+    def sweep_every(self) -> float:
+        """Seconds between the leader's looks for runs of hosts whose row expired (at most a second, at most TTL/3).
+
+        A host's runs are settled lost within TTL + this of its last renewal;
+        until then each of them holds its job (``max_instances``), so the look
+        is frequent: two reads a second, by the leader only.
+        """
+        return min(self.ttl / 3, 1.0)
+
+    @property
     def retry_every(self) -> float:
         """Seconds between renewals after one failed: a short outage must not cost the lease."""
         return max(min(self.ttl / 12, 1.0), 0.1)
