@@ -147,9 +147,9 @@ class LeaderStore:
     def mark_stopping(self, session: str) -> None:
         self._leading(lambda w: w.mark_stopping(session))
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
-                       ) -> list[OrphanedRun]:
-        return self._leading(lambda w: w.settle_orphans(session, lost))
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None,
+                       planned_age: float = 0.0) -> list[OrphanedRun]:
+        return self._leading(lambda w: w.settle_orphans(session, lost, planned_age))
 
     def set_crash_hold(self, job_id: str, held_until: float | None, quarantine_key: str | None = None) -> None:
         self._leading(lambda w: w.set_crash_hold(job_id, held_until, quarantine_key))

@@ -71,6 +71,7 @@ class SchedulerService:
                  deliverer: Deliverer | None = None, ledger: FleetLedger | None = None, session: str | None = None,
                  runner: HostRunner | None = None, sweep_every: float | None = None) -> None:
         self.specs = specs
+        self._spec_by_id = {spec.id: spec for spec in specs}
         self.max_clock_skew = max_clock_skew  # SCHEDULER_MAX_CLOCK_SKEW: how far apart two leaders' clocks may be
         self.fleet = fleet  # the store is shared by several hosts (another host's runs are in it)
         self.store = store
@@ -83,6 +84,7 @@ class SchedulerService:
         self.host = host_id()  # compared whole: two hosts may share a host name
         self.runner = runner  # this host's share of the fleet's runs (fleet mode), else None: every run is run here
         self.sweep_every = sweep_every or heartbeat_interval
+        self._planned_age = 3 * self.sweep_every + 1.0  # a planned run this young is never judged (claims take <1 s)
         self._placements = {spec.id: spec.placement(fleet=runner is not None) for spec in specs}
         self._live_sessions: set[str] = set()  # sessions of the fleet's processes whose row is alive (last sweep)
         self._gone_sessions: set[str] = set()  # sessions a process of their own machine saw dead
@@ -251,7 +253,7 @@ class SchedulerService:
             self._live_sessions = {h.session for h in hosts if h.alive}
             self._gone_sessions = {h.session for h in hosts if h.gone}
             self._live_hosts = sorted({h.host for h in hosts if h.alive and not h.stopping})
-        settled = self.store.settle_orphans(self.session, lost=self._judge)
+        settled = self.store.settle_orphans(self.session, lost=self._judge, planned_age=self._planned_age)
         self._report_settled(settled)
         lost = [orphan for orphan in settled if orphan.lost and orphan.retry_of is None and orphan.run_id is not None]
         if retry:
@@ -264,7 +266,7 @@ class SchedulerService:
 
     def _contain(self, job_id: str) -> None:
         """A run of ``job_id`` crashed its worker while this leader leads (on another host): hold or quarantine it."""
-        spec = next((spec for spec in self.specs if spec.id == job_id), None)
+        spec = self._spec_by_id.get(job_id)
         if spec is None:
             return
         with self._plan_lock:
@@ -286,7 +288,7 @@ class SchedulerService:
         the scheduler has it. A job pinned to the leader or run on every host
         is not retried (its next slot runs as planned).
         """
-        spec = next((spec for spec in self.specs if spec.id == orphan.job_id), None)
+        spec = self._spec_by_id.get(orphan.job_id)
         if spec is None or not spec.retry_lost or self._placements.get(spec.id) != RUN_ON_ANY:
             return
         run_id = self.store.record_submitted(spec.id, "", 0, orphan.scheduled_at, None, orphan.trigger,
@@ -374,10 +376,10 @@ class SchedulerService:
         """
         if orphan.for_host is not None and self._live_hosts and orphan.for_host not in self._live_hosts:
             return False
-        spec = next((spec for spec in self.specs if spec.id == orphan.job_id), None)
+        spec = self._spec_by_id.get(orphan.job_id)
         grace = spec.misfire_grace_time if spec is not None else 0
         waited = time.time() - (orphan.held_since if orphan.held_since is not None else orphan.scheduled_at)
-        if waited > (UNCLAIMED_LIMIT if grace is None else grace) + 3 * self.sweep_every + 1.0:
+        if waited > (UNCLAIMED_LIMIT if grace is None else grace) + self._planned_age:
             return False
         return None
 

@@ -76,7 +76,10 @@ def _v7() -> str:
     added.append(add_column(JOB_RUNS, "host", POSTGRESQL))
     made = [statement for table in (HOSTS,) for statement in create_table(table, POSTGRESQL)]
     indexes = ["CREATE INDEX job_running_by_job ON {s}.job_running (job_id)",
-               "CREATE INDEX job_running_claimable ON {s}.job_running (scheduled_at) WHERE session = ''"]
+               "CREATE INDEX job_running_claimable ON {s}.job_running (scheduled_at)"
+               " WHERE session = '' AND for_host IS NULL",
+               "CREATE INDEX job_running_claimable_here ON {s}.job_running (for_host, scheduled_at)"
+               " WHERE session = '' AND for_host IS NOT NULL"]
     return ";\n".join(added + made + indexes)
 
 

@@ -250,10 +250,16 @@ SELECT (SELECT * FROM up)""",
     "claim_runs": f"""
 WITH me AS MATERIALIZED (SELECT 1 FROM {{s}}.hosts WHERE session = %(session)s::text AND NOT stopping
                          AND expires_at > clock_timestamp()),
-picked AS (SELECT run_id FROM {{s}}.job_running
-           WHERE session = '' AND job_id <> ALL(%(skip_jobs)s::text[]) AND EXISTS (SELECT 1 FROM me)
-             AND (for_host IS NULL OR for_host = %(host)s::text) AND avoid_host IS DISTINCT FROM %(host)s::text
-           ORDER BY for_host IS NULL, scheduled_at, run_id LIMIT %(limit)s::int FOR UPDATE SKIP LOCKED),
+own AS (SELECT run_id FROM {{s}}.job_running
+        WHERE session = '' AND for_host = %(host)s::text AND job_id <> ALL(%(skip_jobs)s::text[])
+          AND EXISTS (SELECT 1 FROM me)
+        ORDER BY scheduled_at LIMIT %(limit)s::int FOR UPDATE SKIP LOCKED),
+anyone AS (SELECT run_id FROM {{s}}.job_running
+           WHERE session = '' AND for_host IS NULL AND job_id <> ALL(%(skip_jobs)s::text[])
+             AND avoid_host IS DISTINCT FROM %(host)s::text AND EXISTS (SELECT 1 FROM me)
+           ORDER BY scheduled_at LIMIT greatest(%(limit)s::int - (SELECT count(*) FROM own), 0)
+           FOR UPDATE SKIP LOCKED),
+picked AS (SELECT run_id FROM own UNION ALL SELECT run_id FROM anyone),
 claimed AS (UPDATE {{s}}.job_running r SET session = %(session)s::text, pid = %(pid)s::int, host = %(host)s::text,
                claimed_at = {_NOW}, started_at = %(at)s::float8
             FROM picked WHERE r.run_id = picked.run_id
@@ -301,7 +307,9 @@ _READS = {
                    " WHERE job_id = %(job_id)s::text",
     # Every live run of another owner, and every planned run no host claimed yet (session ''): the caller judges.
     "orphans": "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, session, for_host, trigger,"
-               " retry_of, coalesce(claimed_at, submitted_at) FROM {s}.job_running WHERE session <> %(session)s::text ORDER BY run_id",
+               " retry_of, coalesce(claimed_at, submitted_at) FROM {s}.job_running WHERE session <> %(session)s::text"
+               " AND (session <> '' OR submitted_at < extract(epoch FROM clock_timestamp()) - %(planned_age)s::float8)"
+               " ORDER BY run_id",
     # claimed: the runs it took by claims (its threads'); a leader's own runs (run_on "leader") use another pool.
     "hosts": "SELECT h.session, h.host, h.pid, h.threads, (SELECT count(*) FROM {s}.job_running r"
              " WHERE r.session = h.session AND r.run_on IS NOT NULL), extract(epoch FROM h.started_at)::float8,"

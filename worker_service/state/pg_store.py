@@ -261,8 +261,8 @@ class PostgresStateStore(PostgresAlerts):
         """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
         self._write("mark_stopping", session=session)
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
-                       ) -> list[OrphanedRun]:
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None,
+                       planned_age: float = 0.0) -> list[OrphanedRun]:
         """Record and forget every unfinished run of another owner; return them, as recorded.
 
         ``lost`` judges each run first (see the protocol); a run it keeps
@@ -273,7 +273,7 @@ class PostgresStateStore(PostgresAlerts):
         """
         settled = []
         for (run_id, job_id, pid, scheduled_at, started_at, stopping, host, owner, for_host, trigger,
-             retry_of, held_since) in self._all("orphans", session=session):
+             retry_of, held_since) in self._all("orphans", session=session, planned_age=planned_age):
             if owner == "" and lost is None:
                 continue  # planned, for a host to claim: only a caller that judges settles it
             orphan = OrphanedRun(job_id, pid, scheduled_at, started_at, stopping, host, run_id=run_id, session=owner,

@@ -334,12 +334,15 @@ class LeaderWriter(Protocol):
         """The leader is stopping: a run of ``session`` still going when its process dies was killed at the stop."""
         ...
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
-                       ) -> list[OrphanedRun]:
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None,
+                       planned_age: float = 0.0) -> list[OrphanedRun]:
         """Record and forget every unfinished run of another session; return them, as recorded.
 
         A planned run no host claimed yet (any host may still claim it) is
-        judged too, with ``session`` ''; without ``lost`` it is left alone.
+        judged too, with ``session`` '', once it was planned ``planned_age``
+        seconds ago or more (younger ones cannot be stale yet: the leader,
+        which looks every second, is spared reading them); without ``lost``
+        it is left alone.
         ``lost`` (the caller's judgement; a store cannot look at processes or
         hosts) says of each run whether its owner may still be alive out of
         reach (``True``), is gone (``False``), or is alive and keeps it

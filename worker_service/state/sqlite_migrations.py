@@ -113,7 +113,10 @@ def _add_claim_columns(db: sqlite3.Connection) -> None:
             if name not in present:  # a file made whole by version 1 has them already
                 db.execute(add_column(table, name, SQLITE))
     db.execute("CREATE INDEX IF NOT EXISTS job_running_by_job ON job_running (job_id)")
-    db.execute("CREATE INDEX IF NOT EXISTS job_running_claimable ON job_running (scheduled_at) WHERE session = ''")
+    db.execute("CREATE INDEX IF NOT EXISTS job_running_claimable ON job_running (scheduled_at)"
+               " WHERE session = '' AND for_host IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS job_running_claimable_here ON job_running (for_host, scheduled_at)"
+               " WHERE session = '' AND for_host IS NOT NULL")
 
 
 # (version, what it does, the step), in order. Never edit one that shipped: add the next.

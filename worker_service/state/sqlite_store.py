@@ -231,8 +231,8 @@ class SqliteStateStore(SqliteAlerts):
         with self._connection() as db:
             self._count(db, "skip", job_id, at, "max_instances")
 
-    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None
-                       ) -> list[OrphanedRun]:
+    def settle_orphans(self, session: str, lost: Callable[[OrphanedRun], bool | None] | None = None,
+                       planned_age: float = 0.0) -> list[OrphanedRun]:
         """Record every run an earlier leader left unfinished, forget them, and return them.
 
         Called by a new leader before it submits anything, and again on every
@@ -246,9 +246,9 @@ class SqliteStateStore(SqliteAlerts):
         with self._connection() as db:
             rows = db.execute(
                 "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by,"
-                " command_id, session, for_host, retry_of, coalesce(claimed_at, submitted_at) FROM job_running WHERE session != ?"
-                " ORDER BY run_id",
-                (session,),
+                " command_id, session, for_host, retry_of, coalesce(claimed_at, submitted_at) FROM job_running"
+                " WHERE session != ? AND (session != '' OR submitted_at < ?) ORDER BY run_id",
+                (session, time.time() - planned_age),
             ).fetchall()
             orphans = []
             for (run_id, job_id, pid, scheduled, started, stopping, host, trigger, requested_by, command_id, owner,

@@ -134,7 +134,9 @@ JOB_RUNNING = Table("job_running", (
     Column("run_on", TEXT), Column("for_host", TEXT), Column("avoid_host", TEXT), Column("retry_of", COUNT),
     Column("claimed_at", REAL),
 ), indexes=(Index("by_session", ("session",)), Index("by_job", ("job_id",)),
-            Index("claimable", ("scheduled_at",), where="session = ''")))
+            # What a claim reads, in the order it takes it: runs any host may take, and each host's own every-host runs.
+            Index("claimable", ("scheduled_at",), where="session = '' AND for_host IS NULL"),
+            Index("claimable_here", ("for_host", "scheduled_at"), where="session = '' AND for_host IS NOT NULL")))
 SCHEDULER = Table("scheduler", (
     Column("id", INT, primary_key=True, check="id = 1", internal=True), _required("pid", INT),
     _required("hostname", TEXT), _required("state", TEXT), _required("timezone", TEXT),
