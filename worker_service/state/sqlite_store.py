@@ -243,13 +243,16 @@ class SqliteStateStore(SqliteAlerts):
         never started (``missed``); a run ``lost`` says may still be alive is
         recorded as ``lost`` (see the protocol).
         """
+        query = ("SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by,"
+                 " command_id, session, for_host, retry_of, coalesce(claimed_at, submitted_at) FROM job_running"
+                 " WHERE session != ? AND (session != '' OR submitted_at < ?) ORDER BY run_id")
+        params = (session, time.time() - planned_age)
+        # The leader looks on every heartbeat and there is mostly nothing: a read, and the file's write lock only
+        # when there is something to settle (a process frozen inside a write transaction blocks every writer).
+        if not self.file.read(lambda db: db.execute(query, params).fetchone()):
+            return []
         with self._connection() as db:
-            rows = db.execute(
-                "SELECT run_id, job_id, pid, scheduled_at, started_at, stopping, host, trigger, requested_by,"
-                " command_id, session, for_host, retry_of, coalesce(claimed_at, submitted_at) FROM job_running"
-                " WHERE session != ? AND (session != '' OR submitted_at < ?) ORDER BY run_id",
-                (session, time.time() - planned_age),
-            ).fetchall()
+            rows = db.execute(query, params).fetchall()
             orphans = []
             for (run_id, job_id, pid, scheduled, started, stopping, host, trigger, requested_by, command_id, owner,
                  for_host, retry_of, held_since) in rows:
