@@ -95,7 +95,8 @@ def duplicates(runs: list[Work], per_host: bool = False) -> dict:
 def test_three_hosts_share_the_runs_every_host_runs_its_own_and_max_instances_holds_across_hosts(tmp_path):
     def jobs(table: str) -> str:
         spread = "".join(work_job(f"spread_{n}", table, every=2, seconds=1.5) for n in range(4))
-        return (spread + work_job("every", table, every=1, seconds=0, run_on="every-host")
+        # Every 2 s: a host looks for work every 0.5 s, and a slot planned while its last one waits is skipped.
+        return (spread + work_job("every", table, every=2, seconds=0, run_on="every-host")
                 + work_job("wide", table, every=1, seconds=2.5, max_instances=2))
 
     fleet = SharedFleet(tmp_path, jobs, ttl=TTL, timeout=DB_TIMEOUT, workers=2, tick=TICK,
@@ -204,10 +205,10 @@ def test_a_host_that_dies_or_is_cut_off_mid_run_has_its_runs_settled_lost_and_re
         if fault != "SIGKILL":
             # Back: its run finishes there (it was only out of reach), but the slot was settled once and its end is
             # not counted again; a host back in reach claims again.
+            back = fleet.db_now()
             wait_until(lambda: next(run for run in fleet.work("retry") if run.run_id == victim_run.run_id).ended,
                        timeout=15, what="the cut-off run to end where it ran")
-            wait_until(lambda: any(run.host == victim.name and run.started > victim_run.started + 6
-                                   for run in fleet.work()), timeout=20, what="the host to claim again")
+            fleet.wait_for_ticks(1, timeout=20, host=victim, after=back)  # it claims again (a tick: any host may)
         for_slot = [run for run in fleet.work("retry") if round(run.slot, 3) == round(victim_run.slot, 3)]
         assert len(for_slot) == 2, f"the lost slot ran {len(for_slot)} times (once, then once retried)"
         assert len([run for run in fleet.store.runs("retry") if run.outcome == "lost"]) == 1
