@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import pg
+from tests.support.servers import wait_until
 from worker_service.fencing import fence
 from worker_service.scheduler.tracking import CurrentRun, _running
 from worker_service.state.faults import FencedOut
@@ -91,8 +92,8 @@ def test_hosts_claiming_at_once_take_disjoint_runs_and_together_all_of_them(stor
 def test_a_host_claims_only_while_its_row_is_alive_and_it_is_not_stopping(store):
     plan(store)
     store.renew_host("s-a", "host-a", 11, 4, 0.2)
-    time.sleep(0.3)  # the row's own TTL, on the database's clock
-    assert not next(host for host in store.hosts() if host.session == "s-a").alive
+    wait_until(lambda: not next(host for host in store.hosts() if host.session == "s-a").alive, timeout=5,
+               what="the row's own TTL to pass, on the database's clock")
     assert store.claim_runs("s-a", "host-a", 11, 5, [], time.time()) == []
     store.renew_host("s-a", "host-a", 11, 4, TTL, stopping=True)
     assert store.claim_runs("s-a", "host-a", 11, 5, [], time.time()) == []

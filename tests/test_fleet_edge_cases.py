@@ -18,6 +18,7 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tests.support import pg
+from tests.support.servers import wait_until
 from worker_service.host_identity import host_id
 from worker_service.scheduler.host_runner import HostRunner
 from worker_service.scheduler.jobs_file import JobSpec
@@ -85,10 +86,7 @@ def test_a_claimed_run_going_on_a_host_at_a_graceful_stop_is_marked_stopping(sto
                         poll=0.05).start()
     try:
         plan(store, "long")
-        deadline = time.monotonic() + 5
-        while runner.running() == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert runner.running() == 1
+        wait_until(lambda: runner.running() == 1, timeout=5, interval=0.02, what="the run claimed and going")
         runner.stop_claiming()  # what SchedulerLeadership.stop does on a host that does not lead
         (row,) = store.runs_in_flight()
         assert row.stopping, "not marked stopping: a kill at the graceful timeout is recorded as a crash"

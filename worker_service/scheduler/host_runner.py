@@ -46,7 +46,6 @@ from typing import Any
 
 from ..host_identity import process_alive, same_machine
 from ..state import StateStore, StoreUnavailable
-from ..state.faults import FencedOut
 from ..state.records import ClaimedRun, ClaimStats
 from .jobs_file import RUN_ON_LEADER, JobSpec
 from .lease import LeaseTiming
@@ -58,16 +57,14 @@ CLAIM_POLL = 0.5  # seconds between claims while nothing wakes the runner: a due
 
 
 class _ClaimedStore:
-    """The store as a host's claimed runs write it: each end fenced by the claim (``owner``), starts by the deadline."""
+    """The store as a host's claimed runs write it: each end fenced by the claim (``owner``)."""
 
     def __init__(self, store: StateStore, runner: HostRunner) -> None:
         self._store = store
         self._runner = runner
 
     def record_started(self, run_id: int, at: float) -> bool:
-        if not self._runner.valid():
-            raise FencedOut("host row not renewed in time: this host starts no run until it is renewed")
-        return True  # the claim recorded the start
+        return True  # the claim recorded the start; HostRunner._run already checked the row's deadline
 
     def record_run(self, job_id: str, outcome: str, at: float, duration: float | None, error_type: str | None = None,
                    error_message: str | None = None, run_id: int | None = None) -> bool:
